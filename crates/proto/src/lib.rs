@@ -1,0 +1,16 @@
+//! The SMTP wire protocol for dakiya, without I/O: command grammar, addresses, ESMTP
+//! parameters, replies with enhanced status codes, CRLF-strict framing and the server session
+//! state machine. Nothing here touches sockets, files or an async runtime; the binary drives it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod command;
+pub mod data;
+pub mod line;
+pub mod params;
+pub mod reply;
+pub mod server;
+
+pub use reply::{Enhanced, Reply};
+pub use server::{Event, Server, ServerConfig};

@@ -1,0 +1,126 @@
+//! SMTP replies (RFC 5321 §4.2) carrying enhanced status codes (RFC 2034, RFC 3463).
+
+use std::fmt;
+
+/// An enhanced status code `class.subject.detail` (RFC 3463 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enhanced(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// One SMTP reply: a three-digit code, an enhanced code and one or more text lines.
+///
+/// Every reply dakiya sends carries an enhanced code (we advertise ENHANCEDSTATUSCODES,
+/// RFC 2034 §3), except the greeting and the EHLO response, which RFC 2034 excludes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The basic reply code, 200..=599.
+    pub code: u16,
+    /// The enhanced status code, absent only for 220 greetings and the 250 EHLO response.
+    pub enhanced: Option<Enhanced>,
+    /// Text lines; never empty. Must not contain CR or LF.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A one-line reply with an enhanced code.
+    pub fn new(code: u16, enhanced: Enhanced, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            lines: vec![text.into()],
+        }
+    }
+
+    /// A reply without an enhanced code (greeting, EHLO).
+    pub fn plain(code: u16, lines: Vec<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            lines,
+        }
+    }
+
+    /// True for 4xx and 5xx replies.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// True for 5xx replies.
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// Appends the wire form (`code[-| ]enhanced text CRLF` per line) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            let text = sanitize(line);
+            match self.enhanced {
+                Some(e) => out.extend_from_slice(format!("{}{sep}{e} {text}\r\n", self.code).as_bytes()),
+                None => out.extend_from_slice(format!("{}{sep}{text}\r\n", self.code).as_bytes()),
+            }
+        }
+        if self.lines.is_empty() {
+            out.extend_from_slice(format!("{}\r\n", self.code).as_bytes());
+        }
+    }
+
+    /// The wire form as a string (for logs and tests).
+    pub fn to_wire(&self) -> String {
+        let mut v = Vec::new();
+        self.write_to(&mut v);
+        String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+/// Reply text must never carry CR or LF: they would let text that came from elsewhere (a remote
+/// server's message, a configured string) forge extra reply lines.
+fn sanitize(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b == b'\r' || b == b'\n') {
+        std::borrow::Cow::Owned(s.replace(['\r', '\n'], " "))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_wire().trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_line_with_enhanced_code() {
+        let r = Reply::new(250, Enhanced(2, 1, 0), "Sender ok");
+        assert_eq!(r.to_wire(), "250 2.1.0 Sender ok\r\n");
+    }
+
+    #[test]
+    fn multi_line_every_line_has_the_code() {
+        let r = Reply {
+            code: 214,
+            enhanced: Some(Enhanced(2, 0, 0)),
+            lines: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(r.to_wire(), "214-2.0.0 a\r\n214 2.0.0 b\r\n");
+    }
+
+    #[test]
+    fn plain_reply_and_text_injection_is_neutralised() {
+        let r = Reply::plain(250, vec!["host".into(), "PIPE\r\n250 X".into()]);
+        assert_eq!(r.to_wire(), "250-host\r\n250 PIPE  250 X\r\n");
+        assert!(!Reply::new(250, Enhanced(2, 0, 0), "x").is_error());
+        assert!(Reply::new(452, Enhanced(4, 5, 3), "x").is_error());
+        assert!(!Reply::new(452, Enhanced(4, 5, 3), "x").is_permanent());
+    }
+}

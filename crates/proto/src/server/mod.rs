@@ -1,0 +1,466 @@
+//! The server side of an SMTP session as a sans-IO state machine.
+//!
+//! The driver (the binary) owns the socket. It appends what it reads to an input buffer and
+//! calls [`Server::poll`] until it returns [`Event::NeedInput`]; replies accumulate in
+//! [`Server::output`], which the driver writes out whenever it is about to wait for input
+//! (so pipelined commands get their replies in one write, RFC 2920 §3). Decisions that need
+//! the outside world — is this recipient ours, is the message safely stored — are events the
+//! driver answers with [`Server::recipient_verdict`] and [`Server::message_committed`]: rules
+//! live here, effects in the driver.
+
+mod commands;
+pub(crate) mod replies;
+
+use crate::address::{ForwardPath, ReversePath};
+use crate::data::{CrlfChecker, DataDecoder};
+use crate::line::{self, LineError, MAX_COMMAND_LINE};
+use crate::params::{MailParams, RcptParams};
+use crate::reply::Reply;
+
+/// Limits and identity for a session.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Our host name, for the greeting and EHLO.
+    pub hostname: String,
+    /// SIZE limit in octets (RFC 1870).
+    pub max_message_size: u64,
+    /// Recipients per transaction (RFC 5321 §4.5.3.1.8 asks for at least 100).
+    pub max_recipients: usize,
+    /// Errors tolerated before the session is closed with 421.
+    pub max_errors: u32,
+}
+
+/// What the driver must do next.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// Write out [`Server::output`], then read more input.
+    NeedInput,
+    /// Decide on [`Server::pending_recipient`], then call [`Server::recipient_verdict`].
+    CheckRecipient,
+    /// A message body begins: prepare storage. The envelope is [`Server::transaction`].
+    MessageStart,
+    /// Message content, already dot-unstuffed, with CRLF line ends.
+    Body(&'a [u8]),
+    /// The body is complete: store it durably, then call [`Server::message_committed`].
+    MessageEnd,
+    /// The message was refused or the session broke: discard what was stored so far.
+    MessageAbort,
+    /// Write out [`Server::output`] and close the connection.
+    Close,
+}
+
+/// An event carried over to the next poll (an owned copy of [`Event`] minus `Body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    MessageEnd,
+    MessageAbort,
+    Close,
+}
+
+/// A decision the driver owes us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaiting {
+    Recipient,
+    Commit,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Command,
+    /// Discarding the rest of a too-long command line.
+    SkipLine,
+    Data(DataDecoder),
+    Bdat { remaining: u64, last: bool, refuse: Option<Reply> },
+    Closed,
+}
+
+/// A recipient the driver accepted, with the driver's own data about it (e.g. its routes).
+#[derive(Debug, Clone)]
+pub struct Recipient<T> {
+    /// The path as given in RCPT TO.
+    pub path: ForwardPath,
+    /// Its DSN parameters.
+    pub params: RcptParams,
+    /// What the driver attached when accepting it.
+    pub data: T,
+}
+
+/// The mail transaction in progress (RFC 5321 §3.3).
+#[derive(Debug, Clone)]
+pub struct Transaction<T> {
+    /// MAIL FROM.
+    pub from: ReversePath,
+    /// MAIL parameters.
+    pub params: MailParams,
+    /// Accepted recipients.
+    pub rcpts: Vec<Recipient<T>>,
+    pending: Option<(ForwardPath, RcptParams)>,
+    started: bool,
+    used_bdat: bool,
+    size: u64,
+    oversize: bool,
+    checker: CrlfChecker,
+}
+
+impl<T> Transaction<T> {
+    fn new(from: ReversePath, params: MailParams) -> Transaction<T> {
+        Transaction {
+            from,
+            params,
+            rcpts: Vec::new(),
+            pending: None,
+            started: false,
+            used_bdat: false,
+            size: 0,
+            oversize: false,
+            checker: CrlfChecker::new(),
+        }
+    }
+}
+
+/// The client's greeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The name given with EHLO/HELO.
+    pub name: String,
+    /// EHLO (true) or HELO (false).
+    pub esmtp: bool,
+}
+
+/// One SMTP server session.
+#[derive(Debug)]
+pub struct Server<T> {
+    cfg: std::sync::Arc<ServerConfig>,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    phase: Phase,
+    hello: Option<Hello>,
+    tx: Option<Transaction<T>>,
+    errors: u32,
+    awaiting: Option<Awaiting>,
+    queued: Option<Queued>,
+}
+
+impl<T> Server<T> {
+    /// A new session; the 220 greeting is already in the output.
+    pub fn new(cfg: std::sync::Arc<ServerConfig>) -> Server<T> {
+        let mut s = Server {
+            out: Vec::new(),
+            scratch: Vec::new(),
+            phase: Phase::Command,
+            hello: None,
+            tx: None,
+            errors: 0,
+            awaiting: None,
+            queued: None,
+            cfg,
+        };
+        let greeting = Reply::plain(220, vec![format!("{} ESMTP dakiya", s.cfg.hostname)]);
+        s.reply(greeting);
+        s
+    }
+
+    /// Replies waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Marks the output as written, releasing a large buffer.
+    pub fn clear_output(&mut self) {
+        self.out.clear();
+        if self.out.capacity() > 4096 {
+            self.out = Vec::new();
+        }
+    }
+
+    /// The client's EHLO/HELO, if any.
+    pub fn hello(&self) -> Option<&Hello> {
+        self.hello.as_ref()
+    }
+
+    /// The transaction in progress.
+    pub fn transaction(&self) -> Option<&Transaction<T>> {
+        self.tx.as_ref()
+    }
+
+    /// The recipient awaiting a verdict after [`Event::CheckRecipient`].
+    pub fn pending_recipient(&self) -> Option<(&ForwardPath, &RcptParams)> {
+        self.tx.as_ref()?.pending.as_ref().map(|(p, r)| (p, r))
+    }
+
+    /// True while message content is being received (the driver uses the data timeout).
+    pub fn in_message(&self) -> bool {
+        matches!(self.phase, Phase::Data(_) | Phase::Bdat { .. })
+    }
+
+    /// True once the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Answers [`Event::CheckRecipient`]: `Ok(data)` accepts, `Err(reply)` refuses.
+    pub fn recipient_verdict(&mut self, verdict: Result<T, Reply>) {
+        if self.awaiting.take() != Some(Awaiting::Recipient) {
+            return;
+        }
+        let Some(tx) = self.tx.as_mut() else { return };
+        let Some((path, params)) = tx.pending.take() else { return };
+        match verdict {
+            Ok(data) => {
+                tx.rcpts.push(Recipient { path, params, data });
+                self.reply(replies::recipient_ok());
+            }
+            Err(reply) => self.error(reply),
+        }
+    }
+
+    /// Answers [`Event::MessageEnd`]: `Ok(queue_id)` once the message is durably stored, or
+    /// the reply to send (typically 451 4.3.0) if storing failed.
+    pub fn message_committed(&mut self, result: Result<&str, Reply>) {
+        if self.awaiting.take() != Some(Awaiting::Commit) {
+            return;
+        }
+        self.tx = None;
+        match result {
+            Ok(id) => self.reply(replies::r(250, (2, 0, 0), &format!("Ok: queued as {id}"))),
+            Err(reply) => self.reply(reply),
+        }
+    }
+
+    /// Ends the session from the driver's side (e.g. a timeout), with a final reply.
+    pub fn shutdown(&mut self, reply: Reply) -> bool {
+        let had_message = self.tx.as_ref().is_some_and(|t| t.started);
+        self.reply(reply);
+        self.phase = Phase::Closed;
+        self.tx = None;
+        had_message
+    }
+
+    /// Processes input; consumed octets are removed from the front of `input`.
+    pub fn poll(&mut self, input: &mut Vec<u8>) -> Event<'_> {
+        let (consumed, queued_or_body) = self.step(input);
+        input.drain(..consumed);
+        match queued_or_body {
+            Step::Event(q) => q.into(),
+            Step::Body => Event::Body(&self.scratch),
+            Step::NeedInput => Event::NeedInput,
+            Step::Check => Event::CheckRecipient,
+            Step::Start => Event::MessageStart,
+        }
+    }
+
+    fn step(&mut self, input: &[u8]) -> (usize, Step) {
+        if let Some(q) = self.queued.take() {
+            return (0, Step::Event(q));
+        }
+        if let Some(a) = self.awaiting {
+            // The driver polled before answering; repeat the question.
+            return (0, if a == Awaiting::Recipient { Step::Check } else { Step::Event(Queued::MessageEnd) });
+        }
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            let phase = std::mem::replace(&mut self.phase, Phase::Closed);
+            match phase {
+                Phase::Closed => return (pos, Step::Event(Queued::Close)),
+                Phase::Command => {
+                    self.phase = Phase::Command;
+                    match line::next_line(rest, MAX_COMMAND_LINE) {
+                        Ok(None) => return (pos, Step::NeedInput),
+                        Ok(Some((len, used))) => {
+                            pos += used;
+                            if let Some(step) = self.command(&rest[..len]) {
+                                return (pos, step);
+                            }
+                            if let Some(q) = self.queued.take() {
+                                return (pos, Step::Event(q));
+                            }
+                        }
+                        Err(LineError::TooLong) => {
+                            self.phase = Phase::SkipLine;
+                            self.error(replies::line_too_long());
+                        }
+                        Err(_) => return (pos, self.framing_error()),
+                    }
+                }
+                Phase::SkipLine => match line::skip_line(rest) {
+                    Ok((used, found)) => {
+                        pos += used;
+                        self.phase = if found { Phase::Command } else { Phase::SkipLine };
+                        if !found {
+                            return (pos, Step::NeedInput);
+                        }
+                    }
+                    Err(_) => return (pos, self.framing_error()),
+                },
+                Phase::Data(mut dec) => {
+                    self.scratch.clear();
+                    match dec.decode(rest, &mut self.scratch) {
+                        Err(_) => return (pos, self.framing_error()),
+                        Ok((used, end)) => {
+                            pos += used;
+                            let nul = dec.saw_nul();
+                            self.phase = if end { Phase::Command } else { Phase::Data(dec) };
+                            return (pos, self.content(end, nul));
+                        }
+                    }
+                }
+                Phase::Bdat { remaining, last, refuse } => {
+                    let take = remaining.min(rest.len() as u64) as usize;
+                    pos += take;
+                    return (pos, self.bdat_chunk(&rest[..take], remaining - take as u64, last, refuse));
+                }
+            }
+        }
+    }
+
+    /// Accounts decoded DATA content in `scratch`; at the end, finishes the message.
+    fn content(&mut self, end: bool, nul: bool) -> Step {
+        let max = self.cfg.max_message_size;
+        let Some(tx) = self.tx.as_mut() else { return Step::NeedInput };
+        tx.size += self.scratch.len() as u64;
+        tx.oversize |= tx.size > max;
+        if tx.oversize {
+            // Keep reading to the end of the data but store nothing more (RFC 1870 §6).
+            self.scratch.clear();
+        }
+        if end {
+            let q = self.finish_message(nul);
+            if self.scratch.is_empty() {
+                return Step::Event(q);
+            }
+            self.queued = Some(q);
+            return Step::Body;
+        }
+        if self.scratch.is_empty() { Step::NeedInput } else { Step::Body }
+    }
+
+    /// Handles `data` of a BDAT chunk with `remaining` octets still to come.
+    fn bdat_chunk(&mut self, data: &[u8], remaining: u64, last: bool, refuse: Option<Reply>) -> Step {
+        self.scratch.clear();
+        let max = self.cfg.max_message_size;
+        let mut framing_broken = false;
+        if refuse.is_none()
+            && let Some(tx) = self.tx.as_mut()
+        {
+            framing_broken = tx.checker.check(data).is_err();
+            tx.size += data.len() as u64;
+            tx.oversize |= tx.size > max;
+            if !tx.oversize && !framing_broken {
+                self.scratch.extend_from_slice(data);
+            }
+        }
+        if framing_broken {
+            return self.framing_error();
+        }
+        if remaining > 0 {
+            self.phase = Phase::Bdat { remaining, last, refuse };
+            return if self.scratch.is_empty() { Step::NeedInput } else { Step::Body };
+        }
+        self.phase = Phase::Command;
+        let end = match refuse {
+            Some(reply) => {
+                self.error(reply);
+                None
+            }
+            None if last => {
+                let tx = self.tx.as_ref();
+                let broken = tx.is_some_and(|t| t.checker.finish().is_err());
+                if broken {
+                    return self.framing_error();
+                }
+                let nul = tx.is_some_and(|t| t.checker.saw_nul());
+                Some(self.finish_message(nul))
+            }
+            None => {
+                let size = self.tx.as_ref().map_or(0, |t| t.size);
+                if self.tx.as_ref().is_some_and(|t| t.oversize) {
+                    // RFC 3030 §2: an error reply to a chunk ends the transaction.
+                    self.tx = None;
+                    self.reply(replies::size_exceeded());
+                    Some(Queued::MessageAbort)
+                } else {
+                    self.reply(replies::r(250, (2, 0, 0), &format!("{size} octets received")));
+                    None
+                }
+            }
+        };
+        match (end, self.scratch.is_empty()) {
+            (Some(q), true) => Step::Event(q),
+            (Some(q), false) => {
+                self.queued = Some(q);
+                Step::Body
+            }
+            (None, true) => Step::NeedInput,
+            (None, false) => Step::Body,
+        }
+    }
+
+    /// The message content is complete: refuse it or ask the driver to commit it.
+    fn finish_message(&mut self, nul: bool) -> Queued {
+        let oversize = self.tx.as_ref().is_some_and(|t| t.oversize);
+        let refusal = if oversize {
+            Some(replies::size_exceeded())
+        } else if nul {
+            Some(replies::nul_in_message())
+        } else {
+            None
+        };
+        match refusal {
+            Some(reply) => {
+                self.tx = None;
+                self.reply(reply);
+                Queued::MessageAbort
+            }
+            None => {
+                self.awaiting = Some(Awaiting::Commit);
+                Queued::MessageEnd
+            }
+        }
+    }
+
+    /// Lone CR/LF: the stream can no longer be framed safely. Refuse and close.
+    fn framing_error(&mut self) -> Step {
+        let had_message = self.shutdown(replies::bare_newline());
+        if had_message {
+            self.queued = Some(Queued::Close);
+            Step::Event(Queued::MessageAbort)
+        } else {
+            Step::Event(Queued::Close)
+        }
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        reply.write_to(&mut self.out);
+    }
+
+    /// Sends an error reply and counts it; too many errors end the session.
+    fn error(&mut self, reply: Reply) {
+        self.reply(reply);
+        self.errors += 1;
+        if self.errors > self.cfg.max_errors && !self.is_closed() {
+            let had_message = self.shutdown(replies::too_many_errors());
+            self.queued = Some(if had_message { Queued::MessageAbort } else { Queued::Close });
+        }
+    }
+}
+
+/// Internal result of one step; converted to [`Event`] by `poll`.
+enum Step {
+    Event(Queued),
+    Body,
+    NeedInput,
+    Check,
+    Start,
+}
+
+impl From<Queued> for Event<'_> {
+    fn from(q: Queued) -> Self {
+        match q {
+            Queued::MessageEnd => Event::MessageEnd,
+            Queued::MessageAbort => Event::MessageAbort,
+            Queued::Close => Event::Close,
+        }
+    }
+}
