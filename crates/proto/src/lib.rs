@@ -7,6 +7,8 @@
 pub mod address;
 pub mod command;
 pub mod data;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod line;
 pub mod params;
 pub mod reply;

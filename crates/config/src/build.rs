@@ -1,0 +1,289 @@
+//! From the raw TOML to a validated [`Config`]: top-level keys, listeners, limits, timeouts and
+//! delivery. Domains and aliases are in [`crate::mail`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::error::{ConfigError, Ctx};
+use crate::names::{is_valid_domain, normalize_domain};
+use crate::raw::{RawConfig, RawDelivery, RawLimits, RawListener, RawTimeouts, SStr, SValue};
+use crate::units::{DURATION_HINT, SIZE_HINT, parse_duration, parse_size};
+use crate::{Config, Delivery, Limits, Listener, Role, Timeouts, mail};
+
+/// Parses and validates `text`; the first problem found is the error.
+pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
+    let cx = Ctx { text, file: source };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
+    let mut config = Config {
+        source: source.to_owned(),
+        hostname: hostname(&cx, raw.hostname)?,
+        data_dir: data_dir(&cx, raw.data_dir)?,
+        listeners: listeners(&cx, raw.listen)?,
+        domains: mail::domains(&cx, raw.domains)?,
+        aliases: BTreeMap::new(),
+        recipient_delimiter: delimiter(&cx, raw.recipient_delimiter)?,
+        limits: limits(&cx, raw.limits)?,
+        timeouts: timeouts(&cx, raw.timeouts)?,
+        delivery: delivery(&cx, raw.delivery)?,
+    };
+    // Aliases are checked last: resolving them needs the domains and the delimiter.
+    mail::aliases(&cx, &mut config, raw.aliases)?;
+    // Checked last, so that a mistake with a line number is reported first.
+    if config.listeners.is_empty() {
+        return Err(cx.err(
+            "listen",
+            None,
+            "no listeners: add at least one [[listen]] table with address and role",
+        ));
+    }
+    Ok(config)
+}
+
+/// The text of a value as written in the file, for error messages.
+fn written<'t>(cx: &Ctx<'t>, span: std::ops::Range<usize>) -> &'t str {
+    cx.text.get(span).unwrap_or("?")
+}
+
+fn hostname(cx: &Ctx, value: Option<SStr>) -> Result<String, ConfigError> {
+    let Some(value) = value else {
+        return Ok("localhost".to_owned());
+    };
+    let name = normalize_domain(value.get_ref());
+    if !is_valid_domain(&name) {
+        return Err(cx.err(
+            "hostname",
+            Some(value.span()),
+            format!(
+                "{} is not a valid domain name (letters, digits, hyphens and dots; \
+                 internationalized names as xn-- A-labels)",
+                written(cx, value.span())
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+fn data_dir(cx: &Ctx, value: Option<SStr>) -> Result<PathBuf, ConfigError> {
+    let Some(value) = value else {
+        return Ok(PathBuf::from("./dakiya-data"));
+    };
+    let dir = value.get_ref();
+    if dir.is_empty() || dir.contains('\0') {
+        return Err(cx.err(
+            "data_dir",
+            Some(value.span()),
+            "must be a non-empty path without NUL characters",
+        ));
+    }
+    Ok(PathBuf::from(dir))
+}
+
+/// The delimiter must be one character that can appear in a dot-atom local part but is not a
+/// letter or digit (so that ordinary names are never split).
+fn delimiter(cx: &Ctx, value: Option<SStr>) -> Result<Option<char>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Some('+'));
+    };
+    let mut chars = value.get_ref().chars();
+    match (chars.next(), chars.next()) {
+        (None, _) => Ok(None),
+        (Some(c), None) if "!#$%&'*+-/=?^_`{|}~.".contains(c) => Ok(Some(c)),
+        (Some(_), None) => Err(cx.err(
+            "recipient_delimiter",
+            Some(value.span()),
+            format!(
+                "{} cannot separate a tag: use one of !#$%&'*+-/=?^_`{{|}}~. or \"\" to disable",
+                written(cx, value.span())
+            ),
+        )),
+        (Some(_), Some(_)) => Err(cx.err(
+            "recipient_delimiter",
+            Some(value.span()),
+            "must be a single character, or \"\" to disable",
+        )),
+    }
+}
+
+fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigError> {
+    let mut out: Vec<Listener> = Vec::with_capacity(raw.len());
+    for (i, l) in raw.into_iter().enumerate() {
+        let key = |field: &str| format!("listen[{i}].{field}");
+        let address: SocketAddr = l.address.get_ref().parse().map_err(|_| {
+            cx.err(
+                key("address"),
+                Some(l.address.span()),
+                format!(
+                    "{} is not a socket address (expected IP:PORT, e.g. \"0.0.0.0:25\" or \"[::]:25\")",
+                    written(cx, l.address.span())
+                ),
+            )
+        })?;
+        if let Some(j) = out.iter().position(|o| o.address == address) {
+            return Err(cx.err(
+                key("address"),
+                Some(l.address.span()),
+                format!("duplicate listener address {address} (already used by listen[{j}])"),
+            ));
+        }
+        let role =
+            role(l.role.get_ref()).map_err(|m| cx.err(key("role"), Some(l.role.span()), m))?;
+        out.push(Listener { address, role });
+    }
+    Ok(out)
+}
+
+fn role(name: &str) -> Result<Role, String> {
+    match name {
+        "mx" => Ok(Role::Mx),
+        "submission" | "submissions" => Err(format!("role \"{name}\" is not supported yet")),
+        _ => Err(format!("unknown role {:?} (expected \"mx\")", name)),
+    }
+}
+
+fn limits(cx: &Ctx, raw: RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let key = |k: &str| format!("limits.{k}");
+    Ok(Limits {
+        max_message_size: size(
+            cx,
+            &key("max_message_size"),
+            raw.max_message_size,
+            d.max_message_size,
+        )?,
+        max_recipients: count(
+            cx,
+            &key("max_recipients"),
+            raw.max_recipients,
+            d.max_recipients,
+        )?,
+        max_errors: count(cx, &key("max_errors"), raw.max_errors, d.max_errors)?,
+        max_connections: count(
+            cx,
+            &key("max_connections"),
+            raw.max_connections,
+            d.max_connections,
+        )?,
+        max_connections_per_ip: count(
+            cx,
+            &key("max_connections_per_ip"),
+            raw.max_connections_per_ip,
+            d.max_connections_per_ip,
+        )?,
+    })
+}
+
+fn timeouts(cx: &Ctx, raw: RawTimeouts) -> Result<Timeouts, ConfigError> {
+    let d = Timeouts::default();
+    Ok(Timeouts {
+        command: duration(cx, "timeouts.command", raw.command, d.command)?,
+        data: duration(cx, "timeouts.data", raw.data, d.data)?,
+    })
+}
+
+fn delivery(cx: &Ctx, raw: RawDelivery) -> Result<Delivery, ConfigError> {
+    let d = Delivery::default();
+    let retry_schedule = match raw.retry_schedule {
+        None => d.retry_schedule,
+        Some(list) => {
+            let key = "delivery.retry_schedule";
+            if list.get_ref().is_empty() {
+                return Err(cx.err(key, Some(list.span()), "must list at least one delay"));
+            }
+            let list = list.into_inner();
+            let mut out = Vec::with_capacity(list.len());
+            for (i, v) in list.into_iter().enumerate() {
+                out.push(duration(
+                    cx,
+                    &format!("{key}[{i}]"),
+                    Some(v),
+                    Duration::ZERO,
+                )?);
+            }
+            out
+        }
+    };
+    Ok(Delivery {
+        retry_schedule,
+        max_age: duration(cx, "delivery.max_age", raw.max_age, d.max_age)?,
+        local_concurrency: count(
+            cx,
+            "delivery.local_concurrency",
+            raw.local_concurrency,
+            d.local_concurrency,
+        )?,
+    })
+}
+
+/// A count that must be at least 1 and fit `T`.
+fn count<T: TryFrom<i64>>(
+    cx: &Ctx,
+    key: &str,
+    value: Option<Spanned<i64>>,
+    default: T,
+) -> Result<T, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let n = *value.get_ref();
+    if n < 1 {
+        return Err(cx.err(
+            key,
+            Some(value.span()),
+            format!("must be at least 1, not {n}"),
+        ));
+    }
+    T::try_from(n).map_err(|_| cx.err(key, Some(value.span()), format!("{n} is too large")))
+}
+
+/// A size in bytes: an integer, or a string with a binary suffix; never zero.
+fn size(cx: &Ctx, key: &str, value: Option<SValue>, default: u64) -> Result<u64, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let span = value.span();
+    let bytes = match value.get_ref() {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(s) => parse_size(s),
+        _ => None,
+    };
+    match bytes {
+        None => Err(cx.err(
+            key,
+            Some(span.clone()),
+            format!("{SIZE_HINT}; got {}", written(cx, span)),
+        )),
+        Some(0) => Err(cx.err(key, Some(span), "must be greater than zero")),
+        Some(n) => Ok(n),
+    }
+}
+
+/// A duration: a humantime string or an integer number of seconds; never zero.
+fn duration(
+    cx: &Ctx,
+    key: &str,
+    value: Option<SValue>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let span = value.span();
+    let parsed = match value.get_ref() {
+        toml::Value::Integer(n) => u64::try_from(*n).ok().map(Duration::from_secs),
+        toml::Value::String(s) => parse_duration(s),
+        _ => None,
+    };
+    match parsed {
+        None => Err(cx.err(
+            key,
+            Some(span.clone()),
+            format!("{DURATION_HINT}; got {}", written(cx, span)),
+        )),
+        Some(Duration::ZERO) => Err(cx.err(key, Some(span), "must be greater than zero")),
+        Some(d) => Ok(d),
+    }
+}

@@ -1,0 +1,90 @@
+//! [`Config::to_toml`](crate::Config::to_toml): the effective configuration as TOML.
+
+use crate::Config;
+use crate::locate::{key, quote};
+use crate::units::{format_duration, format_size};
+
+/// Lines of TOML being written.
+#[derive(Default)]
+struct Out(String);
+
+impl Out {
+    fn line(&mut self, line: impl AsRef<str>) {
+        self.0.push_str(line.as_ref());
+        self.0.push('\n');
+    }
+
+    fn kv(&mut self, k: &str, value: impl AsRef<str>) {
+        self.line(format!("{} = {}", key(k), value.as_ref()));
+    }
+
+    fn table(&mut self, header: &str) {
+        self.0.push('\n');
+        self.line(header);
+    }
+}
+
+fn strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    let quoted: Vec<String> = items.into_iter().map(|s| quote(s.as_ref())).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// The source name made safe for a one-line comment.
+fn comment(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+pub(crate) fn to_toml(c: &Config) -> String {
+    let mut out = Out::default();
+    out.line(format!(
+        "# dakiya: effective configuration from {}",
+        comment(&c.source)
+    ));
+    out.line("# Every default is filled in; this text is itself a valid configuration.");
+    out.kv("hostname", quote(&c.hostname));
+    out.kv("data_dir", quote(&c.data_dir.to_string_lossy()));
+    let delimiter = c.recipient_delimiter.map(String::from).unwrap_or_default();
+    out.kv("recipient_delimiter", quote(&delimiter));
+    for l in &c.listeners {
+        out.table("[[listen]]");
+        out.kv("address", quote(&l.address.to_string()));
+        out.kv("role", quote(l.role.as_str()));
+    }
+    if c.domains.is_empty() {
+        out.table("[domains]");
+    }
+    for (name, d) in &c.domains {
+        out.table(&format!("[domains.{}]", key(name)));
+        out.kv("mailboxes", strings(&d.mailboxes));
+        if let Some(catch_all) = &d.catch_all {
+            out.kv("catch_all", quote(catch_all));
+        }
+        out.kv("any_mailbox", d.any_mailbox.to_string());
+    }
+    out.table("[aliases]");
+    for (alias, targets) in &c.aliases {
+        out.kv(alias, strings(targets));
+    }
+    let l = &c.limits;
+    out.table("[limits]");
+    out.kv("max_message_size", quote(&format_size(l.max_message_size)));
+    out.kv("max_recipients", l.max_recipients.to_string());
+    out.kv("max_errors", l.max_errors.to_string());
+    out.kv("max_connections", l.max_connections.to_string());
+    out.kv(
+        "max_connections_per_ip",
+        l.max_connections_per_ip.to_string(),
+    );
+    out.table("[timeouts]");
+    out.kv("command", quote(&format_duration(c.timeouts.command)));
+    out.kv("data", quote(&format_duration(c.timeouts.data)));
+    let d = &c.delivery;
+    out.table("[delivery]");
+    let schedule = d.retry_schedule.iter().map(|t| format_duration(*t));
+    out.kv("retry_schedule", strings(schedule));
+    out.kv("max_age", quote(&format_duration(d.max_age)));
+    out.kv("local_concurrency", d.local_concurrency.to_string());
+    out.0
+}

@@ -1,0 +1,193 @@
+//! Loading good configurations: the embedded default, the example file, defaults, round trips.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{FILE, parse_ok, with_listener};
+use crate::{Config, Delivery, Domain, Limits, Role, Timeouts};
+
+const EXAMPLE: &str = include_str!("../../../../dakiya.example.toml");
+
+fn round_trip(config: &Config) {
+    let text = config.to_toml();
+    let again = Config::parse(&text, &config.source)
+        .unwrap_or_else(|e| panic!("to_toml output does not parse: {e}\n{text}"));
+    assert_eq!(&again, config, "{text}");
+    // And the output is a fixed point.
+    assert_eq!(again.to_toml(), text);
+}
+
+#[test]
+fn embedded_default_parses() {
+    let c = Config::embedded_default();
+    assert_eq!(c.source, "<embedded default>");
+    assert_eq!(c.hostname, "localhost");
+    assert_eq!(c.data_dir, PathBuf::from("./dakiya-data"));
+    assert_eq!(c.listeners.len(), 1);
+    assert_eq!(
+        c.listeners[0].address,
+        "127.0.0.1:2525".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(c.listeners[0].role, Role::Mx);
+    let localhost = Domain {
+        any_mailbox: true,
+        ..Domain::default()
+    };
+    assert_eq!(
+        c.domains.into_iter().collect::<Vec<_>>(),
+        [("localhost".to_owned(), localhost)]
+    );
+    assert!(c.aliases.is_empty());
+    assert_eq!(c.recipient_delimiter, Some('+'));
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.delivery, Delivery::default());
+}
+
+#[test]
+fn defaults_match_the_spec() {
+    let l = Limits::default();
+    assert_eq!(l.max_message_size, 35 * 1024 * 1024);
+    assert_eq!((l.max_recipients, l.max_errors), (100, 10));
+    assert_eq!((l.max_connections, l.max_connections_per_ip), (1000, 50));
+    let t = Timeouts::default();
+    assert_eq!(
+        (t.command, t.data),
+        (Duration::from_secs(300), Duration::from_secs(180))
+    );
+    let d = Delivery::default();
+    let minutes: Vec<u64> = d.retry_schedule.iter().map(|t| t.as_secs() / 60).collect();
+    assert_eq!(minutes, [1, 5, 15, 30, 60, 120, 240]);
+    assert_eq!(d.max_age, Duration::from_secs(5 * 86_400));
+    assert_eq!(d.local_concurrency, 4);
+}
+
+#[test]
+fn example_file_parses() {
+    let c = parse_ok(EXAMPLE);
+    assert_eq!(c.hostname, "mail.example.org");
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/dakiya"));
+    assert_eq!(c.listeners.len(), 2);
+    assert_eq!(c.domains.len(), 3);
+    let org = &c.domains["example.org"];
+    assert_eq!(org.catch_all.as_deref(), Some("alice@example.org"));
+    assert!(org.mailboxes.contains("carol"));
+    assert_eq!(
+        c.aliases["team@example.org"],
+        [
+            "alice@example.org",
+            "bob@example.org",
+            "carol@elsewhere.example"
+        ]
+    );
+    // The example spells out the defaults.
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.delivery, Delivery::default());
+}
+
+#[test]
+fn example_file_loads_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dakiya.toml");
+    std::fs::write(&path, EXAMPLE).unwrap();
+    let c = Config::from_file(&path).unwrap();
+    assert_eq!(c.source, path.display().to_string());
+    assert_eq!(c, Config::parse(EXAMPLE, &c.source).unwrap());
+}
+
+#[test]
+fn round_trip_embedded_default() {
+    round_trip(&Config::embedded_default());
+}
+
+#[test]
+fn round_trip_example() {
+    round_trip(&parse_ok(EXAMPLE));
+}
+
+#[test]
+fn round_trip_unusual_values() {
+    let text = with_listener(
+        "hostname = \"Mail.Example.ORG.\"\n\
+         data_dir = \"data \\\"dir\\\"\\tx\"\n\
+         recipient_delimiter = \"\"\n\
+         [domains.\"Example.ORG\"]\nmailboxes = [\"Élodie\", \"x=y\"]\ncatch_all = \"X=Y@example.org\"\n\
+         [domains.other]\n\
+         [aliases]\n\"Team@Example.org\" = [\"élodie@EXAMPLE.org\", \"Carol.Smith@Remote.Example\"]\n\
+         [limits]\nmax_message_size = 1536\nmax_recipients = 1\n\
+         [timeouts]\ncommand = 90\ndata = \"1500ms\"\n\
+         [delivery]\nretry_schedule = [\"1h 30m\", 45]\nmax_age = \"2d\"\n\
+         [[listen]]\naddress = \"[::1]:0\"\nrole = \"mx\"\n",
+    );
+    let c = parse_ok(&text);
+    assert_eq!(c.hostname, "mail.example.org");
+    assert_eq!(c.data_dir, PathBuf::from("data \"dir\"\tx"));
+    assert_eq!(c.recipient_delimiter, None);
+    let org = &c.domains["example.org"];
+    assert_eq!(org.mailboxes.iter().collect::<Vec<_>>(), ["x=y", "élodie"]);
+    assert_eq!(org.catch_all.as_deref(), Some("x=y@example.org"));
+    assert_eq!(c.domains["other"], Domain::default());
+    // Local targets are lowercased; a remote local part keeps its case.
+    assert_eq!(
+        c.aliases["team@example.org"],
+        ["élodie@example.org", "Carol.Smith@remote.example"]
+    );
+    assert_eq!(c.limits.max_message_size, 1536);
+    assert_eq!(c.timeouts.command, Duration::from_secs(90));
+    assert_eq!(c.timeouts.data, Duration::from_millis(1500));
+    assert_eq!(
+        c.delivery.retry_schedule,
+        [Duration::from_secs(5400), Duration::from_secs(45)]
+    );
+    assert_eq!(c.listeners.len(), 2);
+    round_trip(&c);
+}
+
+#[test]
+fn round_trip_no_domains() {
+    round_trip(&parse_ok(&with_listener("")));
+}
+
+#[test]
+fn sizes_and_durations_in_both_forms() {
+    let c = parse_ok(&with_listener(
+        "[limits]\nmax_message_size = \"10M\"\n[timeouts]\ncommand = 60\ndata = \"2m\"\n",
+    ));
+    assert_eq!(c.limits.max_message_size, 10 << 20);
+    assert_eq!(c.timeouts.command, Duration::from_secs(60));
+    assert_eq!(c.timeouts.data, Duration::from_secs(120));
+}
+
+#[test]
+fn diamond_aliases_are_not_loops() {
+    let c = parse_ok(&with_listener(
+        "[domains.\"example.org\"]\nmailboxes = [\"alice\"]\n[aliases]\n\
+         \"a@example.org\" = [\"b@example.org\", \"c@example.org\"]\n\
+         \"b@example.org\" = [\"d@example.org\"]\n\
+         \"c@example.org\" = [\"d@example.org\"]\n\
+         \"d@example.org\" = [\"alice@example.org\"]\n",
+    ));
+    assert_eq!(c.resolve("a", "example.org").unwrap().len(), 1);
+}
+
+#[test]
+fn ten_levels_of_aliases_are_allowed() {
+    // a1 -> a2 -> ... -> a10 -> alice: ten aliases deep, from the network too.
+    let mut text = "[domains.\"example.org\"]\nmailboxes = [\"alice\"]\n[aliases]\n".to_owned();
+    for i in 1..10 {
+        text.push_str(&format!(
+            "\"a{i}@example.org\" = [\"a{}@example.org\"]\n",
+            i + 1
+        ));
+    }
+    text.push_str("\"a10@example.org\" = [\"alice@example.org\"]\n");
+    let c = parse_ok(&with_listener(&text));
+    assert_eq!(c.resolve("a1", "example.org").unwrap().len(), 1);
+}
+
+#[test]
+fn source_is_recorded() {
+    assert_eq!(parse_ok(&with_listener("")).source, FILE);
+}
