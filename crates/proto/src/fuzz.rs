@@ -33,7 +33,11 @@ pub fn session(data: &[u8]) {
                 }
                 Event::CheckRecipient => {
                     let ok = matches!(server.pending_recipient(), Some((ForwardPath::Mailbox(m), _)) if m.domain == "fuzz.test");
-                    let verdict = if ok { Ok(()) } else { Err(Reply::new(550, Enhanced(5, 7, 1), "no")) };
+                    let verdict = if ok {
+                        Ok(())
+                    } else {
+                        Err(Reply::new(550, Enhanced(5, 7, 1), "no"))
+                    };
                     server.recipient_verdict(verdict);
                 }
                 Event::MessageStart => body.clear(),
@@ -65,9 +69,15 @@ fn check_output(out: &[u8]) {
     let text = std::str::from_utf8(out).expect("replies are UTF-8");
     for line in text.split_terminator("\r\n") {
         let b = line.as_bytes();
-        assert!(b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit), "bad reply line {line:?}");
+        assert!(
+            b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit),
+            "bad reply line {line:?}"
+        );
         assert!(b[3] == b' ' || b[3] == b'-', "bad reply line {line:?}");
-        assert!(!line.contains('\n') && !line.contains('\r'), "CR/LF inside a reply line");
+        assert!(
+            !line.contains('\n') && !line.contains('\r'),
+            "CR/LF inside a reply line"
+        );
     }
     assert!(text.is_empty() || text.ends_with("\r\n"));
 }

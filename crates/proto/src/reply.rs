@@ -62,7 +62,9 @@ impl Reply {
             let sep = if i == last { ' ' } else { '-' };
             let text = sanitize(line);
             match self.enhanced {
-                Some(e) => out.extend_from_slice(format!("{}{sep}{e} {text}\r\n", self.code).as_bytes()),
+                Some(e) => {
+                    out.extend_from_slice(format!("{}{sep}{e} {text}\r\n", self.code).as_bytes())
+                }
                 None => out.extend_from_slice(format!("{}{sep}{text}\r\n", self.code).as_bytes()),
             }
         }

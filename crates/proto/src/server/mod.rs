@@ -71,7 +71,11 @@ enum Phase {
     /// Discarding the rest of a too-long command line.
     SkipLine,
     Data(DataDecoder),
-    Bdat { remaining: u64, last: bool, refuse: Option<Reply> },
+    Bdat {
+        remaining: u64,
+        last: bool,
+        refuse: Option<Reply>,
+    },
     Closed,
 }
 
@@ -205,7 +209,9 @@ impl<T> Server<T> {
             return;
         }
         let Some(tx) = self.tx.as_mut() else { return };
-        let Some((path, params)) = tx.pending.take() else { return };
+        let Some((path, params)) = tx.pending.take() else {
+            return;
+        };
         match verdict {
             Ok(data) => {
                 tx.rcpts.push(Recipient { path, params, data });
@@ -256,7 +262,14 @@ impl<T> Server<T> {
         }
         if let Some(a) = self.awaiting {
             // The driver polled before answering; repeat the question.
-            return (0, if a == Awaiting::Recipient { Step::Check } else { Step::Event(Queued::MessageEnd) });
+            return (
+                0,
+                if a == Awaiting::Recipient {
+                    Step::Check
+                } else {
+                    Step::Event(Queued::MessageEnd)
+                },
+            );
         }
         let mut pos = 0;
         loop {
@@ -287,7 +300,11 @@ impl<T> Server<T> {
                 Phase::SkipLine => match line::skip_line(rest) {
                     Ok((used, found)) => {
                         pos += used;
-                        self.phase = if found { Phase::Command } else { Phase::SkipLine };
+                        self.phase = if found {
+                            Phase::Command
+                        } else {
+                            Phase::SkipLine
+                        };
                         if !found {
                             return (pos, Step::NeedInput);
                         }
@@ -301,15 +318,26 @@ impl<T> Server<T> {
                         Ok((used, end)) => {
                             pos += used;
                             let nul = dec.saw_nul();
-                            self.phase = if end { Phase::Command } else { Phase::Data(dec) };
+                            self.phase = if end {
+                                Phase::Command
+                            } else {
+                                Phase::Data(dec)
+                            };
                             return (pos, self.content(end, nul));
                         }
                     }
                 }
-                Phase::Bdat { remaining, last, refuse } => {
+                Phase::Bdat {
+                    remaining,
+                    last,
+                    refuse,
+                } => {
                     let take = remaining.min(rest.len() as u64) as usize;
                     pos += take;
-                    return (pos, self.bdat_chunk(&rest[..take], remaining - take as u64, last, refuse));
+                    return (
+                        pos,
+                        self.bdat_chunk(&rest[..take], remaining - take as u64, last, refuse),
+                    );
                 }
             }
         }
@@ -318,7 +346,9 @@ impl<T> Server<T> {
     /// Accounts decoded DATA content in `scratch`; at the end, finishes the message.
     fn content(&mut self, end: bool, nul: bool) -> Step {
         let max = self.cfg.max_message_size;
-        let Some(tx) = self.tx.as_mut() else { return Step::NeedInput };
+        let Some(tx) = self.tx.as_mut() else {
+            return Step::NeedInput;
+        };
         tx.size += self.scratch.len() as u64;
         tx.oversize |= tx.size > max;
         if tx.oversize {
@@ -333,11 +363,21 @@ impl<T> Server<T> {
             self.queued = Some(q);
             return Step::Body;
         }
-        if self.scratch.is_empty() { Step::NeedInput } else { Step::Body }
+        if self.scratch.is_empty() {
+            Step::NeedInput
+        } else {
+            Step::Body
+        }
     }
 
     /// Handles `data` of a BDAT chunk with `remaining` octets still to come.
-    fn bdat_chunk(&mut self, data: &[u8], remaining: u64, last: bool, refuse: Option<Reply>) -> Step {
+    fn bdat_chunk(
+        &mut self,
+        data: &[u8],
+        remaining: u64,
+        last: bool,
+        refuse: Option<Reply>,
+    ) -> Step {
         self.scratch.clear();
         let max = self.cfg.max_message_size;
         let mut framing_broken = false;
@@ -355,8 +395,16 @@ impl<T> Server<T> {
             return self.framing_error();
         }
         if remaining > 0 {
-            self.phase = Phase::Bdat { remaining, last, refuse };
-            return if self.scratch.is_empty() { Step::NeedInput } else { Step::Body };
+            self.phase = Phase::Bdat {
+                remaining,
+                last,
+                refuse,
+            };
+            return if self.scratch.is_empty() {
+                Step::NeedInput
+            } else {
+                Step::Body
+            };
         }
         self.phase = Phase::Command;
         let end = match refuse {
@@ -381,7 +429,11 @@ impl<T> Server<T> {
                     self.reply(replies::size_exceeded());
                     Some(Queued::MessageAbort)
                 } else {
-                    self.reply(replies::r(250, (2, 0, 0), &format!("{size} octets received")));
+                    self.reply(replies::r(
+                        250,
+                        (2, 0, 0),
+                        &format!("{size} octets received"),
+                    ));
                     None
                 }
             }
@@ -441,7 +493,11 @@ impl<T> Server<T> {
         self.errors += 1;
         if self.errors > self.cfg.max_errors && !self.is_closed() {
             let had_message = self.shutdown(replies::too_many_errors());
-            self.queued = Some(if had_message { Queued::MessageAbort } else { Queued::Close });
+            self.queued = Some(if had_message {
+                Queued::MessageAbort
+            } else {
+                Queued::Close
+            });
         }
     }
 }

@@ -1,0 +1,124 @@
+//! From a finished SMTP transaction to the spool's envelope and the `Received:` header.
+
+use dakiya_config::Target;
+use dakiya_proto::params::{BodyType, Ret};
+use dakiya_proto::server::{Hello, Transaction};
+use dakiya_spool::{self as spool, Envelope, QueueId};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+/// Builds the envelope: one spool recipient per final destination. A mailbox reached twice
+/// (directly and through an alias, say) gets one copy: the first RCPT that reached it is
+/// recorded as its original recipient.
+pub fn build(
+    id: QueueId,
+    tx: &Transaction<Vec<Target>>,
+    hello: Option<&Hello>,
+    peer: SocketAddr,
+) -> Envelope {
+    let mut seen = HashSet::new();
+    let mut recipients = Vec::new();
+    for rcpt in &tx.rcpts {
+        let original = match &rcpt.path {
+            dakiya_proto::address::ForwardPath::Postmaster => "postmaster".to_string(),
+            dakiya_proto::address::ForwardPath::Mailbox(m) => m.to_string(),
+        };
+        let notify = rcpt.params.notify.map(|n| {
+            let mut v = Vec::new();
+            if n.success {
+                v.push(spool::Notify::Success);
+            }
+            if n.failure {
+                v.push(spool::Notify::Failure);
+            }
+            if n.delay {
+                v.push(spool::Notify::Delay);
+            }
+            v
+        });
+        let orcpt = rcpt
+            .params
+            .orcpt
+            .as_ref()
+            .map(|(kind, addr)| format!("{kind};{addr}"));
+        for target in &rcpt.data {
+            if !seen.insert(target.clone()) {
+                continue;
+            }
+            let (address, mailbox) = match target {
+                Target::Mailbox { domain, mailbox } => (
+                    format!("{mailbox}@{domain}"),
+                    Some((domain.clone(), mailbox.clone())),
+                ),
+                Target::Remote { address } => (address.clone(), None),
+            };
+            recipients.push(spool::Recipient {
+                address,
+                original: original.clone(),
+                orcpt: orcpt.clone(),
+                notify: notify.clone(),
+                mailbox,
+            });
+        }
+    }
+    Envelope {
+        id,
+        received_at: now(),
+        sender: tx.from.to_string(),
+        client_ip: peer.ip().to_string(),
+        helo: hello.map(|h| h.name.clone()).unwrap_or_default(),
+        body: match tx.params.body {
+            BodyType::SevenBit => spool::BodyType::SevenBit,
+            BodyType::EightBitMime => spool::BodyType::EightBitMime,
+        },
+        smtputf8: tx.params.smtputf8,
+        dsn_ret: tx.params.ret.map(|r| match r {
+            Ret::Full => spool::DsnRet::Full,
+            Ret::Hdrs => spool::DsnRet::Hdrs,
+        }),
+        dsn_envid: tx.params.envid.clone(),
+        recipients,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The trace header every receiving server prepends (RFC 5321 §4.4), with the queue ID so a
+/// message can be followed through logs, and the protocol name of RFC 3848 / RFC 6531 §3.7.3.
+pub fn received_header(
+    hostname: &str,
+    env: &Envelope,
+    tx: &Transaction<Vec<Target>>,
+    hello: Option<&Hello>,
+    peer: SocketAddr,
+) -> String {
+    let esmtp = hello.is_some_and(|h| h.esmtp);
+    let with = match (tx.params.smtputf8, esmtp) {
+        (true, _) => "UTF8SMTP",
+        (false, true) => "ESMTP",
+        (false, false) => "SMTP",
+    };
+    let helo = hello.map_or("unknown", |h| h.name.as_str());
+    let ip = match peer.ip() {
+        std::net::IpAddr::V6(v6) => format!("IPv6:{v6}"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    };
+    // Name the recipient only when there is one, so one copy does not reveal the others.
+    let rcpt = match tx.rcpts.as_slice() {
+        [one] => match &one.path {
+            dakiya_proto::address::ForwardPath::Mailbox(m) => format!("\r\n\tfor <{m}>"),
+            dakiya_proto::address::ForwardPath::Postmaster => "\r\n\tfor <postmaster>".to_string(),
+        },
+        _ => String::new(),
+    };
+    let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S +0000");
+    format!(
+        "Received: from {helo} ([{ip}])\r\n\tby {hostname} (dakiya) with {with} id {id}{rcpt};\r\n\t{date}\r\n",
+        id = env.id
+    )
+}

@@ -1,0 +1,212 @@
+//! Start-up, listeners, connection limits and shutdown.
+
+use crate::conn::{self, Shared};
+use crate::queue;
+use dakiya_config::Config;
+use dakiya_proto::ServerConfig;
+use dakiya_spool::Spool;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot open the spool in {path}: {source}")]
+    Spool {
+        path: String,
+        source: dakiya_spool::SpoolError,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn run(cfg: Config) -> Result<(), StartError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: Config) -> Result<(), StartError> {
+    let spool_dir = cfg.data_dir.join("spool");
+    let spool = Spool::open(&spool_dir).map_err(|source| StartError::Spool {
+        path: spool_dir.display().to_string(),
+        source,
+    })?;
+    let cfg = Arc::new(cfg);
+    let spool = Arc::new(spool);
+    // Recover before accepting anything, so a message is never both recovered and enqueued.
+    let recovered = spool.recover().map_err(|source| StartError::Spool {
+        path: spool_dir.display().to_string(),
+        source,
+    })?;
+    let queue = queue::start(cfg.clone(), spool.clone(), recovered);
+    let session = Arc::new(ServerConfig {
+        hostname: cfg.hostname.clone(),
+        max_message_size: cfg.limits.max_message_size,
+        max_recipients: cfg.limits.max_recipients,
+        max_errors: cfg.limits.max_errors,
+    });
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        config: cfg.clone(),
+        session,
+        spool,
+        queue,
+        shutdown: shutdown_rx,
+    });
+    let limits = Arc::new(Limits {
+        total: Arc::new(Semaphore::new(cfg.limits.max_connections)),
+        per_ip: Mutex::new(HashMap::new()),
+        max_per_ip: cfg.limits.max_connections_per_ip,
+    });
+    let mut tasks = Vec::new();
+    for l in &cfg.listeners {
+        let listener = TcpListener::bind(l.address)
+            .await
+            .map_err(|source| StartError::Bind {
+                address: l.address,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind {
+            address: l.address,
+            source,
+        })?;
+        tracing::info!(address = %local, role = %l.role.as_str(), "listening");
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            limits.clone(),
+        )));
+    }
+    tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; draining sessions");
+    for t in &tasks {
+        t.abort();
+    }
+    let _ = shutdown_tx.send(true);
+    // Give sessions in the middle of a message a moment to finish; the spool is crash-safe,
+    // so anything cut short here was never acknowledged.
+    let all = cfg.limits.max_connections as u32;
+    let drained = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        limits.total.acquire_many(all),
+    )
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some sessions did not finish within 10 s");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Connection limits: in total and per client IP.
+struct Limits {
+    total: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_per_ip: usize,
+}
+
+/// Holds one connection's place in the per-IP count.
+struct IpSlot {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn take_ip_slot(limits: &Arc<Limits>, ip: IpAddr) -> Option<IpSlot> {
+    let mut map = limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+    let n = map.entry(ip).or_insert(0);
+    if *n >= limits.max_per_ip {
+        return None;
+    }
+    *n += 1;
+    Some(IpSlot {
+        limits: limits.clone(),
+        ip,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limits: Arc<Limits>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = limits.total.clone().try_acquire_owned();
+        let slot = take_ip_slot(&limits, peer.ip());
+        match (permit, slot) {
+            (Ok(permit), Some(slot)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    conn::handle(stream, peer, shared).await;
+                    drop(slot);
+                    drop(permit);
+                });
+            }
+            (permit, slot) => {
+                let why = if permit.is_err() {
+                    "total"
+                } else {
+                    "per client IP"
+                };
+                tracing::warn!(peer = %peer, limit = %why, "connection refused: too many connections");
+                drop(slot);
+                tokio::spawn(refuse(stream));
+            }
+        }
+    }
+}
+
+/// RFC 5321 §3.1: a server that cannot serve now may greet with 421 and close.
+async fn refuse(mut stream: TcpStream) {
+    let reply = b"421 4.7.0 Too many connections, try again later\r\n";
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(reply)).await;
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,86 @@
+//! dakiya: a mail transfer agent. This binary holds the effects — sockets, files, the
+//! async runtime — around the sans-IO protocol crate.
+#![forbid(unsafe_code)]
+
+mod conn;
+mod envelope;
+mod listen;
+mod local;
+mod queue;
+
+use clap::{Parser, Subcommand};
+use dakiya_config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// dakiya ("postman"): an SMTP server that never loses a message it said 250 to.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (without --config: the embedded default, listening on 127.0.0.1:2525
+    /// for the domain `localhost`, delivering into ./dakiya-data).
+    Serve {
+        /// Configuration file (TOML); see dakiya.example.toml.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and print the effective configuration.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::CheckConfig { file } => match Config::from_file(&file) {
+            Ok(cfg) => {
+                print!("{}", cfg.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dakiya: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Serve { config } => {
+            init_logging();
+            let cfg = match config {
+                Some(path) => match Config::from_file(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("dakiya: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => Config::embedded_default(),
+            };
+            match listen::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("dakiya: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}

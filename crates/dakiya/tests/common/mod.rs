@@ -1,0 +1,249 @@
+//! Test kit: runs the real `dakiya` binary on a loopback port and talks SMTP to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running server process with its own data directory.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub log: Arc<Mutex<String>>,
+}
+
+pub const BASE_CONFIG: &str = r#"
+hostname = "mx.example.test"
+[[listen]]
+address = "127.0.0.1:0"
+role = "mx"
+[domains."example.test"]
+mailboxes = ["alice", "bob", "carol", "postmaster"]
+[aliases]
+"team@example.test" = ["alice@example.test", "bob@example.test"]
+"fwd@example.test" = ["alice@example.test", "someone@elsewhere.test"]
+"#;
+
+impl TestServer {
+    /// Starts the server with `extra` TOML appended to the base configuration.
+    pub fn start(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        TestServer::start_in(dir, extra)
+    }
+
+    /// Starts (or restarts) the server in an existing data directory.
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
+        let data = dir.path().join("data");
+        let cfg = format!(
+            "data_dir = {:?}\n{BASE_CONFIG}\n{extra}",
+            data.display().to_string()
+        );
+        let cfg_path = dir.path().join("dakiya.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dakiya"))
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(pos) = line.find("listening address=")
+                    && let Some(t) = tx.take()
+                {
+                    let rest = &line[pos + "listening address=".len()..];
+                    let addr = rest.split_whitespace().next().unwrap().to_string();
+                    let _ = t.send(addr);
+                }
+                log2.lock().unwrap().push_str(&line);
+                log2.lock().unwrap().push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        TestServer {
+            child,
+            addr,
+            dir,
+            log,
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn maildir(&self, mailbox: &str) -> PathBuf {
+        self.data()
+            .join("mail")
+            .join("example.test")
+            .join(mailbox)
+            .join("new")
+    }
+
+    /// Messages delivered to `mailbox`, waiting up to 10 s for at least `n`.
+    pub fn wait_for(&self, mailbox: &str, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let msgs = read_dir_sorted(&self.maildir(mailbox));
+            if msgs.len() >= n || Instant::now() > deadline {
+                return msgs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Messages in the mailbox right now.
+    pub fn messages(&self, mailbox: &str) -> Vec<String> {
+        read_dir_sorted(&self.maildir(mailbox))
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr, None)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Kills the server with SIGKILL and hands back its data directory.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Vec<String> {
+    let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    names.sort();
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+/// A line-oriented SMTP client on a raw socket.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr, bind: Option<&str>) -> Client {
+        let stream = match bind {
+            None => TcpStream::connect(addr).unwrap(),
+            Some(ip) => socket_bound_to(ip, addr),
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut c = Client { stream, reader };
+        let greeting = c.reply();
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        c
+    }
+
+    /// Reads one whole (possibly multi-line) reply; "" on EOF.
+    pub fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return all,
+                Ok(_) => {}
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).unwrap();
+    }
+
+    /// Sends a command line and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Reads until the server closes; returns what it sent.
+    pub fn read_to_end(&mut self) -> String {
+        let mut s = String::new();
+        let _ = self.reader.read_to_string(&mut s);
+        s
+    }
+
+    /// EHLO, MAIL, RCPT..., DATA, body; returns the final reply.
+    pub fn send_mail(&mut self, from: &str, to: &[&str], body: &str) -> String {
+        let ehlo = self.cmd("EHLO client.test");
+        assert!(ehlo.starts_with("250"), "{ehlo}");
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        assert!(r.starts_with("250"), "{r}");
+        for t in to {
+            let r = self.cmd(&format!("RCPT TO:<{t}>"));
+            assert!(r.starts_with("250"), "{t}: {r}");
+        }
+        let r = self.cmd("DATA");
+        assert!(r.starts_with("354"), "{r}");
+        self.send(body.as_bytes());
+        self.send(b"\r\n.\r\n");
+        self.reply()
+    }
+}
+
+/// A client socket bound to a given loopback source address (another "client IP").
+fn socket_bound_to(ip: &str, addr: SocketAddr) -> TcpStream {
+    // std has no bind-before-connect; tokio's TcpSocket does, on a throwaway runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    let stream = rt.block_on(async {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::new(ip, 0)).unwrap();
+        s.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// The queue ID from a `250 2.0.0 Ok: queued as ID` reply.
+pub fn queue_id(reply: &str) -> String {
+    reply.trim_end().rsplit(' ').next().unwrap().to_string()
+}

@@ -1,0 +1,298 @@
+//! Socket tests: the real binary on a loopback port, driven over TCP.
+
+mod common;
+use common::{Client, TestServer, queue_id};
+
+#[test]
+fn full_transaction_is_delivered_with_trace_headers() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    let r = c.send_mail(
+        "sender@remote.test",
+        &["alice@example.test"],
+        "Subject: hello\r\n\r\nHi Alice.",
+    );
+    assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+    let id = queue_id(&r);
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye\r\n");
+    let msgs = s.wait_for("alice", 1);
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    assert!(m.starts_with("Return-Path: <sender@remote.test>\nDelivered-To: alice@example.test\nReceived: from client.test ([127.0.0.1])\n"), "{m}");
+    assert!(m.contains(&format!("with ESMTP id {id}")), "{m}");
+    assert!(m.contains("for <alice@example.test>;"), "{m}");
+    assert!(m.ends_with("Subject: hello\n\nHi Alice.\n"), "{m}");
+    let log = s.log();
+    assert!(
+        log.contains(&format!("queue_id={id}")) && log.contains("accepted"),
+        "{log}"
+    );
+    assert!(
+        log.contains("result=\"delivered\"") || log.contains("result=delivered"),
+        "{log}"
+    );
+}
+
+#[test]
+fn pipelined_transaction() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    c.cmd("EHLO client.test");
+    c.send(b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<nobody@example.test>\r\nRCPT TO:<carol@example.test>\r\nDATA\r\n");
+    let replies: Vec<String> = (0..5).map(|_| c.reply()).collect();
+    let codes: Vec<&str> = replies.iter().map(|r| &r[..9]).collect();
+    assert_eq!(
+        codes,
+        [
+            "250 2.1.0",
+            "250 2.1.5",
+            "550 5.1.1",
+            "250 2.1.5",
+            "354 2.0.0"
+        ]
+    );
+    c.send(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
+    assert!(c.reply().starts_with("221"));
+    assert_eq!(s.wait_for("bob", 1).len(), 1);
+    assert_eq!(s.wait_for("carol", 1).len(), 1);
+}
+
+#[test]
+fn bdat_transaction() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@remote.test> BODY=8BITMIME");
+    c.cmd("RCPT TO:<alice@example.test>");
+    let part1 = "Subject: chunked\r\n\r\n";
+    let part2 = ".first line starts with a dot\r\nlast\r\n";
+    c.send(format!("BDAT {}\r\n{part1}", part1.len()).as_bytes());
+    assert!(c.reply().starts_with("250 2.0.0"));
+    c.send(format!("BDAT {} LAST\r\n{part2}", part2.len()).as_bytes());
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
+    let m = &s.wait_for("alice", 1)[0];
+    assert!(
+        m.ends_with("Subject: chunked\n\n.first line starts with a dot\nlast\n"),
+        "{m}"
+    );
+}
+
+#[test]
+fn several_recipients_and_an_alias_one_copy_each() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    let r = c.send_mail(
+        "a@remote.test",
+        &[
+            "alice@example.test",
+            "team@example.test",
+            "Carol@Example.TEST",
+        ],
+        "Subject: all\r\n\r\nx",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    // alice is reached directly and through the alias: one copy.
+    assert_eq!(s.wait_for("alice", 1).len(), 1);
+    assert_eq!(s.wait_for("bob", 1).len(), 1);
+    assert_eq!(s.wait_for("carol", 1).len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(s.messages("alice").len(), 1);
+    let bob = &s.messages("bob")[0];
+    assert!(bob.contains("Delivered-To: bob@example.test\n"), "{bob}");
+    assert!(
+        !bob.contains("\tfor <"),
+        "several recipients: no 'for' clause\n{bob}"
+    );
+}
+
+#[test]
+fn plus_addressing_delivers_to_the_base_mailbox() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    assert!(
+        c.send_mail("a@remote.test", &["bob+lists@example.test"], "x")
+            .starts_with("250")
+    );
+    assert_eq!(s.wait_for("bob", 1).len(), 1);
+}
+
+#[test]
+fn alias_with_remote_target_stays_queued_for_the_remote_part() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    let r = c.send_mail(
+        "a@remote.test",
+        &["fwd@example.test"],
+        "Subject: fwd\r\n\r\nx",
+    );
+    let id = queue_id(&r);
+    assert_eq!(s.wait_for("alice", 1).len(), 1);
+    // The remote copy waits in the spool for outbound delivery.
+    let spooled = std::fs::read_dir(s.data().join("spool").join("queue"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with(&id));
+    assert!(spooled, "message {id} should still be in the spool");
+}
+
+#[test]
+fn unknown_user_and_relaying_are_refused_at_rcpt() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@remote.test>");
+    assert!(
+        c.cmd("RCPT TO:<nobody@example.test>")
+            .starts_with("550 5.1.1")
+    );
+    assert!(
+        c.cmd("RCPT TO:<victim@elsewhere.test>")
+            .starts_with("550 5.7.1")
+    );
+    assert!(
+        c.cmd("RCPT TO:<alice@[127.0.0.1]>")
+            .starts_with("550 5.7.1")
+    );
+    assert!(c.cmd("RCPT TO:<postmaster>").starts_with("250 2.1.5"));
+    assert!(c.cmd("DATA").starts_with("354"));
+}
+
+#[test]
+fn recipient_limit() {
+    let s = TestServer::start("[limits]\nmax_recipients = 2\n");
+    let mut c = s.connect();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<a@remote.test>");
+    assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"));
+    assert!(
+        c.cmd("RCPT TO:<carol@example.test>")
+            .starts_with("452 4.5.3")
+    );
+}
+
+#[test]
+fn oversize_message_is_refused_and_nothing_stored() {
+    let s = TestServer::start("[limits]\nmax_message_size = 10000\n");
+    let mut c = s.connect();
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(ehlo.contains("250-SIZE 10000\r\n"), "{ehlo}");
+    assert!(
+        c.cmd("MAIL FROM:<a@remote.test> SIZE=20000")
+            .starts_with("552 5.3.4")
+    );
+    c.cmd("MAIL FROM:<a@remote.test>");
+    c.cmd("RCPT TO:<alice@example.test>");
+    c.cmd("DATA");
+    let line = "x".repeat(998);
+    for _ in 0..30 {
+        c.send(format!("{line}\r\n").as_bytes());
+    }
+    c.send(b".\r\n");
+    assert!(c.reply().starts_with("552 5.3.4"));
+    // The session is still usable.
+    assert!(c.cmd("NOOP").starts_with("250"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(s.messages("alice").is_empty());
+}
+
+#[test]
+fn bad_sequences() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    assert!(c.cmd("MAIL FROM:<a@remote.test>").starts_with("503 5.5.1"));
+    assert!(c.cmd("FROB").starts_with("500 5.5.1"));
+    c.cmd("EHLO client.test");
+    assert!(
+        c.cmd("RCPT TO:<alice@example.test>")
+            .starts_with("503 5.5.1")
+    );
+    assert!(c.cmd("DATA").starts_with("503 5.5.1"));
+    assert!(c.cmd("MAIL FROM:a@remote.test").starts_with("501 5.5.2"));
+    assert!(
+        c.cmd("MAIL FROM:<a@remote.test> FOO=BAR")
+            .starts_with("555 5.5.4")
+    );
+    assert!(c.cmd("VRFY alice").starts_with("252"));
+    assert!(c.cmd("HELP").starts_with("214"));
+}
+
+#[test]
+fn too_many_errors_close_the_connection() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    for _ in 0..10 {
+        assert!(c.cmd("FROB").starts_with("500"));
+    }
+    c.send(b"FROB\r\n");
+    let rest = c.read_to_end();
+    assert!(rest.contains("421 4.7.0"), "{rest}");
+}
+
+#[test]
+fn over_long_command_line() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    let long = format!("NOOP {}", "a".repeat(1000));
+    assert!(c.cmd(&long).starts_with("500 5.5.6"));
+    assert!(c.cmd("NOOP").starts_with("250"));
+}
+
+/// SMTP smuggling over a real socket: the bogus terminators neither end the first message nor
+/// let the text after them run as commands; the connection is closed and nothing delivered.
+#[test]
+fn smuggling_variants_are_refused() {
+    let s = TestServer::start("");
+    for sep in ["\n.\n", "\r.\r", "\r\n.\n", "\n.\r\n"] {
+        let mut c = s.connect();
+        c.cmd("EHLO client.test");
+        c.cmd("MAIL FROM:<a@remote.test>");
+        c.cmd("RCPT TO:<alice@example.test>");
+        c.cmd("DATA");
+        let attack = format!(
+            "Subject: first\r\n\r\nfirst{sep}MAIL FROM:<admin@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n"
+        );
+        c.send(attack.as_bytes());
+        let rest = c.read_to_end();
+        assert!(rest.starts_with("521 5.5.2"), "{sep:?}: {rest}");
+        assert!(!rest.contains("250"), "{sep:?}: {rest}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(s.messages("alice").is_empty());
+    assert!(s.messages("bob").is_empty());
+}
+
+#[test]
+fn connection_limit_per_ip() {
+    let s = TestServer::start("[limits]\nmax_connections_per_ip = 2\n");
+    let _a = s.connect();
+    let _b = s.connect();
+    let mut third = std::net::TcpStream::connect(s.addr).unwrap();
+    third
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = String::new();
+    std::io::Read::read_to_string(&mut third, &mut buf).unwrap();
+    assert!(buf.starts_with("421 4.7.0"), "{buf}");
+    // Another client IP is not affected.
+    let mut other = Client::connect(s.addr, Some("127.0.0.2"));
+    assert!(other.cmd("NOOP").starts_with("250"));
+}
+
+#[test]
+fn http_request_gets_closed() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let rest = c.read_to_end();
+    assert!(rest.starts_with("221 2.7.0"), "{rest}");
+}
+
+#[test]
+fn timeout_closes_idle_session() {
+    let s = TestServer::start("[timeouts]\ncommand = \"1s\"\n");
+    let mut c = s.connect();
+    let rest = c.read_to_end();
+    assert!(rest.starts_with("421 4.4.2"), "{rest}");
+}
