@@ -1,0 +1,14 @@
+//! Delivery agents of dakiya. For now: local delivery into Maildir.
+//!
+//! Every agent reports failures as a [`DeliverError`] whose [`FailureKind`]
+//! tells the queue manager whether to retry (temporary) or to bounce
+//! (permanent).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod crlf;
+mod error;
+mod maildir;
+
+pub use error::{DeliverError, FailureKind};
+pub use maildir::Maildir;

@@ -1,0 +1,226 @@
+//! Local delivery into a Maildir (<https://cr.yp.to/proto/maildir.html>).
+//! Layout and naming: docs/maildir.md.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dakiya_spool::GroupSync;
+
+use crate::DeliverError;
+use crate::crlf::CrlfToLf;
+
+/// Read (and write) in chunks of this size: memory stays bounded.
+const CHUNK: usize = 64 * 1024;
+
+/// One Maildir. `Send + Sync`: share one per mailbox (e.g. in an `Arc`) so
+/// that concurrent deliveries into it share fsyncs of `new/`.
+pub struct Maildir {
+    path: PathBuf,
+    tmp: PathBuf,
+    new: PathBuf,
+    /// Group commit of fsyncs of `new/`.
+    new_sync: GroupSync<File>,
+}
+
+impl Maildir {
+    /// Opens the Maildir at `path`, creating `path/{tmp,new,cur}` (and any
+    /// missing parents) with mode 0700.
+    pub fn open_or_create(path: &Path) -> Result<Maildir, DeliverError> {
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        for sub in ["tmp", "new", "cur"] {
+            let dir = path.join(sub);
+            builder
+                .create(&dir)
+                .map_err(|e| DeliverError::io(format!("mkdir {}", dir.display()), e))?;
+        }
+        let new = path.join("new");
+        let handle =
+            File::open(&new).map_err(|e| DeliverError::io(format!("open {}", new.display()), e))?;
+        Ok(Maildir {
+            path: path.to_owned(),
+            tmp: path.join("tmp"),
+            new,
+            new_sync: GroupSync::new(handle),
+        })
+    }
+
+    /// The Maildir's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Delivers one message: `prefix` (CRLF-terminated header lines such as
+    /// `Return-Path:`), then `body`, with CRLF line ends turned into LF.
+    ///
+    /// The message is written to `tmp/` under a unique name, fsynced,
+    /// renamed into `new/` with `,S=<size>` appended, and `new/` is fsynced
+    /// (group-committed); only then does this return the path in `new/`. Any
+    /// failure, including a read error from `body`, is temporary and leaves
+    /// nothing behind in `tmp/` or `new/`.
+    pub fn deliver(
+        &self,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+    ) -> Result<PathBuf, DeliverError> {
+        let (name, file) = self.create_tmp(hostname)?;
+        let mut tmp = TmpFile {
+            path: self.tmp.join(&name),
+            armed: true,
+        };
+        let size = copy_converted(&file, prefix, body, &tmp.path)?;
+        file.sync_all()
+            .map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
+        drop(file);
+        let target = self.new.join(format!("{name},S={size}"));
+        fs::rename(&tmp.path, &target)
+            .map_err(|e| DeliverError::io(format!("rename to {}", target.display()), e))?;
+        tmp.armed = false;
+        if let Err(e) = self.new_sync.sync() {
+            // Not known durable: the delivery will be retried, so take this
+            // copy back rather than risk a duplicate.
+            let _ = fs::remove_file(&target);
+            return Err(DeliverError::io(format!("fsync {}", self.new.display()), e));
+        }
+        Ok(target)
+    }
+
+    /// Creates a new file in `tmp/` under a fresh unique name.
+    fn create_tmp(&self, hostname: &str) -> Result<(String, File), DeliverError> {
+        let mut attempts = 0;
+        loop {
+            let name = unique_name(hostname);
+            let path = self.tmp.join(&name);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => return Ok((name, file)),
+                // Another process with our pid (e.g. in a container) or a
+                // stale file: try the next counter value.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 10 => attempts += 1,
+                Err(e) => {
+                    return Err(DeliverError::io(format!("create {}", path.display()), e));
+                }
+            }
+        }
+    }
+}
+
+/// Removes the temporary file on failure.
+struct TmpFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `prefix` and `body`, converted to LF, to `file`; returns the size.
+fn copy_converted(
+    mut file: &File,
+    prefix: &[u8],
+    body: &mut dyn Read,
+    path: &Path,
+) -> Result<u64, DeliverError> {
+    let write_err = |e| DeliverError::io(format!("write {}", path.display()), e);
+    let mut conv = CrlfToLf::default();
+    let mut input = vec![0u8; CHUNK];
+    let mut out = Vec::with_capacity(CHUNK + prefix.len());
+    let mut size = 0u64;
+    conv.convert(prefix, &mut out);
+    loop {
+        let n = match body.read(&mut input) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DeliverError::io("read message body", e)),
+        };
+        conv.convert(&input[..n], &mut out);
+        if out.len() >= CHUNK {
+            file.write_all(&out).map_err(write_err)?;
+            size += out.len() as u64;
+            out.clear();
+        }
+    }
+    conv.finish(&mut out);
+    file.write_all(&out).map_err(write_err)?;
+    size += out.len() as u64;
+    Ok(size)
+}
+
+/// `<secs>.M<micros>P<pid>Q<counter>.<host>`: unique per delivery within a
+/// process (the counter), across processes (the pid) and across reboots
+/// (the time).
+fn unique_name(hostname: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        escape_host(hostname)
+    )
+}
+
+/// The maildir spec turns `/` into `\057` and `:` into `\072`; we also turn
+/// `,` into `\054` because Dovecot reads `,S=` fields from the first comma.
+fn escape_host(hostname: &str) -> String {
+    let host = if hostname.is_empty() {
+        "localhost"
+    } else {
+        hostname
+    };
+    let mut escaped = String::with_capacity(host.len());
+    for c in host.chars() {
+        match c {
+            '/' => escaped.push_str("\\057"),
+            ':' => escaped.push_str("\\072"),
+            ',' => escaped.push_str("\\054"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_escaping() {
+        assert_eq!(escape_host("mx.example.org"), "mx.example.org");
+        assert_eq!(escape_host("a/b:c,d"), "a\\057b\\072c\\054d");
+        assert_eq!(escape_host(""), "localhost");
+    }
+
+    #[test]
+    fn names_have_the_maildir_shape() {
+        let name = unique_name("h:1");
+        let parts: Vec<&str> = name.splitn(3, '.').collect();
+        assert!(parts[0].bytes().all(|b| b.is_ascii_digit()), "{name}");
+        let middle = parts[1];
+        assert!(
+            middle.starts_with('M') && middle.contains('P') && middle.contains('Q'),
+            "{name}"
+        );
+        assert_eq!(parts[2], "h\\0721");
+        assert_ne!(unique_name("h"), unique_name("h"));
+    }
+}

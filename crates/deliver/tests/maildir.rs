@@ -1,0 +1,299 @@
+//! Maildir delivery on a real file system.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+
+use dakiya_deliver::{FailureKind, Maildir};
+
+const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\nDelivered-To: user@example.com\r\n";
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Hands out the data in reads of the given sizes, cycling.
+struct Chunked<'a> {
+    data: &'a [u8],
+    sizes: &'a [usize],
+    turn: usize,
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = self.sizes[self.turn % self.sizes.len()];
+        self.turn += 1;
+        let n = want.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn delivery_lands_in_new_with_lf_line_ends_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mail/example.com/user");
+    let maildir = Maildir::open_or_create(&root).unwrap();
+    for sub in ["", "tmp", "new", "cur"] {
+        let mode = fs::metadata(root.join(sub)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{sub}");
+    }
+    let mut body: &[u8] = b"Subject: hello\r\n\r\nfirst line\r\n\r\nlast line\r\n";
+    let path = maildir
+        .deliver(PREFIX, &mut body, "mx.example.com")
+        .unwrap();
+
+    assert_eq!(path.parent().unwrap(), root.join("new"));
+    let content = fs::read(&path).unwrap();
+    assert_eq!(
+        content,
+        b"Return-Path: <sender@example.org>\nDelivered-To: user@example.com\n\
+          Subject: hello\n\nfirst line\n\nlast line\n"
+    );
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.ends_with(&format!(".mx.example.com,S={}", content.len())),
+        "{name}"
+    );
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(names(&root.join("tmp")).is_empty());
+    assert!(names(&root.join("cur")).is_empty());
+    // Opening again is fine.
+    Maildir::open_or_create(&root).unwrap();
+}
+
+#[test]
+fn crlf_split_across_read_boundaries_becomes_lf() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = Maildir::open_or_create(dir.path()).unwrap();
+    // Lines of varying length so CR and LF fall on every side of a boundary,
+    // including the 64 KiB internal chunk.
+    let mut crlf = Vec::new();
+    let mut lf = Vec::new();
+    for i in 0..20_000 {
+        let line = "x".repeat(i % 97);
+        crlf.extend_from_slice(format!("{line}\r\n").as_bytes());
+        lf.extend_from_slice(format!("{line}\n").as_bytes());
+    }
+    for sizes in [
+        &[1usize][..],
+        &[2, 3],
+        &[7, 1, 64 * 1024 - 1],
+        &[65_535, 65_536, 65_537],
+    ] {
+        let mut reader = Chunked {
+            data: &crlf,
+            sizes,
+            turn: 0,
+        };
+        let path = maildir.deliver(b"X-A: 1\r\n", &mut reader, "h").unwrap();
+        let content = fs::read(&path).unwrap();
+        assert_eq!(&content[..7], b"X-A: 1\n");
+        assert!(content[7..] == lf[..], "sizes {sizes:?}");
+    }
+    // A CR that ends the prefix and an LF that starts the body are separate
+    // line ends: the prefix is always complete lines.
+    let mut body: &[u8] = b"\r\nbody\r\n";
+    let path = maildir.deliver(b"X-B: 2\r\n", &mut body, "h").unwrap();
+    assert_eq!(fs::read(path).unwrap(), b"X-B: 2\n\nbody\n");
+}
+
+#[test]
+fn names_are_unique_across_threads() {
+    const THREADS: usize = 8;
+    const EACH: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = Arc::new(Maildir::open_or_create(dir.path()).unwrap());
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let maildir = Arc::clone(&maildir);
+            thread::spawn(move || {
+                (0..EACH)
+                    .map(|i| {
+                        let text = format!("thread {t} message {i}\r\n");
+                        let path = maildir.deliver(b"", &mut text.as_bytes(), "host").unwrap();
+                        (path, text.replace("\r\n", "\n"))
+                    })
+                    .collect::<Vec<(PathBuf, String)>>()
+            })
+        })
+        .collect();
+    let delivered: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let unique: HashSet<_> = delivered.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(unique.len(), THREADS * EACH);
+    assert_eq!(names(&dir.path().join("new")).len(), THREADS * EACH);
+    for (path, text) in &delivered {
+        assert_eq!(&fs::read_to_string(path).unwrap(), text);
+    }
+}
+
+/// Makes directories read-only for the duration of a test: mode 0500, and,
+/// when running as root (which ignores mode bits), the immutable attribute,
+/// which binds root too. Undone on drop so the temp dir can be removed.
+struct ReadOnly {
+    dirs: Vec<PathBuf>,
+    immutable: bool,
+}
+
+impl ReadOnly {
+    /// `None` if the directories could not be made read-only here.
+    fn apply(dirs: &[PathBuf]) -> Option<ReadOnly> {
+        let mut guard = ReadOnly {
+            dirs: dirs.to_vec(),
+            immutable: false,
+        };
+        for dir in dirs {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o500)).unwrap();
+        }
+        if !writable(&dirs[0]) {
+            return Some(guard);
+        }
+        guard.immutable = true;
+        let ok = std::process::Command::new("chattr")
+            .arg("+i")
+            .args(dirs)
+            .status()
+            .is_ok_and(|s| s.success());
+        (ok && !writable(&dirs[0])).then_some(guard)
+    }
+}
+
+fn writable(dir: &Path) -> bool {
+    let probe = dir.join("probe");
+    let ok = fs::write(&probe, b"").is_ok();
+    let _ = fs::remove_file(probe);
+    ok
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        if self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .args(&self.dirs)
+                .status();
+        }
+        for dir in &self.dirs {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        }
+    }
+}
+
+#[test]
+fn read_only_maildir_is_a_temporary_failure_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ro");
+    let maildir = Maildir::open_or_create(&root).unwrap();
+    let Some(_guard) = ReadOnly::apply(&[root.join("tmp"), root.join("new")]) else {
+        eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
+        return;
+    };
+    let err = maildir
+        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+    assert_eq!(
+        err.io_error().unwrap().kind(),
+        io::ErrorKind::PermissionDenied
+    );
+    assert!(names(&root.join("new")).is_empty());
+    assert!(names(&root.join("tmp")).is_empty());
+}
+
+/// Only `new/` read-only: the file is written to `tmp/`, the rename fails,
+/// and the temporary file is removed.
+#[test]
+fn read_only_new_is_a_temporary_failure_and_cleans_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = Maildir::open_or_create(dir.path()).unwrap();
+    let Some(guard) = ReadOnly::apply(&[dir.path().join("new")]) else {
+        eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
+        return;
+    };
+    let err = maildir
+        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+    assert!(names(&dir.path().join("tmp")).is_empty());
+    drop(guard);
+    assert!(names(&dir.path().join("new")).is_empty());
+}
+
+/// Root-proof variant: `tmp/` unusable, so the file cannot be created.
+#[test]
+fn unwritable_tmp_is_a_temporary_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = Maildir::open_or_create(dir.path()).unwrap();
+    fs::remove_dir(dir.path().join("tmp")).unwrap();
+    fs::write(dir.path().join("tmp"), b"not a directory").unwrap();
+    let err = maildir
+        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+    assert!(names(&dir.path().join("new")).is_empty());
+}
+
+/// Root-proof variant: the rename into `new/` fails after the file was
+/// written; the temporary file must be cleaned up.
+#[test]
+fn failed_rename_into_new_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = Maildir::open_or_create(dir.path()).unwrap();
+    fs::remove_dir(dir.path().join("new")).unwrap();
+    fs::write(dir.path().join("new"), b"not a directory").unwrap();
+    let err = maildir
+        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+    assert!(names(&dir.path().join("tmp")).is_empty());
+}
+
+#[test]
+fn body_read_error_is_temporary_and_cleans_up() {
+    struct Failing(usize);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::other("spool read failed"));
+            }
+            let n = self.0.min(buf.len());
+            buf[..n].fill(b'a');
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = Maildir::open_or_create(dir.path()).unwrap();
+    let err = maildir
+        .deliver(PREFIX, &mut Failing(200_000), "h")
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Temporary);
+    assert!(err.to_string().contains("spool read failed"), "{err}");
+    assert!(names(&dir.path().join("tmp")).is_empty());
+    assert!(names(&dir.path().join("new")).is_empty());
+}
+
+#[test]
+fn open_or_create_fails_temporarily_on_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file");
+    fs::write(&path, b"x").unwrap();
+    let err = Maildir::open_or_create(&path).err().unwrap();
+    assert_eq!(err.kind, FailureKind::Temporary);
+}

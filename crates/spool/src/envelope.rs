@@ -1,0 +1,134 @@
+//! The envelope of a queued message and the per-recipient delivery state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::QueueId;
+
+/// The SMTP envelope of a message and everything the server learned while
+/// receiving it. Stored as one JSON line in the message file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Envelope {
+    /// The queue id; also names the message's files.
+    pub id: QueueId,
+    /// When the message was accepted, in unix seconds.
+    pub received_at: u64,
+    /// The MAIL FROM reverse-path without angle brackets; `""` is the null
+    /// reverse-path `<>` (RFC 5321 §4.5.5: bounces must not be bounced).
+    pub sender: String,
+    /// The client's IP address, as text.
+    pub client_ip: String,
+    /// The EHLO/HELO argument given by the client.
+    pub helo: String,
+    /// The declared body type (RFC 6152 `BODY=`).
+    pub body: BodyType,
+    /// Whether the client asked for SMTPUTF8 (RFC 6531).
+    #[serde(default)]
+    pub smtputf8: bool,
+    /// DSN `RET=` (RFC 3461 §4.3).
+    #[serde(default)]
+    pub dsn_ret: Option<DsnRet>,
+    /// DSN `ENVID=` (RFC 3461 §4.4), as given (xtext-decoded by the caller).
+    #[serde(default)]
+    pub dsn_envid: Option<String>,
+    /// The recipients, in RCPT TO order; status records refer to them by index.
+    pub recipients: Vec<Recipient>,
+}
+
+/// One accepted recipient.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Recipient {
+    /// The final destination address (after any rewriting).
+    pub address: String,
+    /// The RCPT TO address exactly as the client gave it.
+    pub original: String,
+    /// DSN `ORCPT=` (RFC 3461 §4.2), if given.
+    #[serde(default)]
+    pub orcpt: Option<String>,
+    /// DSN `NOTIFY=` (RFC 3461 §4.1): `None` = not given, `Some(vec![])` = NEVER.
+    #[serde(default)]
+    pub notify: Option<Vec<Notify>>,
+    /// `(domain, mailbox)` for local delivery; `None` for remote delivery.
+    #[serde(default)]
+    pub mailbox: Option<(String, String)>,
+}
+
+/// The body type declared with `BODY=` (RFC 6152).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyType {
+    /// 7-bit content (the default).
+    SevenBit,
+    /// `BODY=8BITMIME`.
+    EightBitMime,
+}
+
+/// DSN `RET=` (RFC 3461 §4.3): how much of the message a DSN returns.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DsnRet {
+    /// Return the full message.
+    Full,
+    /// Return the headers only.
+    Hdrs,
+}
+
+/// One DSN `NOTIFY=` keyword (RFC 3461 §4.1).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Notify {
+    /// Notify on successful delivery.
+    Success,
+    /// Notify on permanent failure.
+    Failure,
+    /// Notify on delay.
+    Delay,
+}
+
+/// The delivery state of one recipient. Recorded in the message's status log;
+/// the last record for a recipient wins.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RcptState {
+    /// Not yet attempted (the state of every recipient without a record).
+    Pending,
+    /// Delivered at `at` (unix seconds).
+    Delivered {
+        /// When, in unix seconds.
+        at: u64,
+    },
+    /// Temporarily failed `attempts` times; try again at `next_attempt`.
+    Deferred {
+        /// Attempts made so far.
+        attempts: u32,
+        /// When to try next, in unix seconds.
+        next_attempt: u64,
+        /// The last error, for logs and DSNs.
+        error: String,
+    },
+    /// Permanently failed at `at` (unix seconds).
+    Failed {
+        /// When, in unix seconds.
+        at: u64,
+        /// The error, for logs and DSNs.
+        error: String,
+    },
+}
+
+impl RcptState {
+    /// Whether the state is final (delivered or failed): nothing more to do.
+    pub fn is_final(&self) -> bool {
+        matches!(self, RcptState::Delivered { .. } | RcptState::Failed { .. })
+    }
+}
+
+/// A committed message as found in the spool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedMessage {
+    /// The envelope as committed.
+    pub envelope: Envelope,
+    /// The last recorded state of each recipient, index-aligned with
+    /// `envelope.recipients`.
+    pub states: Vec<RcptState>,
+    /// The size of the body in bytes.
+    pub size: u64,
+}
