@@ -212,9 +212,18 @@ impl Message {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(w) = self.writer.as_mut()
-            && let Err(e) = w.write(bytes)
-        {
+        // Past the spool's memory buffer, writes go to the file: keep that blocking I/O off
+        // the runtime's reactor threads.
+        const SPILL: u64 = 128 * 1024;
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let result = if w.len() + bytes.len() as u64 > SPILL {
+            tokio::task::block_in_place(|| w.write(bytes))
+        } else {
+            w.write(bytes)
+        };
+        if let Err(e) = result {
             self.failed = Some(e.to_string());
             self.writer = None;
         }

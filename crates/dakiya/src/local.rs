@@ -4,6 +4,46 @@
 use dakiya_config::Config;
 use dakiya_deliver::{FailureKind, Maildir};
 use dakiya_spool::{QueueId, QueuedMessage, RcptState, Spool, next_retry_delay};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Open Maildirs, one per mailbox, shared by concurrent deliveries so that they share the
+/// group-committed fsyncs of each `new/` directory.
+const MAX_OPEN_MAILDIRS: usize = 512;
+
+#[derive(Default)]
+pub struct Mailboxes {
+    open: Mutex<HashMap<(String, String), Arc<Maildir>>>,
+}
+
+impl Mailboxes {
+    fn get(
+        &self,
+        cfg: &Config,
+        domain: &str,
+        mailbox: &str,
+    ) -> Result<Arc<Maildir>, dakiya_deliver::DeliverError> {
+        let key = (domain.to_string(), mailbox.to_string());
+        if let Some(md) = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(md.clone());
+        }
+        let dir = cfg.data_dir.join("mail").join(domain).join(mailbox);
+        let md = Arc::new(Maildir::open_or_create(&dir)?);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        // Each entry holds a directory descriptor; with `any_mailbox` the set of mailboxes is
+        // chosen by senders, so keep the cache bounded.
+        if open.len() >= MAX_OPEN_MAILDIRS {
+            open.clear();
+        }
+        open.insert(key, md.clone());
+        Ok(md)
+    }
+}
 
 /// What a delivery run leaves for the scheduler.
 pub struct Outcome {
@@ -35,7 +75,7 @@ pub fn next_attempt(m: &QueuedMessage) -> Option<u64> {
 /// succeed in one run no per-recipient records are written (the message file is simply
 /// removed); a crash in the middle of such a run can therefore deliver a copy twice, never
 /// zero times — at-least-once, as with every MTA.
-pub fn deliver_message(cfg: &Config, spool: &Spool, id: &QueueId) -> Outcome {
+pub fn deliver_message(cfg: &Config, spool: &Spool, boxes: &Mailboxes, id: &QueueId) -> Outcome {
     let now = crate::envelope::now();
     let m = match spool.load(id) {
         Ok(m) => m,
@@ -64,16 +104,8 @@ pub fn deliver_message(cfg: &Config, spool: &Spool, id: &QueueId) -> Outcome {
         if !due {
             continue;
         }
-        let state = deliver_one(
-            cfg,
-            spool,
-            &m,
-            &rcpt.address,
-            domain,
-            mailbox,
-            &states[i],
-            now,
-        );
+        let target = (rcpt.address.as_str(), domain.as_str(), mailbox.as_str());
+        let state = deliver_one(cfg, spool, boxes, &m, target, &states[i], now);
         changed.push(i);
         states[i] = state;
     }
@@ -101,26 +133,25 @@ pub fn deliver_message(cfg: &Config, spool: &Spool, id: &QueueId) -> Outcome {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Delivers one copy; `target` is (address, domain, mailbox).
 fn deliver_one(
     cfg: &Config,
     spool: &Spool,
+    boxes: &Mailboxes,
     m: &QueuedMessage,
-    address: &str,
-    domain: &str,
-    mailbox: &str,
+    target: (&str, &str, &str),
     previous: &RcptState,
     now: u64,
 ) -> RcptState {
+    let (address, domain, mailbox) = target;
     let id = &m.envelope.id;
-    let dir = cfg.data_dir.join("mail").join(domain).join(mailbox);
     // RFC 5321 §4.4: Return-Path is added at final delivery; Delivered-To records which
     // mailbox this copy was for (and lets loops be detected).
     let prefix = format!(
         "Return-Path: <{}>\r\nDelivered-To: {address}\r\n",
         m.envelope.sender
     );
-    let result = Maildir::open_or_create(&dir).and_then(|md| {
+    let result = boxes.get(cfg, domain, mailbox).and_then(|md| {
         let mut body = spool
             .body(id)
             .map_err(dakiya_deliver::DeliverError::temporary)?;

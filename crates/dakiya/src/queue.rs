@@ -2,7 +2,7 @@
 //! message), a bounded number of concurrent deliveries, and retries on the configured
 //! schedule.
 
-use crate::local::{self, Outcome};
+use crate::local::{self, Mailboxes, Outcome};
 use dakiya_config::Config;
 use dakiya_spool::{QueueId, QueuedMessage, Spool};
 use std::collections::{BTreeSet, VecDeque};
@@ -31,6 +31,7 @@ pub fn start(cfg: Arc<Config>, spool: Arc<Spool>, recovered: Vec<QueuedMessage>)
         ready: VecDeque::new(),
         due: BTreeSet::new(),
         limit: Arc::new(Semaphore::new(cfg.delivery.local_concurrency.max(1))),
+        boxes: Arc::new(Mailboxes::default()),
         cfg,
         spool,
     };
@@ -62,6 +63,7 @@ struct Scheduler {
     /// (unix seconds of the next attempt, message)
     due: BTreeSet<(u64, QueueId)>,
     limit: Arc<Semaphore>,
+    boxes: Arc<Mailboxes>,
 }
 
 impl Scheduler {
@@ -103,9 +105,14 @@ impl Scheduler {
             let Some(id) = self.ready.pop_front() else {
                 return;
             };
-            let (cfg, spool, done) = (self.cfg.clone(), self.spool.clone(), done.clone());
+            let (cfg, spool, boxes, done) = (
+                self.cfg.clone(),
+                self.spool.clone(),
+                self.boxes.clone(),
+                done.clone(),
+            );
             tokio::task::spawn_blocking(move || {
-                let outcome = local::deliver_message(&cfg, &spool, &id);
+                let outcome = local::deliver_message(&cfg, &spool, &boxes, &id);
                 drop(permit);
                 let _ = done.send(outcome);
             });
