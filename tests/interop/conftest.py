@@ -1,0 +1,494 @@
+"""Fixtures for the interop tests.
+
+* `dakiya`  — a real dakiya server (`$DAKIYA_BIN serve --config FILE`) on 127.0.0.1:<ephemeral>,
+  with its own data_dir under the test's work_dir. Killed at teardown; its log is attached to the
+  report of a failing test, and a crash or panic during the test is an error.
+* `dovecot` — a factory that starts a real Dovecot (IMAP only, loopback, plaintext login) whose
+  mail_location is `maildir:<data_dir>/mail/%d/%n`, i.e. it reads dakiya's Maildirs.
+* `work_dir` — a per-test directory that unprivileged processes can traverse (pytest's own tmp
+  dirs are 0700, but Dovecot's auth and mail processes don't run as root).
+
+Everything lives under one session directory in $TMPDIR, removed at the end of the run unless
+DAKIYA_TEST_KEEP=1 is set. Failing tests get the server logs attached to their report.
+
+Everything listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+LOOPBACK = "127.0.0.1"
+DOMAIN = "example.test"
+# `josé` exercises Unicode mailbox names (SMTPUTF8); `jose` stays a separate mailbox.
+MAILBOXES = ["alice", "bob", "carol", "jose", "josé"]
+ALIASES = {"team@example.test": ["alice@example.test", "bob@example.test"]}
+
+STARTUP_TIMEOUT = 20.0
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+LISTEN_RE = re.compile(r"listening address=(\S+)")
+
+
+def strip_ansi(text: str) -> str:
+    return ANSI_RE.sub("", text)
+
+
+def tail(text: str, lines: int = 200) -> str:
+    parts = text.splitlines()
+    if len(parts) > lines:
+        parts = [f"... ({len(parts) - lines} earlier lines omitted)"] + parts[-lines:]
+    return "\n".join(parts)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return strip_ansi(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM the process we started, then SIGKILL its process group if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    # The process was started in its own session, so its group holds only what it spawned.
+    # Only once per process: afterwards its id may be reused.
+    if not getattr(proc, "_group_killed", False):
+        proc._group_killed = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def attach_log(request, title: str, path: Path) -> None:
+    """Have the failure report of the current test include this log file."""
+    logs = getattr(request.node, "_interop_logs", None)
+    if logs is None:
+        logs = request.node._interop_logs = []
+    logs.append((title, path))
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    # scripts/test runs pytest under `timeout`: on SIGTERM, unwind like Ctrl-C so fixture
+    # teardown still stops the servers (they run in their own sessions).
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for title, path in getattr(item, "_interop_logs", []):
+            rep.sections.append((f"{title} ({rep.when})", tail(read_text(Path(path)))))
+
+
+@pytest.fixture(scope="session")
+def interop_root():
+    root = Path(tempfile.mkdtemp(prefix="dakiya-interop-"))
+    root.chmod(0o711)
+    yield root
+    if os.environ.get("DAKIYA_TEST_KEEP"):
+        print(f"\ninterop test directories kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def work_dir(interop_root, request) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+    path = Path(tempfile.mkdtemp(prefix=name + "-", dir=interop_root))
+    path.chmod(0o711)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# dakiya
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dakiya_bin() -> str:
+    path = os.environ.get("DAKIYA_BIN")
+    if not path:
+        pytest.fail("DAKIYA_BIN is not set: run the suite through scripts/test, or set it to target/debug/dakiya")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"DAKIYA_BIN={path!r} is not an executable file")
+    return os.path.abspath(path)
+
+
+def toml_str(s: str) -> str:
+    # A JSON string is a valid TOML basic string.
+    return json.dumps(s, ensure_ascii=False)
+
+
+def render_config(data_dir: Path, listen: str = f"{LOOPBACK}:0") -> str:
+    lines = [
+        'hostname = "mx.test"',
+        f"data_dir = {toml_str(str(data_dir))}",
+        "",
+        "[[listen]]",
+        f"address = {toml_str(listen)}",
+        'role = "mx"',
+        "",
+        f"[domains.{toml_str(DOMAIN)}]",
+        "mailboxes = [" + ", ".join(toml_str(m) for m in MAILBOXES) + "]",
+        "",
+        "[aliases]",
+    ]
+    for alias, targets in ALIASES.items():
+        lines.append(f"{toml_str(alias)} = [" + ", ".join(toml_str(t) for t in targets) + "]")
+    return "\n".join(lines) + "\n"
+
+
+class Dakiya:
+    """A running dakiya server."""
+
+    def __init__(self, proc, host, port, workdir: Path, data_dir: Path, config_path: Path, log_path: Path):
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.workdir = workdir
+        self.data_dir = data_dir
+        self.config_path = config_path
+        self.log_path = log_path
+
+    # -- logs --
+    def log(self) -> str:
+        return read_text(self.log_path)
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line matching {pattern!r} within {timeout}s; log:\n{tail(self.log(), 60)}")
+            time.sleep(0.05)
+
+    # -- mail on disk --
+    def maildir(self, mailbox: str, domain: str = DOMAIN) -> Path:
+        return self.data_dir / "mail" / domain.lower() / mailbox.lower()
+
+    def new_files(self, mailbox: str, domain: str = DOMAIN) -> list[Path]:
+        new = self.maildir(mailbox, domain) / "new"
+        try:
+            files = [p for p in new.iterdir() if p.is_file() and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def wait_for_delivery(self, mailbox: str, domain: str = DOMAIN, count: int = 1, timeout: float = 15.0, settle: float = 0.5) -> list[Path]:
+        """Poll `<data>/mail/<domain>/<mailbox>/new/` until it holds at least `count` files.
+
+        Then wait `settle` seconds more and return the files found, so a caller asserting an
+        exact count also catches late duplicates.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            files = self.new_files(mailbox, domain)
+            if len(files) >= count:
+                break
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dakiya exited with status {self.proc.returncode} while waiting for delivery; log:\n{tail(self.log(), 60)}")
+            if time.monotonic() > deadline:
+                listing = sorted(str(p.relative_to(self.data_dir)) for p in self.data_dir.rglob("*")) if self.data_dir.exists() else []
+                raise AssertionError(
+                    f"{mailbox}@{domain}: {len(files)} of {count} message(s) in {self.maildir(mailbox, domain) / 'new'} after {timeout}s\n"
+                    f"data_dir contents: {listing[:50]}\nlog:\n{tail(self.log(), 60)}"
+                )
+            time.sleep(0.05)
+        if settle:
+            time.sleep(settle)
+            files = self.new_files(mailbox, domain)
+        return files
+
+    # -- clients --
+    def smtp(self, timeout: float = 10.0) -> smtplib.SMTP:
+        return smtplib.SMTP(self.host, self.port, local_hostname="client.test", timeout=timeout)
+
+
+def start_dakiya(binary: str, workdir: Path, request) -> Dakiya:
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o711)
+    data_dir = workdir / "data"
+    config_path = workdir / "dakiya.toml"
+    config_path.write_text(render_config(data_dir), encoding="utf-8")
+    log_path = workdir / "dakiya.log"
+    attach_log(request, "dakiya log", log_path)
+
+    env = dict(os.environ)
+    env["RUST_LOG"] = os.environ.get("DAKIYA_TEST_RUST_LOG", "info")
+    env["NO_COLOR"] = "1"
+    env.setdefault("RUST_BACKTRACE", "1")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary, "serve", "--config", str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        m = LISTEN_RE.search(read_text(log_path))
+        if m:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"dakiya exited with status {proc.returncode} before listening; config:\n{config_path.read_text()}\nlog:\n{tail(read_text(log_path), 60)}")
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            pytest.fail(f"no 'listening address=' log line within {STARTUP_TIMEOUT}s; log:\n{tail(read_text(log_path), 60)}")
+        time.sleep(0.05)
+
+    host, _, port = m.group(1).rpartition(":")
+    host = host.strip("[]")
+    return Dakiya(proc, host, int(port), workdir, data_dir, config_path, log_path)
+
+
+@pytest.fixture
+def dakiya(dakiya_bin, work_dir, request):
+    server = start_dakiya(dakiya_bin, work_dir / "dakiya", request)
+    try:
+        yield server
+    finally:
+        status = server.proc.poll()
+        stop_process(server.proc)
+    problems = []
+    if status is not None:
+        problems.append(f"dakiya exited during the test with status {status}")
+    if "panicked at" in server.log():
+        problems.append("dakiya panicked during the test")
+    if problems:
+        pytest.fail("; ".join(problems) + f"\nlog:\n{tail(server.log(), 80)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Dovecot
+# --------------------------------------------------------------------------------------------
+
+DOVECOT_PASSWORD = "interop-secret"
+
+
+def dovecot_binary() -> str:
+    path = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
+    if not path:
+        pytest.fail("dovecot is not installed (scripts/test installs dovecot-imapd)")
+    return path
+
+
+def dovecot_version(binary: str) -> tuple[int, ...]:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.match(r"\s*(\d+)\.(\d+)(?:\.(\d+))?", out)
+    assert m, f"cannot parse `dovecot --version` output {out!r}"
+    return tuple(int(x) for x in m.groups() if x is not None)
+
+
+def render_dovecot_conf(version, base: Path, run_dir: Path, port: int, data_dir: Path, uid: int, gid: int, passwd: Path) -> str:
+    """A self-contained config (no /etc/dovecot includes) for `dovecot -F -c FILE`."""
+    common = f"""\
+base_dir = {run_dir}
+state_dir = {base}/state
+log_path = {base}/dovecot.log
+protocols = imap
+listen = {LOOPBACK}
+ssl = no
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+first_valid_uid = {uid}
+first_valid_gid = {gid}
+service imap-login {{
+  inet_listener imap {{
+    address = {LOOPBACK}
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+    if version >= (2, 4):
+        # Dovecot 2.4 (Debian trixie) renamed most of these settings and the %-variables.
+        # Not exercised on Debian bookworm, which ships 2.3.
+        return f"""\
+dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+{common}
+auth_allow_cleartext = yes
+mail_driver = maildir
+mail_path = {data_dir}/mail/%{{user|domain}}/%{{user|username}}
+passdb passwd-file {{
+  passwd_file_path = {passwd}
+}}
+userdb static {{
+  fields {{
+    uid = {uid}
+    gid = {gid}
+  }}
+}}
+"""
+    return f"""\
+{common}
+disable_plaintext_auth = no
+mail_location = maildir:{data_dir}/mail/%d/%n
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid}
+}}
+"""
+
+
+class Dovecot:
+    def __init__(self, proc, port: int, base: Path, run_dir: Path, log_path: Path, version):
+        self.proc = proc
+        self.run_dir = run_dir
+        self.host = LOOPBACK
+        self.port = port
+        self.base = base
+        self.log_path = log_path
+        self.version = version
+
+    def log(self) -> str:
+        return read_text(self.log_path)
+
+    def imap(self, user: str, password: str = DOVECOT_PASSWORD) -> imaplib.IMAP4:
+        conn = imaplib.IMAP4(self.host, self.port, timeout=10)
+        conn.login(user, password)
+        return conn
+
+    def errors(self) -> list[str]:
+        """Lines Dovecot logged at error level or worse."""
+        return [ln for ln in self.log().splitlines() if re.search(r"\b(Error|Fatal|Panic):", ln)]
+
+
+def mail_owner(data_dir: Path) -> tuple[int, int]:
+    """The uid/gid Dovecot's mail processes run as: the owner of the Maildir tree.
+
+    Dovecot never accesses mail as root (a userdb uid 0 is refused: "userdb returned 0 as uid";
+    mail_uid=0 is refused: "Mail access not allowed for root"). dakiya runs as root in CI, so a
+    root-owned tree is handed to the unprivileged `mail` user first (contents untouched), and
+    data_dir is made traversable.
+    """
+    mail_root = data_dir / "mail"
+    st = mail_root.stat()
+    if st.st_uid != 0:
+        return st.st_uid, st.st_gid
+    try:
+        pw = pwd.getpwnam("mail")
+    except KeyError:
+        pw = pwd.getpwnam("nobody")
+    uid, gid = pw.pw_uid, pw.pw_gid
+    os.chown(mail_root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(mail_root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+    data_dir.chmod(data_dir.stat().st_mode | 0o111)
+    return uid, gid
+
+
+def start_dovecot(data_dir: Path, users, work_dir: Path, request) -> Dovecot:
+    if os.geteuid() != 0:
+        pytest.skip("the Dovecot fixture runs Dovecot as root (as CI does); not root here")
+    binary = dovecot_binary()
+    version = dovecot_version(binary)
+    base = Path(tempfile.mkdtemp(prefix="dovecot-", dir=work_dir))
+    base.chmod(0o755)  # Dovecot's auth process (user dovecot) reads the passwd file here
+    # base_dir holds Dovecot's unix sockets: keep its path well under the 108-byte limit.
+    run_dir = Path(tempfile.mkdtemp(prefix="dkv-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    run_dir.chmod(0o755)  # Dovecot wants it world-readable
+    request.addfinalizer(lambda: shutil.rmtree(run_dir, ignore_errors=True))
+    passwd = base / "passwd"
+    passwd.write_text("".join(f"{u}:{{PLAIN}}{DOVECOT_PASSWORD}::::::\n" for u in users))
+    passwd.chmod(0o644)
+    uid, gid = mail_owner(data_dir)
+    log_path = base / "dovecot.log"
+    attach_log(request, "dovecot log", log_path)
+    stdio_path = base / "dovecot.stdio"
+    attach_log(request, "dovecot stdout/stderr", stdio_path)
+    conf = base / "dovecot.conf"
+
+    for _attempt in range(3):  # the free port could be taken between probing and binding
+        port = free_loopback_port()
+        conf.write_text(render_dovecot_conf(version, base, run_dir, port, data_dir, uid, gid, passwd))
+        with open(stdio_path, "ab") as out:
+            proc = subprocess.Popen([binary, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        server = Dovecot(proc, port, base, run_dir, log_path, version)
+        request.addfinalizer(lambda proc=proc: stop_process(proc))
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection((LOOPBACK, port), timeout=2) as s:
+                    s.settimeout(5)
+                    greeting = s.recv(512)
+                if greeting.startswith(b"* OK"):
+                    return server
+            except OSError:
+                pass
+            time.sleep(0.1)
+        stop_process(proc)
+        if "Address already in use" not in read_text(log_path) + read_text(stdio_path):
+            break
+    pytest.fail(
+        f"Dovecot did not come up on {LOOPBACK}:{port} (exit status {proc.poll()})\n"
+        f"config:\n{conf.read_text()}\nlog:\n{tail(read_text(log_path), 40)}\nstdio:\n{tail(read_text(stdio_path), 40)}"
+    )
+
+
+@pytest.fixture
+def dovecot(request, work_dir):
+    """Factory: dovecot(data_dir, users=[...]) starts Dovecot reading data_dir/mail/%d/%n.
+
+    data_dir must be inside work_dir (or otherwise traversable by unprivileged users)."""
+    servers = []
+
+    def start(data_dir: Path, users=("alice@example.test", "bob@example.test")) -> Dovecot:
+        server = start_dovecot(Path(data_dir), users, work_dir, request)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        stop_process(server.proc)

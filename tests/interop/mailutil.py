@@ -1,0 +1,137 @@
+"""Small helpers shared by the interop tests: building messages, reading delivered Maildir
+files, and a raw SMTP client for what the real clients can't do (BDAT).
+
+Delivered Maildir files use LF line endings (dakiya converts CRLF), so everything read back
+from disk is compared against the LF form of what was sent.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+
+QUEUED_AS_RE = re.compile(r"queued as (\S+)", re.IGNORECASE)
+
+
+def tag() -> str:
+    """A short unique marker to tell messages apart."""
+    return uuid.uuid4().hex[:12]
+
+
+def build_message(sender: str, to: str, subject: str, body: str, extra_headers: str = "") -> str:
+    """An RFC 5322 message with CRLF line endings. `body` uses CRLF already or plain LF."""
+    body = body.replace("\r\n", "\n").replace("\n", "\r\n")
+    return (
+        f"From: {sender}\r\n"
+        f"To: {to}\r\n"
+        f"Subject: {subject}\r\n"
+        f"Message-ID: <{tag()}@client.test>\r\n"
+        f"Date: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
+        f"{extra_headers}"
+        "\r\n"
+        f"{body}"
+    )
+
+
+def to_lf(data: str | bytes):
+    if isinstance(data, bytes):
+        return data.replace(b"\r\n", b"\n")
+    return data.replace("\r\n", "\n")
+
+
+def queue_id_from_reply(reply: bytes | str) -> str:
+    """The queue ID from a `250 ... queued as ID` reply; fails the test when absent."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    m = QUEUED_AS_RE.search(text)
+    assert m, f"250 reply to end of data has no 'queued as ID': {text!r}"
+    return m.group(1).strip("<>()[].,;")
+
+
+class Delivered:
+    """One delivered Maildir file, split into header fields and body (LF line endings)."""
+
+    def __init__(self, raw: bytes, path=None):
+        self.raw = raw
+        self.path = path
+        head, sep, body = raw.partition(b"\n\n")
+        assert sep, f"delivered file {path} has no header/body separator: {raw[:500]!r}"
+        self.header_block = head + b"\n"
+        self.body = body
+        self.fields: list[tuple[str, str]] = []
+        for line in head.decode("utf-8", "replace").split("\n"):
+            if line[:1] in (" ", "\t") and self.fields:
+                name, value = self.fields[-1]
+                self.fields[-1] = (name, value + " " + line.strip())
+            else:
+                name, colon, value = line.partition(":")
+                assert colon, f"malformed header line {line!r} in {path}"
+                self.fields.append((name, value.strip()))
+
+    def all(self, name: str) -> list[str]:
+        return [v for n, v in self.fields if n.lower() == name.lower()]
+
+    def one(self, name: str) -> str:
+        values = self.all(name)
+        assert len(values) == 1, f"expected exactly one {name}: header, got {values!r} in:\n{self.header_block.decode('utf-8', 'replace')}"
+        return values[0]
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.fields]
+
+
+class RawSMTP:
+    """A minimal SMTP client on a plain socket: send exact bytes, read replies."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.transcript: list[str] = []
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data: bytes):
+        self.transcript.append(f"C: {data[:200]!r}{'...' if len(data) > 200 else ''}")
+        self.sock.sendall(data)
+
+    def _readline(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"server closed the connection; unread {self.buf!r}; transcript:\n" + "\n".join(self.transcript))
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def reply(self) -> tuple[int, list[str]]:
+        """One (possibly multi-line) reply: (code, [text of each line])."""
+        lines = []
+        while True:
+            line = self._readline()
+            self.transcript.append(f"S: {line!r}")
+            assert len(line) >= 3 and line[:3].isdigit() and line[3:4] in (b"", b" ", b"-"), f"malformed reply line {line!r}"
+            lines.append(line)
+            if line[3:4] != b"-":
+                break
+        codes = {ln[:3] for ln in lines}
+        assert len(codes) == 1, f"multi-line reply with mixed codes: {lines!r}"
+        return int(lines[0][:3]), [ln[4:].decode("utf-8", "replace") for ln in lines]
+
+    def cmd(self, line: str) -> tuple[int, list[str]]:
+        self.send(line.encode("utf-8") + b"\r\n")
+        return self.reply()
+
+    def expect(self, want: int, line: str | None = None) -> list[str]:
+        code, text = self.cmd(line) if line is not None else self.reply()
+        assert code == want, f"{line or '<reply>'}: expected {want}, got {code} {text!r}; transcript:\n" + "\n".join(self.transcript)
+        return text
