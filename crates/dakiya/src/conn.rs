@@ -88,6 +88,7 @@ pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 };
                 server.recipient_verdict(verdict);
             }
+            Event::CheckSender => server.sender_verdict(Ok(())),
             Event::MessageStart => msg.start(&shared, &server, peer),
             Event::Body(bytes) => msg.write(bytes),
             Event::MessageEnd => {

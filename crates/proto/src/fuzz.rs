@@ -2,6 +2,7 @@
 //! test (`tests/corpus.rs`) on stable Rust, without a fuzzer.
 
 use crate::address::ForwardPath;
+use crate::server::SessionPolicy;
 use crate::{Enhanced, Event, Reply, Server, ServerConfig};
 use std::sync::Arc;
 
@@ -16,7 +17,17 @@ pub fn session(data: &[u8]) {
         max_recipients: 5,
         max_errors: 50,
     });
-    let mut server: Server<()> = Server::new(cfg);
+    // Bits of the first octet choose the listener policy, so AUTH and STARTTLS paths are
+    // explored as well as the plain MX session.
+    let flags = data.first().copied().unwrap_or(0);
+    let policy = SessionPolicy {
+        starttls: flags & 0x20 != 0,
+        implicit_tls: false,
+        auth: flags & 0x40 != 0,
+        auth_without_tls: flags & 0x80 != 0,
+        auth_required: flags & 0x60 == 0x60,
+    };
+    let mut server: Server<()> = Server::with_policy(cfg, policy);
     let step = data.first().map_or(7, |b| usize::from(*b % 31) + 1);
     let mut input = Vec::new();
     let mut body = Vec::new();
@@ -40,6 +51,17 @@ pub fn session(data: &[u8]) {
                     };
                     server.recipient_verdict(verdict);
                 }
+                Event::CheckSender => server.sender_verdict(Ok(())),
+                Event::Authenticate => {
+                    let ok = server.pending_auth().is_some_and(|c| c.password == "pw");
+                    let verdict = if ok {
+                        Ok("u".to_string())
+                    } else {
+                        Err(Reply::new(535, Enhanced(5, 7, 8), "no"))
+                    };
+                    server.auth_result(verdict);
+                }
+                Event::StartTls => server.tls_established(),
                 Event::MessageStart => body.clear(),
                 Event::Body(b) => body.extend_from_slice(b),
                 Event::MessageEnd => {

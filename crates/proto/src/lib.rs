@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod line;
 pub mod params;
 pub mod reply;
+pub mod sasl;
 pub mod server;
 
 pub use reply::{Enhanced, Reply};

@@ -162,6 +162,15 @@ pub fn parse_mail_params<'a>(
                 }
                 out.envid = Some(decode_xtext(v).ok_or(ParamError::BadValue("ENVID"))?);
             }
+            // RFC 4954 §5: AUTH=<mailbox> or AUTH=<> names the identity that submitted the
+            // message. We record our own authenticated identity instead, so the value is only
+            // checked for form and otherwise ignored.
+            "AUTH" => {
+                let v = value.ok_or(ParamError::BadValue("AUTH"))?;
+                if v != "<>" && decode_xtext(v).is_none() {
+                    return Err(ParamError::BadValue("AUTH"));
+                }
+            }
             _ => return Err(ParamError::Unknown(key)),
         }
     }

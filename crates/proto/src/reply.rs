@@ -45,6 +45,12 @@ impl Reply {
         }
     }
 
+    /// The same reply without its enhanced code (RFC 4954 §4: 334 challenges carry none).
+    pub fn without_enhanced(mut self) -> Reply {
+        self.enhanced = None;
+        self
+    }
+
     /// True for 4xx and 5xx replies.
     pub fn is_error(&self) -> bool {
         self.code >= 400

@@ -70,6 +70,7 @@ impl Harness {
                     };
                     self.server.recipient_verdict(verdict);
                 }
+                Event::CheckSender => self.server.sender_verdict(Ok(())),
                 Event::MessageStart => {
                     self.starts += 1;
                     self.body.clear();
@@ -270,7 +271,7 @@ fn syntax_errors_and_other_commands() {
     assert_eq!(h.codes("EXPN list\r\n"), ["502 5.5.1"]);
     assert_eq!(h.codes("HELP\r\n"), ["214 2.0.0"]);
     assert_eq!(h.codes("NOOP\r\n"), ["250 2.0.0"]);
-    assert_eq!(h.codes("STARTTLS\r\n"), ["502 5.5.1"]);
+    assert_eq!(h.codes("STARTTLS\r\n"), ["454 4.7.0"]);
     assert!(!h.closed);
 }
 

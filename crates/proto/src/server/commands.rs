@@ -1,6 +1,6 @@
 //! Command handlers: each checks sequence and arguments, then proceeds or refuses.
 
-use super::{Awaiting, Hello, Phase, Queued, Server, Step, Transaction, replies};
+use super::{Awaiting, Hello, Phase, Queued, Server, Step, replies};
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::{self, Command, CommandError};
 use crate::data::DataDecoder;
@@ -20,7 +20,7 @@ impl<T> Server<T> {
         match cmd {
             Command::Ehlo(name) => self.greet(name, true),
             Command::Helo(name) => self.greet(name, false),
-            Command::Mail(from, params) => self.mail(from, params),
+            Command::Mail(from, params) => return self.mail(from, params),
             Command::Rcpt(to, params) => return self.rcpt(to, params),
             Command::Data => return self.data(),
             Command::Bdat { size, last } => return self.bdat(size, last),
@@ -44,8 +44,8 @@ impl<T> Server<T> {
                 self.shutdown(replies::http());
                 return Some(Step::Event(Queued::Close));
             }
-            // STARTTLS and AUTH arrive with submission; not advertised, so not implemented.
-            Command::StartTls | Command::Auth(_) => self.error(replies::not_implemented()),
+            Command::StartTls => return self.starttls(),
+            Command::Auth(args) => return self.auth(&args),
         }
         None
     }
@@ -55,7 +55,7 @@ impl<T> Server<T> {
         self.tx = None;
         if esmtp {
             let c = &self.cfg;
-            let lines = vec![
+            let mut lines = vec![
                 format!("{} greets {}", c.hostname, name),
                 "PIPELINING".into(),
                 format!("SIZE {}", c.max_message_size),
@@ -65,6 +65,14 @@ impl<T> Server<T> {
                 "CHUNKING".into(),
                 "DSN".into(),
             ];
+            if self.starttls_offered() {
+                lines.push("STARTTLS".into());
+            }
+            // RFC 4954 §4 / RFC 3207 §4: AUTH is advertised only where it may be used, so
+            // passwords never cross the network in the clear.
+            if self.auth_usable() && self.auth_user.is_none() {
+                lines.push("AUTH PLAIN LOGIN".into());
+            }
             self.reply(Reply::plain(250, lines));
         } else {
             self.reply(Reply::plain(250, vec![self.cfg.hostname.clone()]));
@@ -72,28 +80,41 @@ impl<T> Server<T> {
         self.hello = Some(Hello { name, esmtp });
     }
 
-    fn mail(&mut self, from: ReversePath, params: MailParams) {
+    fn mail(&mut self, from: ReversePath, params: MailParams) -> Option<Step> {
+        if let Some(reply) = self.check_mail(&from, &params) {
+            self.error(reply);
+            return None;
+        }
+        self.pending_mail = Some((from, params));
+        self.awaiting = Some(Awaiting::Sender);
+        Some(Step::Sender)
+    }
+
+    /// The checks on MAIL that need nobody's opinion but the protocol's.
+    fn check_mail(&self, from: &ReversePath, params: &MailParams) -> Option<Reply> {
         let Some(hello) = &self.hello else {
-            return self.error(replies::need_helo());
+            return Some(replies::need_helo());
         };
         if self.tx.is_some() {
-            return self.error(replies::nested_mail());
+            return Some(replies::nested_mail());
         }
-        if !hello.esmtp && params != MailParams::default() {
-            return self.error(replies::params_without_ehlo());
+        if self.policy.auth_required && self.auth_user.is_none() {
+            return Some(replies::auth_required());
         }
-        if let ReversePath::Mailbox(m) = &from
+        if !hello.esmtp && *params != MailParams::default() {
+            return Some(replies::params_without_ehlo());
+        }
+        if let ReversePath::Mailbox(m) = from
             && !m.is_ascii()
             && !params.smtputf8
         {
-            return self.error(replies::need_smtputf8());
+            return Some(replies::need_smtputf8());
         }
         // RFC 1870 §6: a declared size over the limit is refused at MAIL.
         if params.size.is_some_and(|s| s > self.cfg.max_message_size) {
-            return self.error(replies::size_exceeded());
+            return Some(replies::size_exceeded());
         }
-        self.tx = Some(Transaction::new(from, params));
-        self.reply(replies::sender_ok());
+        None
     }
 
     fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Option<Step> {

@@ -8,6 +8,7 @@
 //! driver answers with [`Server::recipient_verdict`] and [`Server::message_committed`]: rules
 //! live here, effects in the driver.
 
+mod auth;
 mod commands;
 pub(crate) mod replies;
 
@@ -16,6 +17,7 @@ use crate::data::{CrlfChecker, DataDecoder};
 use crate::line::{self, LineError, MAX_COMMAND_LINE};
 use crate::params::{MailParams, RcptParams};
 use crate::reply::Reply;
+use crate::sasl::Credentials;
 
 /// Limits and identity for a session.
 #[derive(Debug, Clone)]
@@ -30,6 +32,21 @@ pub struct ServerConfig {
     pub max_errors: u32,
 }
 
+/// What a listener offers and demands; set by the driver per connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Offer STARTTLS (RFC 3207): the listener has a certificate and TLS is not yet active.
+    pub starttls: bool,
+    /// TLS is active from the start (implicit TLS, RFC 8314).
+    pub implicit_tls: bool,
+    /// Offer AUTH (RFC 4954) on this listener.
+    pub auth: bool,
+    /// Allow AUTH without TLS (loopback clients, when configured).
+    pub auth_without_tls: bool,
+    /// MAIL requires a successful AUTH first (submission, RFC 6409 §4.3).
+    pub auth_required: bool,
+}
+
 /// What the driver must do next.
 #[derive(Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -38,6 +55,13 @@ pub enum Event<'a> {
     NeedInput,
     /// Decide on [`Server::pending_recipient`], then call [`Server::recipient_verdict`].
     CheckRecipient,
+    /// Decide on [`Server::pending_sender`], then call [`Server::sender_verdict`].
+    CheckSender,
+    /// Check [`Server::pending_auth`], then call [`Server::auth_result`].
+    Authenticate,
+    /// Write out [`Server::output`] (the 220), run the TLS handshake, then call
+    /// [`Server::tls_established`]. Input that arrived before the handshake has been discarded.
+    StartTls,
     /// A message body begins: prepare storage. The envelope is [`Server::transaction`].
     MessageStart,
     /// Message content, already dot-unstuffed, with CRLF line ends.
@@ -62,6 +86,9 @@ enum Queued {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Awaiting {
     Recipient,
+    Sender,
+    Auth,
+    Tls,
     Commit,
 }
 
@@ -76,7 +103,17 @@ enum Phase {
         last: bool,
         refuse: Option<Reply>,
     },
+    /// Waiting for a SASL client response line (RFC 4954 §4).
+    Sasl(SaslStep),
     Closed,
+}
+
+/// Where a multi-step AUTH exchange stands.
+#[derive(Debug)]
+enum SaslStep {
+    PlainResponse,
+    LoginUser,
+    LoginPassword(String),
 }
 
 /// A recipient the driver accepted, with the driver's own data about it (e.g. its routes).
@@ -144,12 +181,27 @@ pub struct Server<T> {
     errors: u32,
     awaiting: Option<Awaiting>,
     queued: Option<Queued>,
+    policy: SessionPolicy,
+    tls: bool,
+    auth_user: Option<String>,
+    pending_auth: Option<Credentials>,
+    pending_mail: Option<(ReversePath, MailParams)>,
 }
 
 impl<T> Server<T> {
-    /// A new session; the 220 greeting is already in the output.
+    /// A new session with the plain MX policy (no TLS, no AUTH); the greeting is in the output.
     pub fn new(cfg: std::sync::Arc<ServerConfig>) -> Server<T> {
+        Server::with_policy(cfg, SessionPolicy::default())
+    }
+
+    /// A new session under `policy`; the 220 greeting is already in the output.
+    pub fn with_policy(cfg: std::sync::Arc<ServerConfig>, policy: SessionPolicy) -> Server<T> {
         let mut s = Server {
+            policy,
+            tls: policy.implicit_tls,
+            auth_user: None,
+            pending_auth: None,
+            pending_mail: None,
             out: Vec::new(),
             scratch: Vec::new(),
             phase: Phase::Command,
@@ -188,6 +240,26 @@ impl<T> Server<T> {
         self.tx.as_ref()
     }
 
+    /// True once TLS is active on this session.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The authenticated user, if any.
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
+    }
+
+    /// The sender awaiting a verdict after [`Event::CheckSender`].
+    pub fn pending_sender(&self) -> Option<&ReversePath> {
+        self.pending_mail.as_ref().map(|(p, _)| p)
+    }
+
+    /// The credentials awaiting a check after [`Event::Authenticate`].
+    pub fn pending_auth(&self) -> Option<&Credentials> {
+        self.pending_auth.as_ref()
+    }
+
     /// The recipient awaiting a verdict after [`Event::CheckRecipient`].
     pub fn pending_recipient(&self) -> Option<(&ForwardPath, &RcptParams)> {
         self.tx.as_ref()?.pending.as_ref().map(|(p, r)| (p, r))
@@ -221,6 +293,52 @@ impl<T> Server<T> {
         }
     }
 
+    /// Answers [`Event::CheckSender`]: `Ok(())` starts the transaction, `Err(reply)` refuses.
+    pub fn sender_verdict(&mut self, verdict: Result<(), Reply>) {
+        if self.awaiting.take() != Some(Awaiting::Sender) {
+            return;
+        }
+        let Some((from, params)) = self.pending_mail.take() else {
+            return;
+        };
+        match verdict {
+            Ok(()) => {
+                self.tx = Some(Transaction::new(from, params));
+                self.reply(replies::sender_ok());
+            }
+            Err(reply) => self.error(reply),
+        }
+    }
+
+    /// Answers [`Event::Authenticate`]: `Ok(identity)` on success, or the reply to send
+    /// (535 5.7.8 for bad credentials, 454 4.7.0 when throttled).
+    pub fn auth_result(&mut self, result: Result<String, Reply>) {
+        if self.awaiting.take() != Some(Awaiting::Auth) {
+            return;
+        }
+        self.pending_auth = None;
+        match result {
+            Ok(user) => {
+                self.auth_user = Some(user);
+                self.reply(replies::auth_succeeded());
+            }
+            Err(reply) => self.error(reply),
+        }
+    }
+
+    /// Answers [`Event::StartTls`] once the handshake succeeded. RFC 3207 §4.2: the server
+    /// discards all knowledge obtained from the client before TLS; the client must EHLO again.
+    pub fn tls_established(&mut self) {
+        if self.awaiting.take() != Some(Awaiting::Tls) {
+            return;
+        }
+        self.tls = true;
+        self.hello = None;
+        self.tx = None;
+        self.auth_user = None;
+        self.phase = Phase::Command;
+    }
+
     /// Answers [`Event::MessageEnd`]: `Ok(queue_id)` once the message is durably stored, or
     /// the reply to send (typically 451 4.3.0) if storing failed.
     pub fn message_committed(&mut self, result: Result<&str, Reply>) {
@@ -252,6 +370,9 @@ impl<T> Server<T> {
             Step::Body => Event::Body(&self.scratch),
             Step::NeedInput => Event::NeedInput,
             Step::Check => Event::CheckRecipient,
+            Step::Sender => Event::CheckSender,
+            Step::Auth => Event::Authenticate,
+            Step::Tls => Event::StartTls,
             Step::Start => Event::MessageStart,
         }
     }
@@ -262,14 +383,14 @@ impl<T> Server<T> {
         }
         if let Some(a) = self.awaiting {
             // The driver polled before answering; repeat the question.
-            return (
-                0,
-                if a == Awaiting::Recipient {
-                    Step::Check
-                } else {
-                    Step::Event(Queued::MessageEnd)
-                },
-            );
+            let step = match a {
+                Awaiting::Recipient => Step::Check,
+                Awaiting::Sender => Step::Sender,
+                Awaiting::Auth => Step::Auth,
+                Awaiting::Tls => Step::Tls,
+                Awaiting::Commit => Step::Event(Queued::MessageEnd),
+            };
+            return (0, step);
         }
         let mut pos = 0;
         loop {
@@ -279,11 +400,16 @@ impl<T> Server<T> {
                 Phase::Closed => return (pos, Step::Event(Queued::Close)),
                 Phase::Command => {
                     self.phase = Phase::Command;
-                    match line::next_line(rest, MAX_COMMAND_LINE) {
+                    match line::next_line(rest, command_line_limit(rest)) {
                         Ok(None) => return (pos, Step::NeedInput),
                         Ok(Some((len, used))) => {
                             pos += used;
                             if let Some(step) = self.command(&rest[..len]) {
+                                if matches!(step, Step::Tls) {
+                                    // RFC 3207 §4.2 / CVE-2011-0411: anything pipelined after
+                                    // STARTTLS is discarded, never run after the handshake.
+                                    return (input.len(), step);
+                                }
                                 return (pos, step);
                             }
                             if let Some(q) = self.queued.take() {
@@ -327,6 +453,27 @@ impl<T> Server<T> {
                         }
                     }
                 }
+                Phase::Sasl(step) => match line::next_line(rest, MAX_SASL_LINE) {
+                    Ok(None) => {
+                        self.phase = Phase::Sasl(step);
+                        return (pos, Step::NeedInput);
+                    }
+                    Ok(Some((len, used))) => {
+                        pos += used;
+                        self.phase = Phase::Command;
+                        if let Some(step) = self.sasl_response(step, &rest[..len]) {
+                            return (pos, step);
+                        }
+                        if let Some(q) = self.queued.take() {
+                            return (pos, Step::Event(q));
+                        }
+                    }
+                    Err(LineError::TooLong) => {
+                        self.phase = Phase::SkipLine;
+                        self.error(replies::auth_malformed());
+                    }
+                    Err(_) => return (pos, self.framing_error()),
+                },
                 Phase::Bdat {
                     remaining,
                     last,
@@ -502,12 +649,27 @@ impl<T> Server<T> {
     }
 }
 
+/// RFC 4954 §4: AUTH command lines and SASL responses may be up to 12288 octets.
+const MAX_SASL_LINE: usize = 12288;
+
+/// The length limit for the command line at the start of `rest`.
+fn command_line_limit(rest: &[u8]) -> usize {
+    if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"AUTH ") {
+        MAX_SASL_LINE
+    } else {
+        MAX_COMMAND_LINE
+    }
+}
+
 /// Internal result of one step; converted to [`Event`] by `poll`.
 enum Step {
     Event(Queued),
     Body,
     NeedInput,
     Check,
+    Sender,
+    Auth,
+    Tls,
     Start,
 }
 

@@ -130,3 +130,50 @@ pub(crate) fn params_without_ehlo() -> Reply {
         "MAIL/RCPT parameters are not accepted after HELO; use EHLO",
     )
 }
+pub(crate) fn ready_for_tls() -> Reply {
+    r(220, (2, 0, 0), "Ready to start TLS")
+}
+pub(crate) fn tls_not_available() -> Reply {
+    r(454, (4, 7, 0), "TLS not available")
+}
+pub(crate) fn already_tls() -> Reply {
+    r(503, (5, 5, 1), "TLS already active")
+}
+pub(crate) fn must_starttls() -> Reply {
+    // RFC 3207 §4.
+    r(530, (5, 7, 0), "Must issue a STARTTLS command first")
+}
+pub(crate) fn auth_required() -> Reply {
+    // RFC 4954 §6.
+    r(530, (5, 7, 0), "Authentication required")
+}
+pub(crate) fn already_authenticated() -> Reply {
+    // RFC 4954 §4: AUTH after a successful AUTH.
+    r(503, (5, 5, 1), "Already authenticated")
+}
+pub(crate) fn auth_in_transaction() -> Reply {
+    r(
+        503,
+        (5, 5, 1),
+        "AUTH not permitted during a mail transaction",
+    )
+}
+pub(crate) fn auth_needs_ehlo() -> Reply {
+    r(503, (5, 5, 1), "Send EHLO first")
+}
+pub(crate) fn unknown_mechanism() -> Reply {
+    r(504, (5, 5, 4), "Unrecognized authentication type")
+}
+pub(crate) fn auth_malformed() -> Reply {
+    r(501, (5, 5, 2), "Malformed authentication data")
+}
+pub(crate) fn auth_cancelled() -> Reply {
+    r(501, (5, 5, 2), "Authentication cancelled")
+}
+pub(crate) fn auth_succeeded() -> Reply {
+    r(235, (2, 7, 0), "Authentication successful")
+}
+pub(crate) fn auth_failed() -> Reply {
+    // RFC 4954 §6: 535 5.7.8 authentication credentials invalid.
+    r(535, (5, 7, 8), "Authentication credentials invalid")
+}
