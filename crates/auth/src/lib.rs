@@ -1,1 +1,26 @@
+//! Authentication for dakiya: the user store, password hashing and brute-force throttling.
+//!
+//! - [`UserStore`]: users (email addresses) with argon2id password hashes, in a text file
+//!   that `dakiya user` edits atomically and the running server re-reads when it changes.
+//! - [`hash_password`] and [`ARGON2_PARAMS`]: how passwords are hashed.
+//! - [`Throttle`]: per-client failure counting, growing delays and lockouts, as pure logic
+//!   with time passed in.
+//!
+//! Security rules kept here: no plaintext password is ever written or put into an error;
+//! hashes are compared in constant time; an unknown user costs the same argon2 run as a
+//! known one. The file format and the choice of parameters are in docs/auth.md.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod file;
+mod hash;
+mod name;
+mod store;
+mod throttle;
+
+pub use error::AuthError;
+pub use hash::{ARGON2_PARAMS, hash_password};
+pub use name::{MAX_PASSWORD_LEN, check_password, normalize_user};
+pub use store::UserStore;
+pub use throttle::{DEFAULT_MAX_ENTRIES, MAX_DELAY, Throttle, ThrottleVerdict};

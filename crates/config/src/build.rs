@@ -1,5 +1,6 @@
 //! From the raw TOML to a validated [`Config`]: top-level keys, listeners, limits, timeouts and
-//! delivery. Domains and aliases are in [`crate::mail`].
+//! delivery. Domains and aliases are in [`crate::mail`]; TLS, AUTH, trusted networks and
+//! `[send_as]` in [`crate::access`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,16 +13,18 @@ use crate::error::{ConfigError, Ctx};
 use crate::names::{is_valid_domain, normalize_domain};
 use crate::raw::{RawConfig, RawDelivery, RawLimits, RawListener, RawTimeouts, SStr, SValue};
 use crate::units::{DURATION_HINT, SIZE_HINT, parse_duration, parse_size};
-use crate::{Config, Delivery, Limits, Listener, Role, Timeouts, mail};
+use crate::{Config, Delivery, Limits, Listener, Role, Timeouts, access, mail};
 
 /// Parses and validates `text`; the first problem found is the error.
 pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let cx = Ctx { text, file: source };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
+    let data_dir = data_dir(&cx, raw.data_dir)?;
     let mut config = Config {
         source: source.to_owned(),
         hostname: hostname(&cx, raw.hostname)?,
-        data_dir: data_dir(&cx, raw.data_dir)?,
+        auth: access::auth(&cx, raw.auth, &data_dir)?,
+        data_dir,
         listeners: listeners(&cx, raw.listen)?,
         domains: mail::domains(&cx, raw.domains)?,
         aliases: BTreeMap::new(),
@@ -29,22 +32,21 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         limits: limits(&cx, raw.limits)?,
         timeouts: timeouts(&cx, raw.timeouts)?,
         delivery: delivery(&cx, raw.delivery)?,
+        tls: access::tls(&cx, raw.tls)?,
+        trusted_networks: access::trusted_networks(&cx, raw.trusted_networks)?,
+        send_as: access::send_as(&cx, raw.send_as)?,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
     // Checked last, so that a mistake with a line number is reported first.
     if config.listeners.is_empty() {
-        return Err(cx.err(
-            "listen",
-            None,
-            "no listeners: add at least one [[listen]] table with address and role",
-        ));
+        return Err(cx.err("listen", None, "no listeners: add at least one [[listen]] table with address and role"));
     }
     Ok(config)
 }
 
 /// The text of a value as written in the file, for error messages.
-fn written<'t>(cx: &Ctx<'t>, span: std::ops::Range<usize>) -> &'t str {
+pub(crate) fn written<'t>(cx: &Ctx<'t>, span: std::ops::Range<usize>) -> &'t str {
     cx.text.get(span).unwrap_or("?")
 }
 
@@ -68,18 +70,19 @@ fn hostname(cx: &Ctx, value: Option<SStr>) -> Result<String, ConfigError> {
 }
 
 fn data_dir(cx: &Ctx, value: Option<SStr>) -> Result<PathBuf, ConfigError> {
-    let Some(value) = value else {
-        return Ok(PathBuf::from("./dakiya-data"));
-    };
-    let dir = value.get_ref();
-    if dir.is_empty() || dir.contains('\0') {
-        return Err(cx.err(
-            "data_dir",
-            Some(value.span()),
-            "must be a non-empty path without NUL characters",
-        ));
+    match value {
+        None => Ok(PathBuf::from(Config::DEFAULT_DATA_DIR)),
+        Some(value) => path(cx, "data_dir", &value),
     }
-    Ok(PathBuf::from(dir))
+}
+
+/// A file system path: non-empty, without NUL (which no system call accepts).
+pub(crate) fn path(cx: &Ctx, key: &str, value: &SStr) -> Result<PathBuf, ConfigError> {
+    let text = value.get_ref();
+    if text.is_empty() || text.contains('\0') {
+        return Err(cx.err(key, Some(value.span()), "must be a non-empty path without NUL characters"));
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// The delimiter must be one character that can appear in a dot-atom local part but is not a
@@ -100,11 +103,9 @@ fn delimiter(cx: &Ctx, value: Option<SStr>) -> Result<Option<char>, ConfigError>
                 written(cx, value.span())
             ),
         )),
-        (Some(_), Some(_)) => Err(cx.err(
-            "recipient_delimiter",
-            Some(value.span()),
-            "must be a single character, or \"\" to disable",
-        )),
+        (Some(_), Some(_)) => {
+            Err(cx.err("recipient_delimiter", Some(value.span()), "must be a single character, or \"\" to disable"))
+        }
     }
 }
 
@@ -129,8 +130,7 @@ fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigErr
                 format!("duplicate listener address {address} (already used by listen[{j}])"),
             ));
         }
-        let role =
-            role(l.role.get_ref()).map_err(|m| cx.err(key("role"), Some(l.role.span()), m))?;
+        let role = role(l.role.get_ref()).map_err(|m| cx.err(key("role"), Some(l.role.span()), m))?;
         out.push(Listener { address, role });
     }
     Ok(out)
@@ -139,8 +139,9 @@ fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigErr
 fn role(name: &str) -> Result<Role, String> {
     match name {
         "mx" => Ok(Role::Mx),
-        "submission" | "submissions" => Err(format!("role \"{name}\" is not supported yet")),
-        _ => Err(format!("unknown role {:?} (expected \"mx\")", name)),
+        "submission" => Ok(Role::Submission),
+        "submissions" => Ok(Role::Submissions),
+        _ => Err(format!("unknown role {name:?} (expected \"mx\", \"submission\" or \"submissions\")")),
     }
 }
 
@@ -148,25 +149,10 @@ fn limits(cx: &Ctx, raw: RawLimits) -> Result<Limits, ConfigError> {
     let d = Limits::default();
     let key = |k: &str| format!("limits.{k}");
     Ok(Limits {
-        max_message_size: size(
-            cx,
-            &key("max_message_size"),
-            raw.max_message_size,
-            d.max_message_size,
-        )?,
-        max_recipients: count(
-            cx,
-            &key("max_recipients"),
-            raw.max_recipients,
-            d.max_recipients,
-        )?,
+        max_message_size: size(cx, &key("max_message_size"), raw.max_message_size, d.max_message_size)?,
+        max_recipients: count(cx, &key("max_recipients"), raw.max_recipients, d.max_recipients)?,
         max_errors: count(cx, &key("max_errors"), raw.max_errors, d.max_errors)?,
-        max_connections: count(
-            cx,
-            &key("max_connections"),
-            raw.max_connections,
-            d.max_connections,
-        )?,
+        max_connections: count(cx, &key("max_connections"), raw.max_connections, d.max_connections)?,
         max_connections_per_ip: count(
             cx,
             &key("max_connections_per_ip"),
@@ -196,12 +182,7 @@ fn delivery(cx: &Ctx, raw: RawDelivery) -> Result<Delivery, ConfigError> {
             let list = list.into_inner();
             let mut out = Vec::with_capacity(list.len());
             for (i, v) in list.into_iter().enumerate() {
-                out.push(duration(
-                    cx,
-                    &format!("{key}[{i}]"),
-                    Some(v),
-                    Duration::ZERO,
-                )?);
+                out.push(duration(cx, &format!("{key}[{i}]"), Some(v), Duration::ZERO)?);
             }
             out
         }
@@ -209,17 +190,12 @@ fn delivery(cx: &Ctx, raw: RawDelivery) -> Result<Delivery, ConfigError> {
     Ok(Delivery {
         retry_schedule,
         max_age: duration(cx, "delivery.max_age", raw.max_age, d.max_age)?,
-        local_concurrency: count(
-            cx,
-            "delivery.local_concurrency",
-            raw.local_concurrency,
-            d.local_concurrency,
-        )?,
+        local_concurrency: count(cx, "delivery.local_concurrency", raw.local_concurrency, d.local_concurrency)?,
     })
 }
 
 /// A count that must be at least 1 and fit `T`.
-fn count<T: TryFrom<i64>>(
+pub(crate) fn count<T: TryFrom<i64>>(
     cx: &Ctx,
     key: &str,
     value: Option<Spanned<i64>>,
@@ -230,11 +206,7 @@ fn count<T: TryFrom<i64>>(
     };
     let n = *value.get_ref();
     if n < 1 {
-        return Err(cx.err(
-            key,
-            Some(value.span()),
-            format!("must be at least 1, not {n}"),
-        ));
+        return Err(cx.err(key, Some(value.span()), format!("must be at least 1, not {n}")));
     }
     T::try_from(n).map_err(|_| cx.err(key, Some(value.span()), format!("{n} is too large")))
 }
@@ -251,23 +223,14 @@ fn size(cx: &Ctx, key: &str, value: Option<SValue>, default: u64) -> Result<u64,
         _ => None,
     };
     match bytes {
-        None => Err(cx.err(
-            key,
-            Some(span.clone()),
-            format!("{SIZE_HINT}; got {}", written(cx, span)),
-        )),
+        None => Err(cx.err(key, Some(span.clone()), format!("{SIZE_HINT}; got {}", written(cx, span)))),
         Some(0) => Err(cx.err(key, Some(span), "must be greater than zero")),
         Some(n) => Ok(n),
     }
 }
 
 /// A duration: a humantime string or an integer number of seconds; never zero.
-fn duration(
-    cx: &Ctx,
-    key: &str,
-    value: Option<SValue>,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
+pub(crate) fn duration(cx: &Ctx, key: &str, value: Option<SValue>, default: Duration) -> Result<Duration, ConfigError> {
     let Some(value) = value else {
         return Ok(default);
     };
@@ -278,11 +241,7 @@ fn duration(
         _ => None,
     };
     match parsed {
-        None => Err(cx.err(
-            key,
-            Some(span.clone()),
-            format!("{DURATION_HINT}; got {}", written(cx, span)),
-        )),
+        None => Err(cx.err(key, Some(span.clone()), format!("{DURATION_HINT}; got {}", written(cx, span)))),
         Some(Duration::ZERO) => Err(cx.err(key, Some(span), "must be greater than zero")),
         Some(d) => Ok(d),
     }

@@ -31,22 +31,19 @@ fn strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
 
 /// The source name made safe for a one-line comment.
 fn comment(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    text.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 pub(crate) fn to_toml(c: &Config) -> String {
     let mut out = Out::default();
-    out.line(format!(
-        "# dakiya: effective configuration from {}",
-        comment(&c.source)
-    ));
+    out.line(format!("# dakiya: effective configuration from {}", comment(&c.source)));
     out.line("# Every default is filled in; this text is itself a valid configuration.");
     out.kv("hostname", quote(&c.hostname));
     out.kv("data_dir", quote(&c.data_dir.to_string_lossy()));
     let delimiter = c.recipient_delimiter.map(String::from).unwrap_or_default();
     out.kv("recipient_delimiter", quote(&delimiter));
+    let networks = c.trusted_networks.iter().map(ToString::to_string);
+    out.kv("trusted_networks", strings(networks));
     for l in &c.listeners {
         out.table("[[listen]]");
         out.kv("address", quote(&l.address.to_string()));
@@ -73,10 +70,7 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("max_recipients", l.max_recipients.to_string());
     out.kv("max_errors", l.max_errors.to_string());
     out.kv("max_connections", l.max_connections.to_string());
-    out.kv(
-        "max_connections_per_ip",
-        l.max_connections_per_ip.to_string(),
-    );
+    out.kv("max_connections_per_ip", l.max_connections_per_ip.to_string());
     out.table("[timeouts]");
     out.kv("command", quote(&format_duration(c.timeouts.command)));
     out.kv("data", quote(&format_duration(c.timeouts.data)));
@@ -86,5 +80,31 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("retry_schedule", strings(schedule));
     out.kv("max_age", quote(&format_duration(d.max_age)));
     out.kv("local_concurrency", d.local_concurrency.to_string());
+    access(&mut out, c);
     out.0
+}
+
+/// `[tls]`, `[auth]` and `[send_as]`.
+fn access(out: &mut Out, c: &Config) {
+    let path = |p: &std::path::Path| quote(&p.to_string_lossy());
+    out.table("[tls]");
+    // TOML has no null: absent files are left out, which reads back as "none".
+    if let Some((cert, key)) = c.tls.files() {
+        out.kv("cert", path(cert));
+        out.kv("key", path(key));
+    }
+    out.kv("check_interval", quote(&format_duration(c.tls.check_interval)));
+    let a = &c.auth;
+    out.table("[auth]");
+    out.kv("users_file", path(&a.users_file));
+    out.kv("plaintext_on_loopback", a.plaintext_on_loopback.to_string());
+    out.kv("users_are_mailboxes", a.users_are_mailboxes.to_string());
+    out.kv("failure_delay", quote(&format_duration(a.failure_delay)));
+    out.kv("max_failures", a.max_failures.to_string());
+    out.kv("failure_window", quote(&format_duration(a.failure_window)));
+    out.kv("lockout", quote(&format_duration(a.lockout)));
+    out.table("[send_as]");
+    for (user, senders) in &c.send_as {
+        out.kv(user, strings(senders));
+    }
 }

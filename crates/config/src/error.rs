@@ -58,11 +58,7 @@ pub enum RcptError {
 /// The 1-based line holding byte `offset` of `text`.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// Builds [`ConfigError`]s for one source text.
@@ -76,12 +72,7 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// An error about `key`, positioned at `span` if there is one.
-    pub fn err(
-        &self,
-        key: impl Into<String>,
-        span: Option<Range<usize>>,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    pub fn err(&self, key: impl Into<String>, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
             line: span.map(|s| line_of(self.text, s.start)),
@@ -93,23 +84,10 @@ impl Ctx<'_> {
     /// Converts a toml parse or type error, naming the key found at its position.
     pub fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let span = e.span();
-        let key = span
-            .as_ref()
-            .and_then(|s| crate::locate::key_at(self.text, s.start));
+        let key = span.as_ref().and_then(|s| crate::locate::key_at(self.text, s.start));
         // toml messages may span lines ("invalid string\nexpected ..."); we report one line.
-        let message = e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-        ConfigError {
-            file: self.file.to_owned(),
-            line: span.map(|s| line_of(self.text, s.start)),
-            key,
-            message,
-        }
+        let message = e.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        ConfigError { file: self.file.to_owned(), line: span.map(|s| line_of(self.text, s.start)), key, message }
     }
 }
 
@@ -125,15 +103,9 @@ mod tests {
             key: Some("limits.max_errors".into()),
             message: "must be at least 1".into(),
         };
-        assert_eq!(
-            e.to_string(),
-            "f.toml: line 3: key `limits.max_errors`: must be at least 1"
-        );
+        assert_eq!(e.to_string(), "f.toml: line 3: key `limits.max_errors`: must be at least 1");
         e.line = None;
-        assert_eq!(
-            e.to_string(),
-            "f.toml: key `limits.max_errors`: must be at least 1"
-        );
+        assert_eq!(e.to_string(), "f.toml: key `limits.max_errors`: must be at least 1");
         e.key = None;
         assert_eq!(e.to_string(), "f.toml: must be at least 1");
     }

@@ -1,15 +1,17 @@
 //! dakiya's configuration: TOML text in, a validated and frozen [`Config`] out, plus recipient
-//! routing ([`Config::resolve`]).
+//! routing ([`Config::resolve`], [`Config::resolve_with`]) and the submission policy questions
+//! that depend only on the configuration ([`Config::is_trusted`], [`Config::may_send_as`]).
 //!
 //! Everything is checked at load time — syntax, unknown keys, types, addresses, mailbox names,
 //! catch-alls, alias loops — and every failure is a [`ConfigError`] naming the file, the key
-//! and the line. Defaults live in one place: the `Default` impls below and
+//! and the line. Defaults live in one place: the `Default` impls below, [`Auth::defaults`] and
 //! [`Config::EMBEDDED_DEFAULT`]. [`Config::to_toml`] prints the effective configuration, which
 //! is itself valid input.
 //!
 //! The file format is documented key by key in `dakiya.example.toml` at the workspace root.
 #![forbid(unsafe_code)]
 
+mod access;
 mod build;
 mod emit;
 mod error;
@@ -18,6 +20,7 @@ mod mail;
 mod names;
 mod raw;
 mod resolve;
+mod sender;
 mod units;
 
 #[cfg(test)]
@@ -28,6 +31,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 pub use error::{ConfigError, RcptError};
 pub use names::is_valid_mailbox_name;
@@ -60,6 +65,18 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Queue and delivery settings.
     pub delivery: Delivery,
+    /// The TLS certificate for STARTTLS and implicit TLS.
+    pub tls: Tls,
+    /// SMTP AUTH (RFC 4954): the user store and the limits on failed attempts.
+    pub auth: Auth,
+    /// Clients in these networks may relay without AUTH (the older alternative to AUTH); see
+    /// [`Config::is_trusted`]. A bare address in the file is a host route (/32 or /128); host
+    /// bits are never set. Default empty.
+    pub trusted_networks: Vec<IpNet>,
+    /// Extra MAIL FROM addresses per authenticated user, beyond those
+    /// [`Config::may_send_as`] allows anyway: keyed by the user's address, the values are
+    /// addresses (exact) or `@domain` (every address of that domain). All lowercase.
+    pub send_as: BTreeMap<String, Vec<String>>,
 }
 
 /// One listening socket.
@@ -77,14 +94,28 @@ pub struct Listener {
 pub enum Role {
     /// Mail exchange (port 25): accepts mail for local domains from anyone, no authentication.
     Mx,
+    /// Message submission (port 587, RFC 6409): plain TCP with STARTTLS offered; AUTH is
+    /// required before MAIL (RFC 6409 §4.3).
+    Submission,
+    /// Message submission over implicit TLS (port 465, RFC 8314 §3.3): TLS from the first
+    /// byte, then as [`Role::Submission`].
+    Submissions,
 }
 
 impl Role {
-    /// The name used in TOML (`"mx"`).
+    /// The name used in TOML (`"mx"`, `"submission"`, `"submissions"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Mx => "mx",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
         }
+    }
+
+    /// Whether the connection starts with a TLS handshake (RFC 8314 implicit TLS) rather than
+    /// in plain text.
+    pub fn implicit_tls(self) -> bool {
+        matches!(self, Role::Submissions)
     }
 }
 
@@ -148,10 +179,7 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            command: Duration::from_secs(300),
-            data: Duration::from_secs(180),
-        }
+        Timeouts { command: Duration::from_secs(300), data: Duration::from_secs(180) }
     }
 }
 
@@ -171,20 +199,90 @@ impl Default for Delivery {
     fn default() -> Self {
         let minutes = [1, 5, 15, 30, 60, 120, 240];
         Delivery {
-            retry_schedule: minutes
-                .iter()
-                .map(|m| Duration::from_secs(m * 60))
-                .collect(),
+            retry_schedule: minutes.iter().map(|m| Duration::from_secs(m * 60)).collect(),
             max_age: Duration::from_secs(5 * 24 * 3600),
             local_concurrency: 4,
         }
     }
 }
 
+/// The TLS certificate, `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM certificate chain, leaf first. Given together with `key`, or not at all. Relative
+    /// paths are relative to the working directory.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+    /// How often the certificate and key files are checked for changes (to pick up a renewed
+    /// certificate without a restart). Default 30 seconds.
+    pub check_interval: Duration,
+}
+
+impl Default for Tls {
+    fn default() -> Self {
+        Tls { cert: None, key: None, check_interval: Duration::from_secs(30) }
+    }
+}
+
+impl Tls {
+    /// The certificate and key files, if configured; `None` means the server uses a
+    /// self-signed certificate in [`Config::self_signed_tls_dir`].
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert.as_deref()?, self.key.as_deref()?))
+    }
+}
+
+/// SMTP AUTH settings, `[auth]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// The user store. Default `data_dir/users`; this is the effective path. Relative paths
+    /// are relative to the working directory.
+    pub users_file: PathBuf,
+    /// Allow AUTH without TLS from 127.0.0.0/8 and ::1, for development. Default false:
+    /// credentials only travel encrypted (RFC 4954 §4, RFC 8314 §3).
+    pub plaintext_on_loopback: bool,
+    /// A user whose address is in a local domain is also a mailbox there (see
+    /// [`Config::resolve_with`]). Default true.
+    pub users_are_mailboxes: bool,
+    /// Wait before answering a failed attempt, to slow down password guessing. Default 1
+    /// second.
+    pub failure_delay: Duration,
+    /// Failed attempts within `failure_window` that lock the client out, at least 1.
+    /// Default 5.
+    pub max_failures: u32,
+    /// The window in which failures are counted. Default 10 minutes.
+    pub failure_window: Duration,
+    /// How long a locked-out client is refused. Default 15 minutes.
+    pub lockout: Duration,
+}
+
+impl Auth {
+    /// The name of the default user store inside `data_dir`.
+    const USERS_FILE: &'static str = "users";
+
+    /// The defaults, with the user store at `data_dir/users`. (No `Default` impl: the user
+    /// store's place depends on `data_dir`.)
+    pub fn defaults(data_dir: &Path) -> Auth {
+        Auth {
+            users_file: data_dir.join(Self::USERS_FILE),
+            plaintext_on_loopback: false,
+            users_are_mailboxes: true,
+            failure_delay: Duration::from_secs(1),
+            max_failures: 5,
+            failure_window: Duration::from_secs(10 * 60),
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
 impl Config {
-    /// The configuration used when none is given: listen on 127.0.0.1:2525 as MX, hostname
-    /// `localhost`, domain `localhost` where every local part is a mailbox, data in
-    /// `./dakiya-data`.
+    /// The default `data_dir`.
+    pub(crate) const DEFAULT_DATA_DIR: &'static str = "./dakiya-data";
+
+    /// The configuration used when none is given: listen on 127.0.0.1 port 2525 as MX, 2587 as
+    /// submission and 2465 as submissions (self-signed certificate), hostname `localhost`,
+    /// domain `localhost` where every local part is a mailbox, data in `./dakiya-data`.
     pub const EMBEDDED_DEFAULT: &'static str = include_str!("default.toml");
 
     /// The source name of [`Config::embedded_default`].
@@ -219,5 +317,11 @@ impl Config {
     /// it back to an equal `Config`.
     pub fn to_toml(&self) -> String {
         emit::to_toml(self)
+    }
+
+    /// Where the server keeps its self-signed certificate when `[tls]` names no files:
+    /// `data_dir/tls`.
+    pub fn self_signed_tls_dir(&self) -> PathBuf {
+        self.data_dir.join("tls")
     }
 }

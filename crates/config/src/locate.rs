@@ -20,11 +20,7 @@ enum Seg {
 pub(crate) fn key_at(text: &str, offset: usize) -> Option<String> {
     let doc = ImDocument::parse(text).ok()?;
     let mut path = Vec::new();
-    if in_table(doc.as_table(), offset, &mut path) && !path.is_empty() {
-        Some(render(&path))
-    } else {
-        None
-    }
+    if in_table(doc.as_table(), offset, &mut path) && !path.is_empty() { Some(render(&path)) } else { None }
 }
 
 fn covers(span: Option<Range<usize>>, offset: usize) -> bool {
@@ -114,18 +110,12 @@ fn render(path: &[Seg]) -> String {
 
 /// A dotted key path from plain segments, quoting those that are not bare keys.
 pub(crate) fn path(segments: &[&str]) -> String {
-    segments
-        .iter()
-        .map(|s| key(s))
-        .collect::<Vec<_>>()
-        .join(".")
+    segments.iter().map(|s| key(s)).collect::<Vec<_>>().join(".")
 }
 
 /// One key as TOML spells it: bare if it may be, else a quoted basic string.
 pub(crate) fn key(k: &str) -> String {
-    let bare = !k.is_empty()
-        && k.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let bare = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if bare { k.to_owned() } else { quote(k) }
 }
 
@@ -163,10 +153,7 @@ mod tests {
         assert_eq!(at(text, "a =").as_deref(), Some("a"));
         assert_eq!(at(text, "max_errors").as_deref(), Some("limits.max_errors"));
         assert_eq!(at(text, "'x'").as_deref(), Some("limits.max_errors"));
-        assert_eq!(
-            at(text, "3]").as_deref(),
-            Some("domains.\"ex.org\".mailboxes[1]")
-        );
+        assert_eq!(at(text, "3]").as_deref(), Some("domains.\"ex.org\".mailboxes[1]"));
         assert_eq!(at(text, "[domains").as_deref(), Some("domains.\"ex.org\""));
         assert_eq!(at(text, "role").as_deref(), Some("listen[1].role"));
     }
@@ -184,10 +171,7 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(
-            path(&["domains", "example.org", "mailboxes"]),
-            "domains.\"example.org\".mailboxes"
-        );
+        assert_eq!(path(&["domains", "example.org", "mailboxes"]), "domains.\"example.org\".mailboxes");
         assert_eq!(quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
         assert_eq!(key(""), "\"\"");
     }

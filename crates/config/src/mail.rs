@@ -6,32 +6,23 @@ use toml::Spanned;
 
 use crate::error::{ConfigError, Ctx};
 use crate::locate::path;
-use crate::names::{
-    is_valid_domain, is_valid_mailbox_name, normalize_domain, normalize_local, parse_address,
-};
+use crate::names::{is_valid_domain, is_valid_mailbox_name, normalize_domain, normalize_local, parse_address};
 use crate::raw::{RawDomain, SStr};
 use crate::resolve::Resolver;
-use crate::{Config, Domain};
+use crate::{Config, Domain, RcptError};
 
 /// How a mailbox name must look, for error messages.
 const MAILBOX_HINT: &str = "a mailbox name has 1 to 64 letters, digits or . _ - =, \
                             does not start with a dot and has no \"..\"";
 
 /// Validates every `[domains."name"]` table.
-pub(crate) fn domains(
-    cx: &Ctx,
-    raw: BTreeMap<SStr, RawDomain>,
-) -> Result<BTreeMap<String, Domain>, ConfigError> {
+pub(crate) fn domains(cx: &Ctx, raw: BTreeMap<SStr, RawDomain>) -> Result<BTreeMap<String, Domain>, ConfigError> {
     let mut out = BTreeMap::new();
     for (name, raw_domain) in raw {
         let key = path(&["domains", name.get_ref()]);
         let domain = normalize_domain(name.get_ref());
         if !is_valid_domain(&domain) {
-            return Err(cx.err(
-                key,
-                Some(name.span()),
-                format!("{:?} is not a valid domain name", name.get_ref()),
-            ));
+            return Err(cx.err(key, Some(name.span()), format!("{:?} is not a valid domain name", name.get_ref())));
         }
         if out.contains_key(&domain) {
             return Err(cx.err(
@@ -55,10 +46,7 @@ fn one_domain(cx: &Ctx, key: &str, domain: &str, raw: RawDomain) -> Result<Domai
             return Err(cx.err(
                 key_of("mailboxes"),
                 Some(m.span()),
-                format!(
-                    "{:?} is not a valid mailbox name: {MAILBOX_HINT}",
-                    m.get_ref()
-                ),
+                format!("{:?} is not a valid mailbox name: {MAILBOX_HINT}", m.get_ref()),
             ));
         }
         if !mailboxes.insert(name.clone()) {
@@ -76,20 +64,11 @@ fn one_domain(cx: &Ctx, key: &str, domain: &str, raw: RawDomain) -> Result<Domai
                 .map_err(|m| cx.err(key_of("catch_all"), Some(c.span()), m))?,
         ),
     };
-    Ok(Domain {
-        mailboxes,
-        catch_all,
-        any_mailbox: raw.any_mailbox,
-    })
+    Ok(Domain { mailboxes, catch_all, any_mailbox: raw.any_mailbox })
 }
 
 /// A catch-all must be an address in its own domain naming one of its mailboxes.
-fn catch_all(
-    address: &str,
-    domain: &str,
-    mailboxes: &BTreeSet<String>,
-    any_mailbox: bool,
-) -> Result<String, String> {
+fn catch_all(address: &str, domain: &str, mailboxes: &BTreeSet<String>, any_mailbox: bool) -> Result<String, String> {
     let Some((local, at)) = parse_address(address) else {
         return Err(format!("{address:?} is not a valid address"));
     };
@@ -99,9 +78,7 @@ fn catch_all(
     let local = normalize_local(&local);
     let is_mailbox = mailboxes.contains(&local) || (any_mailbox && is_valid_mailbox_name(&local));
     if !is_mailbox {
-        return Err(format!(
-            "{address:?} is not a mailbox of {domain}: add {local:?} to mailboxes"
-        ));
+        return Err(format!("{address:?} is not a mailbox of {domain}: add {local:?} to mailboxes"));
     }
     Ok(format!("{local}@{domain}"))
 }
@@ -118,8 +95,7 @@ pub(crate) fn aliases(
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, targets) in raw {
         let key = path(&["aliases", name.get_ref()]);
-        let alias =
-            alias_name(config, name.get_ref()).map_err(|m| cx.err(&key, Some(name.span()), m))?;
+        let alias = alias_name(config, name.get_ref()).map_err(|m| cx.err(&key, Some(name.span()), m))?;
         if out.contains_key(&alias) {
             return Err(cx.err(
                 key,
@@ -128,16 +104,11 @@ pub(crate) fn aliases(
             ));
         }
         if targets.get_ref().is_empty() {
-            return Err(cx.err(
-                key,
-                Some(targets.span()),
-                "must list at least one target address",
-            ));
+            return Err(cx.err(key, Some(targets.span()), "must list at least one target address"));
         }
         let mut list = Vec::with_capacity(targets.get_ref().len());
         for t in targets.into_inner() {
-            let target =
-                alias_target(config, t.get_ref()).map_err(|m| cx.err(&key, Some(t.span()), m))?;
+            let target = alias_target(config, t.get_ref()).map_err(|m| cx.err(&key, Some(t.span()), m))?;
             written.push((target.clone(), key.clone(), t.span()));
             list.push(target);
         }
@@ -147,14 +118,20 @@ pub(crate) fn aliases(
     for (target, key, span) in written {
         let mut resolver = Resolver::new(config);
         if let Err(e) = resolver.target(&target) {
-            let why = resolver
-                .detail()
-                .map_or_else(|| e.to_string(), str::to_owned);
-            let message = if why.starts_with(&format!("`{target}`")) {
+            let why = resolver.detail().map_or_else(|| e.to_string(), str::to_owned);
+            let mut message = if why.starts_with(&format!("`{target}`")) {
                 format!("target {why}")
             } else {
                 format!("target `{target}` does not resolve: {why}")
             };
+            // Users are added at runtime, so a target that is only a user cannot be checked
+            // here; say so, since users_are_mailboxes makes it look like it should work.
+            if e == RcptError::UnknownMailbox && config.auth.users_are_mailboxes {
+                message.push_str(
+                    " (users of auth.users_file are not known when the configuration is \
+                     loaded: list a user that is an alias target in its domain's mailboxes)",
+                );
+            }
             return Err(cx.err(key, Some(span), message));
         }
     }
@@ -167,9 +144,7 @@ fn alias_name(config: &Config, written: &str) -> Result<String, String> {
         return Err(format!("{written:?} is not a valid address"));
     };
     if !config.domains.contains_key(&domain) {
-        return Err(format!(
-            "{written:?} is not in a local domain (aliases are for addresses in [domains])"
-        ));
+        return Err(format!("{written:?} is not in a local domain (aliases are for addresses in [domains])"));
     }
     Ok(format!("{}@{domain}", normalize_local(&local)))
 }

@@ -33,6 +33,14 @@ pub(crate) struct RawConfig {
     pub timeouts: RawTimeouts,
     #[serde(default)]
     pub delivery: RawDelivery,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub trusted_networks: Vec<SStr>,
+    #[serde(default)]
+    pub send_as: BTreeMap<SStr, Spanned<Vec<SStr>>>,
 }
 
 /// One `[[listen]]` entry.
@@ -80,4 +88,27 @@ pub(crate) struct RawDelivery {
     pub retry_schedule: Option<Spanned<Vec<SValue>>>,
     pub max_age: Option<SValue>,
     pub local_concurrency: Option<Spanned<i64>>,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: Option<SStr>,
+    pub key: Option<SStr>,
+    pub check_interval: Option<SValue>,
+}
+
+/// `[auth]`. Booleans are optional here so that their defaults stay in
+/// [`Auth::defaults`](crate::Auth::defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub users_file: Option<SStr>,
+    pub plaintext_on_loopback: Option<bool>,
+    pub users_are_mailboxes: Option<bool>,
+    pub failure_delay: Option<SValue>,
+    pub max_failures: Option<Spanned<i64>>,
+    pub failure_window: Option<SValue>,
+    pub lockout: Option<SValue>,
 }

@@ -50,10 +50,34 @@ impl Config {
     /// 7. otherwise [`RcptError::InvalidMailboxName`] under `any_mailbox`, else
     ///    [`RcptError::UnknownMailbox`].
     pub fn resolve(&self, local_part: &str, domain: &str) -> Result<Vec<Target>, RcptError> {
-        let mut resolver = Resolver::new(self);
+        self.resolve_with(local_part, domain, &no_users)
+    }
+
+    /// Like [`Config::resolve`], but users of the user store are mailboxes too.
+    ///
+    /// When [`Auth::users_are_mailboxes`](crate::Auth::users_are_mailboxes) is true and
+    /// `is_user` returns true for `local@domain` (lowercase local part, configured domain
+    /// name), that address is a mailbox as if `local` were listed in the domain's `mailboxes`,
+    /// provided it is a valid [mailbox name](crate::is_valid_mailbox_name): users are added at
+    /// runtime, so the configuration cannot list them. It therefore comes after the exact alias
+    /// and the listed mailbox, and the `+tag` base is tried the same way (alias, then listed
+    /// mailbox or user), all before `any_mailbox` and the catch-all. Alias targets that are
+    /// users are mailboxes too.
+    pub fn resolve_with(
+        &self,
+        local_part: &str,
+        domain: &str,
+        is_user: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Target>, RcptError> {
+        let mut resolver = Resolver::with_users(self, is_user);
         resolver.recipient(local_part, domain, Via::Network)?;
         Ok(resolver.finish())
     }
+}
+
+/// The user store of [`Config::resolve`]: empty.
+fn no_users(_: &str) -> bool {
+    false
 }
 
 /// How an address reached the resolver: catch-alls apply only to mail from the network, so that
@@ -69,6 +93,8 @@ enum Via {
 /// most once and the work stays linear in the size of the alias table.
 pub(crate) struct Resolver<'c> {
     config: &'c Config,
+    /// Whether an address (lowercase) is a user of the user store.
+    is_user: &'c dyn Fn(&str) -> bool,
     /// Aliases being expanded, outermost first.
     stack: Vec<String>,
     /// Aliases fully expanded.
@@ -79,14 +105,15 @@ pub(crate) struct Resolver<'c> {
 }
 
 impl<'c> Resolver<'c> {
+    /// A resolver that knows no users (configuration checks, [`Config::resolve`]).
     pub(crate) fn new(config: &'c Config) -> Self {
-        Resolver {
-            config,
-            stack: Vec::new(),
-            done: BTreeSet::new(),
-            out: Vec::new(),
-            detail: None,
-        }
+        Self::with_users(config, &no_users)
+    }
+
+    /// A resolver for which the addresses `is_user` accepts are mailboxes, when
+    /// `auth.users_are_mailboxes` is set.
+    pub(crate) fn with_users(config: &'c Config, is_user: &'c dyn Fn(&str) -> bool) -> Self {
+        Resolver { config, is_user, stack: Vec::new(), done: BTreeSet::new(), out: Vec::new(), detail: None }
     }
 
     /// The targets found, sorted and deduplicated.
@@ -94,6 +121,11 @@ impl<'c> Resolver<'c> {
         self.out.sort();
         self.out.dedup();
         self.out
+    }
+
+    /// Whether the alias `address` (lowercase) was expanded along the way.
+    pub(crate) fn expanded(&self, address: &str) -> bool {
+        self.done.contains(address)
     }
 
     /// A readable account of the failure, if one was recorded.
@@ -114,9 +146,7 @@ impl<'c> Resolver<'c> {
             return Err(RcptError::UnknownMailbox);
         };
         if !self.config.is_local_domain(domain) {
-            self.out.push(Target::Remote {
-                address: address.to_owned(),
-            });
+            self.out.push(Target::Remote { address: address.to_owned() });
             return Ok(());
         }
         self.recipient(local, domain, Via::Alias).inspect_err(|e| {
@@ -155,18 +185,18 @@ impl<'c> Resolver<'c> {
                 return Ok(());
             }
         }
-        Err(if dom.any_mailbox {
-            RcptError::InvalidMailboxName
-        } else {
-            RcptError::UnknownMailbox
-        })
+        Err(if dom.any_mailbox { RcptError::InvalidMailboxName } else { RcptError::UnknownMailbox })
     }
 
-    /// A configured mailbox `name` of `dom`, if there is one.
+    /// A mailbox `name` of `dom`, listed or (see [`Config::resolve_with`]) a user, if there is
+    /// one.
     fn mailbox(&mut self, name: &str, domain: &str, dom: &Domain) -> bool {
         // The validity check repeats load-time validation: a name that reaches the file
-        // system must be safe however the Config was built.
-        let found = dom.mailboxes.contains(name) && is_valid_mailbox_name(name);
+        // system must be safe however the Config was built. It comes first so that the user
+        // store is never asked about names that could not be mailboxes anyway.
+        let found = is_valid_mailbox_name(name)
+            && (dom.mailboxes.contains(name)
+                || (self.config.auth.users_are_mailboxes && (self.is_user)(&format!("{name}@{domain}"))));
         if found {
             self.push_mailbox(domain, name);
         }
@@ -174,10 +204,7 @@ impl<'c> Resolver<'c> {
     }
 
     fn push_mailbox(&mut self, domain: &str, mailbox: &str) {
-        self.out.push(Target::Mailbox {
-            domain: domain.to_owned(),
-            mailbox: mailbox.to_owned(),
-        });
+        self.out.push(Target::Mailbox { domain: domain.to_owned(), mailbox: mailbox.to_owned() });
     }
 
     /// Expands the alias `local@domain` if there is one: `Ok(false)` if there is none.
@@ -197,9 +224,7 @@ impl<'c> Resolver<'c> {
         }
         if self.stack.len() >= MAX_ALIAS_DEPTH {
             let path = self.stack.join(" → ");
-            self.note(|| {
-                format!("aliases nest deeper than {MAX_ALIAS_DEPTH} levels: {path} → {key}")
-            });
+            self.note(|| format!("aliases nest deeper than {MAX_ALIAS_DEPTH} levels: {path} → {key}"));
             return Err(RcptError::AliasLoop);
         }
         self.stack.push(key.clone());

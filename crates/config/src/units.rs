@@ -7,7 +7,8 @@ pub(crate) const SIZE_HINT: &str = "expected a size: an integer number of bytes,
      like \"35M\" (suffixes K, M, G, also KiB, MiB, GiB: binary multiples, 1K = 1024 bytes)";
 
 /// What a duration may look like, for error messages.
-pub(crate) const DURATION_HINT: &str = "expected a duration: a string like \"30s\", \"5m\", \"1h\", \"5d\", or an integer number of seconds";
+pub(crate) const DURATION_HINT: &str =
+    "expected a duration: a string like \"30s\", \"5m\", \"1h\", \"5d\", or an integer number of seconds";
 
 const KIB: u64 = 1024;
 const UNITS: [(&str, u64); 3] = [("G", KIB * KIB * KIB), ("M", KIB * KIB), ("K", KIB)];
@@ -16,9 +17,7 @@ const UNITS: [(&str, u64); 3] = [("G", KIB * KIB * KIB), ("M", KIB * KIB), ("K",
 /// ("MB") are refused rather than guessed.
 pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, suffix) = text.split_at(digits_end);
     if digits.is_empty() {
         return None;
@@ -84,16 +83,7 @@ mod tests {
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("123"), Some(123));
         assert_eq!(parse_size("123B"), Some(123));
-        for bad in [
-            "",
-            "M",
-            "35MB",
-            "3.5M",
-            "-1",
-            "35 M x",
-            "99999999999999999999G",
-            "18446744073709551615K",
-        ] {
+        for bad in ["", "M", "35MB", "3.5M", "-1", "35 M x", "99999999999999999999G", "18446744073709551615K"] {
             assert_eq!(parse_size(bad), None, "{bad}");
         }
         for n in [1, 1000, 1024, 35 << 20, 3 << 30, (1 << 20) + 1] {

@@ -1,16 +1,19 @@
 //! The connection driver: moves bytes between a socket and the protocol state machine and
-//! carries out its decisions (recipient checks, spooling, commits).
+//! carries out its decisions (policy checks, TLS, spooling, commits).
 
 use crate::envelope;
+use crate::policy::{self, Client};
 use crate::queue::QueueHandle;
-use dakiya_config::{Config, RcptError, Target};
-use dakiya_proto::address::ForwardPath;
+use crate::stream::{Stream, TlsInfo, Wait};
+use crate::tls::TlsManager;
+use dakiya_auth::{Throttle, UserStore};
+use dakiya_config::{Config, Role, Target};
+use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};
 use dakiya_spool::{MessageWriter, Spool};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -21,165 +24,180 @@ pub struct Shared {
     pub spool: Arc<Spool>,
     pub queue: QueueHandle,
     pub shutdown: watch::Receiver<bool>,
+    pub tls: Arc<TlsManager>,
+    pub users: Arc<UserStore>,
+    pub throttle: Mutex<Throttle>,
 }
 
-/// Read buffer growth step. Buffers are released while a connection is idle, so an idle
-/// session costs only its state machine and socket.
-const READ_CHUNK: usize = 16 * 1024;
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why the driver stopped reading.
-enum Wait {
-    Data,
-    Closed,
-    TimedOut,
-    Shutdown,
+/// The listener's role and the client's address decide what the session offers.
+fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
+    let loopback_plain = cfg.auth.plaintext_on_loopback && peer.ip().to_canonical().is_loopback();
+    match role {
+        Role::Submission => SessionPolicy {
+            starttls: true,
+            implicit_tls: false,
+            auth: true,
+            auth_without_tls: loopback_plain,
+            auth_required: true,
+        },
+        Role::Submissions => SessionPolicy {
+            starttls: false,
+            implicit_tls: true,
+            auth: true,
+            auth_without_tls: false,
+            auth_required: true,
+        },
+        // Port 25: opportunistic STARTTLS for other servers; no AUTH (RFC 6409 §1).
+        _ => SessionPolicy { starttls: true, ..SessionPolicy::default() },
+    }
 }
 
 /// Serves one connection to its end.
-pub async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    tracing::info!(peer = %peer, "connection opened");
-    let mut server: Server<Vec<Target>> = Server::new(shared.session.clone());
-    let mut input: Vec<u8> = Vec::new();
-    let mut msg = Message::default();
-    let mut shutdown = shared.shutdown.clone();
-    let mut accepted = 0u32;
-    loop {
-        match server.poll(&mut input) {
-            Event::NeedInput => {
-                if flush(&mut stream, &mut server).await.is_err() {
-                    break;
-                }
-                if input.is_empty() {
-                    input = Vec::new();
-                }
-                let timeout = if server.in_message() {
-                    shared.config.timeouts.data
-                } else {
-                    shared.config.timeouts.command
-                };
-                match read_more(&stream, &mut input, timeout, &mut shutdown).await {
-                    Wait::Data => {}
-                    Wait::Closed => break,
-                    Wait::TimedOut => {
-                        // RFC 5321 §4.5.3.2.7: the server may close an idle session with 421.
-                        server.shutdown(Reply::new(
-                            421,
-                            Enhanced(4, 4, 2),
-                            "Timeout, closing connection",
-                        ));
-                        let _ = flush(&mut stream, &mut server).await;
-                        break;
-                    }
-                    Wait::Shutdown => {
-                        server.shutdown(Reply::new(
-                            421,
-                            Enhanced(4, 3, 2),
-                            "Service shutting down, try again later",
-                        ));
-                        let _ = flush(&mut stream, &mut server).await;
-                        break;
-                    }
-                }
+pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Shared>) {
+    tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
+    let policy = session_policy(&shared.config, role, peer);
+    let mut tls_info = None;
+    let mut stream = if policy.implicit_tls {
+        match crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT).await {
+            Ok(tls) => {
+                let info = crate::stream::describe(&tls);
+                tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                tls_info = Some(info);
+                Stream::Tls(Box::new(tls))
             }
-            Event::CheckRecipient => {
-                let verdict = match server.pending_recipient() {
-                    Some((path, _)) => check_recipient(&shared.config, path),
-                    None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
-                };
-                server.recipient_verdict(verdict);
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                return;
             }
-            Event::CheckSender => server.sender_verdict(Ok(())),
-            Event::MessageStart => msg.start(&shared, &server, peer),
-            Event::Body(bytes) => msg.write(bytes),
-            Event::MessageEnd => {
-                let result = msg.commit(&shared).await;
-                match result {
-                    Ok(id) => {
-                        accepted += 1;
-                        server.message_committed(Ok(&id));
-                    }
-                    Err(reply) => server.message_committed(Err(reply)),
-                }
-            }
-            Event::MessageAbort => msg.abort(),
-            Event::Close => {
-                let _ = flush(&mut stream, &mut server).await;
-                break;
-            }
-            _ => break,
         }
-    }
-    msg.abort();
-    let _ = stream.shutdown().await;
+    } else {
+        Stream::Plain(tcp)
+    };
+    let client = Client { ip: peer.ip(), trusted: shared.config.is_trusted(peer.ip()) };
+    let mut server: Server<Vec<Target>> = Server::with_policy(shared.session.clone(), policy);
+    let mut conn = Conn { stream: &mut stream, shared: &shared, peer, client, tls: tls_info, accepted: 0 };
+    conn.run(&mut server).await;
+    let accepted = conn.accepted;
+    stream.shutdown().await;
     tracing::info!(peer = %peer, messages = accepted, "connection closed");
 }
 
-/// Writes pending replies.
-async fn flush(stream: &mut TcpStream, server: &mut Server<Vec<Target>>) -> std::io::Result<()> {
-    if !server.output().is_empty() {
-        stream.write_all(server.output()).await?;
-        server.clear_output();
+struct Conn<'a> {
+    stream: &'a mut Stream,
+    shared: &'a Shared,
+    peer: SocketAddr,
+    client: Client,
+    tls: Option<TlsInfo>,
+    accepted: u32,
+}
+
+impl Conn<'_> {
+    async fn run(&mut self, server: &mut Server<Vec<Target>>) {
+        let mut input: Vec<u8> = Vec::new();
+        let mut msg = Message::default();
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            match server.poll(&mut input) {
+                Event::NeedInput => {
+                    if self.flush(server).await.is_err() {
+                        break;
+                    }
+                    if input.is_empty() {
+                        input = Vec::new();
+                    }
+                    let cfg = &self.shared.config;
+                    let timeout = if server.in_message() { cfg.timeouts.data } else { cfg.timeouts.command };
+                    match self.stream.read_more(&mut input, timeout, &mut shutdown).await {
+                        Wait::Data => {}
+                        Wait::Closed => break,
+                        Wait::TimedOut => {
+                            // RFC 5321 §4.5.3.2.7: the server may close an idle session with 421.
+                            server.shutdown(Reply::new(421, Enhanced(4, 4, 2), "Timeout, closing connection"));
+                            let _ = self.flush(server).await;
+                            break;
+                        }
+                        Wait::Shutdown => {
+                            server.shutdown(Reply::new(
+                                421,
+                                Enhanced(4, 3, 2),
+                                "Service shutting down, try again later",
+                            ));
+                            let _ = self.flush(server).await;
+                            break;
+                        }
+                    }
+                }
+                Event::CheckRecipient => {
+                    let verdict = match server.pending_recipient() {
+                        Some((path, _)) => policy::check_recipient(self.shared, &self.client, server.auth_user(), path),
+                        None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
+                    };
+                    server.recipient_verdict(verdict);
+                }
+                Event::CheckSender => {
+                    let verdict = match server.pending_sender() {
+                        Some(from) => policy::check_sender(&self.shared.config, server.auth_user(), from),
+                        None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
+                    };
+                    server.sender_verdict(verdict);
+                }
+                Event::Authenticate => {
+                    let result = match server.pending_auth().cloned() {
+                        Some(creds) => policy::authenticate(self.shared, &self.client, creds).await,
+                        None => Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure")),
+                    };
+                    server.auth_result(result);
+                }
+                Event::StartTls => {
+                    if self.flush(server).await.is_err() {
+                        break;
+                    }
+                    // Whatever the client pipelined after STARTTLS was discarded by the
+                    // session; drop anything we had read as well.
+                    input = Vec::new();
+                    match self.stream.upgrade(self.shared.tls.acceptor(), HANDSHAKE_TIMEOUT).await {
+                        Ok(info) => {
+                            tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                            self.tls = Some(info);
+                            server.tls_established();
+                        }
+                        Err(e) => {
+                            tracing::info!(peer = %self.peer, error = %e, "STARTTLS handshake failed");
+                            break;
+                        }
+                    }
+                }
+                Event::MessageStart => msg.start(self.shared, server, self.peer, self.tls.as_ref()),
+                Event::Body(bytes) => msg.write(bytes),
+                Event::MessageEnd => match msg.commit(self.shared).await {
+                    Ok(id) => {
+                        self.accepted += 1;
+                        server.message_committed(Ok(&id));
+                    }
+                    Err(reply) => server.message_committed(Err(reply)),
+                },
+                Event::MessageAbort => msg.abort(),
+                Event::Close => {
+                    let _ = self.flush(server).await;
+                    break;
+                }
+                _ => break,
+            }
+        }
+        msg.abort();
     }
-    Ok(())
-}
 
-/// Waits for the socket to be readable (holding no buffer meanwhile), then reads.
-async fn read_more(
-    stream: &TcpStream,
-    input: &mut Vec<u8>,
-    timeout: Duration,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Wait {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        tokio::select! {
-            r = tokio::time::timeout_at(deadline, stream.readable()) => match r {
-                Err(_) => return Wait::TimedOut,
-                Ok(Err(_)) => return Wait::Closed,
-                Ok(Ok(())) => {}
-            },
-            _ = shutdown.changed() => return Wait::Shutdown,
+    /// Writes pending replies.
+    async fn flush(&mut self, server: &mut Server<Vec<Target>>) -> std::io::Result<()> {
+        if !server.output().is_empty() {
+            self.stream.write_all(server.output()).await?;
+            server.clear_output();
         }
-        input.reserve(READ_CHUNK);
-        match stream.try_read_buf(input) {
-            Ok(0) => return Wait::Closed,
-            Ok(_) => return Wait::Data,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return Wait::Closed,
-        }
+        Ok(())
     }
-}
-
-/// Decides on one RCPT: ours (with where it goes), or the reply that refuses it.
-fn check_recipient(cfg: &Config, path: &ForwardPath) -> Result<Vec<Target>, Reply> {
-    let (local, domain) = match path {
-        // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted; it means the
-        // postmaster of our host name, or of the first local domain.
-        ForwardPath::Postmaster => {
-            let domain = if cfg.is_local_domain(&cfg.hostname) {
-                cfg.hostname.clone()
-            } else {
-                cfg.domains.keys().next().cloned().unwrap_or_default()
-            };
-            ("postmaster".to_string(), domain)
-        }
-        ForwardPath::Mailbox(m) if m.is_literal() => return Err(relay_denied()),
-        ForwardPath::Mailbox(m) => (m.local.clone(), m.domain.clone()),
-    };
-    cfg.resolve(&local, &domain).map_err(|e| match e {
-        RcptError::NotLocal => relay_denied(),
-        RcptError::AliasLoop => Reply::new(
-            550,
-            Enhanced(5, 4, 6),
-            "Alias loop detected for this recipient",
-        ),
-        // Refuse unknown users at RCPT time so we never bounce to forged senders.
-        _ => Reply::new(550, Enhanced(5, 1, 1), "No such user here"),
-    })
-}
-
-fn relay_denied() -> Reply {
-    Reply::new(550, Enhanced(5, 7, 1), "Relaying denied")
 }
 
 /// The message being received: its spool writer, or why it can no longer be stored.
@@ -192,17 +210,15 @@ struct Message {
 }
 
 impl Message {
-    fn start(&mut self, shared: &Shared, server: &Server<Vec<Target>>, peer: SocketAddr) {
+    fn start(&mut self, shared: &Shared, server: &Server<Vec<Target>>, peer: SocketAddr, tls: Option<&TlsInfo>) {
         self.abort();
-        let Some(tx) = server.transaction() else {
-            return;
-        };
+        let Some(tx) = server.transaction() else { return };
         let id = shared.spool.new_id();
         let env = envelope::build(id, tx, server.hello(), peer);
         self.rcpts = env.recipients.len();
         self.sender = env.sender.clone();
-        let received =
-            envelope::received_header(&shared.config.hostname, &env, tx, server.hello(), peer);
+        let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
+        let received = envelope::received_header(&shared.config.hostname, &env, tx, &trace);
         match shared.spool.writer(env) {
             Ok(mut w) => match w.write(received.as_bytes()) {
                 Ok(()) => self.writer = Some(w),
@@ -216,9 +232,7 @@ impl Message {
         // Past the spool's memory buffer, writes go to the file: keep that blocking I/O off
         // the runtime's reactor threads.
         const SPILL: u64 = 128 * 1024;
-        let Some(w) = self.writer.as_mut() else {
-            return;
-        };
+        let Some(w) = self.writer.as_mut() else { return };
         let result = if w.len() + bytes.len() as u64 > SPILL {
             tokio::task::block_in_place(|| w.write(bytes))
         } else {
@@ -234,22 +248,14 @@ impl Message {
     async fn commit(&mut self, shared: &Shared) -> Result<String, Reply> {
         let temp_fail = |why: &str| {
             tracing::error!(error = why, "cannot store message");
-            Reply::new(
-                451,
-                Enhanced(4, 3, 0),
-                "Temporary local problem storing the message, try again later",
-            )
+            Reply::new(451, Enhanced(4, 3, 0), "Temporary local problem storing the message, try again later")
         };
         let Some(writer) = self.writer.take() else {
-            let why = self
-                .failed
-                .take()
-                .unwrap_or_else(|| "no message in progress".into());
+            let why = self.failed.take().unwrap_or_else(|| "no message in progress".into());
             return Err(temp_fail(&why));
         };
         let size = writer.len();
-        let committed = tokio::task::spawn_blocking(move || writer.commit()).await;
-        match committed {
+        match tokio::task::spawn_blocking(move || writer.commit()).await {
             Ok(Ok(id)) => {
                 tracing::info!(queue_id = %id, from = %format_args!("<{}>", self.sender), rcpts = self.rcpts, size, "accepted");
                 shared.queue.enqueue(id.clone());

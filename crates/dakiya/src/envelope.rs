@@ -10,12 +10,7 @@ use std::net::SocketAddr;
 /// Builds the envelope: one spool recipient per final destination. A mailbox reached twice
 /// (directly and through an alias, say) gets one copy: the first RCPT that reached it is
 /// recorded as its original recipient.
-pub fn build(
-    id: QueueId,
-    tx: &Transaction<Vec<Target>>,
-    hello: Option<&Hello>,
-    peer: SocketAddr,
-) -> Envelope {
+pub fn build(id: QueueId, tx: &Transaction<Vec<Target>>, hello: Option<&Hello>, peer: SocketAddr) -> Envelope {
     let mut seen = HashSet::new();
     let mut recipients = Vec::new();
     for rcpt in &tx.rcpts {
@@ -36,20 +31,15 @@ pub fn build(
             }
             v
         });
-        let orcpt = rcpt
-            .params
-            .orcpt
-            .as_ref()
-            .map(|(kind, addr)| format!("{kind};{addr}"));
+        let orcpt = rcpt.params.orcpt.as_ref().map(|(kind, addr)| format!("{kind};{addr}"));
         for target in &rcpt.data {
             if !seen.insert(target.clone()) {
                 continue;
             }
             let (address, mailbox) = match target {
-                Target::Mailbox { domain, mailbox } => (
-                    format!("{mailbox}@{domain}"),
-                    Some((domain.clone(), mailbox.clone())),
-                ),
+                Target::Mailbox { domain, mailbox } => {
+                    (format!("{mailbox}@{domain}"), Some((domain.clone(), mailbox.clone())))
+                }
                 Target::Remote { address } => (address.clone(), None),
             };
             recipients.push(spool::Recipient {
@@ -65,7 +55,7 @@ pub fn build(
         id,
         received_at: now(),
         sender: tx.from.to_string(),
-        client_ip: peer.ip().to_string(),
+        client_ip: peer.ip().to_canonical().to_string(),
         helo: hello.map(|h| h.name.clone()).unwrap_or_default(),
         body: match tx.params.body {
             BodyType::SevenBit => spool::BodyType::SevenBit,
@@ -83,31 +73,45 @@ pub fn build(
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What the Received: header records about the session.
+pub struct Trace<'a> {
+    pub hello: Option<&'a Hello>,
+    pub peer: SocketAddr,
+    pub tls: Option<&'a crate::stream::TlsInfo>,
+    pub auth_user: Option<&'a str>,
 }
 
 /// The trace header every receiving server prepends (RFC 5321 §4.4), with the queue ID so a
-/// message can be followed through logs, and the protocol name of RFC 3848 / RFC 6531 §3.7.3.
-pub fn received_header(
-    hostname: &str,
-    env: &Envelope,
-    tx: &Transaction<Vec<Target>>,
-    hello: Option<&Hello>,
-    peer: SocketAddr,
-) -> String {
-    let esmtp = hello.is_some_and(|h| h.esmtp);
-    let with = match (tx.params.smtputf8, esmtp) {
+/// message can be followed through logs, the TLS parameters, the authenticated identity, and
+/// the protocol name of RFC 3848 / RFC 6531 §3.7.3 (ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP…).
+pub fn received_header(hostname: &str, env: &Envelope, tx: &Transaction<Vec<Target>>, trace: &Trace<'_>) -> String {
+    let esmtp = trace.hello.is_some_and(|h| h.esmtp);
+    let base = match (tx.params.smtputf8, esmtp) {
         (true, _) => "UTF8SMTP",
         (false, true) => "ESMTP",
         (false, false) => "SMTP",
     };
-    let helo = hello.map_or("unknown", |h| h.name.as_str());
-    let ip = match peer.ip() {
+    let suffix = match (trace.tls.is_some() && esmtp, trace.auth_user.is_some()) {
+        (true, true) => "SA",
+        (true, false) => "S",
+        (false, true) => "A",
+        (false, false) => "",
+    };
+    let helo = trace.hello.map_or("unknown", |h| h.name.as_str());
+    let ip = match trace.peer.ip().to_canonical() {
         std::net::IpAddr::V6(v6) => format!("IPv6:{v6}"),
         std::net::IpAddr::V4(v4) => v4.to_string(),
     };
+    let mut comments = String::new();
+    if let Some(t) = trace.tls {
+        comments.push_str(&format!("\r\n\t(using {} with cipher {})", t.version, t.cipher));
+    }
+    if let Some(user) = trace.auth_user {
+        comments.push_str(&format!("\r\n\t(authenticated as {user})"));
+    }
     // Name the recipient only when there is one, so one copy does not reveal the others.
     let rcpt = match tx.rcpts.as_slice() {
         [one] => match &one.path {
@@ -118,7 +122,7 @@ pub fn received_header(
     };
     let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S +0000");
     format!(
-        "Received: from {helo} ([{ip}])\r\n\tby {hostname} (dakiya) with {with} id {id}{rcpt};\r\n\t{date}\r\n",
+        "Received: from {helo} ([{ip}]){comments}\r\n\tby {hostname} (dakiya) with {base}{suffix} id {id}{rcpt};\r\n\t{date}\r\n",
         id = env.id
     )
 }

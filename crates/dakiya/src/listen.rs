@@ -2,7 +2,9 @@
 
 use crate::conn::{self, Shared};
 use crate::queue;
-use dakiya_config::Config;
+use crate::tls::{TlsManager, TlsSettings};
+use dakiya_auth::{Throttle, UserStore};
+use dakiya_config::{Config, Role};
 use dakiya_proto::ServerConfig;
 use dakiya_spool::Spool;
 use std::collections::HashMap;
@@ -18,39 +20,30 @@ pub enum StartError {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot open the spool in {path}: {source}")]
-    Spool {
-        path: String,
-        source: dakiya_spool::SpoolError,
-    },
+    Spool { path: String, source: dakiya_spool::SpoolError },
     #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("user store: {0}")]
+    Users(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(cfg: Config) -> Result<(), StartError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(StartError::Runtime)?;
     rt.block_on(serve(cfg))
 }
 
 async fn serve(cfg: Config) -> Result<(), StartError> {
     let spool_dir = cfg.data_dir.join("spool");
-    let spool = Spool::open(&spool_dir).map_err(|source| StartError::Spool {
-        path: spool_dir.display().to_string(),
-        source,
-    })?;
+    let spool = Spool::open(&spool_dir)
+        .map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
     let cfg = Arc::new(cfg);
     let spool = Arc::new(spool);
     // Recover before accepting anything, so a message is never both recovered and enqueued.
-    let recovered = spool.recover().map_err(|source| StartError::Spool {
-        path: spool_dir.display().to_string(),
-        source,
-    })?;
+    let recovered =
+        spool.recover().map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
     let queue = queue::start(cfg.clone(), spool.clone(), recovered);
     let session = Arc::new(ServerConfig {
         hostname: cfg.hostname.clone(),
@@ -58,6 +51,18 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         max_recipients: cfg.limits.max_recipients,
         max_errors: cfg.limits.max_errors,
     });
+    let tls = TlsManager::new(TlsSettings {
+        cert: cfg.tls.cert.clone(),
+        key: cfg.tls.key.clone(),
+        data_dir: cfg.data_dir.clone(),
+        hostname: cfg.hostname.clone(),
+        check_interval: cfg.tls.check_interval,
+    })
+    .map_err(|e| StartError::Tls(e.to_string()))?;
+    tls.spawn_watcher();
+    let users = UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?;
+    let a = &cfg.auth;
+    let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         config: cfg.clone(),
@@ -65,6 +70,9 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         spool,
         queue,
         shutdown: shutdown_rx,
+        tls,
+        users: Arc::new(users),
+        throttle: Mutex::new(throttle),
     });
     let limits = Arc::new(Limits {
         total: Arc::new(Semaphore::new(cfg.limits.max_connections)),
@@ -73,22 +81,12 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     });
     let mut tasks = Vec::new();
     for l in &cfg.listeners {
-        let listener = TcpListener::bind(l.address)
-            .await
-            .map_err(|source| StartError::Bind {
-                address: l.address,
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
-            address: l.address,
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(l.address).await.map_err(|source| StartError::Bind { address: l.address, source })?;
+        let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
         tracing::info!(address = %local, role = %l.role.as_str(), "listening");
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            shared.clone(),
-            limits.clone(),
-        )));
+        let task = accept_loop(listener, l.role, shared.clone(), limits.clone());
+        tasks.push(tokio::spawn(task));
     }
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
     wait_for_signal().await;
@@ -100,11 +98,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     // Give sessions in the middle of a message a moment to finish; the spool is crash-safe,
     // so anything cut short here was never acknowledged.
     let all = cfg.limits.max_connections as u32;
-    let drained = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        limits.total.acquire_many(all),
-    )
-    .await;
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(10), limits.total.acquire_many(all)).await;
     if drained.is_err() {
         tracing::warn!("some sessions did not finish within 10 s");
     }
@@ -113,10 +107,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -161,13 +152,10 @@ fn take_ip_slot(limits: &Arc<Limits>, ip: IpAddr) -> Option<IpSlot> {
         return None;
     }
     *n += 1;
-    Some(IpSlot {
-        limits: limits.clone(),
-        ip,
-    })
+    Some(IpSlot { limits: limits.clone(), ip })
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limits: Arc<Limits>) {
+async fn accept_loop(listener: TcpListener, role: Role, shared: Arc<Shared>, limits: Arc<Limits>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -185,17 +173,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, limits: Arc<Lim
             (Ok(permit), Some(slot)) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    conn::handle(stream, peer, shared).await;
+                    conn::handle(stream, peer, role, shared).await;
                     drop(slot);
                     drop(permit);
                 });
             }
             (permit, slot) => {
-                let why = if permit.is_err() {
-                    "total"
-                } else {
-                    "per client IP"
-                };
+                let why = if permit.is_err() { "total" } else { "per client IP" };
                 tracing::warn!(peer = %peer, limit = %why, "connection refused: too many connections");
                 drop(slot);
                 tokio::spawn(refuse(stream));

@@ -17,19 +17,9 @@ pub struct Mailboxes {
 }
 
 impl Mailboxes {
-    fn get(
-        &self,
-        cfg: &Config,
-        domain: &str,
-        mailbox: &str,
-    ) -> Result<Arc<Maildir>, dakiya_deliver::DeliverError> {
+    fn get(&self, cfg: &Config, domain: &str, mailbox: &str) -> Result<Arc<Maildir>, dakiya_deliver::DeliverError> {
         let key = (domain.to_string(), mailbox.to_string());
-        if let Some(md) = self
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+        if let Some(md) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(md.clone());
         }
         let dir = cfg.data_dir.join("mail").join(domain).join(mailbox);
@@ -81,10 +71,7 @@ pub fn deliver_message(cfg: &Config, spool: &Spool, boxes: &Mailboxes, id: &Queu
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot load queued message; will retry");
-            return Outcome {
-                id: id.clone(),
-                retry_at: Some(now + 60),
-            };
+            return Outcome { id: id.clone(), retry_at: Some(now + 60) };
         }
     };
     let mut states = m.states.clone();
@@ -109,17 +96,11 @@ pub fn deliver_message(cfg: &Config, spool: &Spool, boxes: &Mailboxes, id: &Queu
         changed.push(i);
         states[i] = state;
     }
-    if states
-        .iter()
-        .all(|s| matches!(s, RcptState::Delivered { .. }))
-    {
+    if states.iter().all(|s| matches!(s, RcptState::Delivered { .. })) {
         if let Err(e) = spool.remove(id) {
             tracing::warn!(queue_id = %id, error = %e, "cannot remove delivered message from the spool");
         }
-        return Outcome {
-            id: id.clone(),
-            retry_at: None,
-        };
+        return Outcome { id: id.clone(), retry_at: None };
     }
     for i in changed {
         if let Err(e) = spool.record(id, i, &states[i]) {
@@ -127,10 +108,7 @@ pub fn deliver_message(cfg: &Config, spool: &Spool, boxes: &Mailboxes, id: &Queu
         }
     }
     let retry_at = next_attempt(&QueuedMessage { states, ..m });
-    Outcome {
-        id: id.clone(),
-        retry_at,
-    }
+    Outcome { id: id.clone(), retry_at }
 }
 
 /// Delivers one copy; `target` is (address, domain, mailbox).
@@ -147,14 +125,9 @@ fn deliver_one(
     let id = &m.envelope.id;
     // RFC 5321 §4.4: Return-Path is added at final delivery; Delivered-To records which
     // mailbox this copy was for (and lets loops be detected).
-    let prefix = format!(
-        "Return-Path: <{}>\r\nDelivered-To: {address}\r\n",
-        m.envelope.sender
-    );
+    let prefix = format!("Return-Path: <{}>\r\nDelivered-To: {address}\r\n", m.envelope.sender);
     let result = boxes.get(cfg, domain, mailbox).and_then(|md| {
-        let mut body = spool
-            .body(id)
-            .map_err(dakiya_deliver::DeliverError::temporary)?;
+        let mut body = spool.body(id).map_err(dakiya_deliver::DeliverError::temporary)?;
         md.deliver(prefix.as_bytes(), &mut body, &cfg.hostname)
     });
     match result {
@@ -164,10 +137,7 @@ fn deliver_one(
         }
         Err(e) if e.kind == FailureKind::Permanent => {
             tracing::warn!(queue_id = %id, rcpt = %address, result = %"failed", error = %e, "delivered");
-            RcptState::Failed {
-                at: now,
-                error: e.to_string(),
-            }
+            RcptState::Failed { at: now, error: e.to_string() }
         }
         Err(e) => {
             let attempts = match previous {
@@ -176,19 +146,12 @@ fn deliver_one(
             };
             if now.saturating_sub(m.envelope.received_at) > cfg.delivery.max_age.as_secs() {
                 tracing::warn!(queue_id = %id, rcpt = %address, result = %"expired", error = %e, "delivered");
-                return RcptState::Failed {
-                    at: now,
-                    error: format!("expired after {attempts} attempts: {e}"),
-                };
+                return RcptState::Failed { at: now, error: format!("expired after {attempts} attempts: {e}") };
             }
             let delay = next_retry_delay(attempts, &cfg.delivery.retry_schedule);
             let next_attempt = now + delay.as_secs().max(1);
             tracing::warn!(queue_id = %id, rcpt = %address, result = %"deferred", attempts, retry_in = delay.as_secs(), error = %e, "delivered");
-            RcptState::Deferred {
-                attempts,
-                next_attempt,
-                error: e.to_string(),
-            }
+            RcptState::Deferred { attempts, next_attempt, error: e.to_string() }
         }
     }
 }

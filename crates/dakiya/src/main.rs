@@ -6,7 +6,11 @@ mod conn;
 mod envelope;
 mod listen;
 mod local;
+mod policy;
 mod queue;
+mod stream;
+mod tls;
+mod usercli;
 
 use clap::{Parser, Subcommand};
 use dakiya_config::Config;
@@ -35,6 +39,15 @@ enum Cmd {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+    /// Manage the users who may authenticate (SMTP AUTH) and send mail. Changes take effect
+    /// in a running server without a restart. Passwords are read from a prompt or stdin.
+    User {
+        /// Configuration file (for the location of the user store); default: the embedded one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: usercli::UserCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,17 +63,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::User { config, command } => match load(config) {
+            Ok(cfg) => usercli::run(command, &cfg.auth.users_file),
+            Err(code) => code,
+        },
         Cmd::Serve { config } => {
             init_logging();
-            let cfg = match config {
-                Some(path) => match Config::from_file(&path) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("dakiya: {e}");
-                        return ExitCode::from(2);
-                    }
-                },
-                None => Config::embedded_default(),
+            let cfg = match load(config) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             match listen::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +82,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// The configuration from FILE, or the embedded default; a bad file is exit status 2.
+fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    match path {
+        Some(path) => Config::from_file(&path).map_err(|e| {
+            eprintln!("dakiya: {e}");
+            ExitCode::from(2)
+        }),
+        None => Ok(Config::embedded_default()),
     }
 }
 

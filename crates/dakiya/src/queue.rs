@@ -46,11 +46,7 @@ pub fn start(cfg: Arc<Config>, spool: Arc<Spool>, recovered: Vec<QueuedMessage>)
         }
     }
     if !sched.ready.is_empty() || !sched.due.is_empty() {
-        tracing::info!(
-            ready = sched.ready.len(),
-            scheduled = sched.due.len(),
-            "recovered queued messages"
-        );
+        tracing::info!(ready = sched.ready.len(), scheduled = sched.due.len(), "recovered queued messages");
     }
     tokio::spawn(sched.run(rx));
     QueueHandle { tx }
@@ -105,12 +101,7 @@ impl Scheduler {
             let Some(id) = self.ready.pop_front() else {
                 return;
             };
-            let (cfg, spool, boxes, done) = (
-                self.cfg.clone(),
-                self.spool.clone(),
-                self.boxes.clone(),
-                done.clone(),
-            );
+            let (cfg, spool, boxes, done) = (self.cfg.clone(), self.spool.clone(), self.boxes.clone(), done.clone());
             tokio::task::spawn_blocking(move || {
                 let outcome = local::deliver_message(&cfg, &spool, &boxes, &id);
                 drop(permit);

@@ -57,11 +57,7 @@ fn sigkill_mid_load_loses_nothing_acknowledged() {
         let _ = w.join();
     }
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
-    assert!(
-        acked.len() >= 50,
-        "the load should have been running: {} acked",
-        acked.len()
-    );
+    assert!(acked.len() >= 50, "the load should have been running: {} acked", acked.len());
 
     let server = TestServer::start_in(dir, "");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -70,12 +66,9 @@ fn sigkill_mid_load_loses_nothing_acknowledged() {
             .messages("alice")
             .iter()
             .filter_map(|m| {
-                m.split(" id ").nth(1).map(|rest| {
-                    rest.split(|c: char| !c.is_ascii_alphanumeric())
-                        .next()
-                        .unwrap()
-                        .to_string()
-                })
+                m.split(" id ")
+                    .nth(1)
+                    .map(|rest| rest.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap().to_string())
             })
             .collect();
         let missing: Vec<&String> = acked.iter().filter(|id| !delivered.contains(*id)).collect();
@@ -84,10 +77,5 @@ fn sigkill_mid_load_loses_nothing_acknowledged() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(
-        missing,
-        0,
-        "{missing} of {} acknowledged messages lost",
-        acked.len()
-    );
+    assert_eq!(missing, 0, "{missing} of {} acknowledged messages lost", acked.len());
 }

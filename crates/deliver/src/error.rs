@@ -27,30 +27,18 @@ pub struct DeliverError {
 impl DeliverError {
     /// A temporary failure caused by an I/O error while doing `what`.
     pub fn io(what: impl std::fmt::Display, source: io::Error) -> DeliverError {
-        DeliverError {
-            kind: FailureKind::Temporary,
-            message: format!("{what}: {source}"),
-            source: Some(source),
-        }
+        DeliverError { kind: FailureKind::Temporary, message: format!("{what}: {source}"), source: Some(source) }
     }
 
     /// A temporary failure without an underlying I/O error. Takes any
     /// `Display`, so `map_err(DeliverError::temporary)` works on other errors.
     pub fn temporary(message: impl std::fmt::Display) -> DeliverError {
-        DeliverError {
-            kind: FailureKind::Temporary,
-            message: message.to_string(),
-            source: None,
-        }
+        DeliverError { kind: FailureKind::Temporary, message: message.to_string(), source: None }
     }
 
     /// A permanent failure.
     pub fn permanent(message: impl std::fmt::Display) -> DeliverError {
-        DeliverError {
-            kind: FailureKind::Permanent,
-            message: message.to_string(),
-            source: None,
-        }
+        DeliverError { kind: FailureKind::Permanent, message: message.to_string(), source: None }
     }
 
     /// Whether the delivery should be retried later.

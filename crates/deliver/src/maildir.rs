@@ -34,19 +34,11 @@ impl Maildir {
         builder.recursive(true).mode(0o700);
         for sub in ["tmp", "new", "cur"] {
             let dir = path.join(sub);
-            builder
-                .create(&dir)
-                .map_err(|e| DeliverError::io(format!("mkdir {}", dir.display()), e))?;
+            builder.create(&dir).map_err(|e| DeliverError::io(format!("mkdir {}", dir.display()), e))?;
         }
         let new = path.join("new");
-        let handle =
-            File::open(&new).map_err(|e| DeliverError::io(format!("open {}", new.display()), e))?;
-        Ok(Maildir {
-            path: path.to_owned(),
-            tmp: path.join("tmp"),
-            new,
-            new_sync: GroupSync::new(handle),
-        })
+        let handle = File::open(&new).map_err(|e| DeliverError::io(format!("open {}", new.display()), e))?;
+        Ok(Maildir { path: path.to_owned(), tmp: path.join("tmp"), new, new_sync: GroupSync::new(handle) })
     }
 
     /// The Maildir's directory.
@@ -62,24 +54,14 @@ impl Maildir {
     /// (group-committed); only then does this return the path in `new/`. Any
     /// failure, including a read error from `body`, is temporary and leaves
     /// nothing behind in `tmp/` or `new/`.
-    pub fn deliver(
-        &self,
-        prefix: &[u8],
-        body: &mut dyn Read,
-        hostname: &str,
-    ) -> Result<PathBuf, DeliverError> {
+    pub fn deliver(&self, prefix: &[u8], body: &mut dyn Read, hostname: &str) -> Result<PathBuf, DeliverError> {
         let (name, file) = self.create_tmp(hostname)?;
-        let mut tmp = TmpFile {
-            path: self.tmp.join(&name),
-            armed: true,
-        };
+        let mut tmp = TmpFile { path: self.tmp.join(&name), armed: true };
         let size = copy_converted(&file, prefix, body, &tmp.path)?;
-        file.sync_all()
-            .map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
+        file.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
         drop(file);
         let target = self.new.join(format!("{name},S={size}"));
-        fs::rename(&tmp.path, &target)
-            .map_err(|e| DeliverError::io(format!("rename to {}", target.display()), e))?;
+        fs::rename(&tmp.path, &target).map_err(|e| DeliverError::io(format!("rename to {}", target.display()), e))?;
         tmp.armed = false;
         if let Err(e) = self.new_sync.sync() {
             // Not known durable: the delivery will be retried, so take this
@@ -96,12 +78,7 @@ impl Maildir {
         loop {
             let name = unique_name(hostname);
             let path = self.tmp.join(&name);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
                 Ok(file) => return Ok((name, file)),
                 // Another process with our pid (e.g. in a container) or a
                 // stale file: try the next counter value.
@@ -129,12 +106,7 @@ impl Drop for TmpFile {
 }
 
 /// Writes `prefix` and `body`, converted to LF, to `file`; returns the size.
-fn copy_converted(
-    mut file: &File,
-    prefix: &[u8],
-    body: &mut dyn Read,
-    path: &Path,
-) -> Result<u64, DeliverError> {
+fn copy_converted(mut file: &File, prefix: &[u8], body: &mut dyn Read, path: &Path) -> Result<u64, DeliverError> {
     let write_err = |e| DeliverError::io(format!("write {}", path.display()), e);
     let mut conv = CrlfToLf::default();
     let mut input = vec![0u8; CHUNK];
@@ -166,9 +138,7 @@ fn copy_converted(
 /// (the time).
 fn unique_name(hostname: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(1);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     format!(
         "{}.M{}P{}Q{}.{}",
         now.as_secs(),
@@ -182,11 +152,7 @@ fn unique_name(hostname: &str) -> String {
 /// The maildir spec turns `/` into `\057` and `:` into `\072`; we also turn
 /// `,` into `\054` because Dovecot reads `,S=` fields from the first comma.
 fn escape_host(hostname: &str) -> String {
-    let host = if hostname.is_empty() {
-        "localhost"
-    } else {
-        hostname
-    };
+    let host = if hostname.is_empty() { "localhost" } else { hostname };
     let mut escaped = String::with_capacity(host.len());
     for c in host.chars() {
         match c {
@@ -216,10 +182,7 @@ mod tests {
         let parts: Vec<&str> = name.splitn(3, '.').collect();
         assert!(parts[0].bytes().all(|b| b.is_ascii_digit()), "{name}");
         let middle = parts[1];
-        assert!(
-            middle.starts_with('M') && middle.contains('P') && middle.contains('Q'),
-            "{name}"
-        );
+        assert!(middle.starts_with('M') && middle.contains('P') && middle.contains('Q'), "{name}");
         assert_eq!(parts[2], "h\\0721");
         assert_ne!(unique_name("h"), unique_name("h"));
     }

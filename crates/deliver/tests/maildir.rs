@@ -13,10 +13,7 @@ use dakiya_deliver::{FailureKind, Maildir};
 const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\nDelivered-To: user@example.com\r\n";
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     names
 }
@@ -49,9 +46,7 @@ fn delivery_lands_in_new_with_lf_line_ends_and_size() {
         assert_eq!(mode & 0o777, 0o700, "{sub}");
     }
     let mut body: &[u8] = b"Subject: hello\r\n\r\nfirst line\r\n\r\nlast line\r\n";
-    let path = maildir
-        .deliver(PREFIX, &mut body, "mx.example.com")
-        .unwrap();
+    let path = maildir.deliver(PREFIX, &mut body, "mx.example.com").unwrap();
 
     assert_eq!(path.parent().unwrap(), root.join("new"));
     let content = fs::read(&path).unwrap();
@@ -61,14 +56,8 @@ fn delivery_lands_in_new_with_lf_line_ends_and_size() {
           Subject: hello\n\nfirst line\n\nlast line\n"
     );
     let name = path.file_name().unwrap().to_str().unwrap();
-    assert!(
-        name.ends_with(&format!(".mx.example.com,S={}", content.len())),
-        "{name}"
-    );
-    assert_eq!(
-        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert!(name.ends_with(&format!(".mx.example.com,S={}", content.len())), "{name}");
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(names(&root.join("tmp")).is_empty());
     assert!(names(&root.join("cur")).is_empty());
     // Opening again is fine.
@@ -88,17 +77,8 @@ fn crlf_split_across_read_boundaries_becomes_lf() {
         crlf.extend_from_slice(format!("{line}\r\n").as_bytes());
         lf.extend_from_slice(format!("{line}\n").as_bytes());
     }
-    for sizes in [
-        &[1usize][..],
-        &[2, 3],
-        &[7, 1, 64 * 1024 - 1],
-        &[65_535, 65_536, 65_537],
-    ] {
-        let mut reader = Chunked {
-            data: &crlf,
-            sizes,
-            turn: 0,
-        };
+    for sizes in [&[1usize][..], &[2, 3], &[7, 1, 64 * 1024 - 1], &[65_535, 65_536, 65_537]] {
+        let mut reader = Chunked { data: &crlf, sizes, turn: 0 };
         let path = maildir.deliver(b"X-A: 1\r\n", &mut reader, "h").unwrap();
         let content = fs::read(&path).unwrap();
         assert_eq!(&content[..7], b"X-A: 1\n");
@@ -131,10 +111,7 @@ fn names_are_unique_across_threads() {
             })
         })
         .collect();
-    let delivered: Vec<_> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let delivered: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     let unique: HashSet<_> = delivered.iter().map(|(p, _)| p.clone()).collect();
     assert_eq!(unique.len(), THREADS * EACH);
     assert_eq!(names(&dir.path().join("new")).len(), THREADS * EACH);
@@ -154,10 +131,7 @@ struct ReadOnly {
 impl ReadOnly {
     /// `None` if the directories could not be made read-only here.
     fn apply(dirs: &[PathBuf]) -> Option<ReadOnly> {
-        let mut guard = ReadOnly {
-            dirs: dirs.to_vec(),
-            immutable: false,
-        };
+        let mut guard = ReadOnly { dirs: dirs.to_vec(), immutable: false };
         for dir in dirs {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o500)).unwrap();
         }
@@ -165,11 +139,7 @@ impl ReadOnly {
             return Some(guard);
         }
         guard.immutable = true;
-        let ok = std::process::Command::new("chattr")
-            .arg("+i")
-            .args(dirs)
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = std::process::Command::new("chattr").arg("+i").args(dirs).status().is_ok_and(|s| s.success());
         (ok && !writable(&dirs[0])).then_some(guard)
     }
 }
@@ -184,10 +154,7 @@ fn writable(dir: &Path) -> bool {
 impl Drop for ReadOnly {
     fn drop(&mut self) {
         if self.immutable {
-            let _ = std::process::Command::new("chattr")
-                .arg("-i")
-                .args(&self.dirs)
-                .status();
+            let _ = std::process::Command::new("chattr").arg("-i").args(&self.dirs).status();
         }
         for dir in &self.dirs {
             let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
@@ -204,14 +171,9 @@ fn read_only_maildir_is_a_temporary_failure_and_leaves_nothing() {
         eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
         return;
     };
-    let err = maildir
-        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
-        .unwrap_err();
+    let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
     assert_eq!(err.kind, FailureKind::Temporary, "{err}");
-    assert_eq!(
-        err.io_error().unwrap().kind(),
-        io::ErrorKind::PermissionDenied
-    );
+    assert_eq!(err.io_error().unwrap().kind(), io::ErrorKind::PermissionDenied);
     assert!(names(&root.join("new")).is_empty());
     assert!(names(&root.join("tmp")).is_empty());
 }
@@ -226,9 +188,7 @@ fn read_only_new_is_a_temporary_failure_and_cleans_tmp() {
         eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
         return;
     };
-    let err = maildir
-        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
-        .unwrap_err();
+    let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
     assert_eq!(err.kind, FailureKind::Temporary, "{err}");
     assert!(names(&dir.path().join("tmp")).is_empty());
     drop(guard);
@@ -242,9 +202,7 @@ fn unwritable_tmp_is_a_temporary_failure() {
     let maildir = Maildir::open_or_create(dir.path()).unwrap();
     fs::remove_dir(dir.path().join("tmp")).unwrap();
     fs::write(dir.path().join("tmp"), b"not a directory").unwrap();
-    let err = maildir
-        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
-        .unwrap_err();
+    let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
     assert_eq!(err.kind, FailureKind::Temporary, "{err}");
     assert!(names(&dir.path().join("new")).is_empty());
 }
@@ -257,9 +215,7 @@ fn failed_rename_into_new_leaves_nothing_behind() {
     let maildir = Maildir::open_or_create(dir.path()).unwrap();
     fs::remove_dir(dir.path().join("new")).unwrap();
     fs::write(dir.path().join("new"), b"not a directory").unwrap();
-    let err = maildir
-        .deliver(PREFIX, &mut &b"body\r\n"[..], "h")
-        .unwrap_err();
+    let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
     assert_eq!(err.kind, FailureKind::Temporary, "{err}");
     assert!(names(&dir.path().join("tmp")).is_empty());
 }
@@ -280,9 +236,7 @@ fn body_read_error_is_temporary_and_cleans_up() {
     }
     let dir = tempfile::tempdir().unwrap();
     let maildir = Maildir::open_or_create(dir.path()).unwrap();
-    let err = maildir
-        .deliver(PREFIX, &mut Failing(200_000), "h")
-        .unwrap_err();
+    let err = maildir.deliver(PREFIX, &mut Failing(200_000), "h").unwrap_err();
     assert_eq!(err.kind, FailureKind::Temporary);
     assert!(err.to_string().contains("spool read failed"), "{err}");
     assert!(names(&dir.path().join("tmp")).is_empty());

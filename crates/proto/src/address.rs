@@ -112,10 +112,7 @@ pub fn parse_path(s: &str) -> Result<Mailbox, AddressError> {
     if s.len() > 256 {
         return Err(AddressError::TooLong);
     }
-    let inner = s
-        .strip_prefix('<')
-        .and_then(|r| r.strip_suffix('>'))
-        .ok_or(AddressError::Brackets)?;
+    let inner = s.strip_prefix('<').and_then(|r| r.strip_suffix('>')).ok_or(AddressError::Brackets)?;
     let mailbox = match inner.strip_prefix('@') {
         Some(_) => {
             let (route, rest) = split_route(inner)?;
@@ -191,16 +188,12 @@ fn parse_quoted(s: &str) -> Result<(String, &str), AddressError> {
 }
 
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || "!#$%&'*+-/=?^_`{|}~".contains(c)
-        || (!c.is_ascii() && !c.is_control())
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || (!c.is_ascii() && !c.is_control())
 }
 
 /// `Dot-string = Atom *("." Atom)`.
 pub fn is_dot_string(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.')
-            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    !s.is_empty() && s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 /// `Domain = sub-domain *("." sub-domain)`, with U-labels allowed (RFC 6531 §3.3), at most
@@ -213,28 +206,20 @@ fn is_sub_domain(label: &str) -> bool {
     if label.is_empty() || label.len() > 63 {
         return false;
     }
-    let ok_char =
-        |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric());
     label.chars().all(ok_char) && !label.starts_with('-') && !label.ends_with('-')
 }
 
 /// `address-literal`: `[IPv4]` or `[IPv6:...]`; general literals are refused.
 fn parse_literal(s: &str) -> Result<String, AddressError> {
-    let inner = s
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .ok_or(AddressError::Domain)?;
+    let inner = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).ok_or(AddressError::Domain)?;
     let ok = if let Some(v6) = inner.get(..5).filter(|p| p.eq_ignore_ascii_case("IPv6:")) {
         let _ = v6;
         inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
     } else {
         inner.parse::<std::net::Ipv4Addr>().is_ok()
     };
-    if ok {
-        Ok(s.to_ascii_lowercase().replace("[ipv6:", "[IPv6:"))
-    } else {
-        Err(AddressError::Domain)
-    }
+    if ok { Ok(s.to_ascii_lowercase().replace("[ipv6:", "[IPv6:")) } else { Err(AddressError::Domain) }
 }
 
 #[cfg(test)]
@@ -242,40 +227,22 @@ mod tests {
     use super::*;
 
     fn mb(l: &str, d: &str) -> Mailbox {
-        Mailbox {
-            local: l.into(),
-            domain: d.into(),
-        }
+        Mailbox { local: l.into(), domain: d.into() }
     }
 
     #[test]
     fn plain_paths() {
-        assert_eq!(
-            parse_path("<a.b@Example.ORG>"),
-            Ok(mb("a.b", "example.org"))
-        );
+        assert_eq!(parse_path("<a.b@Example.ORG>"), Ok(mb("a.b", "example.org")));
         assert_eq!(parse_reverse_path("<>"), Ok(ReversePath::Null));
-        assert_eq!(
-            parse_forward_path("<POSTMASTER>"),
-            Ok(ForwardPath::Postmaster)
-        );
-        assert_eq!(
-            parse_path("<user+tag@d.test>"),
-            Ok(mb("user+tag", "d.test"))
-        );
+        assert_eq!(parse_forward_path("<POSTMASTER>"), Ok(ForwardPath::Postmaster));
+        assert_eq!(parse_path("<user+tag@d.test>"), Ok(mb("user+tag", "d.test")));
     }
 
     #[test]
     fn source_route_is_ignored() {
-        assert_eq!(
-            parse_path("<@local.test,@b.test:user@remote.test>"),
-            Ok(mb("user", "remote.test"))
-        );
+        assert_eq!(parse_path("<@local.test,@b.test:user@remote.test>"), Ok(mb("user", "remote.test")));
         assert_eq!(parse_path("<@:user@remote.test>"), Err(AddressError::Route));
-        assert_eq!(
-            parse_path("<@local.test user@remote.test>"),
-            Err(AddressError::Route)
-        );
+        assert_eq!(parse_path("<@local.test user@remote.test>"), Err(AddressError::Route));
     }
 
     #[test]
@@ -304,10 +271,7 @@ mod tests {
         let m = parse_path("<josé@bücher.example>").unwrap();
         assert!(!m.is_ascii());
         assert_eq!(m.local, "josé");
-        assert_eq!(
-            parse_path("<JOSÉ@BÜCHER.example>").unwrap().domain,
-            "bücher.example"
-        );
+        assert_eq!(parse_path("<JOSÉ@BÜCHER.example>").unwrap().domain, "bücher.example");
     }
 
     #[test]
@@ -342,13 +306,7 @@ mod tests {
     fn percent_and_bang_stay_in_the_local_part() {
         // The percent hack and UUCP bang paths are just local-part characters: the domain
         // that counts for relaying is the one after the last '@'.
-        assert_eq!(
-            parse_path("<user%remote.test@local.test>").unwrap().domain,
-            "local.test"
-        );
-        assert_eq!(
-            parse_path("<remote.test!user@local.test>").unwrap().local,
-            "remote.test!user"
-        );
+        assert_eq!(parse_path("<user%remote.test@local.test>").unwrap().domain, "local.test");
+        assert_eq!(parse_path("<remote.test!user@local.test>").unwrap().local, "remote.test!user");
     }
 }

@@ -99,32 +99,24 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "STARTTLS" => no_args(rest, Command::StartTls, "STARTTLS takes no arguments"),
         "AUTH" if rest.trim().is_empty() => Err(CommandError::Syntax("AUTH needs a mechanism")),
         "AUTH" => Ok(Command::Auth(rest.to_string())),
-        "GET" | "POST" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "CONNECT" | "PATCH" | "TRACE" => {
-            Ok(Command::Http)
-        }
+        "GET" | "POST" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "CONNECT" | "PATCH" | "TRACE" => Ok(Command::Http),
         _ => Err(CommandError::Unknown),
     }
 }
 
 fn no_args(rest: &str, cmd: Command, msg: &'static str) -> Result<Command, CommandError> {
-    if rest.is_empty() {
-        Ok(cmd)
-    } else {
-        Err(CommandError::Syntax(msg))
-    }
+    if rest.is_empty() { Ok(cmd) } else { Err(CommandError::Syntax(msg)) }
 }
 
 /// `EHLO domain / address-literal` (RFC 5321 §4.1.1.1); HELO takes a domain only.
 fn hello(arg: &str, ehlo: bool) -> Result<String, CommandError> {
     let arg = arg.trim_end_matches(' ');
-    let ok = address::is_domain(arg)
-        || (ehlo && address::parse_mailbox(&format!("x@{arg}")).is_ok_and(|m| m.is_literal()));
+    let ok =
+        address::is_domain(arg) || (ehlo && address::parse_mailbox(&format!("x@{arg}")).is_ok_and(|m| m.is_literal()));
     if ok {
         Ok(arg.to_string())
     } else if ehlo {
-        Err(CommandError::Syntax(
-            "EHLO needs a domain or address literal",
-        ))
+        Err(CommandError::Syntax("EHLO needs a domain or address literal"))
     } else {
         Err(CommandError::Syntax("HELO needs a domain"))
     }
@@ -134,8 +126,7 @@ fn hello(arg: &str, ehlo: bool) -> Result<String, CommandError> {
 /// colon (widely tolerated; harmless because the path itself is still strictly checked).
 fn strip_keyword<'a>(rest: &'a str, kw: &str) -> Option<&'a str> {
     let head = rest.get(..kw.len())?;
-    head.eq_ignore_ascii_case(kw)
-        .then(|| rest[kw.len()..].trim_start_matches(' '))
+    head.eq_ignore_ascii_case(kw).then(|| rest[kw.len()..].trim_start_matches(' '))
 }
 
 /// Splits `<path> params...` at the `>` that closes the path, honouring quoted local parts.
@@ -189,12 +180,8 @@ fn rcpt(rest: &str) -> Result<Command, CommandError> {
 fn bdat(rest: &str) -> Result<Command, CommandError> {
     const USAGE: &str = "use BDAT size [LAST]";
     let mut it = rest.split(' ');
-    let size = it
-        .next()
-        .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()));
-    let size = size
-        .and_then(|s| s.parse().ok())
-        .ok_or(CommandError::Syntax(USAGE))?;
+    let size = it.next().filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()));
+    let size = size.and_then(|s| s.parse().ok()).ok_or(CommandError::Syntax(USAGE))?;
     let last = match it.next() {
         None => false,
         Some(m) if m.eq_ignore_ascii_case("LAST") => true,
@@ -217,14 +204,8 @@ mod tests {
 
     #[test]
     fn verbs_are_case_insensitive() {
-        assert_eq!(
-            p("ehlo client.test"),
-            Ok(Command::Ehlo("client.test".into()))
-        );
-        assert_eq!(
-            p("HeLo client.test"),
-            Ok(Command::Helo("client.test".into()))
-        );
+        assert_eq!(p("ehlo client.test"), Ok(Command::Ehlo("client.test".into())));
+        assert_eq!(p("HeLo client.test"), Ok(Command::Helo("client.test".into())));
         assert_eq!(p("data"), Ok(Command::Data));
         assert_eq!(p("QUIT"), Ok(Command::Quit));
         assert_eq!(p("noop anything at all"), Ok(Command::Noop));
@@ -239,10 +220,7 @@ mod tests {
 
     #[test]
     fn hello_arguments() {
-        assert_eq!(
-            p("EHLO [127.0.0.1]"),
-            Ok(Command::Ehlo("[127.0.0.1]".into()))
-        );
+        assert_eq!(p("EHLO [127.0.0.1]"), Ok(Command::Ehlo("[127.0.0.1]".into())));
         assert_eq!(p("EHLO [IPv6:::1]"), Ok(Command::Ehlo("[IPv6:::1]".into())));
         assert!(p("EHLO").is_err());
         assert!(p("EHLO bad_name!").is_err());
@@ -252,99 +230,35 @@ mod tests {
 
     #[test]
     fn mail_and_rcpt() {
-        let m = Mailbox {
-            local: "a".into(),
-            domain: "b.test".into(),
-        };
+        let m = Mailbox { local: "a".into(), domain: "b.test".into() };
         assert_eq!(
             p("MAIL FROM:<a@b.test> SIZE=10"),
-            Ok(Command::Mail(
-                ReversePath::Mailbox(m.clone()),
-                MailParams {
-                    size: Some(10),
-                    ..Default::default()
-                }
-            ))
+            Ok(Command::Mail(ReversePath::Mailbox(m.clone()), MailParams { size: Some(10), ..Default::default() }))
         );
-        assert_eq!(
-            p("mail from: <>"),
-            Ok(Command::Mail(ReversePath::Null, MailParams::default()))
-        );
-        assert_eq!(
-            p("RCPT TO:<a@b.test>"),
-            Ok(Command::Rcpt(
-                ForwardPath::Mailbox(m),
-                RcptParams::default()
-            ))
-        );
-        assert_eq!(
-            p("RCPT TO:<postmaster>"),
-            Ok(Command::Rcpt(
-                ForwardPath::Postmaster,
-                RcptParams::default()
-            ))
-        );
-        assert!(matches!(
-            p("RCPT TO:<\"x>y\"@b.test>"),
-            Ok(Command::Rcpt(..))
-        ));
+        assert_eq!(p("mail from: <>"), Ok(Command::Mail(ReversePath::Null, MailParams::default())));
+        assert_eq!(p("RCPT TO:<a@b.test>"), Ok(Command::Rcpt(ForwardPath::Mailbox(m), RcptParams::default())));
+        assert_eq!(p("RCPT TO:<postmaster>"), Ok(Command::Rcpt(ForwardPath::Postmaster, RcptParams::default())));
+        assert!(matches!(p("RCPT TO:<\"x>y\"@b.test>"), Ok(Command::Rcpt(..))));
     }
 
     #[test]
     fn mail_and_rcpt_errors() {
         assert!(matches!(p("MAIL"), Err(CommandError::Syntax(_))));
-        assert!(matches!(
-            p("MAIL TO:<a@b.test>"),
-            Err(CommandError::Syntax(_))
-        ));
-        assert!(matches!(
-            p("MAIL FROM:a@b.test"),
-            Err(CommandError::Syntax(_))
-        ));
-        assert!(matches!(
-            p("MAIL FROM:<a@b.test>SIZE=1"),
-            Err(CommandError::Syntax(_))
-        ));
+        assert!(matches!(p("MAIL TO:<a@b.test>"), Err(CommandError::Syntax(_))));
+        assert!(matches!(p("MAIL FROM:a@b.test"), Err(CommandError::Syntax(_))));
+        assert!(matches!(p("MAIL FROM:<a@b.test>SIZE=1"), Err(CommandError::Syntax(_))));
         assert!(matches!(p("MAIL FROM:<a@>"), Err(CommandError::Sender(_))));
-        assert!(matches!(
-            p("MAIL FROM:<a@b.test> X=1"),
-            Err(CommandError::Param(ParamError::Unknown(_)))
-        ));
+        assert!(matches!(p("MAIL FROM:<a@b.test> X=1"), Err(CommandError::Param(ParamError::Unknown(_)))));
         assert!(matches!(p("RCPT TO:<@>"), Err(CommandError::Recipient(_))));
-        assert!(matches!(
-            p("RCPT FROM:<a@b.test>"),
-            Err(CommandError::Syntax(_))
-        ));
-        assert!(matches!(
-            p("RCPT TO:<a@b.test> NOTIFY=SOMETIMES"),
-            Err(CommandError::Param(_))
-        ));
+        assert!(matches!(p("RCPT FROM:<a@b.test>"), Err(CommandError::Syntax(_))));
+        assert!(matches!(p("RCPT TO:<a@b.test> NOTIFY=SOMETIMES"), Err(CommandError::Param(_))));
     }
 
     #[test]
     fn bdat() {
-        assert_eq!(
-            p("BDAT 100"),
-            Ok(Command::Bdat {
-                size: 100,
-                last: false
-            })
-        );
-        assert_eq!(
-            p("BDAT 0 last"),
-            Ok(Command::Bdat {
-                size: 0,
-                last: true
-            })
-        );
-        for bad in [
-            "BDAT",
-            "BDAT x",
-            "BDAT -1",
-            "BDAT 1 FIRST",
-            "BDAT 1 LAST x",
-            "BDAT 123456789012345678901",
-        ] {
+        assert_eq!(p("BDAT 100"), Ok(Command::Bdat { size: 100, last: false }));
+        assert_eq!(p("BDAT 0 last"), Ok(Command::Bdat { size: 0, last: true }));
+        for bad in ["BDAT", "BDAT x", "BDAT -1", "BDAT 1 FIRST", "BDAT 1 LAST x", "BDAT 123456789012345678901"] {
             assert!(matches!(p(bad), Err(CommandError::Syntax(_))), "{bad}");
         }
     }
@@ -355,10 +269,7 @@ mod tests {
         assert_eq!(p(""), Err(CommandError::Unknown));
         assert_eq!(parse(b"NOOP \xff"), Err(CommandError::Invalid));
         assert_eq!(parse(b"NOOP \x00"), Err(CommandError::Invalid));
-        assert_eq!(
-            p("DATA now"),
-            Err(CommandError::Syntax("DATA takes no arguments"))
-        );
+        assert_eq!(p("DATA now"), Err(CommandError::Syntax("DATA takes no arguments")));
         assert!(p("QUIT now").is_err());
     }
 }

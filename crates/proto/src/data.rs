@@ -64,10 +64,7 @@ impl DataDecoder {
             match self.state {
                 State::Mid | State::LineStart if b != b'.' || self.state == State::Mid => {
                     // Fast path: copy the run up to the next CR or LF.
-                    let run = input[i..]
-                        .iter()
-                        .position(|&c| c == b'\r' || c == b'\n')
-                        .unwrap_or(input.len() - i);
+                    let run = input[i..].iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(input.len() - i);
                     if run > 0 {
                         let chunk = &input[i..i + run];
                         self.nul |= chunk.contains(&0);
@@ -93,11 +90,7 @@ impl DataDecoder {
                     }
                 },
                 State::DotCr => {
-                    return if b == b'\n' {
-                        Ok((i + 1, true))
-                    } else {
-                        Err(DataError::BareCr)
-                    };
+                    return if b == b'\n' { Ok((i + 1, true)) } else { Err(DataError::BareCr) };
                 }
                 State::Cr => {
                     if b != b'\n' {
@@ -151,11 +144,7 @@ impl CrlfChecker {
 
     /// Called at the end of the message: a trailing CR is a lone CR.
     pub fn finish(&self) -> Result<(), DataError> {
-        if self.prev_cr {
-            Err(DataError::BareCr)
-        } else {
-            Ok(())
-        }
+        if self.prev_cr { Err(DataError::BareCr) } else { Ok(()) }
     }
 }
 
@@ -185,11 +174,7 @@ mod tests {
     #[test]
     fn simple_message_and_following_command() {
         let input = b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n";
-        let want = (
-            b"Subject: x\r\n\r\nhello\r\n".to_vec(),
-            input.len() - 6,
-            true,
-        );
+        let want = (b"Subject: x\r\n\r\nhello\r\n".to_vec(), input.len() - 6, true);
         assert_eq!(decode_all(input), Ok(want.clone()));
         assert_eq!(decode_bytewise(input), Ok(want));
     }

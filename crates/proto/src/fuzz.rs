@@ -44,21 +44,13 @@ pub fn session(data: &[u8]) {
                 }
                 Event::CheckRecipient => {
                     let ok = matches!(server.pending_recipient(), Some((ForwardPath::Mailbox(m), _)) if m.domain == "fuzz.test");
-                    let verdict = if ok {
-                        Ok(())
-                    } else {
-                        Err(Reply::new(550, Enhanced(5, 7, 1), "no"))
-                    };
+                    let verdict = if ok { Ok(()) } else { Err(Reply::new(550, Enhanced(5, 7, 1), "no")) };
                     server.recipient_verdict(verdict);
                 }
                 Event::CheckSender => server.sender_verdict(Ok(())),
                 Event::Authenticate => {
                     let ok = server.pending_auth().is_some_and(|c| c.password == "pw");
-                    let verdict = if ok {
-                        Ok("u".to_string())
-                    } else {
-                        Err(Reply::new(535, Enhanced(5, 7, 8), "no"))
-                    };
+                    let verdict = if ok { Ok("u".to_string()) } else { Err(Reply::new(535, Enhanced(5, 7, 8), "no")) };
                     server.auth_result(verdict);
                 }
                 Event::StartTls => server.tls_established(),
@@ -91,15 +83,9 @@ fn check_output(out: &[u8]) {
     let text = std::str::from_utf8(out).expect("replies are UTF-8");
     for line in text.split_terminator("\r\n") {
         let b = line.as_bytes();
-        assert!(
-            b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit),
-            "bad reply line {line:?}"
-        );
+        assert!(b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit), "bad reply line {line:?}");
         assert!(b[3] == b' ' || b[3] == b'-', "bad reply line {line:?}");
-        assert!(
-            !line.contains('\n') && !line.contains('\r'),
-            "CR/LF inside a reply line"
-        );
+        assert!(!line.contains('\n') && !line.contains('\r'), "CR/LF inside a reply line");
     }
     assert!(text.is_empty() || text.ends_with("\r\n"));
 }

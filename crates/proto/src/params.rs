@@ -90,22 +90,13 @@ fn split_param(p: &str) -> Result<(String, Option<&str>), ParamError> {
     };
     let key_ok = k.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    let val_ok = v.is_none_or(|v| {
-        !v.is_empty()
-            && v.chars()
-                .all(|c| (c > ' ' && c != '=' && c != '\u{7f}') && !c.is_control())
-    });
-    if key_ok && val_ok {
-        Ok((k.to_ascii_uppercase(), v))
-    } else {
-        Err(ParamError::Syntax)
-    }
+    let val_ok =
+        v.is_none_or(|v| !v.is_empty() && v.chars().all(|c| (c > ' ' && c != '=' && c != '\u{7f}') && !c.is_control()));
+    if key_ok && val_ok { Ok((k.to_ascii_uppercase(), v)) } else { Err(ParamError::Syntax) }
 }
 
 /// Parses the parameters after `MAIL FROM:<path>`.
-pub fn parse_mail_params<'a>(
-    params: impl Iterator<Item = &'a str>,
-) -> Result<MailParams, ParamError> {
+pub fn parse_mail_params<'a>(params: impl Iterator<Item = &'a str>) -> Result<MailParams, ParamError> {
     let mut out = MailParams::default();
     let mut seen_body = false;
     for p in params {
@@ -178,9 +169,7 @@ pub fn parse_mail_params<'a>(
 }
 
 /// Parses the parameters after `RCPT TO:<path>`.
-pub fn parse_rcpt_params<'a>(
-    params: impl Iterator<Item = &'a str>,
-) -> Result<RcptParams, ParamError> {
+pub fn parse_rcpt_params<'a>(params: impl Iterator<Item = &'a str>) -> Result<RcptParams, ParamError> {
     let mut out = RcptParams::default();
     for p in params {
         let (key, value) = split_param(p)?;
@@ -198,8 +187,7 @@ pub fn parse_rcpt_params<'a>(
                 let v = value.ok_or(ParamError::BadValue("ORCPT"))?;
                 // RFC 3461 §4.2: addr-type ";" xtext, at most 500 characters.
                 let (kind, addr) = v.split_once(';').ok_or(ParamError::BadValue("ORCPT"))?;
-                let kind_ok =
-                    !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+                let kind_ok = !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
                 if v.len() > 500 || !kind_ok {
                     return Err(ParamError::BadValue("ORCPT"));
                 }
@@ -246,10 +234,7 @@ pub fn decode_xtext(s: &str) -> Option<String> {
         match b[i] {
             b'+' => {
                 let hex = b.get(i + 1..i + 3)?;
-                if !hex
-                    .iter()
-                    .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c))
-                {
+                if !hex.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c)) {
                     return None;
                 }
                 out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
@@ -303,10 +288,7 @@ mod tests {
         assert_eq!(p.ret, Some(Ret::Hdrs));
         assert_eq!(p.envid.as_deref(), Some("abc+def"));
         assert_eq!(mail("").unwrap(), MailParams::default());
-        assert_eq!(
-            mail("SIZE=99999999999999999999").unwrap().size,
-            Some(u64::MAX)
-        );
+        assert_eq!(mail("SIZE=99999999999999999999").unwrap().size, Some(u64::MAX));
     }
 
     #[test]
@@ -316,17 +298,11 @@ mod tests {
         assert_eq!(mail("SIZE"), Err(ParamError::BadValue("SIZE")));
         assert_eq!(mail("SIZE=1 SIZE=2"), Err(ParamError::Duplicate("SIZE")));
         assert_eq!(mail("BODY=BINARYMIME"), Err(ParamError::BadValue("BODY")));
-        assert_eq!(
-            mail("BODY=7BIT BODY=7BIT"),
-            Err(ParamError::Duplicate("BODY"))
-        );
+        assert_eq!(mail("BODY=7BIT BODY=7BIT"), Err(ParamError::Duplicate("BODY")));
         assert_eq!(mail("SMTPUTF8=yes"), Err(ParamError::BadValue("SMTPUTF8")));
         assert_eq!(mail("RET=ALL"), Err(ParamError::BadValue("RET")));
         assert_eq!(mail("ENVID=a+zz"), Err(ParamError::BadValue("ENVID")));
-        assert_eq!(
-            mail(&format!("ENVID={}", "a".repeat(101))),
-            Err(ParamError::BadValue("ENVID"))
-        );
+        assert_eq!(mail(&format!("ENVID={}", "a".repeat(101))), Err(ParamError::BadValue("ENVID")));
         assert_eq!(mail("=x"), Err(ParamError::Syntax));
         assert_eq!(mail("SIZE="), Err(ParamError::Syntax));
         assert_eq!(mail("SIZE=1=2"), Err(ParamError::Syntax));
@@ -335,24 +311,11 @@ mod tests {
     #[test]
     fn rcpt_params() {
         let p = rcpt("NOTIFY=success,DELAY ORCPT=rfc822;a+2Bb@example.test").unwrap();
-        assert_eq!(
-            p.notify,
-            Some(Notify {
-                success: true,
-                failure: false,
-                delay: true
-            })
-        );
+        assert_eq!(p.notify, Some(Notify { success: true, failure: false, delay: true }));
         assert_eq!(p.orcpt, Some(("rfc822".into(), "a+b@example.test".into())));
         assert!(rcpt("NOTIFY=NEVER").unwrap().notify.unwrap().is_never());
-        assert_eq!(
-            rcpt("NOTIFY=NEVER,SUCCESS"),
-            Err(ParamError::BadValue("NOTIFY"))
-        );
-        assert_eq!(
-            rcpt("NOTIFY=FAILURE,FAILURE"),
-            Err(ParamError::BadValue("NOTIFY"))
-        );
+        assert_eq!(rcpt("NOTIFY=NEVER,SUCCESS"), Err(ParamError::BadValue("NOTIFY")));
+        assert_eq!(rcpt("NOTIFY=FAILURE,FAILURE"), Err(ParamError::BadValue("NOTIFY")));
         assert_eq!(rcpt("ORCPT=a@b"), Err(ParamError::BadValue("ORCPT")));
         assert_eq!(rcpt("ORCPT=rfc822;"), Err(ParamError::BadValue("ORCPT")));
         assert_eq!(rcpt("SIZE=1"), Err(ParamError::Unknown("SIZE".into())));

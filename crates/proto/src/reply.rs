@@ -29,20 +29,12 @@ pub struct Reply {
 impl Reply {
     /// A one-line reply with an enhanced code.
     pub fn new(code: u16, enhanced: Enhanced, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            enhanced: Some(enhanced),
-            lines: vec![text.into()],
-        }
+        Reply { code, enhanced: Some(enhanced), lines: vec![text.into()] }
     }
 
     /// A reply without an enhanced code (greeting, EHLO).
     pub fn plain(code: u16, lines: Vec<String>) -> Reply {
-        Reply {
-            code,
-            enhanced: None,
-            lines,
-        }
+        Reply { code, enhanced: None, lines }
     }
 
     /// The same reply without its enhanced code (RFC 4954 §4: 334 challenges carry none).
@@ -68,9 +60,7 @@ impl Reply {
             let sep = if i == last { ' ' } else { '-' };
             let text = sanitize(line);
             match self.enhanced {
-                Some(e) => {
-                    out.extend_from_slice(format!("{}{sep}{e} {text}\r\n", self.code).as_bytes())
-                }
+                Some(e) => out.extend_from_slice(format!("{}{sep}{e} {text}\r\n", self.code).as_bytes()),
                 None => out.extend_from_slice(format!("{}{sep}{text}\r\n", self.code).as_bytes()),
             }
         }
@@ -115,11 +105,7 @@ mod tests {
 
     #[test]
     fn multi_line_every_line_has_the_code() {
-        let r = Reply {
-            code: 214,
-            enhanced: Some(Enhanced(2, 0, 0)),
-            lines: vec!["a".into(), "b".into()],
-        };
+        let r = Reply { code: 214, enhanced: Some(Enhanced(2, 0, 0)), lines: vec!["a".into(), "b".into()] };
         assert_eq!(r.to_wire(), "214-2.0.0 a\r\n214 2.0.0 b\r\n");
     }
 

@@ -84,16 +84,10 @@ pub fn decode_response(line: &str) -> Result<Vec<u8>, SaslError> {
 /// Parses a PLAIN message `[authzid] NUL authcid NUL passwd` (RFC 4616 §2).
 pub fn parse_plain(msg: &[u8]) -> Result<Credentials, SaslError> {
     let mut parts = msg.split(|&b| b == 0);
-    let (Some(authz), Some(user), Some(pass), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(authz), Some(user), Some(pass), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(SaslError::Malformed);
     };
-    let text = |b: &[u8]| {
-        std::str::from_utf8(b)
-            .map(str::to_string)
-            .map_err(|_| SaslError::Malformed)
-    };
+    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string).map_err(|_| SaslError::Malformed);
     let (authz, username, password) = (text(authz)?, text(user)?, text(pass)?);
     if username.is_empty() || password.is_empty() {
         return Err(SaslError::Malformed);
@@ -101,11 +95,7 @@ pub fn parse_plain(msg: &[u8]) -> Result<Credentials, SaslError> {
     if !authz.is_empty() && authz != username {
         return Err(SaslError::Authzid);
     }
-    Ok(Credentials {
-        mechanism: Mechanism::Plain,
-        username,
-        password,
-    })
+    Ok(Credentials { mechanism: Mechanism::Plain, username, password })
 }
 
 /// Decodes one LOGIN step (a base64 user name or password) to text.

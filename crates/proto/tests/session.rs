@@ -41,8 +41,7 @@ impl Harness {
     }
 
     fn flush(&mut self) {
-        self.output
-            .push_str(&String::from_utf8_lossy(self.server.output()));
+        self.output.push_str(&String::from_utf8_lossy(self.server.output()));
         self.server.clear_output();
     }
 
@@ -78,20 +77,9 @@ impl Harness {
                 Event::Body(b) => self.body.extend_from_slice(b),
                 Event::MessageEnd => {
                     if self.commit_fails {
-                        self.server.message_committed(Err(Reply::new(
-                            451,
-                            Enhanced(4, 3, 0),
-                            "Disk trouble",
-                        )));
+                        self.server.message_committed(Err(Reply::new(451, Enhanced(4, 3, 0), "Disk trouble")));
                     } else {
-                        let rcpts = self
-                            .server
-                            .transaction()
-                            .unwrap()
-                            .rcpts
-                            .iter()
-                            .map(|r| r.data.clone())
-                            .collect();
+                        let rcpts = self.server.transaction().unwrap().rcpts.iter().map(|r| r.data.clone()).collect();
                         self.stored.push((rcpts, std::mem::take(&mut self.body)));
                         let id = format!("ID{}", self.stored.len());
                         self.server.message_committed(Ok(&id));
@@ -131,19 +119,8 @@ fn greeting_and_ehlo_keywords() {
     let mut input = b"EHLO client.test\r\n".to_vec();
     assert_eq!(h.poll(&mut input), Event::NeedInput);
     let out = String::from_utf8(h.output().to_vec()).unwrap();
-    for kw in [
-        "PIPELINING",
-        "SIZE 1000",
-        "8BITMIME",
-        "ENHANCEDSTATUSCODES",
-        "SMTPUTF8",
-        "CHUNKING",
-        "DSN",
-    ] {
-        assert!(
-            out.contains(&format!("250-{kw}\r\n")) || out.contains(&format!("250 {kw}\r\n")),
-            "{kw}: {out}"
-        );
+    for kw in ["PIPELINING", "SIZE 1000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "DSN"] {
+        assert!(out.contains(&format!("250-{kw}\r\n")) || out.contains(&format!("250 {kw}\r\n")), "{kw}: {out}");
     }
     assert!(out.starts_with("250-mx.example.test greets client.test\r\n"));
 }
@@ -158,10 +135,7 @@ fn full_transaction() {
     assert_eq!(out, "250 2.0.0 Ok: queued as ID1\r\n");
     assert_eq!(
         h.stored,
-        vec![(
-            vec!["bob@example.test".to_string()],
-            b"Subject: hi\r\n\r\nhello\r\n.dot\r\n".to_vec()
-        )]
+        vec![(vec!["bob@example.test".to_string()], b"Subject: hi\r\n\r\nhello\r\n.dot\r\n".to_vec())]
     );
     assert_eq!(h.codes("QUIT\r\n"), ["221 2.0.0"]);
     assert!(h.closed);
@@ -171,16 +145,7 @@ fn full_transaction() {
 fn pipelined_transaction_gets_replies_in_order() {
     let mut h = Harness::ready();
     let out = h.codes("MAIL FROM:<a@remote.test>\r\nRCPT TO:<x@example.test>\r\nRCPT TO:<unknown@example.test>\r\nRCPT TO:<y@other.test>\r\nDATA\r\n");
-    assert_eq!(
-        out,
-        [
-            "250 2.1.0",
-            "250 2.1.5",
-            "550 5.1.1",
-            "550 5.7.1",
-            "354 2.0.0"
-        ]
-    );
+    assert_eq!(out, ["250 2.1.0", "250 2.1.5", "550 5.1.1", "550 5.7.1", "354 2.0.0"]);
     assert_eq!(
         h.codes("body\r\n.\r\nMAIL FROM:<>\r\nRCPT TO:<postmaster>\r\nDATA\r\n"),
         ["250 2.0.0", "250 2.1.0", "250 2.1.5", "354 2.0.0"]
@@ -207,10 +172,7 @@ fn bdat_chunks() {
     let mut h = Harness::ready();
     h.codes("MAIL FROM:<a@remote.test>\r\nRCPT TO:<x@example.test>\r\n");
     assert_eq!(h.codes("BDAT 7\r\nhello\r\n"), ["250 2.0.0"]);
-    assert_eq!(
-        h.codes("BDAT 8 LAST\r\n.world\r\nNOOP\r\n"),
-        ["250 2.0.0", "250 2.0.0"]
-    );
+    assert_eq!(h.codes("BDAT 8 LAST\r\n.world\r\nNOOP\r\n"), ["250 2.0.0", "250 2.0.0"]);
     assert_eq!(h.stored[0].1, b"hello\r\n.world\r\n");
     assert_eq!(h.starts, 1);
     // A BDAT chunk may split anywhere, including between CR and LF.
@@ -224,10 +186,7 @@ fn bdat_chunks() {
 fn bdat_without_transaction_consumes_the_chunk() {
     let mut h = Harness::ready();
     // The chunk holds what looks like commands; it must be swallowed, not executed.
-    assert_eq!(
-        h.codes("BDAT 28 LAST\r\nMAIL FROM:<evil@remote.test>\r\n"),
-        ["503 5.5.1"]
-    );
+    assert_eq!(h.codes("BDAT 28 LAST\r\nMAIL FROM:<evil@remote.test>\r\n"), ["503 5.5.1"]);
     assert_eq!(h.codes("NOOP\r\n"), ["250 2.0.0"]);
     assert!(h.stored.is_empty());
 }
@@ -262,10 +221,7 @@ fn syntax_errors_and_other_commands() {
     assert_eq!(h.codes("MAIL FROM:<x@y.test> FOO=1\r\n"), ["555 5.5.4"]);
     assert_eq!(h.codes("MAIL FROM:<x@y.test> SIZE=x\r\n"), ["501 5.5.4"]);
     h.codes("RSET\r\n");
-    assert_eq!(
-        h.codes("MAIL FROM:<x@y.test>\r\nRCPT TO:<x@>\r\n"),
-        ["250 2.1.0", "501 5.1.3"]
-    );
+    assert_eq!(h.codes("MAIL FROM:<x@y.test>\r\nRCPT TO:<x@>\r\n"), ["250 2.1.0", "501 5.1.3"]);
     assert_eq!(h.codes("VRFY bob\r\n"), ["252 2.5.0"]);
     assert_eq!(h.codes("VRFY\r\n"), ["501 5.5.2"]);
     assert_eq!(h.codes("EXPN list\r\n"), ["502 5.5.1"]);
@@ -281,10 +237,7 @@ fn helo_session_refuses_esmtp_parameters() {
     assert_eq!(h.codes("HELO c.test\r\n"), ["250 mx.example.test"]);
     assert_eq!(h.codes("MAIL FROM:<a@b.test> SIZE=10\r\n"), ["555 5.5.4"]);
     assert_eq!(h.codes("MAIL FROM:<a@b.test>\r\n"), ["250 2.1.0"]);
-    assert_eq!(
-        h.codes("RCPT TO:<x@example.test> NOTIFY=NEVER\r\n"),
-        ["555 5.5.4"]
-    );
+    assert_eq!(h.codes("RCPT TO:<x@example.test> NOTIFY=NEVER\r\n"), ["555 5.5.4"]);
 }
 
 #[test]
@@ -371,10 +324,7 @@ fn bare_lf_in_bdat_closes() {
 fn nul_in_body_refused_session_continues() {
     let mut h = Harness::ready();
     h.codes("MAIL FROM:<a@remote.test>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n");
-    assert_eq!(
-        h.send(b"a\0b\r\n.\r\n"),
-        "554 5.6.0 Message contains NUL octets; refused\r\n"
-    );
+    assert_eq!(h.send(b"a\0b\r\n.\r\n"), "554 5.6.0 Message contains NUL octets; refused\r\n");
     assert!(h.stored.is_empty() && !h.closed);
     assert_eq!(h.codes("NOOP\r\n"), ["250 2.0.0"]);
 }
@@ -382,10 +332,7 @@ fn nul_in_body_refused_session_continues() {
 #[test]
 fn nul_in_command_refused() {
     let mut h = Harness::ready();
-    assert_eq!(
-        h.send(b"NOOP\0\r\n"),
-        "500 5.5.2 Command contains invalid characters\r\n"
-    );
+    assert_eq!(h.send(b"NOOP\0\r\n"), "500 5.5.2 Command contains invalid characters\r\n");
 }
 
 #[test]
@@ -402,19 +349,13 @@ fn commit_failure_is_temporary_and_nothing_claimed() {
 fn smtputf8_rules() {
     let mut h = Harness::ready();
     assert_eq!(h.codes("MAIL FROM:<josé@example.test>\r\n"), ["553 5.6.7"]);
-    assert_eq!(
-        h.codes("MAIL FROM:<a@b.test>\r\nRCPT TO:<josé@example.test>\r\n"),
-        ["250 2.1.0", "553 5.6.7"]
-    );
+    assert_eq!(h.codes("MAIL FROM:<a@b.test>\r\nRCPT TO:<josé@example.test>\r\n"), ["250 2.1.0", "553 5.6.7"]);
     h.codes("RSET\r\n");
     assert_eq!(
         h.codes("MAIL FROM:<josé@b.test> SMTPUTF8\r\nRCPT TO:<josé@example.test>\r\n"),
         ["250 2.1.0", "250 2.1.5"]
     );
-    assert_eq!(
-        h.codes("DATA\r\nSubject: héllo\r\n\r\nçava\r\n.\r\n"),
-        ["354 2.0.0", "250 2.0.0"]
-    );
+    assert_eq!(h.codes("DATA\r\nSubject: héllo\r\n\r\nçava\r\n.\r\n"), ["354 2.0.0", "250 2.0.0"]);
     assert_eq!(h.stored[0].1, "Subject: héllo\r\n\r\nçava\r\n".as_bytes());
 }
 
@@ -425,10 +366,7 @@ fn dsn_parameters_are_kept() {
     let tx = h.server.transaction().unwrap();
     assert_eq!(tx.params.envid.as_deref(), Some("abc"));
     assert!(tx.rcpts[0].params.notify.unwrap().failure);
-    assert_eq!(
-        tx.rcpts[0].params.orcpt.as_ref().unwrap().1,
-        "x@example.test"
-    );
+    assert_eq!(tx.rcpts[0].params.orcpt.as_ref().unwrap().1, "x@example.test");
 }
 
 #[test]

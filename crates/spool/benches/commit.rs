@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 use dakiya_spool::{BodyType, Envelope, Recipient, Spool};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn envelope(spool: &Spool) -> Envelope {
@@ -89,11 +86,7 @@ fn raw(dir: &Path, threads: usize, secs: u64, size: usize) {
     let (rate, total, worst) = drive(threads, secs, move |t, n| {
         let name = format!("{t}-{n}");
         let path: PathBuf = tmp.join(&name);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .unwrap();
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&path).unwrap();
         file.write_all(&body).unwrap();
         file.sync_all().unwrap();
         fs::rename(&path, queue.join(&name)).unwrap();
@@ -128,8 +121,7 @@ fn run(spool: &Arc<Spool>, threads: usize, secs: u64, size: usize) {
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
-    let temp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into()))
-        .expect("temp dir");
+    let temp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/tmp".into())).expect("temp dir");
     let threads: String = env_or("BENCH_THREADS", "1,20".to_owned());
     let secs = env_or("BENCH_SECS", 5);
     let size = env_or("BENCH_SIZE", 5120);

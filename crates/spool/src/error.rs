@@ -59,13 +59,6 @@ pub enum SpoolError {
 }
 
 /// Attaches an operation and a path to an `io::Error`.
-pub(crate) fn io_err(
-    op: &'static str,
-    path: impl Into<PathBuf>,
-) -> impl FnOnce(io::Error) -> SpoolError {
-    move |source| SpoolError::Io {
-        op,
-        path: path.into(),
-        source,
-    }
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> SpoolError {
+    move |source| SpoolError::Io { op, path: path.into(), source }
 }

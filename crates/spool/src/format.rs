@@ -78,28 +78,15 @@ pub(crate) struct Head {
 /// Reads the version line and the envelope, leaving `reader` at the body.
 pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> Result<Head, DecodeError> {
     let mut line = Vec::with_capacity(HEADER_LEN);
-    reader
-        .by_ref()
-        .take(HEADER_LEN as u64 + 64)
-        .read_until(b'\n', &mut line)?;
+    reader.by_ref().take(HEADER_LEN as u64 + 64).read_until(b'\n', &mut line)?;
     let size = parse_version_line(&line)?;
     let mut json = Vec::new();
-    reader
-        .by_ref()
-        .take(MAX_ENVELOPE_LINE)
-        .read_until(b'\n', &mut json)?;
+    reader.by_ref().take(MAX_ENVELOPE_LINE).read_until(b'\n', &mut json)?;
     if json.pop() != Some(b'\n') {
-        return Err(DecodeError::Corrupt(
-            "envelope line is not terminated".into(),
-        ));
+        return Err(DecodeError::Corrupt("envelope line is not terminated".into()));
     }
-    let envelope = serde_json::from_slice(&json)
-        .map_err(|e| DecodeError::Corrupt(format!("envelope: {e}")))?;
-    Ok(Head {
-        envelope,
-        body_offset: (line.len() + json.len() + 1) as u64,
-        size,
-    })
+    let envelope = serde_json::from_slice(&json).map_err(|e| DecodeError::Corrupt(format!("envelope: {e}")))?;
+    Ok(Head { envelope, body_offset: (line.len() + json.len() + 1) as u64, size })
 }
 
 fn parse_version_line(line: &[u8]) -> Result<u64, DecodeError> {
@@ -122,9 +109,7 @@ fn parse_version_line(line: &[u8]) -> Result<u64, DecodeError> {
     if words.next().is_some() {
         return Err(DecodeError::Corrupt("trailing data in version line".into()));
     }
-    digits
-        .parse()
-        .map_err(|_| DecodeError::Corrupt("size out of range".into()))
+    digits.parse().map_err(|_| DecodeError::Corrupt("size out of range".into()))
 }
 
 /// One line of a status log.
@@ -137,10 +122,7 @@ struct Record {
 
 /// Encodes one status record as a `\n`-terminated JSON line.
 pub(crate) fn encode_record(rcpt: usize, state: &RcptState) -> Vec<u8> {
-    let record = Record {
-        rcpt,
-        state: state.clone(),
-    };
+    let record = Record { rcpt, state: state.clone() };
     // Serializing plain data to a Vec cannot fail.
     let mut line = serde_json::to_vec(&record).unwrap_or_default();
     line.push(b'\n');
@@ -160,10 +142,7 @@ pub(crate) struct LogReport {
 
 /// Applies the records of a status log to `states`; the last record for a
 /// recipient wins. A final line without `\n` is a torn write and ignored.
-pub(crate) fn apply_status_log(
-    data: &[u8],
-    states: &mut [RcptState],
-) -> Result<LogReport, DecodeError> {
+pub(crate) fn apply_status_log(data: &[u8], states: &mut [RcptState]) -> Result<LogReport, DecodeError> {
     let mut report = LogReport::default();
     let complete = complete_len(data);
     report.torn_tail = complete < data.len();
@@ -252,10 +231,7 @@ mod tests {
             (b"", false),
             (b"From: x\r\n\r\nhello", false),
             (b"DAKIYA-SPOOL 1 123\n{}\n", false),
-            (
-                b"DAKIYA-SPOOL 1 00000000000000000000\n{\"id\":\"../x\"}\n",
-                false,
-            ),
+            (b"DAKIYA-SPOOL 1 00000000000000000000\n{\"id\":\"../x\"}\n", false),
             (b"DAKIYA-SPOOL 1 00000000000000000000\n{\"id\"", false),
             (b"DAKIYA-SPOOL 2 whatever\n", true),
         ];
@@ -270,14 +246,7 @@ mod tests {
 
     #[test]
     fn record_encoding_is_flat_json() {
-        let line = encode_record(
-            3,
-            &RcptState::Deferred {
-                attempts: 2,
-                next_attempt: 99,
-                error: "421 busy".into(),
-            },
-        );
+        let line = encode_record(3, &RcptState::Deferred { attempts: 2, next_attempt: 99, error: "421 busy".into() });
         assert_eq!(
             String::from_utf8(line).unwrap(),
             "{\"rcpt\":3,\"state\":\"deferred\",\"attempts\":2,\"next_attempt\":99,\"error\":\"421 busy\"}\n"
@@ -287,21 +256,8 @@ mod tests {
     #[test]
     fn status_log_last_record_wins_and_torn_tail_is_ignored() {
         let mut log = STATUS_HEADER.to_vec();
-        log.extend(encode_record(
-            0,
-            &RcptState::Deferred {
-                attempts: 1,
-                next_attempt: 5,
-                error: "x".into(),
-            },
-        ));
-        log.extend(encode_record(
-            1,
-            &RcptState::Failed {
-                at: 7,
-                error: "550".into(),
-            },
-        ));
+        log.extend(encode_record(0, &RcptState::Deferred { attempts: 1, next_attempt: 5, error: "x".into() }));
+        log.extend(encode_record(1, &RcptState::Failed { at: 7, error: "550".into() }));
         log.extend(encode_record(0, &RcptState::Delivered { at: 9 }));
         log.extend(b"not json\n");
         log.extend(encode_record(9, &RcptState::Delivered { at: 9 })); // no such rcpt
@@ -311,23 +267,9 @@ mod tests {
         let report = apply_status_log(&log, &mut states).unwrap();
         assert_eq!(
             states,
-            vec![
-                RcptState::Delivered { at: 9 },
-                RcptState::Failed {
-                    at: 7,
-                    error: "550".into()
-                },
-                RcptState::Pending,
-            ]
+            vec![RcptState::Delivered { at: 9 }, RcptState::Failed { at: 7, error: "550".into() }, RcptState::Pending,]
         );
-        assert_eq!(
-            report,
-            LogReport {
-                bad_lines: 2,
-                torn_tail: true,
-                bad_header: false
-            }
-        );
+        assert_eq!(report, LogReport { bad_lines: 2, torn_tail: true, bad_header: false });
     }
 
     #[test]

@@ -60,12 +60,7 @@ impl<T: SyncTarget> GroupSync<T> {
     pub fn new(target: T) -> GroupSync<T> {
         GroupSync {
             target,
-            state: Mutex::new(State {
-                pending: Arc::default(),
-                in_progress: false,
-                calls: 0,
-                rounds: 0,
-            }),
+            state: Mutex::new(State { pending: Arc::default(), in_progress: false, calls: 0, rounds: 0 }),
             wake: Condvar::new(),
         }
     }
@@ -78,19 +73,14 @@ impl<T: SyncTarget> GroupSync<T> {
         let mine = Arc::clone(&state.pending);
         loop {
             if let Some(result) = mine.result.get() {
-                return result
-                    .clone()
-                    .map_err(|(kind, msg)| io::Error::new(kind, msg));
+                return result.clone().map_err(|(kind, msg)| io::Error::new(kind, msg));
             }
             if !state.in_progress {
                 // No result and nothing running: my round has not started,
                 // so it is still the pending one, and I lead it.
                 return self.lead(state);
             }
-            state = self
-                .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -176,10 +166,7 @@ mod tests {
     fn every_caller_is_covered_by_a_later_sync_and_syncs_coalesce() {
         const THREADS: u64 = 32;
         const EACH: u64 = 100;
-        let group = Arc::new(GroupSync::new(FakeDir {
-            delay: Duration::from_micros(300),
-            ..FakeDir::default()
-        }));
+        let group = Arc::new(GroupSync::new(FakeDir { delay: Duration::from_micros(300), ..FakeDir::default() }));
         let handles: Vec<_> = (0..THREADS)
             .map(|_| {
                 let group = Arc::clone(&group);
@@ -199,10 +186,7 @@ mod tests {
         let (calls, rounds) = group.stats();
         assert_eq!(calls, THREADS * EACH);
         assert_eq!(rounds, group.target().syncs.load(SeqCst));
-        assert!(
-            rounds * 2 < calls,
-            "no coalescing: {rounds} syncs for {calls} calls"
-        );
+        assert!(rounds * 2 < calls, "no coalescing: {rounds} syncs for {calls} calls");
     }
 
     #[test]
@@ -229,17 +213,10 @@ mod tests {
         }
     }
 
-    fn gated() -> (
-        Arc<GroupSync<Gate>>,
-        mpsc::Receiver<()>,
-        mpsc::SyncSender<io::Result<()>>,
-    ) {
+    fn gated() -> (Arc<GroupSync<Gate>>, mpsc::Receiver<()>, mpsc::SyncSender<io::Result<()>>) {
         let (started_tx, started_rx) = mpsc::sync_channel(16);
         let (release_tx, release_rx) = mpsc::sync_channel(16);
-        let group = Arc::new(GroupSync::new(Gate {
-            started: started_tx,
-            release: Mutex::new(release_rx),
-        }));
+        let group = Arc::new(GroupSync::new(Gate { started: started_tx, release: Mutex::new(release_rx) }));
         (group, started_rx, release_tx)
     }
 

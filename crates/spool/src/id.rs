@@ -52,13 +52,7 @@ impl QueueId {
         let mut guard = STATE.lock().unwrap_or_else(PoisonError::into_inner);
         let generator = guard.get_or_insert_with(Generator::new);
         let (secs, counter) = generator.next(now_secs());
-        QueueId(format!(
-            "{:0sw$X}{:0cw$X}",
-            secs & SECS_MASK,
-            counter,
-            sw = SECS_DIGITS,
-            cw = COUNTER_DIGITS
-        ))
+        QueueId(format!("{:0sw$X}{:0cw$X}", secs & SECS_MASK, counter, sw = SECS_DIGITS, cw = COUNTER_DIGITS))
     }
 }
 
@@ -76,11 +70,7 @@ struct Generator {
 impl Generator {
     fn new() -> Generator {
         let counter = random_u32() & COUNTER_MASK;
-        Generator {
-            secs: 0,
-            counter,
-            start: counter,
-        }
+        Generator { secs: 0, counter, start: counter }
     }
 
     fn next(&mut self, now: u64) -> (u64, u32) {
@@ -99,20 +89,14 @@ impl Generator {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A random value from the OS-seeded hasher keys std already uses for
 /// `HashMap`; good enough to make counters of successive processes differ.
 fn random_u32() -> u32 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     hasher.write_u32(std::process::id());
     (hasher.finish() >> 16) as u32
 }
@@ -121,14 +105,8 @@ impl FromStr for QueueId {
     type Err = InvalidQueueId;
 
     fn from_str(s: &str) -> Result<QueueId, InvalidQueueId> {
-        let valid = s.len() == QueueId::LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
-        if valid {
-            Ok(QueueId(s.to_owned()))
-        } else {
-            Err(InvalidQueueId)
-        }
+        let valid = s.len() == QueueId::LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
+        if valid { Ok(QueueId(s.to_owned())) } else { Err(InvalidQueueId) }
     }
 }
 
@@ -195,11 +173,7 @@ mod tests {
 
     #[test]
     fn generator_never_repeats_when_clock_goes_back_or_counter_wraps() {
-        let mut g = Generator {
-            secs: 0,
-            counter: COUNTER_MASK - 1,
-            start: COUNTER_MASK - 1,
-        };
+        let mut g = Generator { secs: 0, counter: COUNTER_MASK - 1, start: COUNTER_MASK - 1 };
         let a = g.next(100);
         let b = g.next(100);
         let c = g.next(50); // clock stepped back

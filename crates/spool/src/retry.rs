@@ -10,11 +10,7 @@ use std::time::Duration;
 /// validation must not allow one.
 pub fn next_retry_delay(attempts: u32, schedule: &[Duration]) -> Duration {
     let index = usize::try_from(attempts.saturating_sub(1)).unwrap_or(usize::MAX);
-    schedule
-        .get(index)
-        .or(schedule.last())
-        .copied()
-        .unwrap_or(Duration::ZERO)
+    schedule.get(index).or(schedule.last()).copied().unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]

@@ -44,10 +44,7 @@ impl Spool {
     pub fn body(&self, id: &QueueId) -> Result<Body, SpoolError> {
         let path = self.inner.msg_path(id);
         let (head, reader) = self.open_message(id, &path)?;
-        Ok(Body {
-            reader: reader.take(head.size),
-            len: head.size,
-        })
+        Ok(Body { reader: reader.take(head.size), len: head.size })
     }
 
     /// Every committed message, in id order, for a read-only look (e.g. a
@@ -86,11 +83,7 @@ impl Spool {
     }
 
     /// Opens a message file and reads up to its body.
-    fn open_message(
-        &self,
-        id: &QueueId,
-        path: &Path,
-    ) -> Result<(format::Head, BufReader<File>), SpoolError> {
+    fn open_message(&self, id: &QueueId, path: &Path) -> Result<(format::Head, BufReader<File>), SpoolError> {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -101,10 +94,7 @@ impl Spool {
         let file_len = file.metadata().map_err(io_err("stat", path))?.len();
         let mut reader = BufReader::with_capacity(64 * 1024, file);
         let head = format::read_head(&mut reader).map_err(|e| decode_err(e, path))?;
-        let corrupt = |reason: String| SpoolError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
+        let corrupt = |reason: String| SpoolError::Corrupt { path: path.to_owned(), reason };
         if head.envelope.id != *id {
             return Err(corrupt(format!("envelope names id {}", head.envelope.id)));
         }
@@ -125,8 +115,7 @@ impl Spool {
         let status = self.inner.status_path(id);
         match File::open(&status).and_then(format::read_all) {
             Ok(data) => {
-                let report = format::apply_status_log(&data, &mut states)
-                    .map_err(|e| decode_err(e, &status))?;
+                let report = format::apply_status_log(&data, &mut states).map_err(|e| decode_err(e, &status))?;
                 if report.bad_header || report.bad_lines > 0 {
                     // Ignoring records risks a duplicate delivery, not a loss.
                     tracing::warn!(path = %status.display(), ?report, "spool: ignored status records");
@@ -137,21 +126,14 @@ impl Spool {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("read", status)(e)),
         }
-        Ok(QueuedMessage {
-            envelope: head.envelope,
-            states,
-            size: head.size,
-        })
+        Ok(QueuedMessage { envelope: head.envelope, states, size: head.size })
     }
 
     /// Moves a message and its status log to `corrupt/` without replacing
     /// anything already there.
     fn move_aside(&self, id: &QueueId) -> Result<(), SpoolError> {
         let corrupt = self.inner.root.join(CORRUPT_DIR);
-        for (from, ext) in [
-            (self.inner.msg_path(id), MSG_EXT),
-            (self.inner.status_path(id), STATUS_EXT),
-        ] {
+        for (from, ext) in [(self.inner.msg_path(id), MSG_EXT), (self.inner.status_path(id), STATUS_EXT)] {
             let to = free_name(&corrupt, id, ext).map_err(io_err("stat", &corrupt))?;
             match fs::rename(&from, &to) {
                 Ok(()) => {}
@@ -177,13 +159,7 @@ fn free_name(dir: &Path, id: &QueueId, ext: &str) -> io::Result<PathBuf> {
 fn decode_err(e: DecodeError, path: &Path) -> SpoolError {
     match e {
         DecodeError::Io(e) => io_err("read", path)(e),
-        DecodeError::Corrupt(reason) => SpoolError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        },
-        DecodeError::Version(version) => SpoolError::UnsupportedVersion {
-            path: path.to_owned(),
-            version,
-        },
+        DecodeError::Corrupt(reason) => SpoolError::Corrupt { path: path.to_owned(), reason },
+        DecodeError::Version(version) => SpoolError::UnsupportedVersion { path: path.to_owned(), version },
     }
 }

@@ -92,9 +92,7 @@ impl Spool {
             record_locks: (0..RECORD_STRIPES).map(|_| Mutex::new(())).collect(),
             _lock: lock,
         };
-        let spool = Spool {
-            inner: Arc::new(inner),
-        };
+        let spool = Spool { inner: Arc::new(inner) };
         spool.remove_leftovers()?;
         Ok(spool)
     }
@@ -136,22 +134,13 @@ impl Spool {
     /// Appends `state` for recipient `rcpt_index` to the message's status log
     /// and fdatasyncs it; the log is created (and the directory synced) on
     /// the first record. Returns only once the record is durable.
-    pub fn record(
-        &self,
-        id: &QueueId,
-        rcpt_index: usize,
-        state: &RcptState,
-    ) -> Result<(), SpoolError> {
+    pub fn record(&self, id: &QueueId, rcpt_index: usize, state: &RcptState) -> Result<(), SpoolError> {
         let path = self.inner.status_path(id);
         let line = format::encode_record(rcpt_index, state);
         let (file, created) = {
             let _guard = self.record_lock(id);
             let (file, needs_header, created) = self.open_status_log(id, &path)?;
-            let mut data = if needs_header {
-                STATUS_HEADER.to_vec()
-            } else {
-                Vec::new()
-            };
+            let mut data = if needs_header { STATUS_HEADER.to_vec() } else { Vec::new() };
             data.extend_from_slice(&line);
             (&file).write_all(&data).map_err(io_err("write", &path))?;
             (file, created)
@@ -185,8 +174,7 @@ impl Spool {
         let len = file.metadata().map_err(io_err("stat", path))?.len();
         let mut last = [0u8; 1];
         if len > 0 {
-            file.read_exact_at(&mut last, len - 1)
-                .map_err(io_err("read", path))?;
+            file.read_exact_at(&mut last, len - 1).map_err(io_err("read", path))?;
         }
         if len == 0 || last[0] == b'\n' {
             return Ok((file, len == 0, false));
@@ -194,8 +182,7 @@ impl Spool {
         let data = format::read_all(&file).map_err(io_err("read", path))?;
         let keep = format::complete_len(&data);
         tracing::warn!(path = %path.display(), cut = data.len() - keep, "status log: dropping torn last line");
-        file.set_len(keep as u64)
-            .map_err(io_err("truncate", path))?;
+        file.set_len(keep as u64).map_err(io_err("truncate", path))?;
         Ok((file, keep == 0, false))
     }
 
@@ -203,9 +190,7 @@ impl Spool {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut hasher);
         let stripe = (hasher.finish() % RECORD_STRIPES as u64) as usize;
-        self.inner.record_locks[stripe]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.inner.record_locks[stripe].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Deletes a message and its status log, durably. The message file goes
@@ -255,13 +240,10 @@ impl Spool {
         let mut entries = Vec::new();
         for entry in fs::read_dir(queue).map_err(io_err("readdir", queue))? {
             let name = entry.map_err(io_err("readdir", queue))?.file_name();
-            let parsed = name
-                .to_str()
-                .and_then(|n| n.split_once('.'))
-                .and_then(|(stem, ext)| {
-                    let id = stem.parse::<QueueId>().ok()?;
-                    (ext == MSG_EXT || ext == STATUS_EXT).then(|| (id, ext.to_owned()))
-                });
+            let parsed = name.to_str().and_then(|n| n.split_once('.')).and_then(|(stem, ext)| {
+                let id = stem.parse::<QueueId>().ok()?;
+                (ext == MSG_EXT || ext == STATUS_EXT).then(|| (id, ext.to_owned()))
+            });
             match parsed {
                 Some(entry) => entries.push(entry),
                 None => tracing::warn!(file = ?name, "spool: ignoring unexpected file in queue"),
@@ -284,18 +266,14 @@ fn lock(path: &Path) -> Result<File, SpoolError> {
         .map_err(io_err("open", path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(SpoolError::Locked {
-            path: path.to_owned(),
-        }),
+        Err(TryLockError::WouldBlock) => Err(SpoolError::Locked { path: path.to_owned() }),
         Err(TryLockError::Error(e)) => Err(io_err("lock", path)(e)),
     }
 }
 
 /// fsyncs a directory.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync", dir))
 }
 
 /// Ignores `NotFound`, keeps other errors.

@@ -174,8 +174,7 @@ impl MessageWriter {
             Some(mut file) => {
                 file.write_all(&self.buf).map_err(io_err("write", &path))?;
                 let size = format::size_field(self.len);
-                file.write_all_at(size.as_bytes(), SIZE_OFFSET)
-                    .map_err(io_err("write", &path))?;
+                file.write_all_at(size.as_bytes(), SIZE_OFFSET).map_err(io_err("write", &path))?;
                 Ok(file)
             }
         }
@@ -183,12 +182,8 @@ impl MessageWriter {
 
     fn create_temp(&mut self) -> Result<File, SpoolError> {
         let path = self.spool.tmp_path(&self.id);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err("create", &path))?;
+        let file =
+            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io_err("create", &path))?;
         self.tmp_exists = true;
         Ok(file)
     }
@@ -303,10 +298,7 @@ mod tests {
         let mut writer = spool.writer(envelope(&spool)).unwrap();
         writer.write(&[b'y'; 5000]).unwrap();
         assert!(writer.file.is_none());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         writer.commit().unwrap();
     }
 }

@@ -7,9 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 
-use dakiya_spool::{
-    BodyType, DsnRet, Envelope, Notify, QueueId, RcptState, Recipient, Spool, SpoolError,
-};
+use dakiya_spool::{BodyType, DsnRet, Envelope, Notify, QueueId, RcptState, Recipient, Spool, SpoolError};
 
 fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
     Envelope {
@@ -71,10 +69,7 @@ fn commit_then_recover_round_trip() {
     assert_eq!(recovered[0].envelope, env);
     assert_eq!(recovered[0].states, vec![RcptState::Pending; 3]);
     assert_eq!(recovered[0].size, 30);
-    assert_eq!(
-        body(&spool, &id),
-        b"Subject: hi\r\n\r\nbody \xff\x00 bytes\r\n"
-    );
+    assert_eq!(body(&spool, &id), b"Subject: hi\r\n\r\nbody \xff\x00 bytes\r\n");
     assert_eq!(spool.load(&id).unwrap(), recovered[0]);
     assert_eq!(spool.list().unwrap(), recovered);
 }
@@ -116,10 +111,7 @@ fn directories_are_private() {
     }
     let id = commit(&spool, 1, b"x");
     let file = dir.path().join(format!("data/spool/queue/{id}.msg"));
-    assert_eq!(
-        fs::metadata(file).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 #[test]
@@ -128,25 +120,11 @@ fn status_log_last_record_wins_across_reopen() {
     let spool = Spool::open(dir.path()).unwrap();
     let id = commit(&spool, 3, b"x");
     assert!(!dir.path().join(format!("queue/{id}.status")).exists());
-    let deferred = RcptState::Deferred {
-        attempts: 1,
-        next_attempt: 1_700_000_600,
-        error: "451 4.3.0 try later".into(),
-    };
+    let deferred =
+        RcptState::Deferred { attempts: 1, next_attempt: 1_700_000_600, error: "451 4.3.0 try later".into() };
     spool.record(&id, 0, &deferred).unwrap();
-    spool
-        .record(
-            &id,
-            1,
-            &RcptState::Failed {
-                at: 5,
-                error: "550 5.1.1 no such user".into(),
-            },
-        )
-        .unwrap();
-    spool
-        .record(&id, 0, &RcptState::Delivered { at: 9 })
-        .unwrap();
+    spool.record(&id, 1, &RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into() }).unwrap();
+    spool.record(&id, 0, &RcptState::Delivered { at: 9 }).unwrap();
     spool.record(&id, 2, &deferred).unwrap();
     drop(spool);
     let spool = Spool::open(dir.path()).unwrap();
@@ -155,10 +133,7 @@ fn status_log_last_record_wins_across_reopen() {
         states,
         vec![
             RcptState::Delivered { at: 9 },
-            RcptState::Failed {
-                at: 5,
-                error: "550 5.1.1 no such user".into()
-            },
+            RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into() },
             deferred,
         ]
     );
@@ -169,36 +144,19 @@ fn torn_status_tail_is_ignored_then_cut_before_the_next_record() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let id = commit(&spool, 2, b"x");
-    spool
-        .record(&id, 0, &RcptState::Delivered { at: 1 })
-        .unwrap();
+    spool.record(&id, 0, &RcptState::Delivered { at: 1 }).unwrap();
     // A crash in the middle of appending a record.
     let log = dir.path().join(format!("queue/{id}.status"));
     let mut data = fs::read(&log).unwrap();
     data.extend_from_slice(b"{\"rcpt\":1,\"state\":\"fail");
     fs::write(&log, &data).unwrap();
     let states = spool.load(&id).unwrap().states;
-    assert_eq!(
-        states,
-        vec![RcptState::Delivered { at: 1 }, RcptState::Pending]
-    );
+    assert_eq!(states, vec![RcptState::Delivered { at: 1 }, RcptState::Pending]);
 
-    spool
-        .record(&id, 1, &RcptState::Delivered { at: 2 })
-        .unwrap();
+    spool.record(&id, 1, &RcptState::Delivered { at: 2 }).unwrap();
     let states = spool.load(&id).unwrap().states;
-    assert_eq!(
-        states,
-        vec![
-            RcptState::Delivered { at: 1 },
-            RcptState::Delivered { at: 2 }
-        ]
-    );
-    assert!(
-        !String::from_utf8(fs::read(&log).unwrap())
-            .unwrap()
-            .contains("fail")
-    );
+    assert_eq!(states, vec![RcptState::Delivered { at: 1 }, RcptState::Delivered { at: 2 }]);
+    assert!(!String::from_utf8(fs::read(&log).unwrap()).unwrap().contains("fail"));
 }
 
 #[test]
@@ -209,13 +167,8 @@ fn torn_status_header_is_rewritten() {
     let log = dir.path().join(format!("queue/{id}.status"));
     fs::write(&log, b"DAKIYA-STA").unwrap();
     assert_eq!(spool.load(&id).unwrap().states, vec![RcptState::Pending]);
-    spool
-        .record(&id, 0, &RcptState::Delivered { at: 3 })
-        .unwrap();
-    assert_eq!(
-        spool.load(&id).unwrap().states,
-        vec![RcptState::Delivered { at: 3 }]
-    );
+    spool.record(&id, 0, &RcptState::Delivered { at: 3 }).unwrap();
+    assert_eq!(spool.load(&id).unwrap().states, vec![RcptState::Delivered { at: 3 }]);
 }
 
 #[test]
@@ -224,10 +177,7 @@ fn record_for_unknown_message_is_not_found_and_leaves_no_log() {
     let spool = Spool::open(dir.path()).unwrap();
     let id: QueueId = "0000000000000001".parse().unwrap();
     let err = spool.record(&id, 0, &RcptState::Pending).unwrap_err();
-    assert!(
-        matches!(err, SpoolError::NotFound(ref i) if *i == id),
-        "{err}"
-    );
+    assert!(matches!(err, SpoolError::NotFound(ref i) if *i == id), "{err}");
     assert_eq!(count(&dir.path().join("queue")), 0);
 }
 
@@ -237,19 +187,12 @@ fn remove_deletes_message_and_log() {
     let spool = Spool::open(dir.path()).unwrap();
     let id = commit(&spool, 1, b"x");
     let keep = commit(&spool, 1, b"y");
-    spool
-        .record(&id, 0, &RcptState::Delivered { at: 1 })
-        .unwrap();
+    spool.record(&id, 0, &RcptState::Delivered { at: 1 }).unwrap();
     spool.remove(&id).unwrap();
     assert!(matches!(spool.load(&id), Err(SpoolError::NotFound(_))));
     assert!(matches!(spool.body(&id), Err(SpoolError::NotFound(_))));
     assert!(matches!(spool.remove(&id), Err(SpoolError::NotFound(_))));
-    let left: Vec<_> = spool
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.envelope.id)
-        .collect();
+    let left: Vec<_> = spool.list().unwrap().into_iter().map(|m| m.envelope.id).collect();
     assert_eq!(left, vec![keep]);
     assert_eq!(count(&dir.path().join("queue")), 1);
 }
@@ -263,11 +206,7 @@ fn corrupt_files_are_moved_aside_not_deleted() {
     spool.record(&truncated, 0, &RcptState::Pending).unwrap();
     let queue = dir.path().join("queue");
     let garbage_id = "0000000000000ABC";
-    fs::write(
-        queue.join(format!("{garbage_id}.msg")),
-        b"From: nobody\r\n\r\ngarbage",
-    )
-    .unwrap();
+    fs::write(queue.join(format!("{garbage_id}.msg")), b"From: nobody\r\n\r\ngarbage").unwrap();
     let truncated_path = queue.join(format!("{truncated}.msg"));
     let mut bytes = fs::read(&truncated_path).unwrap();
     bytes.truncate(bytes.len() - 5);
@@ -277,37 +216,22 @@ fn corrupt_files_are_moved_aside_not_deleted() {
     // A read-only listing skips them but leaves them alone.
     assert_eq!(spool.list().unwrap().len(), 1);
     assert!(truncated_path.exists());
-    assert!(matches!(
-        spool.load(&truncated),
-        Err(SpoolError::Corrupt { .. })
-    ));
+    assert!(matches!(spool.load(&truncated), Err(SpoolError::Corrupt { .. })));
 
     let recovered = spool.recover().unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].envelope.id, good);
     let corrupt = dir.path().join("corrupt");
-    assert_eq!(
-        fs::read(corrupt.join(format!("{garbage_id}.msg"))).unwrap(),
-        b"From: nobody\r\n\r\ngarbage"
-    );
-    assert_eq!(
-        fs::read(corrupt.join(format!("{truncated}.msg"))).unwrap(),
-        bytes
-    );
+    assert_eq!(fs::read(corrupt.join(format!("{garbage_id}.msg"))).unwrap(), b"From: nobody\r\n\r\ngarbage");
+    assert_eq!(fs::read(corrupt.join(format!("{truncated}.msg"))).unwrap(), bytes);
     assert!(corrupt.join(format!("{truncated}.status")).exists());
     assert!(!truncated_path.exists());
-    assert!(
-        queue.join("README").exists(),
-        "unknown files are left alone"
-    );
+    assert!(queue.join("README").exists(), "unknown files are left alone");
 
     // The same name going corrupt again does not replace the first copy.
     fs::write(queue.join(format!("{garbage_id}.msg")), b"second").unwrap();
     spool.recover().unwrap();
-    assert_eq!(
-        fs::read(corrupt.join(format!("{garbage_id}.1.msg"))).unwrap(),
-        b"second"
-    );
+    assert_eq!(fs::read(corrupt.join(format!("{garbage_id}.1.msg"))).unwrap(), b"second");
     assert!(corrupt.join(format!("{garbage_id}.msg")).exists());
 }
 
@@ -320,10 +244,7 @@ fn unknown_format_version_is_left_in_place() {
     assert!(spool.recover().unwrap().is_empty());
     assert!(path.exists());
     let id = "00000000000000FF".parse().unwrap();
-    assert!(matches!(
-        spool.load(&id),
-        Err(SpoolError::UnsupportedVersion { .. })
-    ));
+    assert!(matches!(spool.load(&id), Err(SpoolError::UnsupportedVersion { .. })));
 }
 
 #[test]
@@ -334,16 +255,8 @@ fn open_removes_unfinished_messages_and_orphan_logs() {
     drop(spool);
     fs::write(dir.path().join("tmp/0000000000000001"), b"half a message").unwrap();
     // A crash between link and unlink leaves a second name in tmp/.
-    fs::hard_link(
-        dir.path().join(format!("queue/{id}.msg")),
-        dir.path().join(format!("tmp/{id}")),
-    )
-    .unwrap();
-    fs::write(
-        dir.path().join("queue/0000000000000002.status"),
-        b"DAKIYA-STATUS 1\n",
-    )
-    .unwrap();
+    fs::hard_link(dir.path().join(format!("queue/{id}.msg")), dir.path().join(format!("tmp/{id}"))).unwrap();
+    fs::write(dir.path().join("queue/0000000000000002.status"), b"DAKIYA-STATUS 1\n").unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     assert_eq!(count(&dir.path().join("tmp")), 0);
     assert!(!dir.path().join("queue/0000000000000002.status").exists());
@@ -357,10 +270,7 @@ fn spool_is_locked_while_open() {
     let spool = Spool::open(dir.path()).unwrap();
     let clone = spool.clone();
     drop(spool);
-    assert!(matches!(
-        Spool::open(dir.path()),
-        Err(SpoolError::Locked { .. })
-    ));
+    assert!(matches!(Spool::open(dir.path()), Err(SpoolError::Locked { .. })));
     drop(clone);
     Spool::open(dir.path()).unwrap();
 }
@@ -376,10 +286,7 @@ fn a_repeated_id_never_overwrites_a_queued_message() {
     let mut second = spool.writer(env.clone()).unwrap();
     second.write(b"second").unwrap();
     let err = second.commit().unwrap_err();
-    assert!(
-        matches!(err, SpoolError::IdInUse(ref id) if *id == env.id),
-        "{err}"
-    );
+    assert!(matches!(err, SpoolError::IdInUse(ref id) if *id == env.id), "{err}");
     assert_eq!(body(&spool, &env.id), b"first");
     assert_eq!(count(&dir.path().join("tmp")), 0);
     assert_ne!(spool.new_id(), env.id);
@@ -404,17 +311,10 @@ fn concurrent_commits_from_20_threads_are_all_recovered() {
             })
         })
         .collect();
-    let mut committed: Vec<_> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let mut committed: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     committed.sort();
     let (requests, fsyncs) = spool.dir_sync_stats();
-    assert_eq!(
-        requests,
-        (THREADS * EACH) as u64,
-        "one dir sync request per commit"
-    );
+    assert_eq!(requests, (THREADS * EACH) as u64, "one dir sync request per commit");
     assert!(fsyncs >= 1 && fsyncs <= requests);
     drop(spool);
 
@@ -440,9 +340,7 @@ fn concurrent_records_on_one_message_all_land() {
             let (spool, id) = (Arc::clone(&spool), id.clone());
             thread::spawn(move || {
                 for at in 1..=EACH {
-                    spool
-                        .record(&id, rcpt, &RcptState::Delivered { at })
-                        .unwrap();
+                    spool.record(&id, rcpt, &RcptState::Delivered { at }).unwrap();
                 }
             })
         })

@@ -7,52 +7,27 @@ use super::{DOMAIN, bad, check, parse, with_listener};
 
 #[test]
 fn syntax_error() {
-    check(
-        "hostname = \"a\"\ndata_dir = = 1\n",
-        None,
-        Some(2),
-        "invalid",
-    );
+    check("hostname = \"a\"\ndata_dir = = 1\n", None, Some(2), "invalid");
 }
 
 #[test]
 fn duplicate_key() {
-    check(
-        &with_listener("hostname = \"a\"\nhostname = \"b\"\n"),
-        None,
-        Some(2),
-        "duplicate",
-    );
+    check(&with_listener("hostname = \"a\"\nhostname = \"b\"\n"), None, Some(2), "duplicate");
 }
 
 #[test]
 fn unknown_top_level_key() {
-    bad(
-        "hostname = \"a.example\"\nhostnme = \"x\"\n",
-        "hostnme",
-        2,
-        "unknown field `hostnme`",
-    );
+    bad("hostname = \"a.example\"\nhostnme = \"x\"\n", "hostnme", 2, "unknown field `hostnme`");
 }
 
 #[test]
 fn unknown_key_in_limits() {
-    bad(
-        "[limits]\nmax_recipent = 5\n",
-        "limits.max_recipent",
-        2,
-        "unknown field",
-    );
+    bad("[limits]\nmax_recipent = 5\n", "limits.max_recipent", 2, "unknown field");
 }
 
 #[test]
 fn unknown_key_in_inline_table() {
-    bad(
-        "timeouts = { command = \"1m\", idle = \"1m\" }\n",
-        "timeouts.idle",
-        1,
-        "unknown field `idle`",
-    );
+    bad("timeouts = { command = \"1m\", idle = \"1m\" }\n", "timeouts.idle", 1, "unknown field `idle`");
 }
 
 #[test]
@@ -63,12 +38,7 @@ fn unknown_key_in_listener() {
 
 #[test]
 fn unknown_key_in_domain() {
-    bad(
-        &format!("{DOMAIN}mailbox = [\"x\"]\n"),
-        "domains.\"example.org\".mailbox",
-        3,
-        "unknown field",
-    );
+    bad(&format!("{DOMAIN}mailbox = [\"x\"]\n"), "domains.\"example.org\".mailbox", 3, "unknown field");
 }
 
 #[test]
@@ -78,12 +48,7 @@ fn hostname_wrong_type() {
 
 #[test]
 fn count_wrong_type() {
-    bad(
-        "[limits]\nmax_recipients = \"many\"\n",
-        "limits.max_recipients",
-        2,
-        "invalid type",
-    );
+    bad("[limits]\nmax_recipients = \"many\"\n", "limits.max_recipients", 2, "invalid type");
 }
 
 #[test]
@@ -121,22 +86,12 @@ fn alias_targets_not_a_list() {
 
 #[test]
 fn hostname_not_a_domain() {
-    bad(
-        "hostname = \"mail_server\"\n",
-        "hostname",
-        1,
-        "not a valid domain name",
-    );
+    bad("hostname = \"mail_server\"\n", "hostname", 1, "not a valid domain name");
 }
 
 #[test]
 fn hostname_ip_address() {
-    bad(
-        "hostname = \"192.0.2.1\"\n",
-        "hostname",
-        1,
-        "not a valid domain name",
-    );
+    bad("hostname = \"192.0.2.1\"\n", "hostname", 1, "not a valid domain name");
 }
 
 #[test]
@@ -146,66 +101,36 @@ fn data_dir_empty() {
 
 #[test]
 fn delimiter_too_long() {
-    bad(
-        "recipient_delimiter = \"+-\"\n",
-        "recipient_delimiter",
-        1,
-        "single character",
-    );
+    bad("recipient_delimiter = \"+-\"\n", "recipient_delimiter", 1, "single character");
 }
 
 #[test]
 fn delimiter_letter() {
-    bad(
-        "recipient_delimiter = \"x\"\n",
-        "recipient_delimiter",
-        1,
-        "cannot separate",
-    );
+    bad("recipient_delimiter = \"x\"\n", "recipient_delimiter", 1, "cannot separate");
 }
 
 #[test]
 fn delimiter_at_sign() {
-    bad(
-        "recipient_delimiter = \"@\"\n",
-        "recipient_delimiter",
-        1,
-        "cannot separate",
-    );
+    bad("recipient_delimiter = \"@\"\n", "recipient_delimiter", 1, "cannot separate");
 }
 
 // --- listeners ---------------------------------------------------------------------------------
 
 #[test]
 fn no_listeners() {
-    check(
-        "hostname = \"a.example\"\n",
-        Some("listen"),
-        None,
-        "no listeners",
-    );
+    check("hostname = \"a.example\"\n", Some("listen"), None, "no listeners");
 }
 
 #[test]
 fn listener_address_not_socket_address() {
     let text = "[[listen]]\naddress = \"localhost:25\"\nrole = \"mx\"\n";
-    check(
-        text,
-        Some("listen[0].address"),
-        Some(2),
-        "not a socket address",
-    );
+    check(text, Some("listen[0].address"), Some(2), "not a socket address");
 }
 
 #[test]
 fn listener_address_without_port() {
     let text = "[[listen]]\naddress = \"127.0.0.1\"\nrole = \"mx\"\n";
-    check(
-        text,
-        Some("listen[0].address"),
-        Some(2),
-        "not a socket address",
-    );
+    check(text, Some("listen[0].address"), Some(2), "not a socket address");
 }
 
 #[test]
@@ -221,23 +146,9 @@ fn listener_unknown_role() {
 }
 
 #[test]
-fn listener_role_submission_not_supported_yet() {
-    bad(
-        "[[listen]]\naddress = \"127.0.0.1:587\"\nrole = \"submission\"\n",
-        "listen[0].role",
-        3,
-        "not supported yet",
-    );
-}
-
-#[test]
-fn listener_role_submissions_not_supported_yet() {
-    bad(
-        "[[listen]]\naddress = \"127.0.0.1:465\"\nrole = \"submissions\"\n",
-        "listen[0].role",
-        3,
-        "not supported yet",
-    );
+fn listener_unknown_role_lists_the_roles() {
+    let text = "[[listen]]\naddress = \"127.0.0.1:25\"\nrole = \"Submission\"\n";
+    check(text, Some("listen[0].role"), Some(3), "expected \"mx\", \"submission\" or \"submissions\"");
 }
 
 #[test]
@@ -255,132 +166,67 @@ fn duplicate_listener_address() {
 
 #[test]
 fn size_unparseable() {
-    bad(
-        "[limits]\nmax_message_size = \"35MB\"\n",
-        "limits.max_message_size",
-        2,
-        "expected a size",
-    );
+    bad("[limits]\nmax_message_size = \"35MB\"\n", "limits.max_message_size", 2, "expected a size");
 }
 
 #[test]
 fn size_zero() {
-    bad(
-        "[limits]\nmax_message_size = 0\n",
-        "limits.max_message_size",
-        2,
-        "greater than zero",
-    );
+    bad("[limits]\nmax_message_size = 0\n", "limits.max_message_size", 2, "greater than zero");
 }
 
 #[test]
 fn size_negative() {
-    bad(
-        "[limits]\nmax_message_size = -1\n",
-        "limits.max_message_size",
-        2,
-        "got -1",
-    );
+    bad("[limits]\nmax_message_size = -1\n", "limits.max_message_size", 2, "got -1");
 }
 
 #[test]
 fn size_wrong_type() {
-    bad(
-        "[limits]\nmax_message_size = 3.5\n",
-        "limits.max_message_size",
-        2,
-        "expected a size",
-    );
+    bad("[limits]\nmax_message_size = 3.5\n", "limits.max_message_size", 2, "expected a size");
 }
 
 #[test]
 fn max_recipients_zero() {
-    bad(
-        "[limits]\nmax_recipients = 0\n",
-        "limits.max_recipients",
-        2,
-        "at least 1",
-    );
+    bad("[limits]\nmax_recipients = 0\n", "limits.max_recipients", 2, "at least 1");
 }
 
 #[test]
 fn max_errors_negative() {
-    bad(
-        "[limits]\nmax_errors = -3\n",
-        "limits.max_errors",
-        2,
-        "at least 1, not -3",
-    );
+    bad("[limits]\nmax_errors = -3\n", "limits.max_errors", 2, "at least 1, not -3");
 }
 
 #[test]
 fn max_errors_too_large() {
-    bad(
-        "[limits]\nmax_errors = 5000000000\n",
-        "limits.max_errors",
-        2,
-        "too large",
-    );
+    bad("[limits]\nmax_errors = 5000000000\n", "limits.max_errors", 2, "too large");
 }
 
 #[test]
 fn max_connections_zero() {
-    bad(
-        "[limits]\nmax_connections = 0\n",
-        "limits.max_connections",
-        2,
-        "at least 1",
-    );
+    bad("[limits]\nmax_connections = 0\n", "limits.max_connections", 2, "at least 1");
 }
 
 #[test]
 fn max_connections_per_ip_zero() {
-    bad(
-        "[limits]\nmax_connections_per_ip = 0\n",
-        "limits.max_connections_per_ip",
-        2,
-        "at least 1",
-    );
+    bad("[limits]\nmax_connections_per_ip = 0\n", "limits.max_connections_per_ip", 2, "at least 1");
 }
 
 #[test]
 fn command_timeout_unparseable() {
-    bad(
-        "[timeouts]\ncommand = \"five minutes\"\n",
-        "timeouts.command",
-        2,
-        "expected a duration",
-    );
+    bad("[timeouts]\ncommand = \"five minutes\"\n", "timeouts.command", 2, "expected a duration");
 }
 
 #[test]
 fn data_timeout_zero() {
-    bad(
-        "[timeouts]\ndata = \"0s\"\n",
-        "timeouts.data",
-        2,
-        "greater than zero",
-    );
+    bad("[timeouts]\ndata = \"0s\"\n", "timeouts.data", 2, "greater than zero");
 }
 
 #[test]
 fn data_timeout_zero_seconds_integer() {
-    bad(
-        "[timeouts]\ndata = 0\n",
-        "timeouts.data",
-        2,
-        "greater than zero",
-    );
+    bad("[timeouts]\ndata = 0\n", "timeouts.data", 2, "greater than zero");
 }
 
 #[test]
 fn retry_schedule_empty() {
-    bad(
-        "[delivery]\nretry_schedule = []\n",
-        "delivery.retry_schedule",
-        2,
-        "at least one",
-    );
+    bad("[delivery]\nretry_schedule = []\n", "delivery.retry_schedule", 2, "at least one");
 }
 
 #[test]
@@ -395,32 +241,17 @@ fn retry_schedule_bad_element() {
 
 #[test]
 fn retry_schedule_zero_element() {
-    bad(
-        "[delivery]\nretry_schedule = [\"1m\", 0]\n",
-        "delivery.retry_schedule[1]",
-        2,
-        "greater than zero",
-    );
+    bad("[delivery]\nretry_schedule = [\"1m\", 0]\n", "delivery.retry_schedule[1]", 2, "greater than zero");
 }
 
 #[test]
 fn max_age_zero() {
-    bad(
-        "[delivery]\nmax_age = \"0d\"\n",
-        "delivery.max_age",
-        2,
-        "greater than zero",
-    );
+    bad("[delivery]\nmax_age = \"0d\"\n", "delivery.max_age", 2, "greater than zero");
 }
 
 #[test]
 fn local_concurrency_zero() {
-    bad(
-        "[delivery]\nlocal_concurrency = 0\n",
-        "delivery.local_concurrency",
-        2,
-        "at least 1",
-    );
+    bad("[delivery]\nlocal_concurrency = 0\n", "delivery.local_concurrency", 2, "at least 1");
 }
 
 // --- files ---------------------------------------------------------------------------------------
@@ -433,17 +264,11 @@ fn unreadable_file() {
     assert_eq!(e.file, path.display().to_string());
     assert_eq!((e.line, e.key.as_deref()), (None, None));
     assert!(e.message.contains("cannot read"), "{e}");
-    assert!(
-        e.to_string()
-            .starts_with(&format!("{}: cannot read", path.display()))
-    );
+    assert!(e.to_string().starts_with(&format!("{}: cannot read", path.display())));
 }
 
 #[test]
 fn display_names_file_line_and_key() {
     let e = parse(&with_listener("[limits]\nmax_errors = 0\n")).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "test.toml: line 2: key `limits.max_errors`: must be at least 1, not 0"
-    );
+    assert_eq!(e.to_string(), "test.toml: line 2: key `limits.max_errors`: must be at least 1, not 0");
 }

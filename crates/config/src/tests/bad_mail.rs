@@ -7,12 +7,7 @@ use super::{DOMAIN, bad};
 
 #[test]
 fn domain_name_invalid() {
-    bad(
-        "[domains.\"exa mple.org\"]\nany_mailbox = true\n",
-        "domains.\"exa mple.org\"",
-        1,
-        "not a valid domain name",
-    );
+    bad("[domains.\"exa mple.org\"]\nany_mailbox = true\n", "domains.\"exa mple.org\"", 1, "not a valid domain name");
 }
 
 #[test]
@@ -54,16 +49,8 @@ fn mailbox_hidden() {
 
 #[test]
 fn mailbox_too_long() {
-    let text = format!(
-        "[domains.\"example.org\"]\nmailboxes = [\"{}\"]\n",
-        "a".repeat(65)
-    );
-    bad(
-        &text,
-        "domains.\"example.org\".mailboxes",
-        2,
-        "not a valid mailbox name",
-    );
+    let text = format!("[domains.\"example.org\"]\nmailboxes = [\"{}\"]\n", "a".repeat(65));
+    bad(&text, "domains.\"example.org\".mailboxes", 2, "not a valid mailbox name");
 }
 
 #[test]
@@ -78,12 +65,7 @@ fn mailbox_listed_twice() {
 
 #[test]
 fn catch_all_not_an_address() {
-    bad(
-        &format!("{DOMAIN}catch_all = \"alice\"\n"),
-        "domains.\"example.org\".catch_all",
-        3,
-        "not a valid address",
-    );
+    bad(&format!("{DOMAIN}catch_all = \"alice\"\n"), "domains.\"example.org\".catch_all", 3, "not a valid address");
 }
 
 #[test]
@@ -109,35 +91,20 @@ fn catch_all_not_a_mailbox() {
 #[test]
 fn catch_all_invalid_name_under_any_mailbox() {
     let text = "[domains.\"example.org\"]\nany_mailbox = true\ncatch_all = \"a+b@example.org\"\n";
-    bad(
-        text,
-        "domains.\"example.org\".catch_all",
-        3,
-        "not a mailbox",
-    );
+    bad(text, "domains.\"example.org\".catch_all", 3, "not a mailbox");
 }
 
 // --- aliases -------------------------------------------------------------------------------------
 
 #[test]
 fn alias_key_not_an_address() {
-    bad(
-        &format!("{DOMAIN}[aliases]\n\"team\" = [\"alice@example.org\"]\n"),
-        "aliases.team",
-        4,
-        "not a valid address",
-    );
+    bad(&format!("{DOMAIN}[aliases]\n\"team\" = [\"alice@example.org\"]\n"), "aliases.team", 4, "not a valid address");
 }
 
 #[test]
 fn alias_key_not_local() {
     let text = format!("{DOMAIN}[aliases]\n\"team@example.net\" = [\"alice@example.org\"]\n");
-    bad(
-        &text,
-        "aliases.\"team@example.net\"",
-        4,
-        "not in a local domain",
-    );
+    bad(&text, "aliases.\"team@example.net\"", 4, "not in a local domain");
 }
 
 #[test]
@@ -161,26 +128,15 @@ fn alias_without_targets() {
 
 #[test]
 fn alias_target_not_an_address() {
-    let text = format!(
-        "{DOMAIN}[aliases]\n\"team@example.org\" = [\"alice@example.org\",\n  \"bob at example.org\"]\n"
-    );
-    bad(
-        &text,
-        "aliases.\"team@example.org\"",
-        5,
-        "not a valid address",
-    );
+    let text =
+        format!("{DOMAIN}[aliases]\n\"team@example.org\" = [\"alice@example.org\",\n  \"bob at example.org\"]\n");
+    bad(&text, "aliases.\"team@example.org\"", 5, "not a valid address");
 }
 
 #[test]
 fn alias_target_unknown_mailbox() {
     let text = format!("{DOMAIN}[aliases]\n\"team@example.org\" = [\"alcie@example.org\"]\n");
-    bad(
-        &text,
-        "aliases.\"team@example.org\"",
-        4,
-        "alcie@example.org` is no alias or mailbox",
-    );
+    bad(&text, "aliases.\"team@example.org\"", 4, "alcie@example.org` is no alias or mailbox");
 }
 
 #[test]
@@ -188,23 +144,13 @@ fn alias_target_unknown_mailbox_is_not_caught_all() {
     let text = format!(
         "{DOMAIN}catch_all = \"alice@example.org\"\n[aliases]\n\"team@example.org\" = [\"alcie@example.org\"]\n"
     );
-    bad(
-        &text,
-        "aliases.\"team@example.org\"",
-        5,
-        "is no alias or mailbox",
-    );
+    bad(&text, "aliases.\"team@example.org\"", 5, "is no alias or mailbox");
 }
 
 #[test]
 fn alias_target_invalid_mailbox_name_under_any_mailbox() {
     let text = "[domains.\"example.org\"]\nany_mailbox = true\n[aliases]\n\"x@example.org\" = [\"a/b@example.org\"]\n";
-    bad(
-        text,
-        "aliases.\"x@example.org\"",
-        4,
-        "not a valid mailbox name",
-    );
+    bad(text, "aliases.\"x@example.org\"", 4, "not a valid mailbox name");
 }
 
 #[test]
@@ -212,12 +158,7 @@ fn alias_loop() {
     let text = format!(
         "{DOMAIN}[aliases]\n\"a@example.org\" = [\"b@example.org\"]\n\"b@example.org\" = [\"alice@example.org\", \"a@example.org\"]\n"
     );
-    bad(
-        &text,
-        "aliases.\"a@example.org\"",
-        4,
-        "alias loop: b@example.org → a@example.org → b@example.org",
-    );
+    bad(&text, "aliases.\"a@example.org\"", 4, "alias loop: b@example.org → a@example.org → b@example.org");
 }
 
 #[test]
@@ -237,10 +178,7 @@ fn aliases_nested_too_deep() {
     // a0 -> a1 -> ... -> a11 -> alice: twelve levels of aliases.
     let mut text = format!("{DOMAIN}[aliases]\n");
     for i in 0..11 {
-        text.push_str(&format!(
-            "\"a{i}@example.org\" = [\"a{}@example.org\"]\n",
-            i + 1
-        ));
+        text.push_str(&format!("\"a{i}@example.org\" = [\"a{}@example.org\"]\n", i + 1));
     }
     text.push_str("\"a11@example.org\" = [\"alice@example.org\"]\n");
     bad(&text, "aliases.\"a0@example.org\"", 4, "deeper than 10");

@@ -1,18 +1,18 @@
 //! Loading good configurations: the embedded default, the example file, defaults, round trips.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{FILE, parse_ok, with_listener};
-use crate::{Config, Delivery, Domain, Limits, Role, Timeouts};
+use crate::{Auth, Config, Delivery, Domain, Limits, Role, Timeouts, Tls};
 
 const EXAMPLE: &str = include_str!("../../../../dakiya.example.toml");
 
 fn round_trip(config: &Config) {
     let text = config.to_toml();
-    let again = Config::parse(&text, &config.source)
-        .unwrap_or_else(|e| panic!("to_toml output does not parse: {e}\n{text}"));
+    let again =
+        Config::parse(&text, &config.source).unwrap_or_else(|e| panic!("to_toml output does not parse: {e}\n{text}"));
     assert_eq!(&again, config, "{text}");
     // And the output is a fixed point.
     assert_eq!(again.to_toml(), text);
@@ -24,25 +24,29 @@ fn embedded_default_parses() {
     assert_eq!(c.source, "<embedded default>");
     assert_eq!(c.hostname, "localhost");
     assert_eq!(c.data_dir, PathBuf::from("./dakiya-data"));
-    assert_eq!(c.listeners.len(), 1);
+    let listeners: Vec<(SocketAddr, Role)> = c.listeners.iter().map(|l| (l.address, l.role)).collect();
+    let at = |s: &str| s.parse::<SocketAddr>().unwrap();
     assert_eq!(
-        c.listeners[0].address,
-        "127.0.0.1:2525".parse::<SocketAddr>().unwrap()
+        listeners,
+        [
+            (at("127.0.0.1:2525"), Role::Mx),
+            (at("127.0.0.1:2587"), Role::Submission),
+            (at("127.0.0.1:2465"), Role::Submissions),
+        ]
     );
-    assert_eq!(c.listeners[0].role, Role::Mx);
-    let localhost = Domain {
-        any_mailbox: true,
-        ..Domain::default()
-    };
-    assert_eq!(
-        c.domains.into_iter().collect::<Vec<_>>(),
-        [("localhost".to_owned(), localhost)]
-    );
+    let localhost = Domain { any_mailbox: true, ..Domain::default() };
+    assert_eq!(c.domains.clone().into_iter().collect::<Vec<_>>(), [("localhost".to_owned(), localhost)]);
     assert!(c.aliases.is_empty());
     assert_eq!(c.recipient_delimiter, Some('+'));
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.timeouts, Timeouts::default());
     assert_eq!(c.delivery, Delivery::default());
+    // No certificate files: a self-signed one in data_dir/tls.
+    assert_eq!(c.tls, Tls::default());
+    assert_eq!(c.self_signed_tls_dir(), PathBuf::from("./dakiya-data/tls"));
+    assert_eq!(c.auth, Auth::defaults(&c.data_dir));
+    assert!(c.trusted_networks.is_empty());
+    assert!(c.send_as.is_empty());
 }
 
 #[test]
@@ -52,15 +56,23 @@ fn defaults_match_the_spec() {
     assert_eq!((l.max_recipients, l.max_errors), (100, 10));
     assert_eq!((l.max_connections, l.max_connections_per_ip), (1000, 50));
     let t = Timeouts::default();
-    assert_eq!(
-        (t.command, t.data),
-        (Duration::from_secs(300), Duration::from_secs(180))
-    );
+    assert_eq!((t.command, t.data), (Duration::from_secs(300), Duration::from_secs(180)));
     let d = Delivery::default();
     let minutes: Vec<u64> = d.retry_schedule.iter().map(|t| t.as_secs() / 60).collect();
     assert_eq!(minutes, [1, 5, 15, 30, 60, 120, 240]);
     assert_eq!(d.max_age, Duration::from_secs(5 * 86_400));
     assert_eq!(d.local_concurrency, 4);
+    let t = Tls::default();
+    assert_eq!((t.cert, t.key), (None, None));
+    assert_eq!(t.check_interval, Duration::from_secs(30));
+    let a = Auth::defaults(Path::new("/srv/d"));
+    assert_eq!(a.users_file, PathBuf::from("/srv/d/users"));
+    assert!(!a.plaintext_on_loopback);
+    assert!(a.users_are_mailboxes);
+    assert_eq!(a.failure_delay, Duration::from_secs(1));
+    assert_eq!(a.max_failures, 5);
+    assert_eq!(a.failure_window, Duration::from_secs(600));
+    assert_eq!(a.lockout, Duration::from_secs(900));
 }
 
 #[test]
@@ -68,23 +80,26 @@ fn example_file_parses() {
     let c = parse_ok(EXAMPLE);
     assert_eq!(c.hostname, "mail.example.org");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/dakiya"));
-    assert_eq!(c.listeners.len(), 2);
+    let roles: Vec<Role> = c.listeners.iter().map(|l| l.role).collect();
+    assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions]);
     assert_eq!(c.domains.len(), 3);
     let org = &c.domains["example.org"];
     assert_eq!(org.catch_all.as_deref(), Some("alice@example.org"));
     assert!(org.mailboxes.contains("carol"));
+    assert_eq!(c.aliases["team@example.org"], ["alice@example.org", "bob@example.org", "carol@elsewhere.example"]);
     assert_eq!(
-        c.aliases["team@example.org"],
-        [
-            "alice@example.org",
-            "bob@example.org",
-            "carol@elsewhere.example"
-        ]
+        c.tls.files(),
+        Some((Path::new("/etc/dakiya/tls/fullchain.pem"), Path::new("/etc/dakiya/tls/privkey.pem")))
     );
+    let nets: Vec<String> = c.trusted_networks.iter().map(ToString::to_string).collect();
+    assert_eq!(nets, ["192.0.2.0/24", "2001:db8::/32", "127.0.0.1/32"]);
+    assert_eq!(c.send_as["alice@example.org"], ["info@example.org", "@example.net"]);
     // The example spells out the defaults.
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.timeouts, Timeouts::default());
     assert_eq!(c.delivery, Delivery::default());
+    assert_eq!(c.tls.check_interval, Tls::default().check_interval);
+    assert_eq!(c.auth, Auth::defaults(&c.data_dir));
 }
 
 #[test]
@@ -130,17 +145,11 @@ fn round_trip_unusual_values() {
     assert_eq!(org.catch_all.as_deref(), Some("x=y@example.org"));
     assert_eq!(c.domains["other"], Domain::default());
     // Local targets are lowercased; a remote local part keeps its case.
-    assert_eq!(
-        c.aliases["team@example.org"],
-        ["élodie@example.org", "Carol.Smith@remote.example"]
-    );
+    assert_eq!(c.aliases["team@example.org"], ["élodie@example.org", "Carol.Smith@remote.example"]);
     assert_eq!(c.limits.max_message_size, 1536);
     assert_eq!(c.timeouts.command, Duration::from_secs(90));
     assert_eq!(c.timeouts.data, Duration::from_millis(1500));
-    assert_eq!(
-        c.delivery.retry_schedule,
-        [Duration::from_secs(5400), Duration::from_secs(45)]
-    );
+    assert_eq!(c.delivery.retry_schedule, [Duration::from_secs(5400), Duration::from_secs(45)]);
     assert_eq!(c.listeners.len(), 2);
     round_trip(&c);
 }
@@ -152,9 +161,7 @@ fn round_trip_no_domains() {
 
 #[test]
 fn sizes_and_durations_in_both_forms() {
-    let c = parse_ok(&with_listener(
-        "[limits]\nmax_message_size = \"10M\"\n[timeouts]\ncommand = 60\ndata = \"2m\"\n",
-    ));
+    let c = parse_ok(&with_listener("[limits]\nmax_message_size = \"10M\"\n[timeouts]\ncommand = 60\ndata = \"2m\"\n"));
     assert_eq!(c.limits.max_message_size, 10 << 20);
     assert_eq!(c.timeouts.command, Duration::from_secs(60));
     assert_eq!(c.timeouts.data, Duration::from_secs(120));
@@ -177,10 +184,7 @@ fn ten_levels_of_aliases_are_allowed() {
     // a1 -> a2 -> ... -> a10 -> alice: ten aliases deep, from the network too.
     let mut text = "[domains.\"example.org\"]\nmailboxes = [\"alice\"]\n[aliases]\n".to_owned();
     for i in 1..10 {
-        text.push_str(&format!(
-            "\"a{i}@example.org\" = [\"a{}@example.org\"]\n",
-            i + 1
-        ));
+        text.push_str(&format!("\"a{i}@example.org\" = [\"a{}@example.org\"]\n", i + 1));
     }
     text.push_str("\"a10@example.org\" = [\"alice@example.org\"]\n");
     let c = parse_ok(&with_listener(&text));

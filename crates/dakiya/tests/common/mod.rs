@@ -38,10 +38,7 @@ impl TestServer {
     /// Starts (or restarts) the server in an existing data directory.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
         let data = dir.path().join("data");
-        let cfg = format!(
-            "data_dir = {:?}\n{BASE_CONFIG}\n{extra}",
-            data.display().to_string()
-        );
+        let cfg = format!("data_dir = {:?}\n{BASE_CONFIG}\n{extra}", data.display().to_string());
         let cfg_path = dir.path().join("dakiya.toml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_dakiya"))
@@ -77,12 +74,7 @@ impl TestServer {
                 panic!("server did not start; log:\n{}", log.lock().unwrap());
             }
         };
-        TestServer {
-            child,
-            addr,
-            dir,
-            log,
-        }
+        TestServer { child, addr, dir, log }
     }
 
     pub fn data(&self) -> PathBuf {
@@ -90,11 +82,7 @@ impl TestServer {
     }
 
     pub fn maildir(&self, mailbox: &str) -> PathBuf {
-        self.data()
-            .join("mail")
-            .join("example.test")
-            .join(mailbox)
-            .join("new")
+        self.data().join("mail").join("example.test").join(mailbox).join("new")
     }
 
     /// Messages delivered to `mailbox`, waiting up to 10 s for at least `n`.
@@ -147,10 +135,7 @@ fn read_dir_sorted(dir: &Path) -> Vec<String> {
         Err(_) => return Vec::new(),
     };
     names.sort();
-    names
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
+    names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
 }
 
 /// A line-oriented SMTP client on a raw socket.
@@ -165,9 +150,7 @@ impl Client {
             None => TcpStream::connect(addr).unwrap(),
             Some(ip) => socket_bound_to(ip, addr),
         };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         let mut c = Client { stream, reader };
         let greeting = c.reply();
@@ -229,10 +212,7 @@ impl Client {
 /// A client socket bound to a given loopback source address (another "client IP").
 fn socket_bound_to(ip: &str, addr: SocketAddr) -> TcpStream {
     // std has no bind-before-connect; tokio's TcpSocket does, on a throwaway runtime.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ip: std::net::IpAddr = ip.parse().unwrap();
     let stream = rt.block_on(async {
         let s = tokio::net::TcpSocket::new_v4().unwrap();

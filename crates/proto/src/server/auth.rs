@@ -62,18 +62,14 @@ impl<T> Server<T> {
             return None;
         }
         match (mechanism, initial) {
-            (Mechanism::Plain, Some(resp)) => {
-                self.sasl_response(SaslStep::PlainResponse, resp.as_bytes())
-            }
+            (Mechanism::Plain, Some(resp)) => self.sasl_response(SaslStep::PlainResponse, resp.as_bytes()),
             (Mechanism::Plain, None) => {
                 // RFC 4954 §4: an empty challenge.
                 self.reply(replies::r(334, (0, 0, 0), "").without_enhanced());
                 self.phase = Phase::Sasl(SaslStep::PlainResponse);
                 None
             }
-            (Mechanism::Login, Some(resp)) => {
-                self.sasl_response(SaslStep::LoginUser, resp.as_bytes())
-            }
+            (Mechanism::Login, Some(resp)) => self.sasl_response(SaslStep::LoginUser, resp.as_bytes()),
             (Mechanism::Login, None) => {
                 self.challenge("Username:");
                 self.phase = Phase::Sasl(SaslStep::LoginUser);
@@ -88,9 +84,7 @@ impl<T> Server<T> {
 
     /// One client response line during AUTH.
     pub(super) fn sasl_response(&mut self, step: SaslStep, line: &[u8]) -> Option<Step> {
-        let decoded = std::str::from_utf8(line)
-            .map_err(|_| SaslError::Malformed)
-            .and_then(sasl::decode_response);
+        let decoded = std::str::from_utf8(line).map_err(|_| SaslError::Malformed).and_then(sasl::decode_response);
         let result = decoded.and_then(|raw| match step {
             SaslStep::PlainResponse => sasl::parse_plain(&raw).map(Some),
             SaslStep::LoginUser => {
@@ -101,11 +95,7 @@ impl<T> Server<T> {
             }
             SaslStep::LoginPassword(username) => {
                 let password = sasl::parse_login_item(&raw)?;
-                Ok(Some(Credentials {
-                    mechanism: Mechanism::Login,
-                    username,
-                    password,
-                }))
+                Ok(Some(Credentials { mechanism: Mechanism::Login, username, password }))
             }
         });
         match result {

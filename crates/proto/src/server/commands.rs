@@ -175,11 +175,7 @@ impl<T> Server<T> {
             tx.started = true;
             tx.used_bdat = true;
         }
-        self.phase = Phase::Bdat {
-            remaining: size,
-            last,
-            refuse,
-        };
+        self.phase = Phase::Bdat { remaining: size, last, refuse };
         start.then_some(Step::Start)
     }
 }
@@ -190,14 +186,8 @@ fn command_error_reply(e: &CommandError) -> Reply {
         CommandError::Unknown => replies::unknown_command(),
         CommandError::Invalid => replies::invalid_chars(),
         CommandError::Syntax(text) => replies::r(501, (5, 5, 2), &format!("Syntax error: {text}")),
-        CommandError::Sender(err) => {
-            replies::r(501, (5, 1, 7), &format!("Bad sender address syntax: {err}"))
-        }
-        CommandError::Recipient(err) => replies::r(
-            501,
-            (5, 1, 3),
-            &format!("Bad recipient address syntax: {err}"),
-        ),
+        CommandError::Sender(err) => replies::r(501, (5, 1, 7), &format!("Bad sender address syntax: {err}")),
+        CommandError::Recipient(err) => replies::r(501, (5, 1, 3), &format!("Bad recipient address syntax: {err}")),
         CommandError::Param(ParamError::Unknown(k)) => {
             // RFC 5321 §4.1.1.11: unrecognised parameters get 555.
             replies::r(555, (5, 5, 4), &format!("Parameter {k} not recognized"))

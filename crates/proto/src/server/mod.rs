@@ -426,11 +426,7 @@ impl<T> Server<T> {
                 Phase::SkipLine => match line::skip_line(rest) {
                     Ok((used, found)) => {
                         pos += used;
-                        self.phase = if found {
-                            Phase::Command
-                        } else {
-                            Phase::SkipLine
-                        };
+                        self.phase = if found { Phase::Command } else { Phase::SkipLine };
                         if !found {
                             return (pos, Step::NeedInput);
                         }
@@ -444,11 +440,7 @@ impl<T> Server<T> {
                         Ok((used, end)) => {
                             pos += used;
                             let nul = dec.saw_nul();
-                            self.phase = if end {
-                                Phase::Command
-                            } else {
-                                Phase::Data(dec)
-                            };
+                            self.phase = if end { Phase::Command } else { Phase::Data(dec) };
                             return (pos, self.content(end, nul));
                         }
                     }
@@ -474,17 +466,10 @@ impl<T> Server<T> {
                     }
                     Err(_) => return (pos, self.framing_error()),
                 },
-                Phase::Bdat {
-                    remaining,
-                    last,
-                    refuse,
-                } => {
+                Phase::Bdat { remaining, last, refuse } => {
                     let take = remaining.min(rest.len() as u64) as usize;
                     pos += take;
-                    return (
-                        pos,
-                        self.bdat_chunk(&rest[..take], remaining - take as u64, last, refuse),
-                    );
+                    return (pos, self.bdat_chunk(&rest[..take], remaining - take as u64, last, refuse));
                 }
             }
         }
@@ -510,21 +495,11 @@ impl<T> Server<T> {
             self.queued = Some(q);
             return Step::Body;
         }
-        if self.scratch.is_empty() {
-            Step::NeedInput
-        } else {
-            Step::Body
-        }
+        if self.scratch.is_empty() { Step::NeedInput } else { Step::Body }
     }
 
     /// Handles `data` of a BDAT chunk with `remaining` octets still to come.
-    fn bdat_chunk(
-        &mut self,
-        data: &[u8],
-        remaining: u64,
-        last: bool,
-        refuse: Option<Reply>,
-    ) -> Step {
+    fn bdat_chunk(&mut self, data: &[u8], remaining: u64, last: bool, refuse: Option<Reply>) -> Step {
         self.scratch.clear();
         let max = self.cfg.max_message_size;
         let mut framing_broken = false;
@@ -542,16 +517,8 @@ impl<T> Server<T> {
             return self.framing_error();
         }
         if remaining > 0 {
-            self.phase = Phase::Bdat {
-                remaining,
-                last,
-                refuse,
-            };
-            return if self.scratch.is_empty() {
-                Step::NeedInput
-            } else {
-                Step::Body
-            };
+            self.phase = Phase::Bdat { remaining, last, refuse };
+            return if self.scratch.is_empty() { Step::NeedInput } else { Step::Body };
         }
         self.phase = Phase::Command;
         let end = match refuse {
@@ -576,11 +543,7 @@ impl<T> Server<T> {
                     self.reply(replies::size_exceeded());
                     Some(Queued::MessageAbort)
                 } else {
-                    self.reply(replies::r(
-                        250,
-                        (2, 0, 0),
-                        &format!("{size} octets received"),
-                    ));
+                    self.reply(replies::r(250, (2, 0, 0), &format!("{size} octets received")));
                     None
                 }
             }
@@ -640,11 +603,7 @@ impl<T> Server<T> {
         self.errors += 1;
         if self.errors > self.cfg.max_errors && !self.is_closed() {
             let had_message = self.shutdown(replies::too_many_errors());
-            self.queued = Some(if had_message {
-                Queued::MessageAbort
-            } else {
-                Queued::Close
-            });
+            self.queued = Some(if had_message { Queued::MessageAbort } else { Queued::Close });
         }
     }
 }
@@ -654,11 +613,7 @@ const MAX_SASL_LINE: usize = 12288;
 
 /// The length limit for the command line at the start of `rest`.
 fn command_line_limit(rest: &[u8]) -> usize {
-    if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"AUTH ") {
-        MAX_SASL_LINE
-    } else {
-        MAX_COMMAND_LINE
-    }
+    if rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"AUTH ") { MAX_SASL_LINE } else { MAX_COMMAND_LINE }
 }
 
 /// Internal result of one step; converted to [`Event`] by `poll`.

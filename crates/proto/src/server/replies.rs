@@ -33,11 +33,7 @@ pub(crate) fn help() -> Reply {
 }
 pub(crate) fn vrfy() -> Reply {
     // RFC 5321 §3.5.3: 252 when the server will not verify but will attempt delivery.
-    r(
-        252,
-        (2, 5, 0),
-        "Cannot VRFY user, but will accept message and attempt delivery",
-    )
+    r(252, (2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery")
 }
 pub(crate) fn expn() -> Reply {
     r(502, (5, 5, 1), "EXPN not available")
@@ -52,30 +48,18 @@ pub(crate) fn invalid_chars() -> Reply {
     r(500, (5, 5, 2), "Command contains invalid characters")
 }
 pub(crate) fn line_too_long() -> Reply {
-    r(
-        500,
-        (5, 5, 6),
-        "Line too long (limit is 512 octets including CRLF, RFC 5321 4.5.3.1.4)",
-    )
+    r(500, (5, 5, 6), "Line too long (limit is 512 octets including CRLF, RFC 5321 4.5.3.1.4)")
 }
 pub(crate) fn bare_newline() -> Reply {
     // Closing is the only safe answer to ambiguous framing (SMTP smuggling); Postfix's
     // smtpd_forbid_bare_newline uses the same code.
-    r(
-        521,
-        (5, 5, 2),
-        "Bare CR or LF received; lines must end with CRLF. Closing connection",
-    )
+    r(521, (5, 5, 2), "Bare CR or LF received; lines must end with CRLF. Closing connection")
 }
 pub(crate) fn too_many_errors() -> Reply {
     r(421, (4, 7, 0), "Too many errors, closing connection")
 }
 pub(crate) fn http() -> Reply {
-    r(
-        221,
-        (2, 7, 0),
-        "This is an SMTP server, not HTTP. Closing connection",
-    )
+    r(221, (2, 7, 0), "This is an SMTP server, not HTTP. Closing connection")
 }
 pub(crate) fn need_helo() -> Reply {
     r(503, (5, 5, 1), "Send EHLO or HELO first")
@@ -94,11 +78,7 @@ pub(crate) fn no_valid_recipients() -> Reply {
     r(554, (5, 5, 1), "No valid recipients")
 }
 pub(crate) fn data_after_bdat() -> Reply {
-    r(
-        503,
-        (5, 5, 1),
-        "DATA not allowed after BDAT in one transaction",
-    )
+    r(503, (5, 5, 1), "DATA not allowed after BDAT in one transaction")
 }
 pub(crate) fn too_many_recipients() -> Reply {
     // RFC 5321 §4.5.3.1.10.
@@ -106,29 +86,17 @@ pub(crate) fn too_many_recipients() -> Reply {
 }
 pub(crate) fn size_exceeded() -> Reply {
     // RFC 1870 §6.
-    r(
-        552,
-        (5, 3, 4),
-        "Message size exceeds fixed maximum message size",
-    )
+    r(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
 }
 pub(crate) fn nul_in_message() -> Reply {
     r(554, (5, 6, 0), "Message contains NUL octets; refused")
 }
 pub(crate) fn need_smtputf8() -> Reply {
     // RFC 6531 §3.5: a non-ASCII address without SMTPUTF8.
-    r(
-        553,
-        (5, 6, 7),
-        "Non-ASCII address requires the SMTPUTF8 parameter on MAIL",
-    )
+    r(553, (5, 6, 7), "Non-ASCII address requires the SMTPUTF8 parameter on MAIL")
 }
 pub(crate) fn params_without_ehlo() -> Reply {
-    r(
-        555,
-        (5, 5, 4),
-        "MAIL/RCPT parameters are not accepted after HELO; use EHLO",
-    )
+    r(555, (5, 5, 4), "MAIL/RCPT parameters are not accepted after HELO; use EHLO")
 }
 pub(crate) fn ready_for_tls() -> Reply {
     r(220, (2, 0, 0), "Ready to start TLS")
@@ -152,11 +120,7 @@ pub(crate) fn already_authenticated() -> Reply {
     r(503, (5, 5, 1), "Already authenticated")
 }
 pub(crate) fn auth_in_transaction() -> Reply {
-    r(
-        503,
-        (5, 5, 1),
-        "AUTH not permitted during a mail transaction",
-    )
+    r(503, (5, 5, 1), "AUTH not permitted during a mail transaction")
 }
 pub(crate) fn auth_needs_ehlo() -> Reply {
     r(503, (5, 5, 1), "Send EHLO first")

@@ -1,0 +1,114 @@
+//! The decisions the session asks the driver for: who may send, to whom, and who is who.
+
+use crate::conn::Shared;
+use dakiya_auth::ThrottleVerdict;
+use dakiya_config::{Config, RcptError, Target};
+use dakiya_proto::address::{ForwardPath, ReversePath};
+use dakiya_proto::sasl::Credentials;
+use dakiya_proto::{Enhanced, Reply};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// What the connection knows about its client that policy depends on.
+pub struct Client {
+    pub ip: IpAddr,
+    /// In `trusted_networks`: may relay without AUTH.
+    pub trusted: bool,
+}
+
+/// RCPT: ours (and where it goes), relayed for a permitted client, or refused.
+pub fn check_recipient(
+    shared: &Shared,
+    client: &Client,
+    user: Option<&str>,
+    path: &ForwardPath,
+) -> Result<Vec<Target>, Reply> {
+    let cfg = &shared.config;
+    let may_relay = user.is_some() || client.trusted;
+    let (local, domain) = match path {
+        // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted; it means the
+        // postmaster of our host name, or of the first local domain.
+        ForwardPath::Postmaster => {
+            let domain = if cfg.is_local_domain(&cfg.hostname) {
+                cfg.hostname.clone()
+            } else {
+                cfg.domains.keys().next().cloned().unwrap_or_default()
+            };
+            ("postmaster".to_string(), domain)
+        }
+        // Address literals are never ours and never relayed (a classic open-relay trick).
+        ForwardPath::Mailbox(m) if m.is_literal() => return Err(relay_denied()),
+        ForwardPath::Mailbox(m) => (m.local.clone(), m.domain.clone()),
+    };
+    let users = &shared.users;
+    let is_user = |addr: &str| users.exists(addr);
+    match cfg.resolve_with(&local, &domain, &is_user) {
+        Ok(targets) => Ok(targets),
+        Err(RcptError::NotLocal) if may_relay => match path {
+            ForwardPath::Mailbox(m) => Ok(vec![Target::Remote { address: m.to_string() }]),
+            ForwardPath::Postmaster => Err(relay_denied()),
+        },
+        Err(RcptError::NotLocal) => Err(relay_denied()),
+        Err(RcptError::AliasLoop) => Err(Reply::new(550, Enhanced(5, 4, 6), "Alias loop detected for this recipient")),
+        // Refuse unknown users at RCPT time so we never bounce to forged senders.
+        Err(_) => Err(Reply::new(550, Enhanced(5, 1, 1), "No such user here")),
+    }
+}
+
+fn relay_denied() -> Reply {
+    Reply::new(550, Enhanced(5, 7, 1), "Relaying denied")
+}
+
+/// MAIL: an authenticated user may only use addresses they own (their own, their aliases,
+/// what `send_as` grants). Unauthenticated senders are judged later (SPF/DMARC).
+pub fn check_sender(cfg: &Config, user: Option<&str>, from: &ReversePath) -> Result<(), Reply> {
+    let Some(user) = user else { return Ok(()) };
+    let from = match from {
+        ReversePath::Null => String::new(),
+        ReversePath::Mailbox(m) => m.to_string(),
+    };
+    if cfg.may_send_as(user, &from) {
+        Ok(())
+    } else {
+        tracing::warn!(user = %user, from = %from, "sender address not owned by the authenticated user");
+        Err(Reply::new(553, Enhanced(5, 7, 1), "Sender address not owned by the authenticated user"))
+    }
+}
+
+/// AUTH: throttling per client, then the (slow, blocking) password check. Only the
+/// mechanism, user name and result are logged — never the password or the AUTH line.
+pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) -> Result<String, Reply> {
+    let mechanism = creds.mechanism.name();
+    let user = creds.username.to_lowercase();
+    let verdict = shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).check(client.ip, Instant::now());
+    match verdict {
+        ThrottleVerdict::Locked { .. } => {
+            tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %"locked-out", "auth");
+            return Err(Reply::new(454, Enhanced(4, 7, 0), "Too many failed authentication attempts; try again later"));
+        }
+        // Each recent failure from this client slows its next attempt (the lock is not held).
+        ThrottleVerdict::Allowed { delay } => tokio::time::sleep(delay).await,
+    }
+    let (users, name, password) = (shared.users.clone(), user.clone(), creds.password);
+    let checked = tokio::task::spawn_blocking(move || users.verify(&name, &password)).await;
+    match checked {
+        Ok(Ok(true)) => {
+            shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).success(client.ip);
+            tracing::info!(peer = %client.ip, mechanism, user = %user, result = %"ok", "auth");
+            Ok(user)
+        }
+        Ok(Ok(false)) => {
+            shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).failure(client.ip, Instant::now());
+            tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %"failed", "auth");
+            Err(Reply::new(535, Enhanced(5, 7, 8), "Authentication credentials invalid"))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "user store unavailable");
+            Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "authentication task failed");
+            Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
+        }
+    }
+}

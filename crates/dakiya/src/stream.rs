@@ -1,0 +1,130 @@
+//! The connection's byte stream: plain TCP, or TLS over TCP (after STARTTLS or from the
+//! start on implicit-TLS listeners).
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+
+/// Read buffer growth step. A plain connection holds no buffer while it waits, so an idle
+/// session costs only its state machine and socket.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why the driver stopped reading.
+pub enum Wait {
+    Data,
+    Closed,
+    TimedOut,
+    Shutdown,
+}
+
+/// Plain or TLS; `Gone` only transiently while upgrading.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+/// TLS parameters of an established session, for logs and the Received: header.
+#[derive(Clone, Debug)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+impl Stream {
+    pub async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(data).await,
+            Stream::Tls(s) => {
+                s.write_all(data).await?;
+                s.flush().await
+            }
+            Stream::Gone => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = match self {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+            Stream::Gone => Ok(()),
+        };
+    }
+
+    /// Reads more input, waiting at most `timeout`, or until shutdown is signalled.
+    pub async fn read_more(
+        &mut self,
+        input: &mut Vec<u8>,
+        timeout: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Wait {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = match self {
+                // Wait for readability without holding a buffer, then read what is there.
+                Stream::Plain(s) => tokio::select! {
+                    r = tokio::time::timeout_at(deadline, s.readable()) => match r {
+                        Err(_) => return Wait::TimedOut,
+                        Ok(Err(_)) => return Wait::Closed,
+                        Ok(Ok(())) => {
+                            input.reserve(READ_CHUNK);
+                            match s.try_read_buf(input) {
+                                Ok(0) => return Wait::Closed,
+                                Ok(_) => true,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+                                Err(_) => return Wait::Closed,
+                            }
+                        }
+                    },
+                    _ = shutdown.changed() => return Wait::Shutdown,
+                },
+                Stream::Tls(s) => {
+                    input.reserve(READ_CHUNK);
+                    tokio::select! {
+                        r = tokio::time::timeout_at(deadline, s.read_buf(input)) => match r {
+                            Err(_) => return Wait::TimedOut,
+                            Ok(Ok(0)) | Ok(Err(_)) => return Wait::Closed,
+                            Ok(Ok(_)) => true,
+                        },
+                        _ = shutdown.changed() => return Wait::Shutdown,
+                    }
+                }
+                Stream::Gone => return Wait::Closed,
+            };
+            if ready {
+                return Wait::Data;
+            }
+        }
+    }
+
+    /// Runs the server side of a TLS handshake over the plain stream (STARTTLS, RFC 3207).
+    pub async fn upgrade(&mut self, acceptor: tokio_rustls::TlsAcceptor, timeout: Duration) -> Result<TlsInfo, String> {
+        let Stream::Plain(tcp) = std::mem::replace(self, Stream::Gone) else {
+            return Err("not a plain connection".into());
+        };
+        let tls = accept(acceptor, tcp, timeout).await?;
+        let info = describe(&tls);
+        *self = Stream::Tls(Box::new(tls));
+        Ok(info)
+    }
+}
+
+/// A TLS handshake with a deadline.
+pub async fn accept(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, String> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("TLS handshake timed out".into()),
+    }
+}
+
+pub fn describe(tls: &TlsStream<TcpStream>) -> TlsInfo {
+    let (version, cipher) = crate::tls::describe(tls.get_ref().1).unwrap_or_default();
+    TlsInfo { version, cipher }
+}
