@@ -123,7 +123,8 @@ fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigErr
                 ),
             )
         })?;
-        if let Some(j) = out.iter().position(|o| o.address == address) {
+        // Port 0 asks the system for a free port, so it may appear several times (tests).
+        if let Some(j) = out.iter().position(|o| o.address == address && address.port() != 0) {
             return Err(cx.err(
                 key("address"),
                 Some(l.address.span()),

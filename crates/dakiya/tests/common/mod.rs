@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 /// A running server process with its own data directory.
 pub struct TestServer {
     pub child: Child,
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener: (address, role).
+    pub listeners: Vec<(SocketAddr, String)>,
     pub dir: tempfile::TempDir,
     pub log: Arc<Mutex<String>>,
 }
@@ -38,7 +41,18 @@ impl TestServer {
     /// Starts (or restarts) the server in an existing data directory.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
         let data = dir.path().join("data");
-        let cfg = format!("data_dir = {:?}\n{BASE_CONFIG}\n{extra}", data.display().to_string());
+        // Top-level keys in `extra` (before its first table) must precede every table.
+        let mut split = extra.len();
+        let mut offset = 0;
+        for line in extra.split_inclusive('\n') {
+            if line.trim_start().starts_with('[') {
+                split = offset;
+                break;
+            }
+            offset += line.len();
+        }
+        let (top, tables) = extra.split_at(split);
+        let cfg = format!("data_dir = {:?}\n{top}\n{BASE_CONFIG}\n{tables}", data.display().to_string());
         let cfg_path = dir.path().join("dakiya.toml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_dakiya"))
@@ -54,27 +68,69 @@ impl TestServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let log2 = log.clone();
         std::thread::spawn(move || {
+            let mut found = Vec::new();
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(pos) = line.find("listening address=")
+                if let Some(pos) = line.find("listening address=") {
+                    let mut words = line[pos + "listening address=".len()..].split_whitespace();
+                    let addr: SocketAddr = words.next().unwrap().parse().unwrap();
+                    let role = words.next().unwrap_or("role=mx").trim_start_matches("role=").to_string();
+                    found.push((addr, role));
+                }
+                if line.contains("dakiya started")
                     && let Some(t) = tx.take()
                 {
-                    let rest = &line[pos + "listening address=".len()..];
-                    let addr = rest.split_whitespace().next().unwrap().to_string();
-                    let _ = t.send(addr);
+                    let _ = t.send(std::mem::take(&mut found));
                 }
                 log2.lock().unwrap().push_str(&line);
                 log2.lock().unwrap().push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
+        let listeners: Vec<(SocketAddr, String)> = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) if !l.is_empty() => l,
+            _ => {
                 let _ = child.kill();
                 panic!("server did not start; log:\n{}", log.lock().unwrap());
             }
         };
-        TestServer { child, addr, dir, log }
+        TestServer { child, addr: listeners[0].0, listeners, dir, log }
+    }
+
+    /// The address of the listener with `role`.
+    pub fn addr_of(&self, role: &str) -> SocketAddr {
+        self.listeners.iter().find(|(_, r)| r == role).unwrap_or_else(|| panic!("no {role} listener")).0
+    }
+
+    /// The configuration file the server runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("dakiya.toml")
+    }
+
+    /// Adds a user with the CLI, the password on stdin.
+    pub fn add_user(&self, address: &str, password: &str) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dakiya"))
+            .args(["user", "--config"])
+            .arg(self.config_path())
+            .args(["add", address])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "user add failed");
+    }
+
+    /// Envelope lines (JSON) of every message in the spool.
+    pub fn spooled_envelopes(&self) -> Vec<String> {
+        let dir = self.data().join("spool").join("queue");
+        let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+        rd.filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".msg"))
+            .map(|e| {
+                let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+                text.lines().nth(1).unwrap_or_default().to_string()
+            })
+            .collect()
     }
 
     pub fn data(&self) -> PathBuf {
