@@ -41,6 +41,8 @@ ALIASES = {"team@example.test": ["alice@example.test", "bob@example.test"]}
 STARTUP_TIMEOUT = 20.0
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LISTEN_RE = re.compile(r"listening address=(\S+)")
+# The role is optional so that a log line without it still counts as a listener (an mx one).
+LISTEN_ROLE_RE = re.compile(r"listening address=(\S+)(?: role=(\S+))?")
 
 
 def strip_ansi(text: str) -> str:
@@ -155,14 +157,31 @@ def toml_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def render_config(data_dir: Path, listen: str = f"{LOOPBACK}:0") -> str:
+def render_config(
+    data_dir: Path,
+    listen: str = f"{LOOPBACK}:0",
+    *,
+    listeners: list[tuple[str, str]] | None = None,
+    top: str = "",
+    tables: str = "",
+) -> str:
+    """The server's config file.
+
+    `listeners`: [(address, role), ...] instead of the single mx listener on `listen`.
+    `top`: extra top-level keys (e.g. `trusted_networks = [...]`), placed before any table.
+    `tables`: extra tables (e.g. an `[auth]` section), appended at the end.
+    """
+    if listeners is None:
+        listeners = [(listen, "mx")]
     lines = [
         'hostname = "mx.test"',
         f"data_dir = {toml_str(str(data_dir))}",
-        "",
-        "[[listen]]",
-        f"address = {toml_str(listen)}",
-        'role = "mx"',
+    ]
+    if top:
+        lines += [top.strip()]
+    for address, role in listeners:
+        lines += ["", "[[listen]]", f"address = {toml_str(address)}", f"role = {toml_str(role)}"]
+    lines += [
         "",
         f"[domains.{toml_str(DOMAIN)}]",
         "mailboxes = [" + ", ".join(toml_str(m) for m in MAILBOXES) + "]",
@@ -171,13 +190,15 @@ def render_config(data_dir: Path, listen: str = f"{LOOPBACK}:0") -> str:
     ]
     for alias, targets in ALIASES.items():
         lines.append(f"{toml_str(alias)} = [" + ", ".join(toml_str(t) for t in targets) + "]")
+    if tables:
+        lines += ["", tables.strip()]
     return "\n".join(lines) + "\n"
 
 
 class Dakiya:
     """A running dakiya server."""
 
-    def __init__(self, proc, host, port, workdir: Path, data_dir: Path, config_path: Path, log_path: Path):
+    def __init__(self, proc, host, port, workdir: Path, data_dir: Path, config_path: Path, log_path: Path, listeners=None, binary: str | None = None):
         self.proc = proc
         self.host = host
         self.port = port
@@ -185,6 +206,44 @@ class Dakiya:
         self.data_dir = data_dir
         self.config_path = config_path
         self.log_path = log_path
+        # Every listener as (host, port, role), in the order they were logged.
+        self.listeners: list[tuple[str, int, str]] = listeners or [(host, port, "mx")]
+        self.binary = binary
+
+    # -- listeners --
+    def port_of(self, role: str) -> int:
+        """The port of the first listener with this role ("mx", "submission", "submissions")."""
+        for _host, port, r in self.listeners:
+            if r == role:
+                return port
+        raise AssertionError(f"no {role} listener; listeners: {self.listeners}")
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """role -> port of the first listener of that role."""
+        out: dict[str, int] = {}
+        for _host, port, role in self.listeners:
+            out.setdefault(role, port)
+        return out
+
+    # -- users --
+    def add_user(self, address: str, password: str) -> None:
+        """`dakiya user --config FILE add ADDRESS`, the password on stdin (never in argv)."""
+        assert self.binary, "Dakiya.binary is not set"
+        r = subprocess.run(
+            [self.binary, "user", "--config", str(self.config_path), "add", address],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.workdir,
+        )
+        assert r.returncode == 0 and "added" in r.stdout, f"`dakiya user add {address}` exited {r.returncode}: stdout {r.stdout!r} stderr {r.stderr!r}"
+
+    @property
+    def cert_path(self) -> Path:
+        """The self-signed certificate dakiya generates when [tls] names none."""
+        return self.data_dir / "tls" / "cert.pem"
 
     # -- logs --
     def log(self) -> str:
@@ -243,12 +302,15 @@ class Dakiya:
         return smtplib.SMTP(self.host, self.port, local_hostname="client.test", timeout=timeout)
 
 
-def start_dakiya(binary: str, workdir: Path, request) -> Dakiya:
+def start_dakiya(binary: str, workdir: Path, request, *, listeners: list[tuple[str, str]] | None = None, top: str = "", tables: str = "") -> Dakiya:
+    """Starts dakiya; `listeners`, `top` and `tables` go to render_config. Returns once every
+    configured listener has logged its `listening address=IP:PORT role=ROLE` line."""
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o711)
     data_dir = workdir / "data"
     config_path = workdir / "dakiya.toml"
-    config_path.write_text(render_config(data_dir), encoding="utf-8")
+    config_path.write_text(render_config(data_dir, listeners=listeners, top=top, tables=tables), encoding="utf-8")
+    want_listeners = len(listeners) if listeners else 1
     log_path = workdir / "dakiya.log"
     attach_log(request, "dakiya log", log_path)
 
@@ -269,19 +331,23 @@ def start_dakiya(binary: str, workdir: Path, request) -> Dakiya:
 
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
-        m = LISTEN_RE.search(read_text(log_path))
-        if m:
+        text = read_text(log_path)
+        found = [(m.group(1), m.group(2)) for m in LISTEN_ROLE_RE.finditer(text)]
+        if len(found) >= want_listeners:
             break
         if proc.poll() is not None:
             pytest.fail(f"dakiya exited with status {proc.returncode} before listening; config:\n{config_path.read_text()}\nlog:\n{tail(read_text(log_path), 60)}")
         if time.monotonic() > deadline:
             stop_process(proc)
-            pytest.fail(f"no 'listening address=' log line within {STARTUP_TIMEOUT}s; log:\n{tail(read_text(log_path), 60)}")
+            pytest.fail(f"{len(found)} of {want_listeners} 'listening address=' log line(s) within {STARTUP_TIMEOUT}s; log:\n{tail(read_text(log_path), 60)}")
         time.sleep(0.05)
 
-    host, _, port = m.group(1).rpartition(":")
-    host = host.strip("[]")
-    return Dakiya(proc, host, int(port), workdir, data_dir, config_path, log_path)
+    parsed = []
+    for address, role in found:
+        host, _, port = address.rpartition(":")
+        parsed.append((host.strip("[]"), int(port), role or "mx"))
+    host, port, _role = parsed[0]
+    return Dakiya(proc, host, port, workdir, data_dir, config_path, log_path, listeners=parsed, binary=binary)
 
 
 @pytest.fixture
@@ -299,6 +365,35 @@ def dakiya(dakiya_bin, work_dir, request):
         problems.append("dakiya panicked during the test")
     if problems:
         pytest.fail("; ".join(problems) + f"\nlog:\n{tail(server.log(), 80)}")
+
+
+@pytest.fixture
+def dakiya_factory(dakiya_bin, work_dir, request):
+    """Factory: dakiya_factory(listeners=[(address, role), ...], top="...", tables="...")
+    starts a dakiya with extra configuration (see render_config). Servers are stopped at
+    teardown, with the same exit/panic checks as the `dakiya` fixture."""
+    servers: list[Dakiya] = []
+
+    def start(**kwargs) -> Dakiya:
+        server = start_dakiya(dakiya_bin, work_dir / f"dakiya{len(servers) or ''}", request, **kwargs)
+        servers.append(server)
+        return server
+
+    statuses = []
+    try:
+        yield start
+    finally:
+        for server in servers:
+            statuses.append(server.proc.poll())
+            stop_process(server.proc)
+    problems = []
+    for server, status in zip(servers, statuses):
+        if status is not None:
+            problems.append(f"dakiya ({server.workdir.name}) exited during the test with status {status}")
+        if "panicked at" in server.log():
+            problems.append(f"dakiya ({server.workdir.name}) panicked during the test")
+    if problems:
+        pytest.fail("; ".join(problems) + "".join(f"\nlog:\n{tail(s.log(), 80)}" for s in servers))
 
 
 # --------------------------------------------------------------------------------------------

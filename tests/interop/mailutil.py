@@ -83,10 +83,20 @@ class Delivered:
 class RawSMTP:
     """A minimal SMTP client on a plain socket: send exact bytes, read replies."""
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 10.0, source: str | None = None):
+        """`source`: a local address to connect from (e.g. "127.0.0.2"), any port."""
+        source_address = (source, 0) if source else None
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
         self.buf = b""
         self.transcript: list[str] = []
+
+    def starttls(self, context, server_hostname: str | None = None):
+        """Wraps the socket in TLS (after the server's 220 to STARTTLS, or at once for implicit
+        TLS). Input the server sent before the handshake and we had not read yet is an error:
+        it would be plaintext the server sent outside TLS."""
+        assert not self.buf, f"unread plaintext before the TLS handshake: {self.buf!r}; transcript:\n" + "\n".join(self.transcript)
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self.transcript.append(f"-- TLS established: {self.sock.version()} {self.sock.cipher()[0]}")
 
     def close(self):
         try:
@@ -135,3 +145,24 @@ class RawSMTP:
         code, text = self.cmd(line) if line is not None else self.reply()
         assert code == want, f"{line or '<reply>'}: expected {want}, got {code} {text!r}; transcript:\n" + "\n".join(self.transcript)
         return text
+
+
+def spool_messages(data_dir) -> list[tuple[object, dict]]:
+    """The committed messages in DATA/spool/queue/: [(path, envelope dict)] (docs/spool-format.md:
+    a `DAKIYA-SPOOL 1 <size>` version line, then the envelope as one JSON line, then the body)."""
+    import json
+    from pathlib import Path
+
+    queue = Path(data_dir) / "spool" / "queue"
+    out = []
+    if not queue.is_dir():
+        return out
+    for path in sorted(queue.glob("*.msg")):
+        with open(path, "rb") as f:
+            version = f.readline()
+            envelope = f.readline()
+        assert version.startswith(b"DAKIYA-SPOOL 1 "), f"{path}: unexpected version line {version!r}"
+        env = json.loads(envelope)
+        assert env.get("id") == path.stem, f"{path}: envelope id {env.get('id')!r} differs from the file name"
+        out.append((path, env))
+    return out

@@ -47,6 +47,20 @@ pub fn run(cmd: UserCmd, users_file: &Path) -> ExitCode {
     }
 }
 
+/// Creates the users file's directory (mode 0700) if it does not exist yet.
+fn create_parent(users_file: &Path) -> Result<(), CliError> {
+    let Some(dir) = users_file.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    if dir.exists() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CliError { message: format!("cannot create {}: {e}", dir.display()), usage: false })
+}
+
 /// A failed command: its message and whether it was the caller's mistake.
 #[derive(Debug)]
 struct CliError {
@@ -82,6 +96,8 @@ fn execute(cmd: UserCmd, users_file: &Path) -> Result<(), CliError> {
     match cmd {
         UserCmd::Add { address } => {
             let name = valid_name(&address)?;
+            // Users are often added before the server has ever run and made its data directory.
+            create_parent(users_file)?;
             // Refuse before asking for a password that would be thrown away.
             if store.exists(&name) {
                 return Err(AuthError::UserExists(name).into());
