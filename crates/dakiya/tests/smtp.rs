@@ -237,3 +237,45 @@ fn timeout_closes_idle_session() {
     let rest = c.read_to_end();
     assert!(rest.starts_with("421 4.4.2"), "{rest}");
 }
+
+/// A temporary delivery failure (here: the mailbox path is blocked by a file, as a full or
+/// broken disk would block it) keeps the message queued; it is retried on the schedule and
+/// delivered once the problem is gone.
+#[test]
+fn temporary_delivery_failure_is_retried_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocked = dir.path().join("data").join("mail").join("example.test");
+    std::fs::create_dir_all(&blocked).unwrap();
+    std::fs::write(blocked.join("alice"), b"not a maildir").unwrap();
+    let s = TestServer::start_in(dir, "[delivery]\nretry_schedule = [\"1s\"]\n");
+    let mut c = s.connect();
+    let r = c.send_mail("a@remote.test", &["alice@example.test"], "Subject: retry\r\n\r\nx");
+    let id = queue_id(&r);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s.log().contains("result=deferred") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(s.log().contains("result=deferred"), "{}", s.log());
+    assert!(s.spooled_envelopes().iter().any(|e| e.contains(&id)), "still queued while failing");
+    std::fs::remove_file(s.data().join("mail/example.test/alice")).unwrap();
+    let msgs = s.wait_for("alice", 1);
+    assert_eq!(msgs.len(), 1, "{}", s.log());
+    assert!(msgs[0].contains(&format!("id {id}")));
+}
+
+#[test]
+fn check_config_prints_effective_config_or_names_file_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nrole = \"mx\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dakiya")).arg("check-config").arg(&good).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("hostname = \"mx.example.test\"") && text.contains("max_recipients = 100"), "{text}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "hostname = \"mx.example.test\"\n[limits]\nmax_recipients = 0\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dakiya")).arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml") && err.contains("line 3") && err.contains("limits.max_recipients"), "{err}");
+}
