@@ -16,7 +16,7 @@
                                       build, the kernel's own work) over the same interval
     memstat.py quiet PID [...] [--max S] [--idle-pct P]
                                    -> waits until the whole machine is below P% busy (default
-                                      15% of all CPUs) over two consecutive 0.5 s samples, or S
+                                      15% of all CPUs) over two consecutive 0.4 s samples, or S
                                       seconds pass (default 60); prints JSON {"waited_s",
                                       "busy_pct" (machine), "server_pct" (the tree, % of all CPUs)}
     memstat.py settle PID [...] [--max S] [--idle-pct P]
@@ -140,7 +140,7 @@ def wait_quiet(roots, limit, pct):
     while True:
         a_total, a_idle = _machine_sample()
         a_srv = cputicks(tree(roots))
-        time.sleep(0.5)
+        time.sleep(0.4)
         b_total, b_idle = _machine_sample()
         b_srv = cputicks(tree(roots))
         total = max(1, b_total - a_total)

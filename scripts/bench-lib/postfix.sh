@@ -3,10 +3,12 @@
 # dir, smtpd on 127.0.0.1:PORT only, never the system instance (which stays unconfigured).
 #
 #   pf_setup DIR PORT MODE   write DIR/conf/{main,master}.cf, create DIR/queue, DIR/data,
-#                            DIR/mail; MODE is "maildir" (virtual(8) delivery into
-#                            DIR/mail/bench.test/<localpart>/) or "discard" (discard(8)).
-#   pf_start DIR             postfix -c DIR/conf start; waits for the port (<= 20 s).
-#   pf_stop DIR              postfix -c DIR/conf stop, then kills leftovers of this instance.
+#                            DIR/mail; MODE is "maildir" (virtual(8) delivery into the one
+#                            Maildir DIR/mail/bench.test/b/) or "discard" (discard(8)).
+#   pf_start DIR PORT        postfix -c DIR/conf start; waits for the port (<= 20 s) with the
+#                            caller's wait_port.
+#   pf_stop DIR              postfix -c DIR/conf stop; waits <= 10 s for master(8) to exit,
+#                            then SIGKILLs it (its children exit when master is gone).
 #   pf_master_pid DIR        PID of this instance's master(8).
 #   pf_queue_empty DIR       true when no message is left in incoming/active/deferred/maildrop.
 
@@ -117,8 +119,8 @@ anvil        unix  -       -       n       -       1       anvil
 scache       unix  -       -       n       -       1       scache
 postlog      unix-dgram n  -       n       -       1       postlogd
 MASTERCF
-    # Creates the queue subdirectories with the right owners, then checks the whole set-up.
-    postfix -c "$conf" set-permissions >/dev/null 2>&1 || true
+    # Creates the queue subdirectories with the right owners (post-install create-missing), and
+    # checks the whole set-up.
     postfix -c "$conf" check
 }
 

@@ -144,6 +144,8 @@ def main():
                              f"{c['machine_cpu_s']} went to other processes or the kernel "
                              f"({c['wall_s']} s run): something else was running")
         for tag, q in (s.get("machine_before_phase") or {}).items():
+            if tag not in ("idle", "smtp-source", "loadgen"):
+                continue  # "start" and "end" are not measurements
             other = q.get("busy_pct", 0) - q.get("server_pct", 0)
             if q.get("busy_pct", 0) >= 15 and other >= 10:
                 notes.append(f"{name}: before {tag} the machine was still {q['busy_pct']}% busy "
@@ -152,6 +154,7 @@ def main():
             notes.append(f"{name}: idle: {idle['failed']} of {idle.get('conns')} connections failed")
 
     widths = [len(c) for c in cols]
+    widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
     for r in rows:
         if len(r) == len(cols):
             widths = [max(w, len(x)) for w, x in zip(widths, r)]
