@@ -267,7 +267,8 @@ fn temporary_delivery_failure_is_retried_not_lost() {
 fn check_config_prints_effective_config_or_names_file_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nrole = \"mx\"\n").unwrap();
+    std::fs::write(&good, "hostname = \"mx.example.test\"\n[[listen]]\naddress = \"127.0.0.1:2525\"\nrole = \"mx\"\n")
+        .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dakiya")).arg("check-config").arg(&good).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
