@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod data;
 #[doc(hidden)]
