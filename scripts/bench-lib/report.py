@@ -4,7 +4,8 @@
     report.py RESULTS_DIR OUT_JSON key=value...
 
 RESULTS_DIR/order lists the servers in run order; RESULTS_DIR/<server>/{meta,idle,smtp_source,
-loadgen}.json are the fragments. The key=value pairs describe the run.
+loadgen}.json are the fragments. RESULTS_DIR/tls-auth/ holds dakiya's TLS/AUTH phase (a second
+table). The key=value pairs describe the run.
 """
 import datetime
 import json
@@ -32,6 +33,186 @@ def fmt_ms(x):
 
 def fmt_bytes(x):
     return "-" if x is None else str(x)
+
+
+def fmt_cpu(x):
+    return "-" if x is None else f"{x:.3f}"
+
+
+def per_op(cpu, count):
+    """ms of CPU per operation, or None."""
+    if cpu is None or not count:
+        return None
+    return round(1000 * cpu / count, 3)
+
+
+# The TLS/AUTH phase: (file key, label, unit, count field of the loadgen output).
+TLS_ROWS = [
+    ("starttls", "STARTTLS+AUTH, {sessions} x {size} B", "msgs/s", "messages_incl_warmup"),
+    ("implicit", "implicit TLS+AUTH, {sessions} x {size} B", "msgs/s", "messages_incl_warmup"),
+    ("handshakes", "TLS handshakes, {handshake_workers} workers", "/s", "ops_incl_warmup"),
+    ("plain-conns", "plain connections, {handshake_workers} workers", "/s", "ops_incl_warmup"),
+    ("auth", "AUTH PLAIN, {auth_workers} workers", "/s", "ops_incl_warmup"),
+]
+
+
+def tls_phase(res_dir, plain_loadgen):
+    """Collects RESULTS_DIR/tls-auth into one dict (for results.json) and derives the cost of
+    one handshake and of one AUTH. plain_loadgen: (server CPU ms/msg, msgs/s) of the plain-text
+    loadgen run in the first table, for comparison, or None."""
+    d = os.path.join(res_dir, "tls-auth")
+    t = load(os.path.join(d, "meta.json"))
+    if t is None:
+        return None
+    if t.get("status") != "ok":
+        return t
+    for key, _, _, count in TLS_ROWS:
+        r = load(os.path.join(d, key + ".json"))
+        if r is None:
+            continue
+        c = load(os.path.join(d, f"cpu-{key}.json"))
+        if c is not None:
+            r["cpu"] = c
+            r["server_cpu_ms_per_op"] = per_op(c.get("server_cpu_s"), r.get(count))
+            r["client_cpu_ms_per_op"] = per_op(c.get("client_cpu_s"), r.get(count))
+        t[key] = r
+    for n in (1, 2):
+        # The unreported warm-up run on each fresh server (its messages count for delivery).
+        w = load(os.path.join(d, f"warmup-{n}.json"))
+        if w is not None:
+            w["cpu"] = load(os.path.join(d, f"cpu-warmup-{n}.json"))
+            t[f"server_warmup_{n}"] = w
+    try:
+        t["partial"] = open(os.path.join(d, "partial")).read().strip()
+    except OSError:
+        pass
+    quiet = {}
+    for fn in sorted(os.listdir(d)):
+        if fn.startswith("quiet-") and fn.endswith(".json"):
+            v = load(os.path.join(d, fn))
+            if v is not None:
+                quiet[fn[len("quiet-"):-len(".json")]] = v
+    if quiet:
+        t["machine_before_phase"] = quiet
+    delivered = []
+    for n in (1, 2):
+        try:
+            delivered.append(int(open(os.path.join(d, f"delivered-{n}")).read().strip()))
+        except (OSError, ValueError):
+            pass
+    if len(delivered) == 2:
+        t["delivered"] = sum(delivered)
+    loads = [t.get(k) or {} for k in ("server_warmup_1", "starttls", "server_warmup_2", "implicit")]
+    if "delivered" in t and all("messages_incl_warmup" in x for x in loads):
+        t["accepted"] = sum(x["messages_incl_warmup"] for x in loads)
+
+    def cpu(key):
+        return (t.get(key) or {}).get("server_cpu_ms_per_op")
+    derived = {}
+    hs, plain, auth = cpu("handshakes"), cpu("plain-conns"), cpu("auth")
+    for key in ("starttls", "implicit"):
+        # The server CPU of a load run includes its SESSIONS session set-ups: a TLS handshake
+        # and an argon2 AUTH each, ~20 ms of CPU apiece, which would add a few percent to the
+        # per-message figure of a short run. Subtract them, counted as one AUTH cycle each.
+        r = t.get(key) or {}
+        c = r.get("cpu") or {}
+        if auth is not None and r.get("messages_incl_warmup") and c.get("server_cpu_s") is not None:
+            setup_s = r.get("session_setups", 0) * auth / 1000
+            r["server_cpu_ms_per_msg_setups_excluded"] = per_op(
+                max(0.0, c["server_cpu_s"] - setup_s), r["messages_incl_warmup"])
+    if hs is not None and plain is not None:
+        # A handshake cycle is connect, handshake, 220, QUIT, 221, close; the plain cycle is the
+        # same without TLS. The difference is what the TLS handshake itself costs the server.
+        derived["server_cpu_ms_per_tls_handshake"] = round(hs - plain, 3)
+    if auth is not None and hs is not None:
+        # An AUTH cycle is a handshake cycle plus EHLO and AUTH PLAIN.
+        derived["server_cpu_ms_per_auth"] = round(auth - hs, 3)
+    if plain_loadgen is not None:
+        derived["plain_loadgen_server_cpu_ms_per_msg"] = plain_loadgen[0]
+        derived["plain_loadgen_msgs_per_s"] = plain_loadgen[1]
+    if derived:
+        t["derived"] = derived
+    return t
+
+
+def print_tls_table(t):
+    print()
+    print("dakiya over TLS with AUTH (Postfix: not measured; it has no SASL set up in this benchmark)")
+    if t is None:
+        return
+    if t.get("status") != "ok":
+        print(f"{t.get('status', '?')}: {t.get('reason', '')}")
+        return
+    if not any(t.get(k) for k, _, _, _ in TLS_ROWS):
+        print("no results" + (f": {t['partial']}" if t.get("partial") else ""))
+        return
+    cols = ["test", "rate", "p50", "p90", "p99", "max", "server-cpu-ms/op", "client-cpu-ms/op"]
+    rows, notes = [], []
+    for key, label, unit, _ in TLS_ROWS:
+        r = t.get(key) or {}
+        label = label.format(**t)
+        lat = r.get("latency_ms") or {}
+        rate = r.get("msgs_per_s", r.get("ops_per_s"))
+        srv = r.get("server_cpu_ms_per_msg_setups_excluded", r.get("server_cpu_ms_per_op"))
+        rows.append([
+            label,
+            "-" if rate is None else f"{rate:.0f} {unit}" if unit != "/s" else f"{rate:.0f}/s",
+            fmt_ms(lat.get("p50")), fmt_ms(lat.get("p90")), fmt_ms(lat.get("p99")),
+            fmt_ms(lat.get("max")),
+            fmt_cpu(srv), fmt_cpu(r.get("client_cpu_ms_per_op")),
+        ])
+        if r.get("error"):
+            notes.append(f"{key}: {r['error']}")
+        if r.get("errors"):
+            notes.append(f"{key}: {r['errors']} error(s); first: {r.get('first_error')}")
+        c = r.get("cpu") or {}
+        if c.get("other_cpu_s", 0) > 0.25 * c.get("wall_s", 0) * (os.cpu_count() or 1):
+            notes.append(f"{key}: {c['other_cpu_s']} CPU-s of {c['machine_cpu_s']} went to other "
+                         f"processes or the kernel ({c['wall_s']} s run): something else was running")
+    for tag, q in (t.get("machine_before_phase") or {}).items():
+        if tag.startswith(("start", "end", "warmup")):
+            continue  # not measurements
+        other = q.get("busy_pct", 0) - q.get("server_pct", 0)
+        if q.get("busy_pct", 0) >= 15 and other >= 10:
+            notes.append(f"before {tag} the machine was still {q['busy_pct']}% busy "
+                         f"({other}% not the server): that row's figures are low")
+    if t.get("partial"):
+        notes.append(t["partial"])
+    if "accepted" in t and t["delivered"] < t["accepted"]:
+        notes.append(f"only {t['delivered']} of {t['accepted']} accepted messages were delivered "
+                     "to the Maildir after the run")
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()
+    print(line(cols))
+    for r in rows:
+        print(line(r))
+    print()
+    tls = next((t[k].get("tls") for k in ("handshakes", "implicit", "starttls")
+                if (t.get(k) or {}).get("tls")), None)
+    print(f"submission (STARTTLS) on {t.get('submission_port')}, submissions (implicit TLS) on "
+          f"{t.get('submissions_port')}, plain connections on the mx port {t.get('mx_port')}; "
+          f"{tls or 'TLS ?'}, self-signed ECDSA P-256 certificate, full handshakes (no "
+          "resumption). The STARTTLS row ran on one fresh server, the other rows on a second; "
+          f"each server first had {t.get('server_warmup_s')} s of unreported load. p50..max: messages = MAIL FROM to the 250 after the final dot; "
+          "handshakes and plain connections = connect() to the 220 banner; AUTH = AUTH PLAIN "
+          "to the 235. cpu-ms/op: CPU time per message (the server's: without the session set-ups, "
+          "counted as one AUTH cycle each), per connection cycle (connect, [TLS], 220, QUIT, "
+          "close), per AUTH cycle (the same plus EHLO and AUTH PLAIN); warm-up included.")
+    dv = t.get("derived") or {}
+    parts = []
+    if "server_cpu_ms_per_tls_handshake" in dv:
+        parts.append(f"one TLS handshake ≈ {dv['server_cpu_ms_per_tls_handshake']:.3f} ms "
+                     "(handshake cycle minus plain connection cycle)")
+    if "server_cpu_ms_per_auth" in dv:
+        parts.append(f"one AUTH PLAIN ≈ {dv['server_cpu_ms_per_auth']:.3f} ms "
+                     "(AUTH cycle minus handshake cycle; argon2id)")
+    if "plain_loadgen_server_cpu_ms_per_msg" in dv:
+        parts.append(f"in clear text the loadgen run above cost {dv['plain_loadgen_server_cpu_ms_per_msg']:.3f} ms "
+                     f"per message at {dv['plain_loadgen_msgs_per_s']:.0f} msgs/s")
+    if parts:
+        print("server CPU: " + "; ".join(parts) + ".")
+    for n in notes:
+        print(f"note: tls-auth: {n}")
 
 
 def postfix_version():
@@ -96,6 +277,16 @@ def main():
                              + lg.get("messages_incl_warmup", 0))
         servers.append(s)
     run["servers"] = servers
+    plain_lg = None
+    for s in servers:
+        if s.get("name") == "dakiya" and s.get("status") != "skipped":
+            lg, c = s.get("loadgen") or {}, (s.get("cpu") or {}).get("loadgen") or {}
+            ms = per_op(c.get("server_cpu_s"), lg.get("messages_incl_warmup"))
+            if ms is not None and not lg.get("error"):
+                plain_lg = (ms, lg.get("msgs_per_s"))
+    tls = tls_phase(res_dir, plain_lg)
+    if tls is not None:
+        run["tls_auth"] = tls
 
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
@@ -159,22 +350,30 @@ def main():
         if len(r) == len(cols):
             widths = [max(w, len(x)) for w, x in zip(widths, r)]
     line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()
+    if rows:
+        print()
+        print(line(cols))
+        for r in rows:
+            print(line(r) if len(r) == len(cols) else f"{r[0].ljust(widths[0])}  {r[1]}")
     print()
-    print(line(cols))
-    for r in rows:
-        print(line(r) if len(r) == len(cols) else f"{r[0].ljust(widths[0])}  {r[1]}")
-    print()
-    print(f"{run.get('mode')} run, {run.get('seconds')} s; {run.get('sessions')} sessions x "
-          f"{run.get('size')} B; latency = MAIL FROM to the 250 after the final dot (loadgen); "
-          f"idle = per connection after EHLO, {run.get('idle_conns')} connections "
-          "(bytes = summed RSS delta, pss = summed PSS delta); cpu-ms/msg = the server's CPU "
-          "time per message during the smtp-source run.")
+    summary = f"{run.get('mode')} run, {run.get('seconds')} s"
+    if rows:
+        summary += (f"; {run.get('sessions')} sessions x {run.get('size')} B; latency = MAIL FROM "
+                    "to the 250 after the final dot (loadgen); idle = per connection after EHLO, "
+                    f"{run.get('idle_conns')} connections (bytes = summed RSS delta, pss = summed "
+                    "PSS delta); cpu-ms/msg = the server's CPU time per message during the "
+                    "smtp-source run")
+    print(summary + ".")
     fb, fa = run.get("fsync_before") or {}, run.get("fsync_after") or {}
     if fb:
         print(f"disk: 5 KB create+write+fsync {fb.get('mean_ms')} ms mean before the run, "
               f"{fa.get('mean_ms', '?')} ms after.")
     for n in notes:
         print(f"note: {n}")
+    if tls is not None and tls.get("status") == "off":
+        print(f"\nTLS/AUTH phase not run: {tls.get('reason')}")
+    elif tls is not None:
+        print_tls_table(tls)
     print(f"raw numbers: {out_json}")
 
 

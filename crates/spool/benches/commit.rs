@@ -8,6 +8,10 @@
 //! thread doing create + write + fsync + rename + its own directory fsync,
 //! with no spool code at all. Disk speed varies a lot on shared machines;
 //! compare the two figures from one run.
+//!
+//! It also prints the process CPU per commit, and how commits were grouped:
+//! directory fsyncs, batch files written and the distribution of messages
+//! per batch file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -100,7 +104,9 @@ fn raw(dir: &Path, threads: usize, secs: u64, size: usize) {
 
 fn run(spool: &Arc<Spool>, threads: usize, secs: u64, size: usize) {
     let body = vec![b'x'; size];
-    let (calls0, syncs0) = spool.dir_sync_stats();
+    let (_, syncs0) = spool.dir_sync_stats();
+    let stats0 = spool.commit_stats();
+    let cpu0 = cpu_ticks();
     let shared = Arc::clone(spool);
     let (rate, total, worst) = drive(threads, secs, move |_, _| {
         let mut writer = shared.writer(envelope(&shared)).unwrap();
@@ -110,13 +116,49 @@ fn run(spool: &Arc<Spool>, threads: usize, secs: u64, size: usize) {
         }
         writer.commit().unwrap();
     });
-    let (calls, syncs) = spool.dir_sync_stats();
+    let (_, syncs) = spool.dir_sync_stats();
+    let stats = spool.commit_stats();
+    // Ticks are 10 ms; per message in microseconds.
+    let cpu_us = cpu_ticks().zip(cpu0).map_or(0.0, |(b, a)| (b - a) as f64 * 10_000.0 / total.max(1) as f64);
+    let files = stats.files() - stats0.files();
     println!(
-        "spool threads={threads:>2} size={size} msgs={total} msgs/s={rate:.0} worst={:.1}ms dir_fsyncs={} (1 per {:.1} commits)",
+        "spool threads={threads:>2} size={size} msgs={total} msgs/s={rate:.0} worst={:.1}ms cpu={cpu_us:.0}us/msg \
+         dir_fsyncs={} (1 per {:.1} commits) batch_files={files} ({:.1} msgs per file)",
         worst.as_secs_f64() * 1000.0,
         syncs - syncs0,
-        (calls - calls0) as f64 / (syncs - syncs0).max(1) as f64,
+        total as f64 / (syncs - syncs0).max(1) as f64,
+        (stats.messages - stats0.messages) as f64 / files.max(1) as f64,
     );
+    let sizes: Vec<u64> = stats.batch_sizes.iter().zip(&stats0.batch_sizes).map(|(a, b)| a - b).collect();
+    println!("      messages per batch file: {}", distribution(&sizes));
+}
+
+/// User + system CPU of this process in clock ticks (USER_HZ, 100 per
+/// second on Linux), from /proc/self/stat.
+fn cpu_ticks() -> Option<u64> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (in parentheses): utime is the 12th field, stime the 13th.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+}
+
+/// `n:count` for every batch size seen, and the median; the last size is
+/// "that many or more".
+fn distribution(sizes: &[u64]) -> String {
+    let files: u64 = sizes.iter().sum();
+    let mut seen = 0;
+    let median = sizes.iter().position(|&n| {
+        seen += n;
+        seen * 2 >= files
+    });
+    let last = sizes.len() - 1;
+    let shown: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &n)| n > 0)
+        .map(|(size, n)| format!("{size}{}:{n}", if size == last { "+" } else { "" }))
+        .collect();
+    format!("{}  (median {})", shown.join(" "), median.unwrap_or(0))
 }
 
 fn main() {

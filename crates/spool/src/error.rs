@@ -62,3 +62,19 @@ pub enum SpoolError {
 pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> SpoolError {
     move |source| SpoolError::Io { op, path: path.into(), source }
 }
+
+impl SpoolError {
+    /// A copy for another member of a commit round that failed as a whole
+    /// (`io::Error` is not `Clone`: kind and message are kept).
+    pub(crate) fn duplicate(&self) -> SpoolError {
+        match self {
+            SpoolError::Io { op, path, source } => {
+                SpoolError::Io { op, path: path.clone(), source: io::Error::new(source.kind(), source.to_string()) }
+            }
+            SpoolError::NotFound(id) => SpoolError::NotFound(id.clone()),
+            SpoolError::IdInUse(id) => SpoolError::IdInUse(id.clone()),
+            SpoolError::Corrupt { path, reason } => SpoolError::Corrupt { path: path.clone(), reason: reason.clone() },
+            other => SpoolError::Io { op: "commit", path: PathBuf::new(), source: io::Error::other(other.to_string()) },
+        }
+    }
+}

@@ -1,30 +1,40 @@
-//! Encoding and decoding of the spool files (see docs/spool-format.md).
+//! Encoding and decoding of batch files (see docs/spool-format.md).
 //!
-//! Pure functions over bytes and readers; the file handling is elsewhere.
+//! Pure functions over bytes and positional readers; the file handling is
+//! elsewhere. Version 2 files hold any number of messages; version 1 files
+//! (one message each, written by older builds) are still read.
 
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
-use serde::{Deserialize, Serialize};
+use crate::{Envelope, QueueId};
 
-use crate::{Envelope, RcptState};
-
-/// First word of a message file.
-const MSG_MAGIC: &str = "DAKIYA-SPOOL";
-/// The message file version this code writes and reads.
-const MSG_VERSION: &str = "1";
-/// The body size is written as this many decimal digits, so it can be filled
-/// in place after streaming the body.
-const SIZE_DIGITS: usize = 20;
-/// Byte offset of the size digits in the first line (`"DAKIYA-SPOOL 1 "`).
-pub(crate) const SIZE_OFFSET: u64 = (MSG_MAGIC.len() + 1 + MSG_VERSION.len() + 1) as u64;
-/// Length of the first line including its `\n`.
-const HEADER_LEN: usize = SIZE_OFFSET as usize + SIZE_DIGITS + 1;
-/// Refuse envelope lines longer than this (a corrupt file, not a message).
-const MAX_ENVELOPE_LINE: u64 = 64 << 20;
-
-/// First line of a status log.
-pub(crate) const STATUS_HEADER: &[u8] = b"DAKIYA-STATUS 1\n";
-const STATUS_MAGIC: &[u8] = b"DAKIYA-STATUS ";
+/// First word of a batch file.
+const MAGIC: &str = "DAKIYA-SPOOL";
+/// Start of the first line of every file this code writes; the number of
+/// messages in the file follows.
+const V2_PREFIX: &[u8] = b"DAKIYA-SPOOL 2 ";
+/// The message count is written as this many decimal digits.
+const COUNT_DIGITS: usize = 8;
+/// Length of the first line of a version-2 file.
+pub(crate) const BATCH_HEADER_LEN: usize = V2_PREFIX.len() + COUNT_DIGITS + 1;
+/// Lengths in record lines are written as this many decimal digits, so the
+/// body length of a message streamed to disk can be filled in place.
+const LEN_DIGITS: usize = 20;
+/// Marks the start of a record; catches a length that points anywhere else.
+const RECORD_MARK: &[u8] = b"M ";
+/// Byte offset of the envelope length within a record line.
+const ENV_LEN_AT: usize = RECORD_MARK.len() + QueueId::LEN + 1;
+/// Byte offset of the body length within a record line.
+const BODY_LEN_AT: usize = ENV_LEN_AT + LEN_DIGITS + 1;
+/// Length of the fixed part of a record line, up to the envelope JSON.
+pub(crate) const RECORD_PREFIX: usize = BODY_LEN_AT + LEN_DIGITS + 1;
+/// Byte offset of the body length of the only message of a file written by
+/// a spilled writer (batch header, then its record).
+pub(crate) const SPILLED_BODY_LEN_AT: u64 = (BATCH_HEADER_LEN + BODY_LEN_AT) as u64;
+/// Refuse envelopes longer than this (a corrupt file, not a message).
+const MAX_ENVELOPE: u64 = 64 << 20;
+/// Length of a version-1 first line: magic, `1`, 20 size digits, `\n`.
+const V1_HEADER_LEN: usize = MAGIC.len() + 3 + LEN_DIGITS + 1;
 
 /// Why a spool file could not be decoded.
 #[derive(Debug)]
@@ -43,246 +53,251 @@ impl From<io::Error> for DecodeError {
     }
 }
 
-/// The body size formatted for the size field.
-pub(crate) fn size_field(size: u64) -> String {
-    format!("{size:0SIZE_DIGITS$}")
+fn corrupt(reason: impl Into<String>) -> DecodeError {
+    DecodeError::Corrupt(reason.into())
 }
 
-/// The start of a message file: the version line (with a zero size, filled in
-/// at commit) and the envelope as one JSON line.
-pub(crate) fn encode_head(envelope: &Envelope) -> Result<Vec<u8>, serde_json::Error> {
-    let mut head = format!("{MSG_MAGIC} {MSG_VERSION} {}\n", size_field(0)).into_bytes();
-    debug_assert_eq!(head.len(), HEADER_LEN);
+/// A length formatted for a length field.
+pub(crate) fn len_field(len: u64) -> String {
+    format!("{len:0LEN_DIGITS$}")
+}
+
+/// The first line of a batch file of `count` messages.
+pub(crate) fn batch_header(count: usize) -> Vec<u8> {
+    debug_assert!(count > 0 && count.to_string().len() <= COUNT_DIGITS);
+    let header = format!("{}{count:0COUNT_DIGITS$}\n", String::from_utf8_lossy(V2_PREFIX)).into_bytes();
+    debug_assert_eq!(header.len(), BATCH_HEADER_LEN);
+    header
+}
+
+/// The record line of a message: mark, id, envelope length, body length
+/// (zero until [`set_body_len`]), the envelope as compact JSON, `\n`.
+pub(crate) fn encode_record_line(envelope: &Envelope) -> Result<Vec<u8>, serde_json::Error> {
     // Compact JSON escapes control characters, so it never contains '\n'.
-    serde_json::to_writer(&mut head, envelope)?;
-    head.push(b'\n');
-    Ok(head)
-}
-
-/// Writes `size` into a head produced by [`encode_head`].
-pub(crate) fn set_head_size(head: &mut [u8], size: u64) {
-    let at = SIZE_OFFSET as usize;
-    head[at..at + SIZE_DIGITS].copy_from_slice(size_field(size).as_bytes());
-}
-
-/// What precedes the body in a message file.
-#[derive(Debug)]
-pub(crate) struct Head {
-    pub envelope: Envelope,
-    /// Byte offset of the body.
-    pub body_offset: u64,
-    /// Body size announced by the version line.
-    pub size: u64,
-}
-
-/// Reads the version line and the envelope, leaving `reader` at the body.
-pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> Result<Head, DecodeError> {
-    let mut line = Vec::with_capacity(HEADER_LEN);
-    reader.by_ref().take(HEADER_LEN as u64 + 64).read_until(b'\n', &mut line)?;
-    let size = parse_version_line(&line)?;
-    let mut json = Vec::new();
-    reader.by_ref().take(MAX_ENVELOPE_LINE).read_until(b'\n', &mut json)?;
-    if json.pop() != Some(b'\n') {
-        return Err(DecodeError::Corrupt("envelope line is not terminated".into()));
-    }
-    let envelope = serde_json::from_slice(&json).map_err(|e| DecodeError::Corrupt(format!("envelope: {e}")))?;
-    Ok(Head { envelope, body_offset: (line.len() + json.len() + 1) as u64, size })
-}
-
-fn parse_version_line(line: &[u8]) -> Result<u64, DecodeError> {
-    let text = std::str::from_utf8(line)
-        .ok()
-        .and_then(|l| l.strip_suffix('\n'))
-        .ok_or_else(|| DecodeError::Corrupt("bad version line".into()))?;
-    let mut words = text.split(' ');
-    if words.next() != Some(MSG_MAGIC) {
-        return Err(DecodeError::Corrupt("not a dakiya spool file".into()));
-    }
-    let version = words.next().unwrap_or("");
-    if version != MSG_VERSION {
-        return Err(DecodeError::Version(version.to_owned()));
-    }
-    let digits = words.next().unwrap_or("");
-    if digits.len() != SIZE_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(DecodeError::Corrupt("bad size field".into()));
-    }
-    if words.next().is_some() {
-        return Err(DecodeError::Corrupt("trailing data in version line".into()));
-    }
-    digits.parse().map_err(|_| DecodeError::Corrupt("size out of range".into()))
-}
-
-/// One line of a status log.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    rcpt: usize,
-    #[serde(flatten)]
-    state: RcptState,
-}
-
-/// Encodes one status record as a `\n`-terminated JSON line.
-pub(crate) fn encode_record(rcpt: usize, state: &RcptState) -> Vec<u8> {
-    let record = Record { rcpt, state: state.clone() };
-    // Serializing plain data to a Vec cannot fail.
-    let mut line = serde_json::to_vec(&record).unwrap_or_default();
+    let json = serde_json::to_vec(envelope)?;
+    let mut line = Vec::with_capacity(RECORD_PREFIX + json.len() + 1);
+    line.extend_from_slice(RECORD_MARK);
+    line.extend_from_slice(envelope.id.as_str().as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(len_field(json.len() as u64).as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(len_field(0).as_bytes());
+    line.push(b' ');
+    debug_assert_eq!(line.len(), RECORD_PREFIX);
+    line.extend_from_slice(&json);
     line.push(b'\n');
-    line
+    Ok(line)
 }
 
-/// What [`apply_status_log`] had to skip; the caller logs it.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct LogReport {
-    /// Complete lines that were not valid records (or named no recipient).
-    pub bad_lines: usize,
-    /// Whether the log ended in a partial line (a write torn by a crash).
-    pub torn_tail: bool,
-    /// Whether the first line was not the expected header (all lines ignored).
-    pub bad_header: bool,
+/// Writes the body length into a line produced by [`encode_record_line`].
+pub(crate) fn set_body_len(line: &mut [u8], len: u64) {
+    line[BODY_LEN_AT..BODY_LEN_AT + LEN_DIGITS].copy_from_slice(len_field(len).as_bytes());
 }
 
-/// Applies the records of a status log to `states`; the last record for a
-/// recipient wins. A final line without `\n` is a torn write and ignored.
-pub(crate) fn apply_status_log(data: &[u8], states: &mut [RcptState]) -> Result<LogReport, DecodeError> {
-    let mut report = LogReport::default();
-    let complete = complete_len(data);
-    report.torn_tail = complete < data.len();
-    let mut lines = data[..complete].split_inclusive(|&b| b == b'\n');
-    match lines.next() {
-        None => return Ok(report),
-        Some(STATUS_HEADER) => {}
-        Some(other) if other.starts_with(STATUS_MAGIC) => {
-            let version = String::from_utf8_lossy(&other[STATUS_MAGIC.len()..]);
-            return Err(DecodeError::Version(version.trim_end().to_owned()));
-        }
-        Some(_) => {
-            report.bad_header = true;
-            return Ok(report);
-        }
+/// Where one message lies in a batch file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Extent {
+    /// Byte offset of the envelope JSON.
+    pub env_off: u64,
+    /// Length of the envelope JSON, without its `\n`.
+    pub env_len: u64,
+    /// Byte offset of the body.
+    pub body_off: u64,
+    /// Length of the body.
+    pub body_len: u64,
+}
+
+impl Extent {
+    /// The extent of a record line of `line_len` bytes starting at `at`.
+    pub fn of_record(at: u64, line_len: u64, body_len: u64) -> Extent {
+        let env_off = at + RECORD_PREFIX as u64;
+        let env_len = line_len - RECORD_PREFIX as u64 - 1;
+        Extent { env_off, env_len, body_off: env_off + env_len + 1, body_len }
     }
-    for line in lines {
-        match serde_json::from_slice::<Record>(line) {
-            Ok(record) if record.rcpt < states.len() => states[record.rcpt] = record.state,
-            _ => report.bad_lines += 1,
+}
+
+/// One message found in a batch file.
+#[derive(Debug)]
+pub(crate) struct Found {
+    pub envelope: Envelope,
+    pub extent: Extent,
+}
+
+/// Positional reads, so that a batch can be decoded without reading bodies.
+pub(crate) trait ReadAt {
+    /// Reads into `buf` from byte offset `at`; may return fewer bytes, and 0
+    /// at end of file.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize>;
+
+    /// Fills `buf` from byte offset `at`; `UnexpectedEof` at end of file.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut at: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, at) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
-    Ok(report)
 }
 
-/// Length of the prefix of `data` that ends with a complete line.
-pub(crate) fn complete_len(data: &[u8]) -> usize {
-    data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, at)
+    }
 }
 
-/// Reads a whole (small) status log.
-pub(crate) fn read_all(mut reader: impl Read) -> io::Result<Vec<u8>> {
-    let mut data = Vec::new();
-    reader.read_to_end(&mut data)?;
-    Ok(data)
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
+        let rest = usize::try_from(at).ok().and_then(|at| self.get(at..)).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+}
+
+/// Decodes every message of a batch file of `len` bytes, checking that the
+/// records exactly tile the file. Bodies are not read.
+pub(crate) fn read_batch<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<Found>, DecodeError> {
+    let mut first = [0u8; V1_HEADER_LEN];
+    let got = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    src.read_exact_at(&mut first[..got], 0)?;
+    match version(&first[..got])? {
+        1 => read_v1(src, len).map(|found| vec![found]),
+        _ => read_v2(src, len, message_count(&first[..got])?),
+    }
+}
+
+/// The message count from a version-2 first line.
+fn message_count(start: &[u8]) -> Result<usize, DecodeError> {
+    let line = start.get(..BATCH_HEADER_LEN).and_then(|l| l.strip_suffix(b"\n"));
+    let digits = line.and_then(|l| l.strip_prefix(V2_PREFIX)).filter(|d| d.iter().all(u8::is_ascii_digit));
+    let count = digits.and_then(|d| std::str::from_utf8(d).ok()?.parse::<usize>().ok());
+    count.filter(|&n| n > 0).ok_or_else(|| corrupt("bad version line"))
+}
+
+/// The version from the first line: 1, 2, or an error.
+fn version(start: &[u8]) -> Result<u8, DecodeError> {
+    let Some(rest) = start.strip_prefix(MAGIC.as_bytes()).and_then(|r| r.strip_prefix(b" ")) else {
+        return Err(corrupt("not a dakiya spool file"));
+    };
+    // The version word ends at a space or newline; a file cut short in its
+    // first line is corrupt, not of an unknown version.
+    let word = rest.iter().position(|&b| b == b' ' || b == b'\n').map(|end| &rest[..end]);
+    match word {
+        Some(b"1") => Ok(1),
+        Some(b"2") => Ok(2),
+        Some(b"") | None => Err(corrupt("bad version line")),
+        Some(other) => Err(DecodeError::Version(String::from_utf8_lossy(other).into_owned())),
+    }
+}
+
+fn read_v2<R: ReadAt + ?Sized>(src: &R, len: u64, count: usize) -> Result<Vec<Found>, DecodeError> {
+    let mut found = Vec::with_capacity(count.min(1024));
+    let mut at = BATCH_HEADER_LEN as u64;
+    while at < len {
+        if len - at < RECORD_PREFIX as u64 {
+            return Err(corrupt(format!("truncated record at byte {at}")));
+        }
+        let mut prefix = [0u8; RECORD_PREFIX];
+        src.read_exact_at(&mut prefix, at)?;
+        let (id, env_len, body_len) =
+            parse_prefix(&prefix).map_err(|e| corrupt(format!("record at byte {at}: {e}")))?;
+        let extent = Extent::of_record(at, RECORD_PREFIX as u64 + env_len + 1, body_len);
+        let end = extent.body_off.checked_add(body_len).filter(|&end| end <= len);
+        let Some(end) = end else {
+            return Err(corrupt(format!("record {id} at byte {at} runs past the end of the file ({len} bytes)")));
+        };
+        let envelope = read_envelope(src, &extent)?;
+        if envelope.id != id {
+            return Err(corrupt(format!("record {id} holds the envelope of {}", envelope.id)));
+        }
+        found.push(Found { envelope, extent });
+        at = end;
+    }
+    if found.len() != count {
+        return Err(corrupt(format!("batch holds {} messages, header says {count}", found.len())));
+    }
+    Ok(found)
+}
+
+/// `(id, envelope length, body length)` from the fixed part of a record line.
+fn parse_prefix(prefix: &[u8; RECORD_PREFIX]) -> Result<(QueueId, u64, u64), String> {
+    let spaces = [RECORD_MARK.len() - 1, ENV_LEN_AT - 1, BODY_LEN_AT - 1, RECORD_PREFIX - 1];
+    if !prefix.starts_with(RECORD_MARK) || spaces.iter().any(|&i| prefix[i] != b' ') {
+        return Err("bad record line".into());
+    }
+    let text = |range: std::ops::Range<usize>| std::str::from_utf8(&prefix[range]).unwrap_or("");
+    let id = text(RECORD_MARK.len()..ENV_LEN_AT - 1).parse::<QueueId>().map_err(|e| e.to_string())?;
+    let number = |at: usize| {
+        let digits = text(at..at + LEN_DIGITS);
+        let valid = digits.len() == LEN_DIGITS && digits.bytes().all(|b| b.is_ascii_digit());
+        valid.then(|| digits.parse::<u64>().ok()).flatten().ok_or_else(|| "bad length field".to_owned())
+    };
+    let env_len = number(ENV_LEN_AT)?;
+    if env_len > MAX_ENVELOPE {
+        return Err(format!("envelope length {env_len} is too large"));
+    }
+    Ok((id, env_len, number(BODY_LEN_AT)?))
+}
+
+/// Reads and decodes the envelope of one message, checking its `\n`.
+pub(crate) fn read_envelope<R: ReadAt + ?Sized>(src: &R, extent: &Extent) -> Result<Envelope, DecodeError> {
+    let mut json = vec![0u8; usize::try_from(extent.env_len + 1).map_err(|_| corrupt("envelope too large"))?];
+    src.read_exact_at(&mut json, extent.env_off).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => corrupt("truncated envelope"),
+        _ => DecodeError::Io(e),
+    })?;
+    if json.pop() != Some(b'\n') {
+        return Err(corrupt("envelope is not terminated by a newline"));
+    }
+    serde_json::from_slice(&json).map_err(|e| corrupt(format!("envelope: {e}")))
+}
+
+/// A version-1 file: version line with the body size, envelope line, body.
+fn read_v1<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Found, DecodeError> {
+    let mut reader = BufReader::with_capacity(8192, AtReader { src, at: 0 });
+    let mut line = Vec::with_capacity(V1_HEADER_LEN);
+    reader.by_ref().take(V1_HEADER_LEN as u64).read_until(b'\n', &mut line)?;
+    let digits = line.strip_prefix(&b"DAKIYA-SPOOL 1 "[..]).and_then(|l| l.strip_suffix(b"\n"));
+    let size = digits
+        .filter(|d| d.len() == LEN_DIGITS && d.iter().all(u8::is_ascii_digit))
+        .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u64>().ok())
+        .ok_or_else(|| corrupt("bad version line"))?;
+    let mut json = Vec::new();
+    reader.by_ref().take(MAX_ENVELOPE).read_until(b'\n', &mut json)?;
+    if json.last() != Some(&b'\n') {
+        return Err(corrupt("envelope line is not terminated"));
+    }
+    let env_off = V1_HEADER_LEN as u64;
+    let env_len = json.len() as u64 - 1;
+    let extent = Extent { env_off, env_len, body_off: env_off + env_len + 1, body_len: size };
+    if extent.body_off.checked_add(size) != Some(len) {
+        let body = len.saturating_sub(extent.body_off);
+        return Err(corrupt(format!("body is {body} bytes, header says {size}")));
+    }
+    let envelope = read_envelope(src, &extent)?;
+    Ok(Found { envelope, extent })
+}
+
+/// A `Read` over a [`ReadAt`], for the line-oriented version-1 header.
+struct AtReader<'a, R: ?Sized> {
+    src: &'a R,
+    at: u64,
+}
+
+impl<R: ReadAt + ?Sized> Read for AtReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.src.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{BodyType, Recipient};
-
-    fn envelope(rcpts: usize) -> Envelope {
-        Envelope {
-            id: "0000000100000002".parse().unwrap(),
-            received_at: 1,
-            sender: "a@b\n\"x\"".into(),
-            client_ip: "127.0.0.1".into(),
-            helo: "h".into(),
-            body: BodyType::EightBitMime,
-            smtputf8: false,
-            dsn_ret: None,
-            dsn_envid: None,
-            recipients: (0..rcpts)
-                .map(|i| Recipient {
-                    address: format!("r{i}@x"),
-                    original: format!("R{i}@x"),
-                    orcpt: None,
-                    notify: Some(vec![]),
-                    mailbox: None,
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn head_round_trip() {
-        let env = envelope(2);
-        let mut head = encode_head(&env).unwrap();
-        set_head_size(&mut head, 12345);
-        assert!(head.starts_with(b"DAKIYA-SPOOL 1 00000000000000012345\n"));
-        assert_eq!(head.iter().filter(|&&b| b == b'\n').count(), 2);
-        let mut file = head.clone();
-        file.extend_from_slice(b"body");
-        let mut reader = &file[..];
-        let parsed = read_head(&mut reader).unwrap();
-        assert_eq!(parsed.envelope, env);
-        assert_eq!(parsed.size, 12345);
-        assert_eq!(parsed.body_offset, head.len() as u64);
-        assert_eq!(reader, b"body");
-    }
-
-    #[test]
-    fn head_rejects_garbage_and_foreign_versions() {
-        let cases: [(&[u8], bool); 6] = [
-            (b"", false),
-            (b"From: x\r\n\r\nhello", false),
-            (b"DAKIYA-SPOOL 1 123\n{}\n", false),
-            (b"DAKIYA-SPOOL 1 00000000000000000000\n{\"id\":\"../x\"}\n", false),
-            (b"DAKIYA-SPOOL 1 00000000000000000000\n{\"id\"", false),
-            (b"DAKIYA-SPOOL 2 whatever\n", true),
-        ];
-        for (bytes, is_version) in cases {
-            match read_head(&mut &bytes[..]) {
-                Err(DecodeError::Version(v)) => assert!(is_version, "{v}"),
-                Err(DecodeError::Corrupt(_)) => assert!(!is_version),
-                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bytes)),
-            }
-        }
-    }
-
-    #[test]
-    fn record_encoding_is_flat_json() {
-        let line = encode_record(3, &RcptState::Deferred { attempts: 2, next_attempt: 99, error: "421 busy".into() });
-        assert_eq!(
-            String::from_utf8(line).unwrap(),
-            "{\"rcpt\":3,\"state\":\"deferred\",\"attempts\":2,\"next_attempt\":99,\"error\":\"421 busy\"}\n"
-        );
-    }
-
-    #[test]
-    fn status_log_last_record_wins_and_torn_tail_is_ignored() {
-        let mut log = STATUS_HEADER.to_vec();
-        log.extend(encode_record(0, &RcptState::Deferred { attempts: 1, next_attempt: 5, error: "x".into() }));
-        log.extend(encode_record(1, &RcptState::Failed { at: 7, error: "550".into() }));
-        log.extend(encode_record(0, &RcptState::Delivered { at: 9 }));
-        log.extend(b"not json\n");
-        log.extend(encode_record(9, &RcptState::Delivered { at: 9 })); // no such rcpt
-        let full = encode_record(1, &RcptState::Delivered { at: 11 });
-        log.extend(&full[..full.len() - 3]); // torn by a crash
-        let mut states = vec![RcptState::Pending; 3];
-        let report = apply_status_log(&log, &mut states).unwrap();
-        assert_eq!(
-            states,
-            vec![RcptState::Delivered { at: 9 }, RcptState::Failed { at: 7, error: "550".into() }, RcptState::Pending,]
-        );
-        assert_eq!(report, LogReport { bad_lines: 2, torn_tail: true, bad_header: false });
-    }
-
-    #[test]
-    fn status_log_headers() {
-        let mut states = vec![RcptState::Pending];
-        let torn_header = apply_status_log(b"DAKIYA-STA", &mut states).unwrap();
-        assert!(torn_header.torn_tail && !torn_header.bad_header);
-        let bad = apply_status_log(b"hello\n{}\n", &mut states).unwrap();
-        assert!(bad.bad_header);
-        assert!(matches!(
-            apply_status_log(b"DAKIYA-STATUS 7\n", &mut states),
-            Err(DecodeError::Version(v)) if v == "7"
-        ));
-        assert_eq!(states, vec![RcptState::Pending]);
-    }
-}
+mod tests;

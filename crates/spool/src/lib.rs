@@ -1,27 +1,32 @@
 //! The durable queue of dakiya.
 //!
 //! A message is accepted (SMTP `250`) only after [`MessageWriter::commit`]
-//! has returned: by then its envelope and body are in one file that has been
-//! fsynced, linked into the queue directory, and the directory fsynced. The
-//! directory fsync is group-committed across concurrent committers
-//! ([`GroupSync`]). Per-recipient delivery state lives in a small append-only
-//! status log beside each message. The on-disk format is described in
+//! has returned: by then its envelope and body are in a batch file that has
+//! been fsynced and renamed into the queue directory, and the directory
+//! fsynced. Concurrent commits share one batch file, one file fsync and one
+//! directory fsync (group commit). Per-recipient delivery state lives in an
+//! append-only status log beside each batch file; an in-memory index finds
+//! each message in its batch. The on-disk format is described in
 //! `docs/spool-format.md`.
 //!
 //! Everything here is synchronous; async callers use `spawn_blocking`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod commit;
 mod envelope;
 mod error;
 mod format;
 mod group;
 mod id;
+mod index;
 mod retry;
 mod scan;
 mod spool;
+mod status;
 mod writer;
 
+pub use commit::CommitStats;
 pub use envelope::{BodyType, DsnRet, Envelope, Notify, QueuedMessage, RcptState, Recipient};
 pub use error::SpoolError;
 pub use group::{GroupSync, SyncTarget};

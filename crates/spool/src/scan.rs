@@ -1,18 +1,23 @@
-//! Reading committed messages back: load, list, recover, body.
+//! Reading the queue: the scan at open that fills the index, then load,
+//! body, list and recover, which go through the index.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, BufReader, ErrorKind, Read, Take};
+use std::io::{self, BufReader, ErrorKind, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::io_err;
-use crate::format::{self, DecodeError};
-use crate::spool::{CORRUPT_DIR, MSG_EXT, STATUS_EXT};
-use crate::{QueueId, QueuedMessage, RcptState, Spool, SpoolError};
+use crate::format::{self, DecodeError, Found};
+use crate::index::{BatchFile, Foreign, Loc};
+use crate::spool::{CORRUPT_DIR, MSG_EXT, STATUS_EXT, ignore_missing};
+use crate::status::StatusLog;
+use crate::{QueueId, QueuedMessage, Spool, SpoolError};
 
 /// The body of a queued message, exactly the bytes given to
 /// [`crate::MessageWriter::write`].
 pub struct Body {
-    reader: Take<BufReader<File>>,
+    reader: BufReader<Take<File>>,
     len: u64,
 }
 
@@ -34,107 +39,157 @@ impl Read for Body {
     }
 }
 
+/// Read buffer for bodies; a small body is read in one call.
+const BODY_BUFFER: u64 = 64 * 1024;
+
 impl Spool {
-    /// A committed message and its recipients' last recorded states.
+    /// A queued message and its recipients' last recorded states.
     pub fn load(&self, id: &QueueId) -> Result<QueuedMessage, SpoolError> {
-        self.read_message(id)
+        let loc = self.locate(id)?;
+        let file = open_batch(&loc, id)?;
+        let log = read_log(loc.batch.log_path())?;
+        read_message(&file, id, &loc, &log)
     }
 
-    /// The body of a committed message.
+    /// The body of a queued message.
     pub fn body(&self, id: &QueueId) -> Result<Body, SpoolError> {
-        let path = self.inner.msg_path(id);
-        let (head, reader) = self.open_message(id, &path)?;
-        Ok(Body { reader: reader.take(head.size), len: head.size })
+        let loc = self.locate(id)?;
+        let mut file = open_batch(&loc, id)?;
+        let path = &loc.batch.path;
+        file.seek(SeekFrom::Start(loc.extent.body_off)).map_err(io_err("seek", path))?;
+        let len = loc.extent.body_len;
+        let capacity = usize::try_from(len.clamp(1, BODY_BUFFER)).unwrap_or(1);
+        Ok(Body { reader: BufReader::with_capacity(capacity, file.take(len)), len })
     }
 
-    /// Every committed message, in id order, for a read-only look (e.g. a
-    /// queue listing). Undecodable messages are logged and skipped.
+    /// Every queued message, in id order, for a read-only look (e.g. a queue
+    /// listing). Files that could not be decoded are not listed.
     pub fn list(&self) -> Result<Vec<QueuedMessage>, SpoolError> {
-        self.scan(false)
-    }
-
-    /// Every committed message with its recipients' last states, in id
-    /// order, for the queue manager at startup. A message file that cannot
-    /// be decoded is logged and moved (with its status log) to `corrupt/`
-    /// for an operator: never deleted. Files of an unknown format version
-    /// and files that hit an I/O error are logged and left in place.
-    pub fn recover(&self) -> Result<Vec<QueuedMessage>, SpoolError> {
-        self.scan(true)
-    }
-
-    fn scan(&self, move_corrupt: bool) -> Result<Vec<QueuedMessage>, SpoolError> {
+        let mut by_batch: BTreeMap<QueueId, Vec<(QueueId, Loc)>> = BTreeMap::new();
+        for (id, loc) in self.inner.index().snapshot() {
+            by_batch.entry(loc.batch.name.clone()).or_default().push((id, loc));
+        }
         let mut messages = Vec::new();
-        for (id, ext) in self.queue_entries()? {
-            if ext != MSG_EXT {
-                continue;
-            }
-            match self.read_message(&id) {
-                Ok(message) => messages.push(message),
+        for members in by_batch.values() {
+            // One open and one log read per batch file.
+            let batch = &members[0].1.batch;
+            let read = File::open(&batch.path).map_err(io_err("open", &batch.path)).and_then(|file| {
+                let log = read_log(batch.log_path())?;
+                members.iter().map(|(id, loc)| read_message(&file, id, loc, &log)).collect::<Result<Vec<_>, _>>()
+            });
+            match read {
+                Ok(found) => messages.extend(found),
                 // Removed while we were listing.
-                Err(SpoolError::NotFound(_)) => {}
-                Err(e @ SpoolError::Corrupt { .. }) if move_corrupt => {
-                    tracing::error!(error = %e, "spool: moving corrupt message aside");
-                    self.move_aside(&id)?;
-                }
-                Err(e) => tracing::error!(error = %e, "spool: skipping unreadable message"),
+                Err(SpoolError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {}
+                Err(e) => tracing::error!(error = %e, "spool: skipping unreadable batch"),
             }
         }
+        messages.sort_by(|a, b| a.envelope.id.cmp(&b.envelope.id));
         Ok(messages)
     }
 
-    /// Opens a message file and reads up to its body.
-    fn open_message(&self, id: &QueueId, path: &Path) -> Result<(format::Head, BufReader<File>), SpoolError> {
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(SpoolError::NotFound(id.clone()));
-            }
-            Err(e) => return Err(io_err("open", path)(e)),
-        };
-        let file_len = file.metadata().map_err(io_err("stat", path))?.len();
-        let mut reader = BufReader::with_capacity(64 * 1024, file);
-        let head = format::read_head(&mut reader).map_err(|e| decode_err(e, path))?;
-        let corrupt = |reason: String| SpoolError::Corrupt { path: path.to_owned(), reason };
-        if head.envelope.id != *id {
-            return Err(corrupt(format!("envelope names id {}", head.envelope.id)));
+    /// Every queued message with its recipients' last states, in id order,
+    /// for the queue manager at startup. Files that `open` could not decode
+    /// are logged and moved (with their status logs) to `corrupt/` for an
+    /// operator: never deleted. Files of an unknown format version and files
+    /// that hit an I/O error were logged at open and are left in place.
+    pub fn recover(&self) -> Result<Vec<QueuedMessage>, SpoolError> {
+        let corrupt = self.inner.index().corrupt();
+        for (name, reason) in corrupt {
+            tracing::error!(batch = %name, %reason, "spool: moving corrupt batch file aside");
+            self.move_aside(&name)?;
+            self.inner.index().add_foreign(name, Foreign::MovedAside(reason));
         }
-        if head.body_offset.checked_add(head.size) != Some(file_len) {
-            return Err(corrupt(format!(
-                "body is {} bytes, header says {}",
-                file_len.saturating_sub(head.body_offset),
-                head.size
-            )));
-        }
-        Ok((head, reader))
+        self.list()
     }
 
-    fn read_message(&self, id: &QueueId) -> Result<QueuedMessage, SpoolError> {
-        let path = self.inner.msg_path(id);
-        let (head, _) = self.open_message(id, &path)?;
-        let mut states = vec![RcptState::Pending; head.envelope.recipients.len()];
-        let status = self.inner.status_path(id);
-        match File::open(&status).and_then(format::read_all) {
-            Ok(data) => {
-                let report = format::apply_status_log(&data, &mut states).map_err(|e| decode_err(e, &status))?;
-                if report.bad_header || report.bad_lines > 0 {
-                    // Ignoring records risks a duplicate delivery, not a loss.
-                    tracing::warn!(path = %status.display(), ?report, "spool: ignored status records");
-                } else if report.torn_tail {
-                    tracing::info!(path = %status.display(), "spool: ignored torn last status record");
+    /// Where `id` lies, or why it is not queued.
+    fn locate(&self, id: &QueueId) -> Result<Loc, SpoolError> {
+        let index = self.inner.index();
+        if let Some(loc) = index.get(id) {
+            return Ok(loc);
+        }
+        let path = || self.inner.queue.join(format!("{id}.{MSG_EXT}"));
+        Err(match index.foreign(id) {
+            Some(Foreign::Corrupt(reason) | Foreign::MovedAside(reason)) => {
+                SpoolError::Corrupt { path: path(), reason: reason.clone() }
+            }
+            Some(Foreign::Unsupported(version)) => {
+                SpoolError::UnsupportedVersion { path: path(), version: version.clone() }
+            }
+            Some(Foreign::Unreadable) | None => SpoolError::NotFound(id.clone()),
+        })
+    }
+
+    /// Reads every batch file in `queue/` into the index (at open). Deletes
+    /// status logs without a batch and batches whose messages are all done.
+    pub(crate) fn load_queue(&self) -> Result<(), SpoolError> {
+        let entries = self.queue_entries()?;
+        let batches: BTreeSet<&QueueId> = entries.iter().filter(|(_, ext)| ext == MSG_EXT).map(|(n, _)| n).collect();
+        for (name, ext) in &entries {
+            if ext == STATUS_EXT && !batches.contains(name) {
+                let path = self.inner.queue.join(format!("{name}.{STATUS_EXT}"));
+                tracing::info!(path = %path.display(), "spool: removing orphan status log");
+                fs::remove_file(&path).map_err(io_err("unlink", &path))?;
+            }
+        }
+        for name in batches {
+            let batch = BatchFile::new(name.clone(), &self.inner.queue, 0, true);
+            let why = match scan_batch(&batch.path, batch.log_path(), name) {
+                Ok((found, log)) => {
+                    self.index_batch(name, found, &log)?;
+                    continue;
                 }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("read", status)(e)),
+                Err(SpoolError::Corrupt { path, reason }) => {
+                    tracing::warn!(path = %path.display(), %reason, "spool: corrupt batch file");
+                    Foreign::Corrupt(reason)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool: leaving unreadable batch file in place");
+                    match e {
+                        SpoolError::UnsupportedVersion { version, .. } => Foreign::Unsupported(version),
+                        _ => Foreign::Unreadable,
+                    }
+                }
+            };
+            self.inner.index().add_foreign(name.clone(), why);
         }
-        Ok(QueuedMessage { envelope: head.envelope, states, size: head.size })
+        Ok(())
     }
 
-    /// Moves a message and its status log to `corrupt/` without replacing
-    /// anything already there.
-    fn move_aside(&self, id: &QueueId) -> Result<(), SpoolError> {
+    /// Indexes the messages of a batch that are not done, or deletes the
+    /// batch if they all are.
+    fn index_batch(&self, name: &QueueId, found: Vec<Found>, log: &StatusLog) -> Result<(), SpoolError> {
+        let mut index = self.inner.index();
+        if let Some(dup) = found.iter().find(|f| index.is_taken(&f.envelope.id)) {
+            let reason = format!("message {} is also queued in another file", dup.envelope.id);
+            tracing::warn!(batch = %name, %reason, "spool: corrupt batch file");
+            index.add_foreign(name.clone(), Foreign::Corrupt(reason));
+            return Ok(());
+        }
+        let batch = Arc::new(BatchFile::new(name.clone(), &self.inner.queue, found.len(), true));
+        let live: Vec<_> = found
+            .into_iter()
+            .filter(|f| !log.done.contains(&f.envelope.id))
+            .map(|f| (f.envelope.id, f.extent))
+            .collect();
+        if !live.is_empty() {
+            index.add_batch(batch, live);
+            return Ok(());
+        }
+        drop(index);
+        tracing::info!(path = %batch.path.display(), "spool: removing batch whose messages are all done");
+        fs::remove_file(&batch.path).map_err(io_err("unlink", &batch.path))?;
+        ignore_missing(fs::remove_file(batch.log_path())).map_err(io_err("unlink", batch.log_path()))
+    }
+
+    /// Moves a batch file and its status log to `corrupt/` without
+    /// replacing anything already there.
+    fn move_aside(&self, name: &QueueId) -> Result<(), SpoolError> {
         let corrupt = self.inner.root.join(CORRUPT_DIR);
-        for (from, ext) in [(self.inner.msg_path(id), MSG_EXT), (self.inner.status_path(id), STATUS_EXT)] {
-            let to = free_name(&corrupt, id, ext).map_err(io_err("stat", &corrupt))?;
+        for ext in [MSG_EXT, STATUS_EXT] {
+            let from = self.inner.queue.join(format!("{name}.{ext}"));
+            let to = free_name(&corrupt, name, ext).map_err(io_err("stat", &corrupt))?;
             match fs::rename(&from, &to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -145,12 +200,69 @@ impl Spool {
     }
 }
 
-/// `dir/ID.ext`, or `dir/ID.N.ext` for the first free N.
-fn free_name(dir: &Path, id: &QueueId, ext: &str) -> io::Result<PathBuf> {
-    let mut path = dir.join(format!("{id}.{ext}"));
+/// Decodes a whole batch file and its status log.
+fn scan_batch(path: &Path, log_path: &Path, name: &QueueId) -> Result<(Vec<Found>, StatusLog), SpoolError> {
+    let file = File::open(path).map_err(io_err("open", path))?;
+    let len = file.metadata().map_err(io_err("stat", path))?.len();
+    let found = format::read_batch(&file, len).map_err(|e| decode_err(e, path))?;
+    // A batch is named after its first message: this catches misplaced files.
+    if found[0].envelope.id != *name {
+        let reason = format!("first message is {}, not the file's name", found[0].envelope.id);
+        return Err(SpoolError::Corrupt { path: path.to_owned(), reason });
+    }
+    let log = read_log(log_path)?;
+    Ok((found, log))
+}
+
+/// Opens the batch file holding `id`.
+fn open_batch(loc: &Loc, id: &QueueId) -> Result<File, SpoolError> {
+    match File::open(&loc.batch.path) {
+        Ok(file) => Ok(file),
+        // Removed meanwhile.
+        Err(e) if e.kind() == ErrorKind::NotFound => Err(SpoolError::NotFound(id.clone())),
+        Err(e) => Err(io_err("open", &loc.batch.path)(e)),
+    }
+}
+
+/// Reads the status log of a batch; a missing log is an empty one.
+fn read_log(path: &Path) -> Result<StatusLog, SpoolError> {
+    let data = match fs::read(path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(StatusLog::default()),
+        Err(e) => return Err(io_err("read", path)(e)),
+    };
+    let log = StatusLog::parse(&data).map_err(|e| decode_err(e, path))?;
+    let report = &log.report;
+    if report.bad_header || report.bad_lines > 0 {
+        // Ignoring records risks a duplicate delivery, not a loss.
+        tracing::warn!(path = %path.display(), ?report, "spool: ignored status records");
+    } else if report.torn_tail {
+        tracing::info!(path = %path.display(), "spool: ignored torn last status record");
+    }
+    Ok(log)
+}
+
+/// Reads one message's envelope from its batch file and applies its log.
+fn read_message(file: &File, id: &QueueId, loc: &Loc, log: &StatusLog) -> Result<QueuedMessage, SpoolError> {
+    let path = &loc.batch.path;
+    let envelope = format::read_envelope(file, &loc.extent).map_err(|e| decode_err(e, path))?;
+    if envelope.id != *id {
+        let reason = format!("envelope of {id} names id {}", envelope.id);
+        return Err(SpoolError::Corrupt { path: path.clone(), reason });
+    }
+    let (states, out_of_range) = log.states(id, envelope.recipients.len(), loc.batch.messages == 1);
+    if out_of_range > 0 {
+        tracing::warn!(path = %loc.batch.log_path().display(), queue_id = %id, out_of_range, "spool: ignored status records");
+    }
+    Ok(QueuedMessage { envelope, states, size: loc.extent.body_len })
+}
+
+/// `dir/NAME.ext`, or `dir/NAME.N.ext` for the first free N.
+fn free_name(dir: &Path, name: &QueueId, ext: &str) -> io::Result<PathBuf> {
+    let mut path = dir.join(format!("{name}.{ext}"));
     let mut n = 1u64;
     while path.try_exists()? {
-        path = dir.join(format!("{id}.{n}.{ext}"));
+        path = dir.join(format!("{name}.{n}.{ext}"));
         n += 1;
     }
     Ok(path)

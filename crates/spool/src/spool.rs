@@ -1,33 +1,34 @@
 //! Opening the spool, recording delivery state, removing messages.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
-use std::hash::{Hash, Hasher};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::commit::{CommitStats, Committer};
 use crate::error::io_err;
-use crate::format::{self, STATUS_HEADER};
+use crate::index::{BatchFile, Index};
+use crate::status::{self, STATUS_HEADER};
 use crate::{Envelope, GroupSync, MessageWriter, QueueId, RcptState, SpoolError};
 
-/// Subdirectory for messages being written; emptied at open.
+/// Subdirectory for files being written; emptied at open.
 const TMP_DIR: &str = "tmp";
-/// Subdirectory for committed messages and their status logs.
+/// Subdirectory for committed batch files and their status logs.
 const QUEUE_DIR: &str = "queue";
 /// Subdirectory for files recovery could not decode; never cleaned.
 pub(crate) const CORRUPT_DIR: &str = "corrupt";
 const LOCK_FILE: &str = "lock";
 pub(crate) const MSG_EXT: &str = "msg";
 pub(crate) const STATUS_EXT: &str = "status";
-/// Stripes of the per-message lock that serializes status log appends.
-const RECORD_STRIPES: usize = 64;
 
 /// The durable message queue. Cheap to clone; `Send + Sync`.
 ///
 /// Only one `Spool` may have a directory open at a time: [`Spool::open`]
 /// takes an exclusive lock, because it deletes leftover temporary files that
-/// would belong to another live writer.
+/// would belong to another live writer, and because the in-memory index of
+/// queued messages must be the only one.
 #[derive(Clone)]
 pub struct Spool {
     pub(crate) inner: Arc<Inner>,
@@ -39,7 +40,9 @@ pub(crate) struct Inner {
     pub queue: PathBuf,
     /// Group commit of fsyncs of the queue directory.
     pub queue_sync: GroupSync<File>,
-    record_locks: Vec<Mutex<()>>,
+    /// Group commit of messages into batch files.
+    pub committer: Committer,
+    index: Mutex<Index>,
     /// Held (flock) for the life of the spool.
     _lock: File,
 }
@@ -49,15 +52,11 @@ impl Inner {
         self.tmp.join(id.as_str())
     }
 
-    pub fn msg_path(&self, id: &QueueId) -> PathBuf {
-        self.queue.join(format!("{id}.{MSG_EXT}"))
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn status_path(&self, id: &QueueId) -> PathBuf {
-        self.queue.join(format!("{id}.{STATUS_EXT}"))
-    }
-
-    /// Makes renames, links and unlinks in the queue directory durable.
+    /// Makes renames, creations and unlinks in the queue directory durable.
     pub fn sync_queue_dir(&self) -> Result<(), SpoolError> {
         self.queue_sync.sync().map_err(io_err("fsync", &self.queue))
     }
@@ -65,7 +64,9 @@ impl Inner {
 
 impl Spool {
     /// Opens (creating, mode 0700) the spool in `dir`, locks it, deletes
-    /// temporary files left by a crash and status logs whose message is gone.
+    /// temporary files left by a crash, and reads the queue into memory:
+    /// status logs whose batch is gone and batches whose messages are all
+    /// done are deleted; undecodable files are noted for [`Spool::recover`].
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
@@ -89,11 +90,16 @@ impl Spool {
             tmp: dir.join(TMP_DIR),
             queue,
             queue_sync: GroupSync::new(queue_handle),
-            record_locks: (0..RECORD_STRIPES).map(|_| Mutex::new(())).collect(),
+            committer: Committer::new(),
+            index: Mutex::new(Index::default()),
             _lock: lock,
         };
         let spool = Spool { inner: Arc::new(inner) };
-        spool.remove_leftovers()?;
+        spool.remove_temporaries()?;
+        spool.load_queue()?;
+        // Entries a dead process left unsynced, and our deletions, become
+        // durable; every status log present now counts as durable.
+        spool.inner.sync_queue_dir()?;
         Ok(spool)
     }
 
@@ -108,17 +114,20 @@ impl Spool {
         self.inner.queue_sync.stats()
     }
 
-    /// Issues a queue id not used by any message in the spool.
+    /// How commits were grouped into batch files so far (for metrics).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.inner.committer.stats()
+    }
+
+    /// Issues a queue id not used by any message or file in the spool.
     pub fn new_id(&self) -> QueueId {
+        let index = self.inner.index();
         let mut id = QueueId::generate();
         // Ids are unique within a process; a clock stepped back across a
         // restart could repeat one still queued, so skip those. `commit`
-        // refuses to overwrite in any case.
+        // refuses a taken id in any case.
         for _ in 0..16 {
-            let taken = [self.inner.msg_path(&id), self.inner.status_path(&id)]
-                .iter()
-                .any(|p| !matches!(p.try_exists(), Ok(false)));
-            if !taken {
+            if !index.is_taken(&id) {
                 break;
             }
             id = QueueId::generate();
@@ -131,88 +140,60 @@ impl Spool {
         MessageWriter::new(Arc::clone(&self.inner), envelope)
     }
 
-    /// Appends `state` for recipient `rcpt_index` to the message's status log
-    /// and fdatasyncs it; the log is created (and the directory synced) on
-    /// the first record. Returns only once the record is durable.
+    /// Appends `state` for recipient `rcpt_index` of message `id` to the
+    /// status log of its batch and fdatasyncs it (group-committed with other
+    /// records to the same log); a new log's directory entry is made durable
+    /// too. Returns only once the record is durable.
     pub fn record(&self, id: &QueueId, rcpt_index: usize, state: &RcptState) -> Result<(), SpoolError> {
-        let path = self.inner.status_path(id);
-        let line = format::encode_record(rcpt_index, state);
-        let (file, created) = {
-            let _guard = self.record_lock(id);
-            let (file, needs_header, created) = self.open_status_log(id, &path)?;
-            let mut data = if needs_header { STATUS_HEADER.to_vec() } else { Vec::new() };
-            data.extend_from_slice(&line);
-            (&file).write_all(&data).map_err(io_err("write", &path))?;
-            (file, created)
-        };
+        let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
+        let line = status::encode_record(id, rcpt_index, state);
+        {
+            let _guard = batch.lock();
+            if self.inner.index().get(id).is_none() {
+                return Err(SpoolError::NotFound(id.clone()));
+            }
+            append(&batch, &line)?;
+        }
         // fdatasync also persists the new file size, which reading needs.
-        file.sync_data().map_err(io_err("fdatasync", &path))?;
-        if created {
+        batch.log_sync.sync().map_err(io_err("fdatasync", batch.log_path()))?;
+        if !batch.log_durable.load(Ordering::Acquire) {
+            // The log may have been created just now (by this call or an
+            // earlier `remove`): its directory entry must be durable too.
             self.inner.sync_queue_dir()?;
+            batch.log_durable.store(true, Ordering::Release);
         }
         Ok(())
     }
 
-    /// Opens the status log for appending: `(file, needs_header, created)`.
-    /// A torn last line (crash mid-append) is cut off first, so the next
-    /// record starts on a line of its own.
-    fn open_status_log(&self, id: &QueueId, path: &Path) -> Result<(File, bool, bool), SpoolError> {
-        let mut options = OpenOptions::new();
-        options.read(true).append(true).mode(0o600);
-        match options.clone().create_new(true).open(path) {
-            Ok(file) => {
-                if !self.inner.msg_path(id).exists() {
-                    let _ = fs::remove_file(path);
-                    return Err(SpoolError::NotFound(id.clone()));
-                }
-                return Ok((file, true, true));
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io_err("create", path)(e)),
-        }
-        let file = options.open(path).map_err(io_err("open", path))?;
-        let len = file.metadata().map_err(io_err("stat", path))?.len();
-        let mut last = [0u8; 1];
-        if len > 0 {
-            file.read_exact_at(&mut last, len - 1).map_err(io_err("read", path))?;
-        }
-        if len == 0 || last[0] == b'\n' {
-            return Ok((file, len == 0, false));
-        }
-        let data = format::read_all(&file).map_err(io_err("read", path))?;
-        let keep = format::complete_len(&data);
-        tracing::warn!(path = %path.display(), cut = data.len() - keep, "status log: dropping torn last line");
-        file.set_len(keep as u64).map_err(io_err("truncate", path))?;
-        Ok((file, keep == 0, false))
-    }
-
-    fn record_lock(&self, id: &QueueId) -> std::sync::MutexGuard<'_, ()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut hasher);
-        let stripe = (hasher.finish() % RECORD_STRIPES as u64) as usize;
-        self.inner.record_locks[stripe].lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Deletes a message and its status log, durably. The message file goes
-    /// first: a crash in between leaves an orphan log, deleted at open.
+    /// Takes a message out of the queue. While other messages of its batch
+    /// are queued this appends a `done` record to the batch's status log
+    /// **without** fsync: after a crash the message may be delivered again
+    /// (at-least-once), never lost. Removing the last queued message of a
+    /// batch deletes the batch file and its log.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
-        let msg = self.inner.msg_path(id);
-        let found = match fs::remove_file(&msg) {
-            Ok(()) => true,
-            Err(e) if e.kind() == ErrorKind::NotFound => false,
-            Err(e) => return Err(io_err("unlink", msg)(e)),
-        };
-        let status = self.inner.status_path(id);
-        ignore_missing(fs::remove_file(&status)).map_err(io_err("unlink", status))?;
-        if !found {
-            return Err(SpoolError::NotFound(id.clone()));
+        let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
+        let _guard = batch.lock();
+        let live = self.inner.index().live_in_batch(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?;
+        if live > 1 {
+            append(&batch, &status::encode_done(id))?;
+            self.inner.index().remove(id);
+            return Ok(());
         }
-        // Without this a crash could bring the message back: a duplicate.
-        self.inner.sync_queue_dir()
+        self.inner.index().remove(id);
+        // The batch first: a crash in between leaves an orphan log, which
+        // open deletes. No directory fsync: like the done records, a crash
+        // may bring the batch back, and its messages are delivered again.
+        match fs::remove_file(&batch.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("unlink", &batch.path)(e)),
+        }
+        ignore_missing(fs::remove_file(batch.log_path())).map_err(io_err("unlink", batch.log_path()))
     }
 
-    /// Deletes `tmp/*` and status logs without a message.
-    fn remove_leftovers(&self) -> Result<(), SpoolError> {
+    /// Deletes everything in `tmp/`: with the lock held, it can only belong
+    /// to a dead process.
+    fn remove_temporaries(&self) -> Result<(), SpoolError> {
         let tmp = &self.inner.tmp;
         let mut removed = 0;
         for entry in fs::read_dir(tmp).map_err(io_err("readdir", tmp))? {
@@ -223,17 +204,10 @@ impl Spool {
         if removed > 0 {
             tracing::info!(count = removed, "spool: removed unfinished messages");
         }
-        for (id, ext) in self.queue_entries()? {
-            if ext == STATUS_EXT && !self.inner.msg_path(&id).exists() {
-                let path = self.inner.status_path(&id);
-                tracing::info!(path = %path.display(), "spool: removing orphan status log");
-                fs::remove_file(&path).map_err(io_err("unlink", &path))?;
-            }
-        }
         Ok(())
     }
 
-    /// `(id, extension)` of each well-named file in the queue directory;
+    /// `(name, extension)` of each well-named file in the queue directory;
     /// other names are logged and left alone.
     pub(crate) fn queue_entries(&self) -> Result<Vec<(QueueId, String)>, SpoolError> {
         let queue = &self.inner.queue;
@@ -252,6 +226,38 @@ impl Spool {
         entries.sort();
         Ok(entries)
     }
+}
+
+/// Appends `line` to the batch's status log, creating it (with its header)
+/// if needed. The caller holds the batch's lock.
+fn append(batch: &BatchFile, line: &[u8]) -> Result<(), SpoolError> {
+    let path = batch.log_path();
+    let (file, needs_header) = open_status_log(path)?;
+    let data = if needs_header { [STATUS_HEADER, line].concat() } else { line.to_vec() };
+    // One write(): a crash tears at most this record, which readers ignore.
+    (&file).write_all(&data).map_err(io_err("write", path))
+}
+
+/// Opens a status log for appending: `(file, needs_header)`. A torn last
+/// line (crash mid-append) is cut off first, so the next record starts on a
+/// line of its own.
+fn open_status_log(path: &Path) -> Result<(File, bool), SpoolError> {
+    let file =
+        OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path).map_err(io_err("open", path))?;
+    let len = file.metadata().map_err(io_err("stat", path))?.len();
+    let mut last = [0u8; 1];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1).map_err(io_err("read", path))?;
+    }
+    if len == 0 || last[0] == b'\n' {
+        return Ok((file, len == 0));
+    }
+    let mut data = Vec::new();
+    io::Read::read_to_end(&mut &file, &mut data).map_err(io_err("read", path))?;
+    let keep = status::complete_len(&data);
+    tracing::warn!(path = %path.display(), cut = data.len() - keep, "status log: dropping torn last line");
+    file.set_len(keep as u64).map_err(io_err("truncate", path))?;
+    Ok((file, keep == 0))
 }
 
 /// Takes the spool's exclusive lock.
@@ -277,9 +283,12 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 }
 
 /// Ignores `NotFound`, keeps other errors.
-fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+pub(crate) fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
     match result {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests;

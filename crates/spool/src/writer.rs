@@ -1,12 +1,13 @@
 //! Writing one message: bounded buffering, then the commit protocol.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::sync::Arc;
 
+use crate::commit::Payload;
 use crate::error::io_err;
-use crate::format::{self, SIZE_OFFSET};
+use crate::format::{self, SPILLED_BODY_LEN_AT};
 use crate::spool::Inner;
 use crate::{Envelope, QueueId, SpoolError};
 
@@ -23,7 +24,8 @@ const BUFFER_START: usize = 8 * 1024;
 pub struct MessageWriter {
     spool: Arc<Inner>,
     id: QueueId,
-    /// Version line (size not yet filled in) and envelope line.
+    /// The message's record line: id, lengths (body length not yet filled
+    /// in) and envelope.
     head: Vec<u8>,
     /// Body bytes not yet written to the file; never above [`BUFFER_CAP`].
     buf: Vec<u8>,
@@ -42,7 +44,7 @@ impl MessageWriter {
         Ok(MessageWriter {
             spool,
             id: envelope.id.clone(),
-            head: format::encode_head(&envelope)?,
+            head: format::encode_record_line(&envelope)?,
             buf: Vec::new(),
             file: None,
             tmp_exists: false,
@@ -100,8 +102,9 @@ impl MessageWriter {
         let file = match self.file.take() {
             Some(file) => file,
             None => {
+                // A one-message batch file, so that commit only renames it.
                 let mut file = self.create_temp()?;
-                file.write_all(&self.head).map_err(io_err("write", &path))?;
+                file.write_all(&[&format::batch_header(1), &self.head[..]].concat()).map_err(io_err("write", &path))?;
                 file
             }
         };
@@ -119,65 +122,49 @@ impl MessageWriter {
     /// Makes the message durable and queued, and returns its id. Only after
     /// this returns `Ok` may the server answer 250.
     ///
-    /// Steps: write the rest of the body and the body size, fsync the file,
-    /// link it into `queue/` (never replacing an existing message), remove
-    /// the temporary name, then a group-committed fsync of `queue/` that
-    /// started after the link. On error nothing is queued (see
-    /// docs/spool-format.md for the one exception after a failed directory
-    /// fsync).
+    /// Concurrent commits are grouped: one of the callers writes every
+    /// pending message into one batch file, fsyncs it, renames it into
+    /// `queue/`, and then one group-committed fsync of `queue/` that started
+    /// after the rename covers them all. A message that spilled to disk is
+    /// fsynced here and renamed in the same round. On error nothing is
+    /// queued (see docs/spool-format.md for the one exception after a failed
+    /// directory fsync).
     pub fn commit(mut self) -> Result<QueueId, SpoolError> {
         if self.failed {
             return Err(SpoolError::WriterFailed);
         }
-        let tmp = self.spool.tmp_path(&self.id);
-        let file = self.finish_file()?;
-        // One fsync per message: body, envelope and size become durable
-        // before the file gets its queue name.
-        file.sync_all().map_err(io_err("fsync", &tmp))?;
-        drop(file);
-        let msg = self.spool.msg_path(&self.id);
-        // link() fails if the target exists, unlike rename(): a repeated id
-        // can never overwrite a queued message.
-        match fs::hard_link(&tmp, &msg) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(SpoolError::IdInUse(self.id.clone()));
+        // The id names the message in the index and may name its batch file:
+        // a repeated id can never replace a queued message.
+        self.spool.index().reserve(&self.id)?;
+        let spool = Arc::clone(&self.spool);
+        let result = self.finish().and_then(|payload| spool.committer.commit(&spool, self.id.clone(), payload));
+        match result {
+            Ok(()) => {
+                // Renamed into queue/.
+                self.tmp_exists = false;
+                Ok(self.id.clone())
             }
-            Err(e) => return Err(io_err("link", &msg)(e)),
+            Err(e) => {
+                spool.index().unreserve(&self.id);
+                Err(e)
+            }
         }
-        self.tmp_exists = false;
-        if let Err(e) = fs::remove_file(&tmp) {
-            // Harmless: the leftover name is removed at the next open.
-            tracing::warn!(path = %tmp.display(), error = %e, "spool: could not remove temp name");
-        }
-        if let Err(e) = self.spool.sync_queue_dir() {
-            // Not known durable, so the client gets a temporary error and
-            // will send again; take the message back to avoid a duplicate.
-            let _ = fs::remove_file(&msg);
-            return Err(e);
-        }
-        Ok(self.id.clone())
     }
 
-    /// Writes everything still in memory, fills in the body size, and
-    /// returns the complete temporary file.
-    fn finish_file(&mut self) -> Result<File, SpoolError> {
+    /// Fills in the body length and hands over the message. A spilled
+    /// message gets the rest of its body written and is fsynced here, in
+    /// its own thread.
+    fn finish(&mut self) -> Result<Payload, SpoolError> {
+        let Some(mut file) = self.file.take() else {
+            format::set_body_len(&mut self.head, self.len);
+            return Ok(Payload::Small { line: std::mem::take(&mut self.head), body: std::mem::take(&mut self.buf) });
+        };
         let path = self.spool.tmp_path(&self.id);
-        match self.file.take() {
-            None => {
-                format::set_head_size(&mut self.head, self.len);
-                let mut file = self.create_temp()?;
-                file.write_all(&self.head).map_err(io_err("write", &path))?;
-                file.write_all(&self.buf).map_err(io_err("write", &path))?;
-                Ok(file)
-            }
-            Some(mut file) => {
-                file.write_all(&self.buf).map_err(io_err("write", &path))?;
-                let size = format::size_field(self.len);
-                file.write_all_at(size.as_bytes(), SIZE_OFFSET).map_err(io_err("write", &path))?;
-                Ok(file)
-            }
-        }
+        file.write_all(&self.buf).map_err(io_err("write", &path))?;
+        let size = format::len_field(self.len);
+        file.write_all_at(size.as_bytes(), SPILLED_BODY_LEN_AT).map_err(io_err("write", &path))?;
+        file.sync_all().map_err(io_err("fsync", &path))?;
+        Ok(Payload::Spilled { line_len: self.head.len() as u64, body_len: self.len })
     }
 
     fn create_temp(&mut self) -> Result<File, SpoolError> {
@@ -197,7 +184,7 @@ impl MessageWriter {
 
 impl Drop for MessageWriter {
     fn drop(&mut self) {
-        // Aborted, or the commit failed before the link: discard the file.
+        // Aborted, or the commit failed before the rename: discard the file.
         if self.tmp_exists {
             let _ = fs::remove_file(self.spool.tmp_path(&self.id));
         }

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::thread;
 
 use dakiya_spool::{BodyType, DsnRet, Envelope, Notify, QueueId, RcptState, Recipient, Spool, SpoolError};
@@ -204,6 +204,8 @@ fn corrupt_files_are_moved_aside_not_deleted() {
     let good = commit(&spool, 1, b"good");
     let truncated = commit(&spool, 1, b"this body will lose its tail");
     spool.record(&truncated, 0, &RcptState::Pending).unwrap();
+    drop(spool);
+    // Damage done while the spool is closed: the index is read at open.
     let queue = dir.path().join("queue");
     let garbage_id = "0000000000000ABC";
     fs::write(queue.join(format!("{garbage_id}.msg")), b"From: nobody\r\n\r\ngarbage").unwrap();
@@ -214,6 +216,7 @@ fn corrupt_files_are_moved_aside_not_deleted() {
     fs::write(queue.join("README"), b"not ours").unwrap();
 
     // A read-only listing skips them but leaves them alone.
+    let spool = Spool::open(dir.path()).unwrap();
     assert_eq!(spool.list().unwrap().len(), 1);
     assert!(truncated_path.exists());
     assert!(matches!(spool.load(&truncated), Err(SpoolError::Corrupt { .. })));
@@ -227,24 +230,86 @@ fn corrupt_files_are_moved_aside_not_deleted() {
     assert!(corrupt.join(format!("{truncated}.status")).exists());
     assert!(!truncated_path.exists());
     assert!(queue.join("README").exists(), "unknown files are left alone");
+    assert!(matches!(spool.load(&truncated), Err(SpoolError::Corrupt { .. })));
 
     // The same name going corrupt again does not replace the first copy.
+    drop(spool);
     fs::write(queue.join(format!("{garbage_id}.msg")), b"second").unwrap();
-    spool.recover().unwrap();
+    Spool::open(dir.path()).unwrap().recover().unwrap();
     assert_eq!(fs::read(corrupt.join(format!("{garbage_id}.1.msg"))).unwrap(), b"second");
     assert!(corrupt.join(format!("{garbage_id}.msg")).exists());
 }
 
 #[test]
+fn a_truncated_batch_is_moved_aside_and_the_others_still_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let committed = commit_from_threads(&spool, 10, 20);
+    drop(spool);
+    let queue = dir.path().join("queue");
+    let batches = batch_files(&queue);
+    assert!(batches.len() >= 2, "{} batch files", batches.len());
+    // Truncate the batch holding the most messages, at a record boundary
+    // (the message count in its header catches that) or anywhere else.
+    let (victim, members) = batches.iter().max_by_key(|(_, ids)| ids.len()).unwrap();
+    let path = queue.join(format!("{victim}.msg"));
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+
+    let spool = Spool::open(dir.path()).unwrap();
+    let recovered = spool.recover().unwrap();
+    assert_eq!(recovered.len(), committed.len() - members.len());
+    for m in &recovered {
+        let text = &committed.iter().find(|(id, _)| *id == m.envelope.id).unwrap().1;
+        assert_eq!(body(&spool, &m.envelope.id), text.as_bytes());
+    }
+    assert_eq!(fs::read(dir.path().join(format!("corrupt/{victim}.msg"))).unwrap(), &bytes[..bytes.len() - 7]);
+    assert!(!path.exists());
+}
+
+#[test]
 fn unknown_format_version_is_left_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    fs::create_dir_all(dir.path().join("queue")).unwrap();
     let path = dir.path().join("queue/00000000000000FF.msg");
-    fs::write(&path, b"DAKIYA-SPOOL 2 whatever\n").unwrap();
+    fs::write(&path, b"DAKIYA-SPOOL 3 whatever\n").unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
     assert!(spool.recover().unwrap().is_empty());
     assert!(path.exists());
     let id = "00000000000000FF".parse().unwrap();
     assert!(matches!(spool.load(&id), Err(SpoolError::UnsupportedVersion { .. })));
+    // Its name is not given to a new message.
+    let mut writer = spool.writer(Envelope { id, ..envelope(&spool, 1) }).unwrap();
+    writer.write(b"x").unwrap();
+    assert!(matches!(writer.commit(), Err(SpoolError::IdInUse(_))));
+    assert_eq!(fs::read(&path).unwrap(), b"DAKIYA-SPOOL 3 whatever\n");
+}
+
+#[test]
+fn version_1_files_and_logs_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let env = envelope(&spool, 2);
+    drop(spool);
+    let mut file = format!("DAKIYA-SPOOL 1 {:020}\n", 5).into_bytes();
+    file.extend(serde_json::to_vec(&env).unwrap());
+    file.extend(b"\nhello");
+    let queue = dir.path().join("queue");
+    fs::write(queue.join(format!("{}.msg", env.id)), &file).unwrap();
+    let log = queue.join(format!("{}.status", env.id));
+    fs::write(&log, b"DAKIYA-STATUS 1\n{\"rcpt\":1,\"state\":\"delivered\",\"at\":7}\n").unwrap();
+
+    let spool = Spool::open(dir.path()).unwrap();
+    let recovered = spool.recover().unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].envelope, env);
+    assert_eq!(recovered[0].states, vec![RcptState::Pending, RcptState::Delivered { at: 7 }]);
+    assert_eq!(body(&spool, &env.id), b"hello");
+    spool.record(&env.id, 0, &RcptState::Delivered { at: 8 }).unwrap();
+    let states = spool.load(&env.id).unwrap().states;
+    assert_eq!(states, vec![RcptState::Delivered { at: 8 }, RcptState::Delivered { at: 7 }]);
+    spool.remove(&env.id).unwrap();
+    assert_eq!(count(&queue), 0);
 }
 
 #[test]
@@ -292,17 +357,16 @@ fn a_repeated_id_never_overwrites_a_queued_message() {
     assert_ne!(spool.new_id(), env.id);
 }
 
-#[test]
-fn concurrent_commits_from_20_threads_are_all_recovered() {
-    const THREADS: usize = 20;
-    const EACH: usize = 50;
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(dir.path()).unwrap());
-    let handles: Vec<_> = (0..THREADS)
+/// Commits `each` messages from each of `threads` threads at once:
+/// `(id, body)` sorted by id.
+fn commit_from_threads(spool: &Arc<Spool>, threads: usize, each: usize) -> Vec<(QueueId, String)> {
+    let start = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let spool = Arc::clone(&spool);
+            let (spool, start) = (Arc::clone(spool), Arc::clone(&start));
             thread::spawn(move || {
-                (0..EACH)
+                start.wait();
+                (0..each)
                     .map(|i| {
                         let body = format!("thread {t} message {i}\r\n").repeat(100);
                         (commit(&spool, 1 + i % 3, body.as_bytes()), body)
@@ -313,9 +377,46 @@ fn concurrent_commits_from_20_threads_are_all_recovered() {
         .collect();
     let mut committed: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     committed.sort();
+    committed
+}
+
+/// The batch files in `queue`, each with the ids of its messages, read with
+/// nothing but the layout of docs/spool-format.md.
+fn batch_files(queue: &Path) -> Vec<(String, Vec<QueueId>)> {
+    let mut batches = Vec::new();
+    for entry in fs::read_dir(queue).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(stem) = name.strip_suffix(".msg") else { continue };
+        let data = fs::read(queue.join(&name)).unwrap();
+        let header = std::str::from_utf8(&data[..24]).unwrap();
+        let count: usize = header.strip_prefix("DAKIYA-SPOOL 2 ").unwrap().trim_end().parse().unwrap();
+        let (mut at, mut ids) = (24, Vec::new());
+        while at < data.len() {
+            let line = std::str::from_utf8(&data[at..at + 61]).unwrap();
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert_eq!(fields[0], "M");
+            ids.push(fields[1].parse().unwrap());
+            let (env_len, body_len): (usize, usize) = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
+            at += 61 + env_len + 1 + body_len;
+        }
+        assert_eq!((at, ids.len()), (data.len(), count), "{name}");
+        batches.push((stem.to_owned(), ids));
+    }
+    batches
+}
+
+#[test]
+fn concurrent_commits_from_20_threads_are_all_recovered() {
+    const THREADS: usize = 20;
+    const EACH: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let (requests_at_open, _) = spool.dir_sync_stats();
+    let committed = commit_from_threads(&spool, THREADS, EACH);
     let (requests, fsyncs) = spool.dir_sync_stats();
-    assert_eq!(requests, (THREADS * EACH) as u64, "one dir sync request per commit");
-    assert!(fsyncs >= 1 && fsyncs <= requests);
+    let rounds = spool.commit_stats().rounds;
+    assert_eq!(requests - requests_at_open, rounds, "one directory fsync request per round");
+    assert!(fsyncs >= 1 && rounds <= (THREADS * EACH) as u64);
     drop(spool);
 
     let spool = Spool::open(dir.path()).unwrap();
@@ -324,6 +425,33 @@ fn concurrent_commits_from_20_threads_are_all_recovered() {
     for (message, (id, text)) in recovered.iter().zip(&committed) {
         assert_eq!(&message.envelope.id, id);
         assert_eq!(message.size, text.len() as u64);
+        assert_eq!(body(&spool, id), text.as_bytes());
+    }
+}
+
+#[test]
+fn fifty_threads_share_few_batch_files_and_every_message_recovers() {
+    const THREADS: usize = 50;
+    const EACH: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let committed = commit_from_threads(&spool, THREADS, EACH);
+    let stats = spool.commit_stats();
+    drop(spool);
+    let batches = batch_files(&dir.path().join("queue"));
+    let messages = THREADS * EACH;
+    assert_eq!(batches.iter().map(|(_, ids)| ids.len()).sum::<usize>(), messages);
+    assert_eq!(stats.files(), batches.len() as u64);
+    assert!(batches.len() * 4 <= messages, "{} batch files for {messages} messages", batches.len());
+    for (name, ids) in &batches {
+        assert_eq!(name, ids[0].as_str(), "a batch is named after its first message");
+    }
+
+    let spool = Spool::open(dir.path()).unwrap();
+    let recovered = spool.recover().unwrap();
+    assert_eq!(recovered.len(), messages);
+    for (message, (id, text)) in recovered.iter().zip(&committed) {
+        assert_eq!(&message.envelope.id, id);
         assert_eq!(body(&spool, id), text.as_bytes());
     }
 }

@@ -1,0 +1,339 @@
+//! Group commit of messages into batch files.
+//!
+//! Concurrent [`crate::MessageWriter::commit`] calls are coalesced: the first
+//! caller that finds no round being written leads; it takes every pending
+//! message, writes the small ones into one batch file
+//! (`tmp/NAME.batch` → write → fsync → rename to `queue/NAME.msg`), renames
+//! the spilled ones (already fsynced by their writers) in the same round,
+//! then runs one group-committed fsync of `queue/` for all of them. Callers
+//! arriving while a round runs wait for the next round, which one of them
+//! leads as soon as the current one has finished.
+//!
+//! One round at a time, on purpose: overlapping the next round's file
+//! fsync with this round's directory fsync was measured (20 threads × 5 KB)
+//! to be no faster on our disks, and it halves the batch size, i.e. doubles
+//! the inodes allocated per message.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IoSlice, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, Thread};
+
+use crate::error::io_err;
+use crate::format::{self, BATCH_HEADER_LEN, Extent};
+use crate::index::BatchFile;
+use crate::spool::Inner;
+use crate::{QueueId, SpoolError};
+
+/// A round's small messages go into one batch file up to these limits, then
+/// into another: a batch file stays on disk until its last message is done.
+const BATCH_MAX_MESSAGES: usize = 512;
+const BATCH_MAX_BYTES: usize = 8 << 20;
+/// Batch sizes above this are counted in the last bucket of
+/// [`CommitStats::batch_sizes`].
+const SIZE_BUCKETS: usize = 64;
+
+/// How commits were grouped into batch files (for metrics and benchmarks).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CommitStats {
+    /// Commit rounds run; each ends with one fsync of `queue/` for all its files.
+    pub rounds: u64,
+    /// Messages committed successfully.
+    pub messages: u64,
+    /// `batch_sizes[n]` is the number of files committed holding `n`
+    /// messages (a spilled message is a file of one); the last entry also
+    /// counts every larger file.
+    pub batch_sizes: Vec<u64>,
+}
+
+impl CommitStats {
+    /// Files committed (batch files and spilled messages).
+    pub fn files(&self) -> u64 {
+        self.batch_sizes.iter().sum()
+    }
+}
+
+/// A message ready to join a round.
+pub(crate) enum Payload {
+    /// Held in memory: its record line (body length filled in) and body.
+    Small { line: Vec<u8>, body: Vec<u8> },
+    /// Complete and fsynced in `tmp/ID` as a one-message batch file.
+    Spilled { line_len: u64, body_len: u64 },
+}
+
+struct Job {
+    ticket: u64,
+    id: QueueId,
+    payload: Payload,
+    /// The caller, parked until its outcome is ready or it is to lead.
+    waiter: Thread,
+}
+
+type Outcome = Result<(), SpoolError>;
+
+struct State {
+    pending: Vec<Job>,
+    next_ticket: u64,
+    /// Tickets below this have been taken by a leader.
+    taken_below: u64,
+    /// Whether a round is running (at most one at a time).
+    running: bool,
+    /// Outcomes not yet collected by their callers.
+    results: HashMap<u64, Outcome>,
+    stats: CommitStats,
+}
+
+/// The shared state of the commit rounds of one spool.
+///
+/// Waiting callers park; a leader wakes exactly the members of its round
+/// and the first caller waiting for the next round (who then leads it),
+/// not everyone: with many sessions most waiters belong to the next round.
+pub(crate) struct Committer {
+    state: Mutex<State>,
+}
+
+/// A file of a round that has been renamed into `queue/`.
+struct Renamed {
+    batch: Arc<BatchFile>,
+    members: Vec<(u64, QueueId, Extent)>,
+}
+
+impl Committer {
+    pub fn new() -> Committer {
+        let stats = CommitStats { batch_sizes: vec![0; SIZE_BUCKETS + 1], ..CommitStats::default() };
+        let state = State {
+            pending: Vec::new(),
+            next_ticket: 0,
+            taken_below: 0,
+            running: false,
+            results: HashMap::new(),
+            stats,
+        };
+        Committer { state: Mutex::new(state) }
+    }
+
+    pub fn stats(&self) -> CommitStats {
+        self.lock().stats.clone()
+    }
+
+    /// Commits one message (its id already reserved in the index) and
+    /// returns once it is durable and indexed, or why not.
+    pub fn commit(&self, inner: &Inner, id: QueueId, payload: Payload) -> Outcome {
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.pending.push(Job { ticket, id, payload, waiter: thread::current() });
+        loop {
+            if let Some(outcome) = state.results.remove(&ticket) {
+                return outcome;
+            }
+            if !state.running && ticket >= state.taken_below {
+                // Nothing being written and my message not yet taken: I lead.
+                let jobs = std::mem::take(&mut state.pending);
+                state.taken_below = state.next_ticket;
+                state.running = true;
+                drop(state);
+                return self.lead(inner, ticket, jobs);
+            }
+            // A stale or early unpark only makes this check again.
+            drop(state);
+            thread::park();
+            state = self.lock();
+        }
+    }
+
+    /// Runs one round for `jobs` and returns the leader's own outcome.
+    fn lead(&self, inner: &Inner, mine: u64, jobs: Vec<Job>) -> Outcome {
+        let members: Vec<(u64, Thread)> = jobs.iter().map(|job| (job.ticket, job.waiter.clone())).collect();
+        let mut outcomes: Vec<(u64, Outcome)> = Vec::with_capacity(jobs.len());
+        // A panic must not leave `running` set, nor callers waiting forever.
+        let sizes = catch_unwind(AssertUnwindSafe(|| run_round(inner, jobs, &mut outcomes)));
+        let sizes = sizes.unwrap_or_else(|_| {
+            let err = || SpoolError::Io { op: "commit", path: inner.queue.clone(), source: io::Error::other("panic") };
+            outcomes = members.iter().map(|(t, _)| (*t, Err(err()))).collect();
+            Vec::new()
+        });
+        let mut state = self.lock();
+        state.running = false;
+        state.stats.rounds += 1;
+        for n in sizes {
+            state.stats.messages += n as u64;
+            state.stats.batch_sizes[n.min(SIZE_BUCKETS)] += 1;
+        }
+        state.results.extend(outcomes);
+        let outcome = state.results.remove(&mine).unwrap_or(Err(SpoolError::WriterFailed));
+        let next = state.pending.first().map(|job| job.waiter.clone());
+        drop(state);
+        for (ticket, waiter) in members {
+            if ticket != mine {
+                waiter.unpark();
+            }
+        }
+        // The next round's leader; if someone else started it meanwhile,
+        // this caller just waits again.
+        if let Some(next) = next {
+            next.unpark();
+        }
+        outcome
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+impl Committer {
+    /// Holds new rounds back, as if one were being written, so that the
+    /// commits that arrive meanwhile all join one round at [`Self::resume`].
+    pub fn pause(&self) {
+        let mut state = self.lock();
+        assert!(!state.running, "a round is running");
+        state.running = true;
+    }
+
+    pub fn resume(&self) {
+        let mut state = self.lock();
+        state.running = false;
+        let next = state.pending.first().map(|job| job.waiter.clone());
+        drop(state);
+        next.into_iter().for_each(|next| next.unpark());
+    }
+
+    /// Commits waiting for a round.
+    pub fn pending(&self) -> usize {
+        self.lock().pending.len()
+    }
+}
+
+/// One round: write and rename every file, fsync `queue/` once, index the
+/// messages. Every job's outcome goes to `outcomes`; returns the number of
+/// messages in each file committed.
+fn run_round(inner: &Inner, jobs: Vec<Job>, outcomes: &mut Vec<(u64, Outcome)>) -> Vec<usize> {
+    let renamed = write_round(inner, jobs, outcomes);
+    if renamed.is_empty() {
+        return Vec::new();
+    }
+    if let Err(e) = inner.sync_queue_dir() {
+        for file in renamed {
+            // Not known durable, so the clients get a temporary error and
+            // send again; take the messages back to avoid duplicates.
+            let _ = fs::remove_file(&file.batch.path);
+            outcomes.extend(file.members.into_iter().map(|(ticket, ..)| (ticket, Err(e.duplicate()))));
+        }
+        return Vec::new();
+    }
+    let mut index = inner.index();
+    let mut sizes = Vec::with_capacity(renamed.len());
+    for file in renamed {
+        sizes.push(file.members.len());
+        let members = file.members.into_iter().map(|(ticket, id, extent)| {
+            outcomes.push((ticket, Ok(())));
+            (id, extent)
+        });
+        index.add_batch(file.batch, members.collect());
+    }
+    sizes
+}
+
+/// Writes the small messages into batch files (one, unless the round is
+/// very large) and renames them and every spilled message into `queue/`.
+/// Failures go to `failed`; what was renamed is returned.
+fn write_round(inner: &Inner, jobs: Vec<Job>, failed: &mut Vec<(u64, Outcome)>) -> Vec<Renamed> {
+    let mut renamed = Vec::new();
+    let mut small: Vec<Small> = Vec::new();
+    let mut small_bytes = 0;
+    for job in jobs {
+        match job.payload {
+            Payload::Small { line, body } => {
+                small_bytes += line.len() + body.len();
+                small.push(Small { ticket: job.ticket, id: job.id, line, body });
+                if small.len() >= BATCH_MAX_MESSAGES || small_bytes >= BATCH_MAX_BYTES {
+                    write_batch(inner, std::mem::take(&mut small), &mut renamed, failed);
+                    small_bytes = 0;
+                }
+            }
+            Payload::Spilled { line_len, body_len } => {
+                let extent = Extent::of_record(BATCH_HEADER_LEN as u64, line_len, body_len);
+                let batch = Arc::new(BatchFile::new(job.id.clone(), &inner.queue, 1, false));
+                let tmp = inner.tmp_path(&job.id);
+                match fs::rename(&tmp, &batch.path) {
+                    Ok(()) => renamed.push(Renamed { batch, members: vec![(job.ticket, job.id, extent)] }),
+                    Err(e) => failed.push((job.ticket, Err(io_err("rename", tmp)(e)))),
+                }
+            }
+        }
+    }
+    if !small.is_empty() {
+        write_batch(inner, small, &mut renamed, failed);
+    }
+    renamed
+}
+
+/// A message held in memory, in a round.
+struct Small {
+    ticket: u64,
+    id: QueueId,
+    line: Vec<u8>,
+    body: Vec<u8>,
+}
+
+/// Writes one batch file and renames it into `queue/`.
+fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, failed: &mut Vec<(u64, Outcome)>) {
+    match try_write_batch(inner, &small) {
+        Ok(batch) => {
+            let mut at = BATCH_HEADER_LEN as u64;
+            let members = small.into_iter().map(|m| {
+                let extent = Extent::of_record(at, m.line.len() as u64, m.body.len() as u64);
+                at = extent.body_off + extent.body_len;
+                (m.ticket, m.id, extent)
+            });
+            renamed.push(Renamed { batch, members: members.collect() });
+        }
+        Err(e) => failed.extend(small.iter().map(|m| (m.ticket, Err(e.duplicate())))),
+    }
+}
+
+/// `tmp/NAME.batch` → write → fsync → rename to `queue/NAME.msg`, where
+/// NAME is the first message's id (reserved, so no file has that name).
+fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, SpoolError> {
+    let name = small[0].id.clone();
+    let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));
+    let tmp = inner.tmp.join(format!("{name}.batch"));
+    let header = format::batch_header(small.len());
+    let mut slices = Vec::with_capacity(1 + 2 * small.len());
+    slices.push(IoSlice::new(&header));
+    for m in small {
+        slices.extend([IoSlice::new(&m.line), IoSlice::new(&m.body)]);
+    }
+    let result = (|| {
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io_err("create", &tmp))?;
+        write_all_vectored(&mut file, &mut slices).map_err(io_err("write", &tmp))?;
+        // One fsync for every message of the batch: bodies and envelopes
+        // become durable before the file gets its queue name.
+        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        fs::rename(&tmp, &batch.path).map_err(io_err("rename", &tmp))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| batch)
+}
+
+/// Writes every slice, in as few system calls as the kernel allows.
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

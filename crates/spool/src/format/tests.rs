@@ -1,0 +1,127 @@
+use super::*;
+use crate::{BodyType, Recipient};
+
+fn envelope(n: u64, rcpts: usize) -> Envelope {
+    Envelope {
+        id: format!("{n:016X}").parse().unwrap(),
+        received_at: 1,
+        sender: "a@b\n\"x\"".into(),
+        client_ip: "127.0.0.1".into(),
+        helo: "h".into(),
+        body: BodyType::EightBitMime,
+        smtputf8: false,
+        dsn_ret: None,
+        dsn_envid: None,
+        recipients: (0..rcpts)
+            .map(|i| Recipient {
+                address: format!("r{i}@x"),
+                original: format!("R{i}@x"),
+                orcpt: None,
+                notify: Some(vec![]),
+                mailbox: None,
+            })
+            .collect(),
+    }
+}
+
+/// A batch file of the given (envelope, body) pairs.
+fn batch(messages: &[(Envelope, &[u8])]) -> Vec<u8> {
+    let mut file = batch_header(messages.len());
+    for (env, body) in messages {
+        let mut line = encode_record_line(env).unwrap();
+        set_body_len(&mut line, body.len() as u64);
+        file.extend(line);
+        file.extend_from_slice(body);
+    }
+    file
+}
+
+#[test]
+fn record_line_layout() {
+    let env = envelope(0xAB, 1);
+    let mut line = encode_record_line(&env).unwrap();
+    set_body_len(&mut line, 5120);
+    let json = serde_json::to_string(&env).unwrap();
+    let expected = format!("M 00000000000000AB {:020} 00000000000000005120 {json}\n", json.len());
+    assert_eq!(String::from_utf8(line).unwrap(), expected);
+    assert_eq!(batch_header(3), b"DAKIYA-SPOOL 2 00000003\n");
+    assert_eq!(SPILLED_BODY_LEN_AT, 24 + 40);
+}
+
+#[test]
+fn batch_round_trip_finds_every_message_and_its_extents() {
+    let (a, b, c) = (envelope(1, 2), envelope(2, 1), envelope(3, 3));
+    let file = batch(&[(a.clone(), b"first body"), (b.clone(), b""), (c.clone(), b"\r\n.\r\nM 0000\n")]);
+    let found = read_batch(&file[..], file.len() as u64).unwrap();
+    assert_eq!(found.len(), 3);
+    for (f, (env, body)) in found.iter().zip([(a, &b"first body"[..]), (b, b""), (c, b"\r\n.\r\nM 0000\n")]) {
+        assert_eq!(f.envelope, env);
+        let e = f.extent;
+        assert_eq!(&file[e.body_off as usize..(e.body_off + e.body_len) as usize], body);
+        assert_eq!(read_envelope(&file[..], &e).unwrap(), env);
+    }
+}
+
+#[test]
+fn every_truncation_of_a_batch_is_corrupt() {
+    let file = batch(&[(envelope(1, 1), b"hello"), (envelope(2, 1), b"world, longer")]);
+    for cut in 0..file.len() {
+        match read_batch(&file[..cut], cut as u64) {
+            Err(DecodeError::Corrupt(_)) => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    // Trailing garbage, and lengths that do not match, too.
+    let mut longer = file.clone();
+    longer.extend_from_slice(b"x");
+    assert!(matches!(read_batch(&longer[..], longer.len() as u64), Err(DecodeError::Corrupt(_))));
+    let mut wrong = file.clone();
+    let at = BATCH_HEADER_LEN + BODY_LEN_AT + LEN_DIGITS - 1;
+    wrong[at] = b'6'; // body length 5 -> 6
+    assert!(matches!(read_batch(&wrong[..], wrong.len() as u64), Err(DecodeError::Corrupt(_))));
+}
+
+#[test]
+fn record_whose_envelope_names_another_id_is_corrupt() {
+    let mut file = batch(&[(envelope(1, 1), b"x")]);
+    let at = BATCH_HEADER_LEN + RECORD_MARK.len() + QueueId::LEN - 1;
+    file[at] = b'2';
+    assert!(matches!(read_batch(&file[..], file.len() as u64), Err(DecodeError::Corrupt(r)) if r.contains("envelope")));
+}
+
+#[test]
+fn version_1_files_are_read() {
+    let env = envelope(7, 2);
+    let mut file = format!("DAKIYA-SPOOL 1 {:020}\n", 4).into_bytes();
+    file.extend(serde_json::to_vec(&env).unwrap());
+    file.extend(b"\nbody");
+    let found = read_batch(&file[..], file.len() as u64).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].envelope, env);
+    assert_eq!(&file[found[0].extent.body_off as usize..], b"body");
+    let short = &file[..file.len() - 1];
+    assert!(matches!(read_batch(short, short.len() as u64), Err(DecodeError::Corrupt(_))));
+}
+
+#[test]
+fn garbage_and_foreign_versions() {
+    let cases: [(&[u8], bool); 10] = [
+        (b"", false),
+        (b"From: x\r\n\r\nhello", false),
+        (b"DAKIYA-SPOOL 1 123\n{}\n", false),
+        (b"DAKIYA-SPOOL 1 00000000000000000000\n{\"id\":\"../x\"}\n", false),
+        (b"DAKIYA-SPOOL 1 00000000000000000000\n{\"id\"", false),
+        (b"DAKIYA-SPOOL 2\n", false),
+        (b"DAKIYA-SPOOL 2 00000000\n", false),
+        (b"DAKIYA-SPOOL 2 00000001\n", false),
+        (b"DAKIYA-SPOOL 2 00000001\nM ../x", false),
+        (b"DAKIYA-SPOOL 3\nwhatever", true),
+    ];
+    for (bytes, is_version) in cases {
+        match read_batch(bytes, bytes.len() as u64) {
+            Err(DecodeError::Version(v)) => assert!(is_version, "{v}"),
+            Err(DecodeError::Corrupt(_)) => assert!(!is_version, "{:?}", String::from_utf8_lossy(bytes)),
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The in-memory index: where each queued message lies, how many messages
+//! of each batch file are still queued, and which names in `queue/` are
+//! taken. Filled when the spool is opened and at every commit; the files
+//! are never searched after that.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::format::Extent;
+use crate::{GroupSync, QueueId, SpoolError, SyncTarget};
+
+/// One batch file in `queue/` and its status log.
+pub(crate) struct BatchFile {
+    /// The batch's name: the id of its first message.
+    pub name: QueueId,
+    /// `queue/NAME.msg`.
+    pub path: PathBuf,
+    /// Serializes appends to the status log, and the final unlink with them.
+    pub lock: Mutex<()>,
+    /// Group commit of the status log's fdatasyncs.
+    pub log_sync: GroupSync<LogFile>,
+    /// Whether the log's directory entry is known to be durable.
+    pub log_durable: AtomicBool,
+    /// Messages the file holds (live or not). Status records without an id
+    /// (version-1 logs) apply only to a file of one message.
+    pub messages: usize,
+}
+
+impl BatchFile {
+    pub fn new(name: QueueId, queue: &Path, messages: usize, log_durable: bool) -> BatchFile {
+        BatchFile {
+            path: queue.join(format!("{name}.{}", crate::spool::MSG_EXT)),
+            log_sync: GroupSync::new(LogFile(queue.join(format!("{name}.{}", crate::spool::STATUS_EXT)))),
+            name,
+            lock: Mutex::new(()),
+            log_durable: AtomicBool::new(log_durable),
+            messages,
+        }
+    }
+
+    /// `queue/NAME.status`.
+    pub fn log_path(&self) -> &Path {
+        &self.log_sync.target().0
+    }
+
+    /// Takes the batch's lock (appends to its log, removal of its messages).
+    pub fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A status log as a [`SyncTarget`]: fdatasync through a fresh descriptor,
+/// so that no descriptor stays open per batch (one fdatasync covers writes
+/// made through any descriptor of the file).
+pub(crate) struct LogFile(PathBuf);
+
+impl SyncTarget for LogFile {
+    fn sync(&self) -> io::Result<()> {
+        File::open(&self.0)?.sync_data()
+    }
+}
+
+/// Where a queued message lies.
+#[derive(Clone)]
+pub(crate) struct Loc {
+    pub batch: Arc<BatchFile>,
+    pub extent: Extent,
+}
+
+/// A file in `queue/` that is not indexed, and why.
+#[derive(Debug, Clone)]
+pub(crate) enum Foreign {
+    /// It could not be decoded; `recover` moves it to `corrupt/`.
+    Corrupt(String),
+    /// It was moved to `corrupt/`.
+    MovedAside(String),
+    /// Written by an unknown format version; left in place.
+    Unsupported(String),
+    /// Reading it failed; left in place for the next start.
+    Unreadable,
+}
+
+#[derive(Default)]
+pub(crate) struct Index {
+    messages: HashMap<QueueId, Loc>,
+    /// Live batches by name, with how many of their messages are queued.
+    batches: HashMap<QueueId, usize>,
+    /// Ids of messages being committed; a batch may take one as its name.
+    reserved: HashSet<QueueId>,
+    /// Names of files in `queue/` that are not indexed.
+    foreign: BTreeMap<QueueId, Foreign>,
+}
+
+impl Index {
+    /// Whether `id` may not name a new message or batch.
+    pub fn is_taken(&self, id: &QueueId) -> bool {
+        self.messages.contains_key(id)
+            || self.batches.contains_key(id)
+            || self.reserved.contains(id)
+            || self.foreign.contains_key(id)
+    }
+
+    /// Claims `id` for a message about to be committed.
+    pub fn reserve(&mut self, id: &QueueId) -> Result<(), SpoolError> {
+        if self.is_taken(id) {
+            return Err(SpoolError::IdInUse(id.clone()));
+        }
+        self.reserved.insert(id.clone());
+        Ok(())
+    }
+
+    /// Gives up a claim after a failed commit.
+    pub fn unreserve(&mut self, id: &QueueId) {
+        self.reserved.remove(id);
+    }
+
+    /// Adds a batch file and its live messages (releasing their claims).
+    pub fn add_batch(&mut self, batch: Arc<BatchFile>, members: Vec<(QueueId, Extent)>) {
+        let count = members.len();
+        for (id, extent) in members {
+            self.reserved.remove(&id);
+            self.messages.insert(id, Loc { batch: Arc::clone(&batch), extent });
+        }
+        self.batches.insert(batch.name.clone(), count);
+    }
+
+    /// Notes a file that is not indexed.
+    pub fn add_foreign(&mut self, name: QueueId, why: Foreign) {
+        self.foreign.insert(name, why);
+    }
+
+    /// Files recovery must move to `corrupt/`, and why.
+    pub fn corrupt(&self) -> Vec<(QueueId, String)> {
+        let corrupt = self.foreign.iter().filter_map(|(name, why)| match why {
+            Foreign::Corrupt(reason) => Some((name.clone(), reason.clone())),
+            _ => None,
+        });
+        corrupt.collect()
+    }
+
+    /// Why the file named `name` is not indexed, if it is one of those.
+    pub fn foreign(&self, name: &QueueId) -> Option<&Foreign> {
+        self.foreign.get(name)
+    }
+
+    pub fn get(&self, id: &QueueId) -> Option<Loc> {
+        self.messages.get(id).cloned()
+    }
+
+    /// How many messages of `id`'s batch are still queued (`id` included).
+    pub fn live_in_batch(&self, id: &QueueId) -> Option<usize> {
+        let loc = self.messages.get(id)?;
+        self.batches.get(&loc.batch.name).copied()
+    }
+
+    /// Forgets a removed message; its batch too once it has none left.
+    pub fn remove(&mut self, id: &QueueId) {
+        let Some(loc) = self.messages.remove(id) else { return };
+        if let Some(live) = self.batches.get_mut(&loc.batch.name) {
+            *live -= 1;
+            if *live == 0 {
+                self.batches.remove(&loc.batch.name);
+            }
+        }
+    }
+
+    /// Every queued message, in id order.
+    pub fn snapshot(&self) -> Vec<(QueueId, Loc)> {
+        let mut all: Vec<_> = self.messages.iter().map(|(id, loc)| (id.clone(), loc.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
