@@ -148,8 +148,11 @@ class RawSMTP:
 
 
 def spool_messages(data_dir) -> list[tuple[object, dict]]:
-    """The committed messages in DATA/spool/queue/: [(path, envelope dict)] (docs/spool-format.md:
-    a `DAKIYA-SPOOL 1 <size>` version line, then the envelope as one JSON line, then the body)."""
+    """The queued messages in DATA/spool/queue/: [(batch path, envelope dict)].
+
+    docs/spool-format.md, version 2: a batch file `NAME.msg` starts with `DAKIYA-SPOOL 2 <count>`;
+    each record is `M <id> <envelope length> <body length> <envelope JSON>\n` then the body. A
+    message with a `{"id":…,"state":"done"}` record in `NAME.status` has left the queue."""
     import json
     from pathlib import Path
 
@@ -157,6 +160,31 @@ def spool_messages(data_dir) -> list[tuple[object, dict]]:
     out = []
     if not queue.is_dir():
         return out
+    for path in sorted(queue.glob("*.msg")):
+        data = path.read_bytes()
+        header, _, rest = data.partition(b"\n")
+        assert header.startswith(b"DAKIYA-SPOOL 2 "), f"{path}: unexpected version line {header!r}"
+        done = set()
+        status = path.with_suffix(".status")
+        if status.exists():
+            for line in status.read_bytes().split(b"\n")[1:]:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("state") == "done":
+                    done.add(rec.get("id"))
+        pos = 0
+        for _ in range(int(header.split()[2])):
+            fields = rest[pos:pos + 61].split(b" ")
+            assert fields[0] == b"M", f"{path}: bad record line at {pos}"
+            env_len, body_len = int(fields[2]), int(fields[3])
+            env = json.loads(rest[pos + 61:pos + 61 + env_len])
+            assert env.get("id") == fields[1].decode(), f"{path}: envelope id differs from the record"
+            pos += 61 + env_len + 1 + body_len
+            if env["id"] not in done:
+                out.append((path, env))
+    return out
     for path in sorted(queue.glob("*.msg")):
         with open(path, "rb") as f:
             version = f.readline()
