@@ -35,7 +35,9 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         tls: access::tls(&cx, raw.tls)?,
         trusted_networks: access::trusted_networks(&cx, raw.trusted_networks)?,
         send_as: access::send_as(&cx, raw.send_as)?,
+        outbound: crate::Outbound::defaults("localhost"),
     };
+    config.outbound = crate::Outbound::defaults(&config.hostname);
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
     // Checked last, so that a mistake with a line number is reported first.
@@ -192,6 +194,7 @@ fn delivery(cx: &Ctx, raw: RawDelivery) -> Result<Delivery, ConfigError> {
         retry_schedule,
         max_age: duration(cx, "delivery.max_age", raw.max_age, d.max_age)?,
         local_concurrency: count(cx, "delivery.local_concurrency", raw.local_concurrency, d.local_concurrency)?,
+        delay_notice: d.delay_notice,
     })
 }
 

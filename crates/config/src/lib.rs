@@ -77,6 +77,8 @@ pub struct Config {
     /// [`Config::may_send_as`] allows anyway: keyed by the user's address, the values are
     /// addresses (exact) or `@domain` (every address of that domain). All lowercase.
     pub send_as: BTreeMap<String, Vec<String>>,
+    /// Outbound delivery to other mail servers, `[outbound]`.
+    pub outbound: Outbound,
 }
 
 /// One listening socket.
@@ -193,6 +195,10 @@ pub struct Delivery {
     pub max_age: Duration,
     /// Local (mailbox) deliveries running at once. Default 4.
     pub local_concurrency: usize,
+    /// Tell the sender when a message is still undelivered this long after it was accepted
+    /// (a "delayed" DSN, RFC 3464), once per recipient, while retrying goes on. `None` turns
+    /// delay notices off. Default 4 hours.
+    pub delay_notice: Option<Duration>,
 }
 
 impl Default for Delivery {
@@ -202,8 +208,140 @@ impl Default for Delivery {
             retry_schedule: minutes.iter().map(|m| Duration::from_secs(m * 60)).collect(),
             max_age: Duration::from_secs(5 * 24 * 3600),
             local_concurrency: 4,
+            delay_notice: Some(Duration::from_secs(4 * 3600)),
         }
     }
+}
+
+/// Outbound delivery, `[outbound]`: how dakiya finds and talks to other mail servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// The name we give in EHLO/HELO. Default: `hostname`.
+    pub helo_name: String,
+    /// The recursive DNS servers to ask for MX/A/AAAA records (`"ip:port"`; a bare IP means
+    /// port 53). Empty means the system's (`/etc/resolv.conf`). Default empty.
+    pub nameservers: Vec<SocketAddr>,
+    /// The port of MX hosts (and of routes that name no port). Default 25.
+    pub smtp_port: u16,
+    /// TLS towards MX hosts. Default [`OutboundTls::Opportunistic`].
+    pub tls: OutboundTls,
+    /// Extra trust anchors (PEM certificates) for [`OutboundTls::Verify`], besides the
+    /// built-in Mozilla roots. Relative paths are relative to the working directory.
+    /// Default none.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Which address families to use for next hops, in what order. Default IPv6 first.
+    pub ip_preference: IpPreference,
+    /// Outbound connections open at once, in all. Default 100.
+    pub concurrency: usize,
+    /// Outbound connections open at once to one destination domain. Default 10.
+    pub per_destination: usize,
+    /// How long to wait for a TCP connection. Default 30 seconds.
+    pub connect_timeout: Duration,
+    /// How long an idle connection is kept for the next message to the same destination.
+    /// Default 5 seconds.
+    pub idle_timeout: Duration,
+    /// A smart host that takes all mail for non-local domains that have no route of their
+    /// own, instead of MX lookup. Default none.
+    pub relay_host: Option<RelayHost>,
+    /// Static routes: mail for these domains (keys lowercase, no trailing dot) goes to the
+    /// given hosts instead of their MX. They win over `relay_host`. Default none.
+    pub routes: BTreeMap<String, Route>,
+}
+
+impl Outbound {
+    /// The defaults, with `helo_name` = `hostname`.
+    pub fn defaults(hostname: &str) -> Outbound {
+        Outbound {
+            helo_name: hostname.to_owned(),
+            nameservers: Vec::new(),
+            smtp_port: 25,
+            tls: OutboundTls::Opportunistic,
+            tls_ca_file: None,
+            ip_preference: IpPreference::Ipv6First,
+            concurrency: 100,
+            per_destination: 10,
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(5),
+            relay_host: None,
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+/// When and how to use TLS towards another server (RFC 3207 STARTTLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundTls {
+    /// Never (`"none"`).
+    None,
+    /// STARTTLS when offered, certificate not checked, plain text otherwise
+    /// (`"opportunistic"`, RFC 7435).
+    Opportunistic,
+    /// TLS must be used, certificate not checked (`"require"`).
+    Require,
+    /// TLS must be used and the certificate must be valid for the host name (`"verify"`).
+    Verify,
+}
+
+impl OutboundTls {
+    /// The name used in TOML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboundTls::None => "none",
+            OutboundTls::Opportunistic => "opportunistic",
+            OutboundTls::Require => "require",
+            OutboundTls::Verify => "verify",
+        }
+    }
+}
+
+/// Address families for next hops (`"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`,
+/// `"ipv6_only"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpPreference {
+    /// AAAA then A.
+    Ipv6First,
+    /// A then AAAA.
+    Ipv4First,
+    /// A only.
+    Ipv4Only,
+    /// AAAA only.
+    Ipv6Only,
+}
+
+/// A host and maybe a port, as written in a route: `host`, `host:port`, `192.0.2.1:25`,
+/// `[2001:db8::1]:25`. The host is a name (resolved by A/AAAA, never MX) or an IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name (lowercase) or IP address, without brackets.
+    pub host: String,
+    /// The port; `None` means `smtp_port`.
+    pub port: Option<u16>,
+}
+
+/// `[outbound.relay_host]`: the smart host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayHost {
+    /// Where it is.
+    pub host: HostPort,
+    /// TLS towards it. Default [`OutboundTls::Require`] when `username` is set, else
+    /// the `[outbound]` `tls`.
+    pub tls: OutboundTls,
+    /// TLS from the first byte (port 465, RFC 8314) instead of STARTTLS. Default false.
+    pub implicit_tls: bool,
+    /// AUTH user name; with `password_file`. Default none (no AUTH).
+    pub username: Option<String>,
+    /// A file holding the AUTH password (its first line; kept out of the configuration so
+    /// that the configuration can be shown). Required with `username`.
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[outbound.routes."domain"]`: a static route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The hosts to try, in order. At least one.
+    pub hosts: Vec<HostPort>,
+    /// TLS towards them. Default: the `[outbound]` `tls`.
+    pub tls: OutboundTls,
 }
 
 /// The TLS certificate, `[tls]`.

@@ -45,6 +45,15 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     let recovered =
         spool.recover().map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
     let queue = queue::start(cfg.clone(), spool.clone(), recovered);
+    let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
+    tokio::spawn({
+        let (spool, queue) = (spool.clone(), queue.clone());
+        async move {
+            if let Err(e) = crate::control::serve(control_path.clone(), spool, queue).await {
+                tracing::error!(path = %control_path.display(), error = %e, "control socket failed; `dakiya queue` will not work");
+            }
+        }
+    });
     let session = Arc::new(ServerConfig {
         hostname: cfg.hostname.clone(),
         max_message_size: cfg.limits.max_message_size,

@@ -137,7 +137,7 @@ fn deliver_one(
         }
         Err(e) if e.kind == FailureKind::Permanent => {
             tracing::warn!(queue_id = %id, rcpt = %address, result = %"failed", error = %e, "delivered");
-            RcptState::Failed { at: now, error: e.to_string() }
+            RcptState::Failed { at: now, error: e.to_string(), detail: None, notified: false }
         }
         Err(e) => {
             let attempts = match previous {
@@ -146,12 +146,12 @@ fn deliver_one(
             };
             if now.saturating_sub(m.envelope.received_at) > cfg.delivery.max_age.as_secs() {
                 tracing::warn!(queue_id = %id, rcpt = %address, result = %"expired", error = %e, "delivered");
-                return RcptState::Failed { at: now, error: format!("expired after {attempts} attempts: {e}") };
+                return RcptState::Failed { at: now, error: format!("expired after {attempts} attempts: {e}"), detail: None, notified: false };
             }
             let delay = next_retry_delay(attempts, &cfg.delivery.retry_schedule);
             let next_attempt = now + delay.as_secs().max(1);
             tracing::warn!(queue_id = %id, rcpt = %address, result = %"deferred", attempts, retry_in = delay.as_secs(), error = %e, "delivered");
-            RcptState::Deferred { attempts, next_attempt, error: e.to_string() }
+            RcptState::Deferred { attempts, next_attempt, error: e.to_string(), detail: None, delay_notified: false }
         }
     }
 }

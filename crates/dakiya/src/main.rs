@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod conn;
+mod control;
 mod envelope;
 mod listen;
 mod local;

@@ -15,7 +15,27 @@ pub struct QueueHandle {
     tx: mpsc::UnboundedSender<QueueId>,
 }
 
+/// An operator's request from `dakiya queue` (via the control socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlOp {
+    /// Deliver now: one message, or every queued message when `None`. Held messages stay held.
+    Retry(Option<QueueId>),
+    /// Stop delivering this message until released (survives restarts).
+    Hold(QueueId),
+    /// Undo [`ControlOp::Hold`] and deliver now.
+    Release(QueueId),
+    /// Remove the message from the queue without delivering it or notifying anyone.
+    Delete(QueueId),
+}
+
 impl QueueHandle {
+    /// Carries out an operator's request; `Ok(n)` is how many messages it affected, `Err` a
+    /// message for the operator (such as an unknown queue id).
+    pub async fn control(&self, op: ControlOp) -> Result<usize, String> {
+        let _ = op;
+        Err("not implemented yet".into())
+    }
+
     /// Schedules a just-committed message for immediate delivery.
     pub fn enqueue(&self, id: QueueId) {
         // If the scheduler is gone we are shutting down; the message is safe in the spool

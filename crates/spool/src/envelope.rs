@@ -104,6 +104,12 @@ pub enum RcptState {
         next_attempt: u64,
         /// The last error, for logs and DSNs.
         error: String,
+        /// The DSN fields of the last failure, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<FailureDetail>,
+        /// A delay notice (DSN, RFC 3464 `Action: delayed`) has been sent for this recipient.
+        #[serde(default, skip_serializing_if = "is_false")]
+        delay_notified: bool,
     },
     /// Permanently failed at `at` (unix seconds).
     Failed {
@@ -111,7 +117,30 @@ pub enum RcptState {
         at: u64,
         /// The error, for logs and DSNs.
         error: String,
+        /// The DSN fields of the failure, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<FailureDetail>,
+        /// The sender has been told (a failure DSN was queued), or needs no notice.
+        #[serde(default, skip_serializing_if = "is_false")]
+        notified: bool,
     },
+}
+
+/// What a delivery status notification reports about a failure (RFC 3464 §2.3).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct FailureDetail {
+    /// The enhanced status code (RFC 3463), e.g. `"5.1.1"`.
+    pub status: String,
+    /// The remote MTA that answered (`Remote-MTA`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_mta: Option<String>,
+    /// The remote reply as `smtp; 550 5.1.1 text` (`Diagnostic-Code`), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl RcptState {
@@ -131,4 +160,6 @@ pub struct QueuedMessage {
     pub states: Vec<RcptState>,
     /// The size of the body in bytes.
     pub size: u64,
+    /// Held by the operator (`dakiya queue hold`): not delivered until released.
+    pub held: bool,
 }

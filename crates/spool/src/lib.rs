@@ -27,7 +27,7 @@ mod status;
 mod writer;
 
 pub use commit::CommitStats;
-pub use envelope::{BodyType, DsnRet, Envelope, Notify, QueuedMessage, RcptState, Recipient};
+pub use envelope::{BodyType, DsnRet, Envelope, FailureDetail, Notify, QueuedMessage, RcptState, Recipient};
 pub use error::SpoolError;
 pub use group::{GroupSync, SyncTarget};
 pub use id::{InvalidQueueId, QueueId};

@@ -254,7 +254,7 @@ fn read_message(file: &File, id: &QueueId, loc: &Loc, log: &StatusLog) -> Result
     if out_of_range > 0 {
         tracing::warn!(path = %loc.batch.log_path().display(), queue_id = %id, out_of_range, "spool: ignored status records");
     }
-    Ok(QueuedMessage { envelope, states, size: loc.extent.body_len })
+    Ok(QueuedMessage { envelope, states, size: loc.extent.body_len, held: false })
 }
 
 /// `dir/NAME.ext`, or `dir/NAME.N.ext` for the first free N.

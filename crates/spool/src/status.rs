@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn record_encoding_is_flat_json_with_the_id() {
         let line =
-            encode_record(&id(1), 3, &RcptState::Deferred { attempts: 2, next_attempt: 99, error: "421 busy".into() });
+            encode_record(&id(1), 3, &RcptState::Deferred { attempts: 2, next_attempt: 99, error: "421 busy".into(), detail: None, delay_notified: false });
         assert_eq!(
             String::from_utf8(line).unwrap(),
             "{\"id\":\"0000000000000001\",\"rcpt\":3,\"state\":\"deferred\",\"attempts\":2,\"next_attempt\":99,\
@@ -172,8 +172,8 @@ mod tests {
     #[test]
     fn records_of_a_batch_are_kept_apart_and_the_last_wins() {
         let mut log = STATUS_HEADER.to_vec();
-        log.extend(encode_record(&id(1), 0, &RcptState::Deferred { attempts: 1, next_attempt: 5, error: "x".into() }));
-        log.extend(encode_record(&id(2), 0, &RcptState::Failed { at: 7, error: "550".into() }));
+        log.extend(encode_record(&id(1), 0, &RcptState::Deferred { attempts: 1, next_attempt: 5, error: "x".into(), detail: None, delay_notified: false }));
+        log.extend(encode_record(&id(2), 0, &RcptState::Failed { at: 7, error: "550".into(), detail: None, notified: false }));
         log.extend(encode_record(&id(1), 0, &RcptState::Delivered { at: 9 }));
         log.extend(encode_done(&id(3)));
         log.extend(b"not json\n");
@@ -186,7 +186,7 @@ mod tests {
         let (states, out_of_range) = parsed.states(&id(1), 2, false);
         assert_eq!(states, vec![RcptState::Delivered { at: 9 }, RcptState::Pending]);
         assert_eq!(out_of_range, 1);
-        assert_eq!(parsed.states(&id(2), 1, false).0, vec![RcptState::Failed { at: 7, error: "550".into() }]);
+        assert_eq!(parsed.states(&id(2), 1, false).0, vec![RcptState::Failed { at: 7, error: "550".into(), detail: None, notified: false }]);
         assert_eq!(parsed.states(&id(3), 1, false), (vec![RcptState::Pending], 0));
     }
 

@@ -121,9 +121,9 @@ fn status_log_last_record_wins_across_reopen() {
     let id = commit(&spool, 3, b"x");
     assert!(!dir.path().join(format!("queue/{id}.status")).exists());
     let deferred =
-        RcptState::Deferred { attempts: 1, next_attempt: 1_700_000_600, error: "451 4.3.0 try later".into() };
+        RcptState::Deferred { attempts: 1, next_attempt: 1_700_000_600, error: "451 4.3.0 try later".into(), detail: None, delay_notified: false };
     spool.record(&id, 0, &deferred).unwrap();
-    spool.record(&id, 1, &RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into() }).unwrap();
+    spool.record(&id, 1, &RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into(), detail: None, notified: false }).unwrap();
     spool.record(&id, 0, &RcptState::Delivered { at: 9 }).unwrap();
     spool.record(&id, 2, &deferred).unwrap();
     drop(spool);
@@ -133,7 +133,7 @@ fn status_log_last_record_wins_across_reopen() {
         states,
         vec![
             RcptState::Delivered { at: 9 },
-            RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into() },
+            RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into(), detail: None, notified: false },
             deferred,
         ]
     );

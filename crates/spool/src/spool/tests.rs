@@ -146,7 +146,7 @@ fn status_records_of_one_batch_stay_with_their_message() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let ids = commit_together(&spool, (0..3).map(|_| writer(&spool, 2, b"x")).collect());
-    let failed = RcptState::Failed { at: 5, error: "550 5.1.1 no".into() };
+    let failed = RcptState::Failed { at: 5, error: "550 5.1.1 no".into(), detail: None, notified: false };
     spool.record(&ids[0], 1, &RcptState::Delivered { at: 1 }).unwrap();
     spool.record(&ids[1], 0, &failed).unwrap();
     spool.record(&ids[1], 1, &RcptState::Delivered { at: 2 }).unwrap();

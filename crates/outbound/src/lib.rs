@@ -1,0 +1,123 @@
+//! Outbound SMTP delivery: one message, one destination domain, the recipients' results.
+//!
+//! [`Outbound::deliver`] resolves the domain to next hops (`dakiya_route`), connects (with a
+//! global and a per-destination connection limit), runs the sans-IO client of
+//! `dakiya_proto::client` over TCP or TLS, and reuses idle connections for the next message
+//! to the same destination. See `docs/outbound.md`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dakiya_proto::client::{AuthCredentials, Job, RecipientOutcome};
+use dakiya_route::RouteConfig;
+use rustls_pki_types::CertificateDer;
+
+/// How to use TLS towards a next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Never use TLS.
+    None,
+    /// STARTTLS when offered, certificate not checked (RFC 7435); clear text otherwise.
+    Opportunistic,
+    /// TLS must be used; the certificate is not checked.
+    Require,
+    /// TLS must be used and the certificate must be valid for the next hop's host name.
+    Verify,
+}
+
+/// The smart host's connection settings (its address is `route.relay_host`).
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// TLS towards it.
+    pub tls: TlsMode,
+    /// TLS from the first byte (port 465, RFC 8314) rather than STARTTLS.
+    pub implicit_tls: bool,
+    /// AUTH credentials, if the relay wants them.
+    pub credentials: Option<AuthCredentials>,
+}
+
+/// Everything [`Outbound`] needs.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    /// Our EHLO name.
+    pub helo_name: String,
+    /// Name servers, static routes (hosts only), relay host, SMTP port, address families.
+    pub route: RouteConfig,
+    /// TLS towards MX hosts (and routes without a mode of their own).
+    pub default_tls: TlsMode,
+    /// TLS per static-route domain (lowercase keys, as in `route.static_routes`).
+    pub route_tls: BTreeMap<String, TlsMode>,
+    /// The smart host's settings, when `route.relay_host` is set.
+    pub relay: Option<RelaySettings>,
+    /// Trust anchors for [`TlsMode::Verify`] besides the built-in Mozilla roots.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Connection attempt timeout.
+    pub connect_timeout: Duration,
+    /// Connections open at once, in all.
+    pub max_connections: usize,
+    /// Connections open at once to one destination domain.
+    pub max_per_destination: usize,
+    /// How long an idle connection is kept for reuse.
+    pub idle_timeout: Duration,
+}
+
+/// The result for one recipient of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptResult {
+    /// What became of it; failures carry the DSN status and the server's reply.
+    pub outcome: RecipientOutcome,
+    /// The host that gave the final answer (for `Remote-MTA` and logs), e.g.
+    /// `mx.example.org [192.0.2.1]`; `None` when no server was reached.
+    pub remote_mta: Option<String>,
+}
+
+/// Why an [`Outbound`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The routing configuration is unusable.
+    #[error(transparent)]
+    Route(#[from] dakiya_route::RouteError),
+    /// The TLS configuration is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The outbound delivery service. Cheap to clone; clones share connections and limits.
+#[derive(Clone)]
+pub struct Outbound {
+    #[allow(dead_code)]
+    inner: Arc<()>,
+}
+
+impl Outbound {
+    /// Checks the configuration and builds the resolver and TLS settings.
+    pub fn new(_cfg: OutboundConfig) -> Result<Outbound, OutboundError> {
+        Ok(Outbound { inner: Arc::new(()) })
+    }
+
+    /// Delivers `message` (as spooled: header section, blank line, body; CRLF line ends; not
+    /// dot-stuffed) to the job's recipients, all in `domain`. Returns one result per job
+    /// recipient, in order. Never panics on remote behaviour; every failure is a result.
+    pub async fn deliver(&self, domain: &str, job: &Job, message: Arc<[u8]>) -> Vec<RcptResult> {
+        let _ = (domain, message);
+        job.recipients
+            .iter()
+            .map(|_| RcptResult {
+                outcome: RecipientOutcome::Temporary(dakiya_proto::client::Failure {
+                    phase: dakiya_proto::client::Phase::Idle,
+                    kind: dakiya_proto::client::FailureKind::Connection,
+                    status: dakiya_proto::reply::Enhanced(4, 4, 1),
+                    reply: None,
+                    reason: "outbound delivery not implemented yet".into(),
+                }),
+                remote_mta: None,
+            })
+            .collect()
+    }
+
+    /// Closes idle connections (QUIT) and waits for nothing else; call at shutdown.
+    pub async fn close_idle(&self) {}
+}
