@@ -1,6 +1,6 @@
 //! From the raw TOML to a validated [`Config`]: top-level keys, listeners, limits, timeouts and
 //! delivery. Domains and aliases are in [`crate::mail`]; TLS, AUTH, trusted networks and
-//! `[send_as]` in [`crate::access`].
+//! `[send_as]` in [`crate::access`]; `[outbound]` in [`crate::outbound`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,20 +13,24 @@ use crate::error::{ConfigError, Ctx};
 use crate::names::{is_valid_domain, normalize_domain};
 use crate::raw::{RawConfig, RawDelivery, RawLimits, RawListener, RawTimeouts, SStr, SValue};
 use crate::units::{DURATION_HINT, SIZE_HINT, parse_duration, parse_size};
-use crate::{Config, Delivery, Limits, Listener, Role, Timeouts, access, mail};
+use crate::{Config, Delivery, Limits, Listener, Role, Timeouts, access, mail, outbound};
 
 /// Parses and validates `text`; the first problem found is the error.
 pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let cx = Ctx { text, file: source };
     let raw: RawConfig = toml::from_str(text).map_err(|e| cx.toml_error(&e))?;
     let data_dir = data_dir(&cx, raw.data_dir)?;
+    let hostname = hostname(&cx, raw.hostname)?;
+    let domains = mail::domains(&cx, raw.domains)?;
+    // Needs hostname (the default helo_name) and domains (no route for a local domain).
+    let outbound = outbound::outbound(&cx, raw.outbound, &hostname, &domains)?;
     let mut config = Config {
         source: source.to_owned(),
-        hostname: hostname(&cx, raw.hostname)?,
+        hostname,
         auth: access::auth(&cx, raw.auth, &data_dir)?,
         data_dir,
         listeners: listeners(&cx, raw.listen)?,
-        domains: mail::domains(&cx, raw.domains)?,
+        domains,
         aliases: BTreeMap::new(),
         recipient_delimiter: delimiter(&cx, raw.recipient_delimiter)?,
         limits: limits(&cx, raw.limits)?,
@@ -35,9 +39,8 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         tls: access::tls(&cx, raw.tls)?,
         trusted_networks: access::trusted_networks(&cx, raw.trusted_networks)?,
         send_as: access::send_as(&cx, raw.send_as)?,
-        outbound: crate::Outbound::defaults("localhost"),
+        outbound,
     };
-    config.outbound = crate::Outbound::defaults(&config.hostname);
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
     // Checked last, so that a mistake with a line number is reported first.
@@ -194,8 +197,22 @@ fn delivery(cx: &Ctx, raw: RawDelivery) -> Result<Delivery, ConfigError> {
         retry_schedule,
         max_age: duration(cx, "delivery.max_age", raw.max_age, d.max_age)?,
         local_concurrency: count(cx, "delivery.local_concurrency", raw.local_concurrency, d.local_concurrency)?,
-        delay_notice: d.delay_notice,
+        delay_notice: delay_notice(cx, raw.delay_notice, d.delay_notice)?,
     })
+}
+
+/// `delivery.delay_notice`: a duration, or `"off"` (or zero) for no delay notices.
+fn delay_notice(cx: &Ctx, value: Option<SValue>, default: Option<Duration>) -> Result<Option<Duration>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    if let toml::Value::String(s) = value.get_ref()
+        && s.trim().eq_ignore_ascii_case("off")
+    {
+        return Ok(None);
+    }
+    let d = duration_or_zero(cx, "delivery.delay_notice", value, ", or \"off\"")?;
+    Ok((d != Duration::ZERO).then_some(d))
 }
 
 /// A count that must be at least 1 and fit `T`.
@@ -239,14 +256,21 @@ pub(crate) fn duration(cx: &Ctx, key: &str, value: Option<SValue>, default: Dura
         return Ok(default);
     };
     let span = value.span();
+    match duration_or_zero(cx, key, value, "")? {
+        Duration::ZERO => Err(cx.err(key, Some(span), "must be greater than zero")),
+        d => Ok(d),
+    }
+}
+
+/// A duration that may be zero; `alternative` is added to the hint when it does not parse.
+pub(crate) fn duration_or_zero(cx: &Ctx, key: &str, value: SValue, alternative: &str) -> Result<Duration, ConfigError> {
+    let span = value.span();
     let parsed = match value.get_ref() {
         toml::Value::Integer(n) => u64::try_from(*n).ok().map(Duration::from_secs),
         toml::Value::String(s) => parse_duration(s),
         _ => None,
     };
-    match parsed {
-        None => Err(cx.err(key, Some(span.clone()), format!("{DURATION_HINT}; got {}", written(cx, span)))),
-        Some(Duration::ZERO) => Err(cx.err(key, Some(span), "must be greater than zero")),
-        Some(d) => Ok(d),
-    }
+    parsed.ok_or_else(|| {
+        cx.err(key, Some(span.clone()), format!("{DURATION_HINT}{alternative}; got {}", written(cx, span)))
+    })
 }

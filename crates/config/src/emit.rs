@@ -1,8 +1,8 @@
 //! [`Config::to_toml`](crate::Config::to_toml): the effective configuration as TOML.
 
-use crate::Config;
 use crate::locate::{key, quote};
 use crate::units::{format_duration, format_size};
+use crate::{Config, Outbound};
 
 /// Lines of TOML being written.
 #[derive(Default)]
@@ -80,7 +80,10 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("retry_schedule", strings(schedule));
     out.kv("max_age", quote(&format_duration(d.max_age)));
     out.kv("local_concurrency", d.local_concurrency.to_string());
+    let notice = d.delay_notice.map_or_else(|| "off".to_owned(), format_duration);
+    out.kv("delay_notice", quote(&notice));
     access(&mut out, c);
+    outbound(&mut out, &c.outbound);
     out.0
 }
 
@@ -106,5 +109,43 @@ fn access(out: &mut Out, c: &Config) {
     out.table("[send_as]");
     for (user, senders) in &c.send_as {
         out.kv(user, strings(senders));
+    }
+}
+
+/// `[outbound]`, its relay host and its routes.
+fn outbound(out: &mut Out, o: &Outbound) {
+    let path = |p: &std::path::Path| quote(&p.to_string_lossy());
+    out.table("[outbound]");
+    out.kv("helo_name", quote(&o.helo_name));
+    out.kv("nameservers", strings(o.nameservers.iter().map(ToString::to_string)));
+    out.kv("smtp_port", o.smtp_port.to_string());
+    out.kv("tls", quote(o.tls.as_str()));
+    if let Some(file) = &o.tls_ca_file {
+        out.kv("tls_ca_file", path(file));
+    }
+    out.kv("ip_preference", quote(o.ip_preference.as_str()));
+    out.kv("concurrency", o.concurrency.to_string());
+    out.kv("per_destination", o.per_destination.to_string());
+    out.kv("connect_timeout", quote(&format_duration(o.connect_timeout)));
+    out.kv("idle_timeout", quote(&format_duration(o.idle_timeout)));
+    if let Some(r) = &o.relay_host {
+        out.table("[outbound.relay_host]");
+        out.kv("host", quote(&r.host.to_string()));
+        out.kv("tls", quote(r.tls.as_str()));
+        out.kv("implicit_tls", r.implicit_tls.to_string());
+        if let Some(user) = &r.username {
+            out.kv("username", quote(user));
+        }
+        if let Some(file) = &r.password_file {
+            out.kv("password_file", path(file));
+        }
+    }
+    if o.routes.is_empty() {
+        out.table("[outbound.routes]");
+    }
+    for (domain, route) in &o.routes {
+        out.table(&format!("[outbound.routes.{}]", key(domain)));
+        out.kv("hosts", strings(route.hosts.iter().map(ToString::to_string)));
+        out.kv("tls", quote(route.tls.as_str()));
     }
 }

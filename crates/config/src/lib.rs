@@ -4,9 +4,9 @@
 //!
 //! Everything is checked at load time — syntax, unknown keys, types, addresses, mailbox names,
 //! catch-alls, alias loops — and every failure is a [`ConfigError`] naming the file, the key
-//! and the line. Defaults live in one place: the `Default` impls below, [`Auth::defaults`] and
-//! [`Config::EMBEDDED_DEFAULT`]. [`Config::to_toml`] prints the effective configuration, which
-//! is itself valid input.
+//! and the line. Defaults live in one place: the `Default` impls below, [`Auth::defaults`],
+//! [`Outbound::defaults`] and [`Config::EMBEDDED_DEFAULT`]. [`Config::to_toml`] prints the
+//! effective configuration, which is itself valid input.
 //!
 //! The file format is documented key by key in `dakiya.example.toml` at the workspace root.
 #![forbid(unsafe_code)]
@@ -18,6 +18,7 @@ mod error;
 mod locate;
 mod mail;
 mod names;
+mod outbound;
 mod raw;
 mod resolve;
 mod sender;
@@ -308,14 +309,39 @@ pub enum IpPreference {
     Ipv6Only,
 }
 
+impl IpPreference {
+    /// The name used in TOML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpPreference::Ipv6First => "ipv6_first",
+            IpPreference::Ipv4First => "ipv4_first",
+            IpPreference::Ipv4Only => "ipv4_only",
+            IpPreference::Ipv6Only => "ipv6_only",
+        }
+    }
+}
+
 /// A host and maybe a port, as written in a route: `host`, `host:port`, `192.0.2.1:25`,
 /// `[2001:db8::1]:25`. The host is a name (resolved by A/AAAA, never MX) or an IP address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
-    /// Host name (lowercase) or IP address, without brackets.
+    /// Host name (lowercase, no trailing dot) or IP address (in its canonical form, e.g.
+    /// `2001:db8::1`), without brackets.
     pub host: String,
     /// The port; `None` means `smtp_port`.
     pub port: Option<u16>,
+}
+
+/// As written in the configuration: `host`, `host:port`, `[2001:db8::1]:port`, `[2001:db8::1]`.
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.host.contains(':'), self.port) {
+            (true, Some(port)) => write!(f, "[{}]:{port}", self.host),
+            (true, None) => write!(f, "[{}]", self.host),
+            (false, Some(port)) => write!(f, "{}:{port}", self.host),
+            (false, None) => f.write_str(&self.host),
+        }
+    }
 }
 
 /// `[outbound.relay_host]`: the smart host.

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 /// A spanned string.
@@ -41,6 +42,8 @@ pub(crate) struct RawConfig {
     pub trusted_networks: Vec<SStr>,
     #[serde(default)]
     pub send_as: BTreeMap<SStr, Spanned<Vec<SStr>>>,
+    #[serde(default)]
+    pub outbound: RawOutbound,
 }
 
 /// One `[[listen]]` entry.
@@ -88,6 +91,7 @@ pub(crate) struct RawDelivery {
     pub retry_schedule: Option<Spanned<Vec<SValue>>>,
     pub max_age: Option<SValue>,
     pub local_concurrency: Option<Spanned<i64>>,
+    pub delay_notice: Option<SValue>,
 }
 
 /// `[tls]`.
@@ -111,4 +115,88 @@ pub(crate) struct RawAuth {
     pub max_failures: Option<Spanned<i64>>,
     pub failure_window: Option<SValue>,
     pub lockout: Option<SValue>,
+}
+
+/// `[outbound]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutbound {
+    pub helo_name: Option<SStr>,
+    #[serde(default)]
+    pub nameservers: Vec<SStr>,
+    pub smtp_port: Option<Spanned<i64>>,
+    pub tls: Option<SStr>,
+    pub tls_ca_file: Option<SStr>,
+    pub ip_preference: Option<SStr>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub per_destination: Option<Spanned<i64>>,
+    pub connect_timeout: Option<SValue>,
+    pub idle_timeout: Option<SValue>,
+    pub relay_host: Option<RawRelayHost>,
+    #[serde(default)]
+    pub routes: BTreeMap<SStr, Spanned<RawRoute>>,
+}
+
+/// `[outbound.relay_host]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRelayHost {
+    pub host: SStr,
+    pub tls: Option<SStr>,
+    pub implicit_tls: Option<Spanned<bool>>,
+    pub username: Option<SStr>,
+    pub password_file: Option<SStr>,
+}
+
+/// One `[outbound.routes]` value, in any of its three forms.
+#[derive(Debug)]
+pub(crate) enum RawRoute {
+    /// `"domain" = "host"`: the whole value's span is the host's.
+    One(String),
+    /// `"domain" = ["host", ...]`.
+    List(Vec<SStr>),
+    /// `[outbound.routes."domain"]` with `hosts` and `tls`.
+    Table(RawRouteTable),
+}
+
+/// The table form of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteTable {
+    pub hosts: Spanned<Vec<SStr>>,
+    pub tls: Option<SStr>,
+}
+
+/// Written by hand rather than `#[serde(untagged)]`: an untagged enum buffers its input and
+/// so loses the spans of the hosts inside, and with them the line numbers of errors.
+impl<'de> Deserialize<'de> for RawRoute {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RouteVisitor)
+    }
+}
+
+struct RouteVisitor;
+
+impl<'de> Visitor<'de> for RouteVisitor {
+    type Value = RawRoute;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a host, a list of hosts, or a table with hosts and tls")
+    }
+
+    fn visit_str<E: de::Error>(self, host: &str) -> Result<RawRoute, E> {
+        Ok(RawRoute::One(host.to_owned()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawRoute, A::Error> {
+        let mut hosts = Vec::new();
+        while let Some(host) = seq.next_element()? {
+            hosts.push(host);
+        }
+        Ok(RawRoute::List(hosts))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRoute, A::Error> {
+        RawRouteTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawRoute::Table)
+    }
 }

@@ -1,10 +1,12 @@
 //! Start-up, listeners, connection limits and shutdown.
 
 use crate::conn::{self, Shared};
+use crate::local::Mailboxes;
 use crate::queue;
 use crate::tls::{TlsManager, TlsSettings};
 use dakiya_auth::{Throttle, UserStore};
 use dakiya_config::{Config, Role};
+use dakiya_outbound::Outbound;
 use dakiya_proto::ServerConfig;
 use dakiya_spool::Spool;
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ pub enum StartError {
     Tls(String),
     #[error("user store: {0}")]
     Users(String),
+    #[error("outbound delivery: {0}")]
+    Outbound(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -44,7 +48,18 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     // Recover before accepting anything, so a message is never both recovered and enqueued.
     let recovered =
         spool.recover().map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
-    let queue = queue::start(cfg.clone(), spool.clone(), recovered);
+    let users = Arc::new(UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?);
+    let outbound_cfg = crate::delivery::outbound_config(&cfg).map_err(StartError::Outbound)?;
+    let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
+    let ctx = Arc::new(crate::delivery::Ctx {
+        cfg: cfg.clone(),
+        spool: spool.clone(),
+        users: users.clone(),
+        boxes: Mailboxes::default(),
+        local_limit: Semaphore::new(cfg.delivery.local_concurrency.max(1)),
+        outbound,
+    });
+    let queue = queue::start(ctx, recovered);
     let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
     tokio::spawn({
         let (spool, queue) = (spool.clone(), queue.clone());
@@ -69,7 +84,6 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     })
     .map_err(|e| StartError::Tls(e.to_string()))?;
     tls.spawn_watcher();
-    let users = UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?;
     let a = &cfg.auth;
     let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -80,7 +94,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         queue,
         shutdown: shutdown_rx,
         tls,
-        users: Arc::new(users),
+        users,
         throttle: Mutex::new(throttle),
     });
     let limits = Arc::new(Limits {

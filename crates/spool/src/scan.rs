@@ -43,7 +43,8 @@ impl Read for Body {
 const BODY_BUFFER: u64 = 64 * 1024;
 
 impl Spool {
-    /// A queued message and its recipients' last recorded states.
+    /// A queued message, its recipients' last recorded states and whether
+    /// it is held.
     pub fn load(&self, id: &QueueId) -> Result<QueuedMessage, SpoolError> {
         let loc = self.locate(id)?;
         let file = open_batch(&loc, id)?;
@@ -88,11 +89,12 @@ impl Spool {
         Ok(messages)
     }
 
-    /// Every queued message with its recipients' last states, in id order,
-    /// for the queue manager at startup. Files that `open` could not decode
-    /// are logged and moved (with their status logs) to `corrupt/` for an
-    /// operator: never deleted. Files of an unknown format version and files
-    /// that hit an I/O error were logged at open and are left in place.
+    /// Every queued message with its recipients' last states and its hold
+    /// flag, in id order, for the queue manager at startup. Files that `open`
+    /// could not decode are logged and moved (with their status logs) to
+    /// `corrupt/` for an operator: never deleted. Files of an unknown format
+    /// version and files that hit an I/O error were logged at open and are
+    /// left in place.
     pub fn recover(&self) -> Result<Vec<QueuedMessage>, SpoolError> {
         let corrupt = self.inner.index().corrupt();
         for (name, reason) in corrupt {
@@ -254,7 +256,7 @@ fn read_message(file: &File, id: &QueueId, loc: &Loc, log: &StatusLog) -> Result
     if out_of_range > 0 {
         tracing::warn!(path = %loc.batch.log_path().display(), queue_id = %id, out_of_range, "spool: ignored status records");
     }
-    Ok(QueuedMessage { envelope, states, size: loc.extent.body_len, held: false })
+    Ok(QueuedMessage { envelope, states, size: loc.extent.body_len, held: log.is_held(id) })
 }
 
 /// `dir/NAME.ext`, or `dir/NAME.N.ext` for the first free N.

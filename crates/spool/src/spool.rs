@@ -145,14 +145,29 @@ impl Spool {
     /// records to the same log); a new log's directory entry is made durable
     /// too. Returns only once the record is durable.
     pub fn record(&self, id: &QueueId, rcpt_index: usize, state: &RcptState) -> Result<(), SpoolError> {
+        self.append_durably(id, &status::encode_record(id, rcpt_index, state))
+    }
+
+    /// Holds (`true`) or releases (`false`) message `id`: appends a `held` or
+    /// `released` record to the status log of its batch, durably, as
+    /// [`Spool::record`] does. The last such record wins; `load`, `list` and
+    /// `recover` report it in [`QueuedMessage::held`](crate::QueuedMessage::held),
+    /// across restarts. Holding a held message (or releasing one that is not
+    /// held) appends a record all the same and changes nothing.
+    pub fn set_held(&self, id: &QueueId, held: bool) -> Result<(), SpoolError> {
+        self.append_durably(id, &status::encode_hold(id, held))
+    }
+
+    /// Appends `line` about message `id` to its batch's status log and
+    /// returns once it is durable (see [`Spool::record`]).
+    fn append_durably(&self, id: &QueueId, line: &[u8]) -> Result<(), SpoolError> {
         let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
-        let line = status::encode_record(id, rcpt_index, state);
         {
             let _guard = batch.lock();
             if self.inner.index().get(id).is_none() {
                 return Err(SpoolError::NotFound(id.clone()));
             }
-            append(&batch, &line)?;
+            append(&batch, line)?;
         }
         // fdatasync also persists the new file size, which reading needs.
         batch.log_sync.sync().map_err(io_err("fdatasync", batch.log_path()))?;

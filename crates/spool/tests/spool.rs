@@ -120,10 +120,21 @@ fn status_log_last_record_wins_across_reopen() {
     let spool = Spool::open(dir.path()).unwrap();
     let id = commit(&spool, 3, b"x");
     assert!(!dir.path().join(format!("queue/{id}.status")).exists());
-    let deferred =
-        RcptState::Deferred { attempts: 1, next_attempt: 1_700_000_600, error: "451 4.3.0 try later".into(), detail: None, delay_notified: false };
+    let deferred = RcptState::Deferred {
+        attempts: 1,
+        next_attempt: 1_700_000_600,
+        error: "451 4.3.0 try later".into(),
+        detail: None,
+        delay_notified: false,
+    };
     spool.record(&id, 0, &deferred).unwrap();
-    spool.record(&id, 1, &RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into(), detail: None, notified: false }).unwrap();
+    spool
+        .record(
+            &id,
+            1,
+            &RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into(), detail: None, notified: false },
+        )
+        .unwrap();
     spool.record(&id, 0, &RcptState::Delivered { at: 9 }).unwrap();
     spool.record(&id, 2, &deferred).unwrap();
     drop(spool);
@@ -308,6 +319,13 @@ fn version_1_files_and_logs_are_still_read() {
     spool.record(&env.id, 0, &RcptState::Delivered { at: 8 }).unwrap();
     let states = spool.load(&env.id).unwrap().states;
     assert_eq!(states, vec![RcptState::Delivered { at: 8 }, RcptState::Delivered { at: 7 }]);
+    // A hold appended to a version-1 log applies too, across a restart.
+    spool.set_held(&env.id, true).unwrap();
+    drop(spool);
+    let spool = Spool::open(dir.path()).unwrap();
+    let message = spool.load(&env.id).unwrap();
+    assert!(message.held);
+    assert_eq!(message.states, vec![RcptState::Delivered { at: 8 }, RcptState::Delivered { at: 7 }]);
     spool.remove(&env.id).unwrap();
     assert_eq!(count(&queue), 0);
 }

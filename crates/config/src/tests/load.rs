@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{FILE, parse_ok, with_listener};
-use crate::{Auth, Config, Delivery, Domain, Limits, Role, Timeouts, Tls};
+use crate::{Auth, Config, Delivery, Domain, HostPort, Limits, Outbound, OutboundTls, Role, Timeouts, Tls};
 
 const EXAMPLE: &str = include_str!("../../../../dakiya.example.toml");
 
-fn round_trip(config: &Config) {
+pub(super) fn round_trip(config: &Config) {
     let text = config.to_toml();
     let again =
         Config::parse(&text, &config.source).unwrap_or_else(|e| panic!("to_toml output does not parse: {e}\n{text}"));
@@ -100,6 +100,19 @@ fn example_file_parses() {
     assert_eq!(c.delivery, Delivery::default());
     assert_eq!(c.tls.check_interval, Tls::default().check_interval);
     assert_eq!(c.auth, Auth::defaults(&c.data_dir));
+    let o = &c.outbound;
+    let relay = o.relay_host.as_ref().expect("the example sets a relay host");
+    assert_eq!(relay.host, HostPort { host: "smtp.provider.example".into(), port: Some(587) });
+    assert_eq!((relay.tls, relay.implicit_tls), (OutboundTls::Require, false));
+    assert_eq!(relay.username.as_deref(), Some("mail@example.org"));
+    assert_eq!(relay.password_file.as_deref(), Some(Path::new("/etc/dakiya/relay-password")));
+    assert_eq!(o.routes.keys().collect::<Vec<_>>(), ["internal.example", "lab.example.org", "partner.example"]);
+    assert_eq!(o.routes["lab.example.org"].hosts.len(), 2);
+    assert_eq!(o.routes["lab.example.org"].tls, OutboundTls::Opportunistic);
+    assert_eq!(o.routes["internal.example"].tls, OutboundTls::Verify);
+    // Apart from the relay host and the routes, the example spells out the defaults.
+    let defaults = Outbound { relay_host: None, routes: Default::default(), ..o.clone() };
+    assert_eq!(defaults, Outbound::defaults(&c.hostname));
 }
 
 #[test]

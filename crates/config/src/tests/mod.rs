@@ -4,7 +4,9 @@ mod access;
 mod bad_access;
 mod bad_config;
 mod bad_mail;
+mod bad_outbound;
 mod load;
+mod outbound;
 mod resolve;
 
 use crate::{Config, ConfigError};

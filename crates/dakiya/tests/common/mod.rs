@@ -52,6 +52,7 @@ impl TestServer {
             offset += line.len();
         }
         let (top, tables) = extra.split_at(split);
+        let tables = loopback_dns(tables);
         let cfg = format!("data_dir = {:?}\n{top}\n{BASE_CONFIG}\n{tables}", data.display().to_string());
         let cfg_path = dir.path().join("dakiya.toml");
         std::fs::write(&cfg_path, cfg).unwrap();
@@ -192,6 +193,22 @@ fn read_dir_sorted(dir: &Path) -> Vec<String> {
     };
     names.sort();
     names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+}
+
+/// Tests never ask the system's DNS: unless a test names its own name servers, outbound
+/// lookups go to a loopback port where nothing answers (a temporary failure).
+fn loopback_dns(tables: &str) -> String {
+    const NOWHERE: &str = "nameservers = [\"127.0.0.1:9\"]";
+    if tables.contains("nameservers") {
+        return tables.to_string();
+    }
+    match tables.find("[outbound]\n") {
+        Some(at) => {
+            let end = at + "[outbound]\n".len();
+            format!("{}{NOWHERE}\n{}", &tables[..end], &tables[end..])
+        }
+        None => format!("{tables}\n[outbound]\n{NOWHERE}\n"),
+    }
 }
 
 /// A line-oriented SMTP client on a raw socket.

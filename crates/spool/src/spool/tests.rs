@@ -226,3 +226,62 @@ fn a_repeated_id_fails_alone_and_the_round_goes_on() {
     assert_eq!(body(&spool, &first[0]), b"");
     assert_eq!(body(&spool, &others[1]), b"b");
 }
+
+#[test]
+fn holds_in_a_batch_stay_with_their_message_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let ids = commit_together(&spool, (0..4).map(|_| writer(&spool, 2, b"x")).collect());
+    spool.set_held(&ids[0], true).unwrap();
+    spool.record(&ids[0], 1, &RcptState::Delivered { at: 1 }).unwrap();
+    spool.set_held(&ids[1], true).unwrap();
+    spool.set_held(&ids[1], false).unwrap();
+    spool.set_held(&ids[2], true).unwrap();
+    spool.remove(&ids[2]).unwrap(); // a held message can still be removed
+    assert!(matches!(spool.set_held(&ids[2], false), Err(SpoolError::NotFound(_))));
+    spool.set_held(&ids[3], true).unwrap();
+    spool.set_held(&ids[3], true).unwrap();
+    let expect = |spool: &Spool| {
+        let listed: Vec<_> = spool.list().unwrap().into_iter().map(|m| (m.envelope.id, m.held, m.states)).collect();
+        let pending = vec![RcptState::Pending; 2];
+        assert_eq!(
+            listed,
+            vec![
+                (ids[0].clone(), true, vec![RcptState::Pending, RcptState::Delivered { at: 1 }]),
+                (ids[1].clone(), false, pending.clone()),
+                (ids[3].clone(), true, pending),
+            ]
+        );
+        assert!(matches!(spool.load(&ids[2]), Err(SpoolError::NotFound(_))));
+    };
+    expect(&spool);
+    drop(spool);
+    let spool = Spool::open(dir.path()).unwrap();
+    expect(&spool);
+    assert_eq!(spool.recover().unwrap(), spool.list().unwrap());
+
+    // Releasing the last held messages, then removing everything, leaves nothing behind.
+    spool.set_held(&ids[0], false).unwrap();
+    spool.set_held(&ids[3], false).unwrap();
+    assert!(spool.list().unwrap().iter().all(|m| !m.held));
+    for id in [&ids[0], &ids[1], &ids[3]] {
+        spool.remove(id).unwrap();
+    }
+    assert!(names(&dir.path().join("queue")).is_empty());
+}
+
+#[test]
+fn a_hold_creates_the_log_durably_and_counts_as_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let ids = commit_together(&spool, (0..2).map(|_| writer(&spool, 1, b"x")).collect());
+    let batch = spool.inner.index().get(&ids[0]).unwrap().batch;
+    let log = batch.log_path().to_owned();
+    assert!(!log.exists());
+    let (dir_syncs, _) = spool.dir_sync_stats();
+    spool.set_held(&ids[1], true).unwrap();
+    assert_eq!(batch.log_sync.stats().0, 1, "fdatasynced like a recipient record");
+    assert_eq!(spool.dir_sync_stats().0, dir_syncs + 1, "the new log's directory entry made durable");
+    let text = fs::read_to_string(&log).unwrap();
+    assert_eq!(text, format!("DAKIYA-STATUS 2\n{{\"id\":\"{}\",\"state\":\"held\"}}\n", ids[1]));
+}
