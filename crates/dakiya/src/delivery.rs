@@ -72,7 +72,7 @@ impl Run {
 
 enum Step {
     Done(RunOutcome),
-    Remote(Run),
+    Remote(Box<Run>),
 }
 
 /// Delivers every due recipient of message `id`; with `force`, deferred recipients are due
@@ -95,7 +95,7 @@ pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
     remote_step(&ctx, &mut run).await;
     let Ok(_permit) = ctx.local_limit.acquire().await else { return retry_soon() };
     let c = ctx.clone();
-    match tokio::task::spawn_blocking(move || finish(&c, run)).await {
+    match tokio::task::spawn_blocking(move || finish(&c, *run)).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(queue_id = %id, error = %e, "delivery run failed; will retry");
@@ -156,7 +156,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
             None => run.remote.push(i),
         }
     }
-    if run.remote.is_empty() { Step::Done(finish(ctx, run)) } else { Step::Remote(run) }
+    if run.remote.is_empty() { Step::Done(finish(ctx, run)) } else { Step::Remote(Box::new(run)) }
 }
 
 /// Counts the `Received:` fields of the message's header section.

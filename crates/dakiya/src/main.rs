@@ -2,13 +2,16 @@
 //! async runtime — around the sans-IO protocol crate.
 #![forbid(unsafe_code)]
 
+mod bounce;
 mod conn;
 mod control;
+mod delivery;
 mod envelope;
 mod listen;
 mod local;
 mod policy;
 mod queue;
+mod queuecli;
 mod stream;
 mod tls;
 mod usercli;
@@ -49,6 +52,15 @@ enum Cmd {
         #[command(subcommand)]
         command: usercli::UserCmd,
     },
+    /// Look at and manage the queue of the running server (through its control socket in
+    /// the data directory). Exit status 3 means the server is not running.
+    Queue {
+        /// Configuration file (for the data directory); default: the embedded one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: queuecli::QueueCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +78,10 @@ fn main() -> ExitCode {
         },
         Cmd::User { config, command } => match load(config) {
             Ok(cfg) => usercli::run(command, &cfg.auth.users_file),
+            Err(code) => code,
+        },
+        Cmd::Queue { config, command } => match load(config) {
+            Ok(cfg) => queuecli::run(command, &cfg.data_dir),
             Err(code) => code,
         },
         Cmd::Serve { config } => {
