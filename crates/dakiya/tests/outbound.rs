@@ -372,3 +372,21 @@ fn relayed_local_alias_target_is_delivered_remotely() {
     assert_eq!(wait_files(&dir, 1).len(), 1, "{}", a.log());
     let _: SocketAddr = a.addr;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_servfail_is_a_temporary_failure() {
+    let dns = TestDns::start(Zone::new().servfail("broken.test")).await;
+    let tables = format!("[outbound]\nnameservers = [\"{}\"]\n", dns.addr);
+    tokio::task::spawn_blocking(move || {
+        let a = sender("", &tables);
+        let r = a.connect().send_mail("alice@example.test", &["x@broken.test"], &message("servfail"));
+        assert!(r.starts_with("250"), "{r}");
+        wait_until("two deferrals", &a, || a.log().matches("result=deferred").count() >= 2);
+        assert!(a.log().contains("4.4.3"), "{}", a.log());
+        // Still queued, nobody told yet (the delay notice comes after 4 hours by default).
+        assert_eq!(a.spooled_envelopes().len(), 1);
+        assert!(a.messages("alice").is_empty());
+    })
+    .await
+    .unwrap();
+}

@@ -7,6 +7,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod connection;
+mod deliver;
+mod failure;
+mod limits;
+mod pool;
+mod stream;
+mod tls;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +23,10 @@ use dakiya_proto::client::{AuthCredentials, Job, RecipientOutcome};
 use dakiya_route::RouteConfig;
 use rustls_pki_types::CertificateDer;
 
+use crate::deliver::Inner;
+
 /// How to use TLS towards a next hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TlsMode {
     /// Never use TLS.
     None,
@@ -86,38 +96,92 @@ pub enum OutboundError {
 }
 
 /// The outbound delivery service. Cheap to clone; clones share connections and limits.
+///
+/// Must be used inside a tokio runtime: it spawns tasks to close connections and to expire
+/// idle ones.
 #[derive(Clone)]
 pub struct Outbound {
-    #[allow(dead_code)]
-    inner: Arc<()>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound").finish_non_exhaustive()
+    }
 }
 
 impl Outbound {
     /// Checks the configuration and builds the resolver and TLS settings.
-    pub fn new(_cfg: OutboundConfig) -> Result<Outbound, OutboundError> {
-        Ok(Outbound { inner: Arc::new(()) })
+    ///
+    /// `max_connections` and `max_per_destination` of 0 count as 1. With `idle_timeout` 0
+    /// no connection is reused.
+    pub fn new(cfg: OutboundConfig) -> Result<Outbound, OutboundError> {
+        Ok(Outbound { inner: Arc::new(Inner::new(cfg)?) })
     }
 
     /// Delivers `message` (as spooled: header section, blank line, body; CRLF line ends; not
     /// dot-stuffed) to the job's recipients, all in `domain`. Returns one result per job
     /// recipient, in order. Never panics on remote behaviour; every failure is a result.
+    ///
+    /// Next hops are tried in order while the failure is the host's (no connection, a
+    /// temporary failure while setting up the session, a connection lost before the content
+    /// was sent); any other result is final. See `docs/outbound.md`.
     pub async fn deliver(&self, domain: &str, job: &Job, message: Arc<[u8]>) -> Vec<RcptResult> {
-        let _ = (domain, message);
-        job.recipients
-            .iter()
-            .map(|_| RcptResult {
-                outcome: RecipientOutcome::Temporary(dakiya_proto::client::Failure {
-                    phase: dakiya_proto::client::Phase::Idle,
-                    kind: dakiya_proto::client::FailureKind::Connection,
-                    status: dakiya_proto::reply::Enhanced(4, 4, 1),
-                    reply: None,
-                    reason: "outbound delivery not implemented yet".into(),
-                }),
-                remote_mta: None,
-            })
-            .collect()
+        self.inner.deliver(domain, job, &message).await
     }
 
     /// Closes idle connections (QUIT) and waits for nothing else; call at shutdown.
-    pub async fn close_idle(&self) {}
+    pub async fn close_idle(&self) {
+        self.inner.close_idle().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue manager spawns deliveries on a multi-threaded runtime.
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        fn check(o: &Outbound, job: &Job) {
+            send(o.deliver("example.test", job, Arc::from(&b""[..])));
+            send(o.close_idle());
+        }
+        let _ = check;
+        fn sync<T: Send + Sync>() {}
+        sync::<Outbound>();
+    }
+
+    fn config() -> OutboundConfig {
+        OutboundConfig {
+            helo_name: "client.test".into(),
+            // Never asked: nothing here resolves anything.
+            route: RouteConfig { nameservers: vec!["127.0.0.1:53".parse().unwrap()], ..RouteConfig::default() },
+            default_tls: TlsMode::Opportunistic,
+            route_tls: BTreeMap::new(),
+            relay: None,
+            extra_roots: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            max_connections: 0,
+            max_per_destination: 0,
+            idle_timeout: Duration::ZERO,
+        }
+    }
+
+    /// The queue manager may build it before its runtime runs.
+    #[test]
+    fn builds_outside_a_runtime() {
+        assert!(Outbound::new(config()).is_ok());
+    }
+
+    #[test]
+    fn bad_configurations_are_refused() {
+        let mut cfg = config();
+        cfg.route.smtp_port = 0;
+        assert!(matches!(Outbound::new(cfg), Err(OutboundError::Route(_))));
+        let mut cfg = config();
+        cfg.extra_roots.push(CertificateDer::from(vec![1, 2, 3]));
+        assert!(matches!(Outbound::new(cfg), Err(OutboundError::Tls(_))));
+    }
 }

@@ -1,0 +1,300 @@
+//! One delivery: pick the destination's TLS settings, reuse an idle connection or resolve
+//! and walk the next hops (RFC 5321 §5.1), and turn the job's outcome into per-recipient
+//! results.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dakiya_proto::client::{Failure, Job, Outcome, RecipientOutcome, TlsPolicy};
+use dakiya_route::{HostPort, NextHop, Router};
+use tracing::{debug, info, warn};
+
+use crate::connection::{Connection, Setup};
+use crate::pool::{Key, Pool, Slot};
+use crate::tls::TlsConfigs;
+use crate::{OutboundConfig, OutboundError, RcptResult, RelaySettings, TlsMode, failure};
+
+/// The pool key of the relay host: every domain sent through it shares its connections and
+/// its per-destination limit, as it is one machine. A space cannot occur in a domain.
+const RELAY_DEST: &str = "relay host";
+
+/// The state shared by all clones of an [`crate::Outbound`].
+pub(crate) struct Inner {
+    router: Router,
+    helo_name: String,
+    default_tls: TlsMode,
+    /// TLS mode per static-route domain (normalised keys).
+    routes: BTreeMap<String, TlsMode>,
+    /// The relay host's settings; `Some` exactly when a relay host is configured.
+    relay: Option<RelaySettings>,
+    /// The relay host, to make sure its credentials go to no other host.
+    relay_host: Option<HostPort>,
+    tls: TlsConfigs,
+    connect_timeout: Duration,
+    pool: Arc<Pool>,
+}
+
+/// Where a domain's mail goes and how.
+struct Destination {
+    domain: String,
+    key: Key,
+    implicit_tls: bool,
+    credentials: Option<dakiya_proto::client::AuthCredentials>,
+}
+
+/// A host failed: why, and who said so (`None` when no server answered).
+type HostFailure = (Failure, Option<String>);
+
+/// Domains compare in lower case without a trailing dot, as the router's keys do.
+fn normalise(domain: &str) -> String {
+    domain.strip_suffix('.').unwrap_or(domain).to_lowercase()
+}
+
+impl Inner {
+    pub(crate) fn new(cfg: OutboundConfig) -> Result<Inner, OutboundError> {
+        let route_tls: BTreeMap<String, TlsMode> = cfg.route_tls.iter().map(|(d, m)| (normalise(d), *m)).collect();
+        let routes: BTreeMap<String, TlsMode> = cfg
+            .route
+            .static_routes
+            .keys()
+            .map(|d| {
+                let d = normalise(d);
+                let mode = route_tls.get(&d).copied().unwrap_or(cfg.default_tls);
+                (d, mode)
+            })
+            .collect();
+        for domain in route_tls.keys().filter(|d| !routes.contains_key(*d)) {
+            warn!(domain, "TLS mode given for a domain without a static route; ignored");
+        }
+        let relay = match (&cfg.route.relay_host, cfg.relay) {
+            (Some(_), Some(settings)) => Some(settings),
+            (Some(_), None) => Some(RelaySettings { tls: cfg.default_tls, implicit_tls: false, credentials: None }),
+            (None, Some(_)) => {
+                warn!("relay settings given without a relay host; ignored");
+                None
+            }
+            (None, None) => None,
+        };
+        let relay_host = cfg.route.relay_host.clone();
+        Ok(Inner {
+            router: Router::new(cfg.route)?,
+            helo_name: cfg.helo_name,
+            default_tls: cfg.default_tls,
+            routes,
+            relay,
+            relay_host,
+            tls: TlsConfigs::new(&cfg.extra_roots)?,
+            connect_timeout: cfg.connect_timeout,
+            pool: Pool::new(cfg.idle_timeout, cfg.max_connections, cfg.max_per_destination),
+        })
+    }
+
+    /// A static route's mode; else the relay's settings when a relay takes the mail; else
+    /// the default (MX hosts).
+    fn destination(&self, domain: &str) -> Destination {
+        let name = normalise(domain);
+        let (dest, mode, implicit_tls, credentials) = match (self.routes.get(&name), &self.relay) {
+            (Some(&mode), _) => (name, mode, false, None),
+            (None, Some(relay)) => (RELAY_DEST.to_owned(), relay.tls, relay.implicit_tls, relay.credentials.clone()),
+            (None, None) => (name, self.default_tls, false, None),
+        };
+        Destination { domain: domain.to_owned(), key: Key { dest, mode }, implicit_tls, credentials }
+    }
+
+    fn setup(&self, dest: &Destination, hop: &NextHop, policy: TlsPolicy) -> Setup {
+        let tls_config =
+            if dest.key.mode == TlsMode::Verify { self.tls.verified.clone() } else { self.tls.unverified.clone() };
+        // The credentials are the relay's alone. Should a domain's static route be missed
+        // here (a key spelled differently from the router's), its hosts must not get them.
+        let credentials = dest.credentials.clone().filter(|_| self.is_relay(hop));
+        Setup {
+            helo_name: self.helo_name.clone(),
+            policy,
+            implicit_tls: dest.implicit_tls,
+            credentials,
+            tls_config,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
+    /// Whether `hop` is the configured relay host.
+    fn is_relay(&self, hop: &NextHop) -> bool {
+        self.relay_host.as_ref().is_some_and(|relay| match relay.ip() {
+            Some(ip) => ip == hop.addr.ip(),
+            None => normalise(&relay.host) == hop.host,
+        })
+    }
+
+    pub(crate) async fn deliver(&self, domain: &str, job: &Job, message: &[u8]) -> Vec<RcptResult> {
+        let count = job.recipients.len();
+        if count == 0 {
+            return Vec::new();
+        }
+        let dest = self.destination(domain);
+        // An idle connection first: it needs no DNS lookup.
+        while let Some(conn) = self.pool.take(&dest.key) {
+            if let Some(results) = self.reuse(conn, &dest, job, message).await {
+                return results;
+            }
+        }
+        let hops = match self.router.resolve(domain).await {
+            Ok(hops) => hops,
+            Err(e) => {
+                info!(domain, error = %e, permanent = e.is_permanent(), "no route");
+                let outcome = failure::route(&e);
+                return vec![RcptResult { outcome, remote_mta: None }; count];
+            }
+        };
+        let mut last = None;
+        for hop in &hops {
+            match self.try_hop(&dest, hop, job, message).await {
+                Ok(results) => return results,
+                Err(host_failure) => last = Some(host_failure),
+            }
+        }
+        let (failure, remote_mta) = last.unwrap_or_else(|| (failure::no_hops(), None));
+        info!(domain, hops = hops.len(), status = %failure.status, reason = %failure.reason, "all next hops failed");
+        vec![RcptResult { outcome: RecipientOutcome::Temporary(failure), remote_mta }; count]
+    }
+
+    /// Runs the job on an idle connection. `None` when the connection turned out to be
+    /// broken before the message was handed over: the caller gets another.
+    async fn reuse(
+        &self,
+        mut conn: Connection,
+        dest: &Destination,
+        job: &Job,
+        message: &[u8],
+    ) -> Option<Vec<RcptResult>> {
+        if conn.next_job(job.clone()).is_err() {
+            debug!(remote_mta = %conn.remote_mta(), "idle connection no longer usable");
+            tokio::spawn(conn.close());
+            return None;
+        }
+        let outcome = conn.run(message).await;
+        if failure::try_elsewhere(&outcome) {
+            let reason = outcome.failure().map(ToString::to_string).unwrap_or_default();
+            debug!(remote_mta = %conn.remote_mta(), reason, "reused connection failed; trying a new one");
+            tokio::spawn(conn.close());
+            return None;
+        }
+        Some(self.finish(conn, dest, outcome, job.recipients.len()))
+    }
+
+    /// Delivers through one next hop. `Err` when the host failed and the next may do better.
+    async fn try_hop(
+        &self,
+        dest: &Destination,
+        hop: &NextHop,
+        job: &Job,
+        message: &[u8],
+    ) -> Result<Vec<RcptResult>, HostFailure> {
+        let mut policy = match dest.key.mode {
+            TlsMode::None => TlsPolicy::None,
+            TlsMode::Opportunistic => TlsPolicy::Opportunistic,
+            TlsMode::Require | TlsMode::Verify => TlsPolicy::Required,
+        };
+        loop {
+            let permits = loop {
+                match self.pool.slot(&dest.key).await {
+                    Slot::Reuse(conn) => {
+                        if let Some(results) = self.reuse(*conn, dest, job, message).await {
+                            return Ok(results);
+                        }
+                    }
+                    Slot::Fresh(permits) => break permits,
+                }
+            };
+            let mut conn = match Connection::open(hop, &self.setup(dest, hop, policy), permits, job.clone()).await {
+                Ok(conn) => conn,
+                Err((failure, remote_mta)) => {
+                    info!(host = %hop.host, addr = %hop.addr, reason = %failure.reason, "outbound connection failed");
+                    return Err((failure, remote_mta));
+                }
+            };
+            let outcome = conn.run(message).await;
+            if !failure::try_elsewhere(&outcome) {
+                return Ok(self.finish(conn, dest, outcome, job.recipients.len()));
+            }
+            let remote_mta = conn.remote_mta();
+            log_result(&dest.domain, &remote_mta, &outcome);
+            let retry_in_clear = conn.tls_failed() && dest.key.mode == TlsMode::Opportunistic;
+            tokio::spawn(conn.close());
+            if retry_in_clear && policy != TlsPolicy::None {
+                // Opportunistic TLS (RFC 7435): a server whose TLS we cannot speak (an old
+                // protocol version, a broken stack) still gets the mail, in clear, as it
+                // would had it not offered STARTTLS.
+                info!(host = %hop.host, addr = %hop.addr, "TLS handshake failed; trying again without TLS");
+                policy = TlsPolicy::None;
+                continue;
+            }
+            return match outcome {
+                Outcome::Temporary(failure) => Err((failure, Some(remote_mta))),
+                other => Ok(results(other, job.recipients.len(), &remote_mta)),
+            };
+        }
+    }
+
+    /// Records the final outcome of a job; keeps the connection for reuse or closes it.
+    fn finish(&self, conn: Connection, dest: &Destination, outcome: Outcome, count: usize) -> Vec<RcptResult> {
+        let remote_mta = conn.remote_mta();
+        log_result(&dest.domain, &remote_mta, &outcome);
+        if conn.is_reusable() {
+            self.pool.put(dest.key.clone(), conn);
+        } else {
+            tokio::spawn(conn.close());
+        }
+        results(outcome, count, &remote_mta)
+    }
+
+    pub(crate) async fn close_idle(&self) {
+        self.pool.close_all().await;
+    }
+}
+
+/// One result per recipient, all naming the host that answered.
+fn results(outcome: Outcome, count: usize, remote_mta: &str) -> Vec<RcptResult> {
+    let mut all = outcome.into_recipients(count);
+    if all.len() != count {
+        // The client reports every recipient; should it ever not, the contract of one
+        // result per recipient still holds, and nothing unreported counts as delivered.
+        warn!(expected = count, got = all.len(), "recipient results do not match the job");
+        all.resize(count, RecipientOutcome::Temporary(failure::closed_early()));
+    }
+    all.into_iter().map(|outcome| RcptResult { outcome, remote_mta: Some(remote_mta.to_owned()) }).collect()
+}
+
+/// One log line per job: counts and the first failure's status. No addresses or content.
+fn log_result(domain: &str, remote_mta: &str, outcome: &Outcome) {
+    let (mut delivered, mut deferred, mut bounced, mut first) = (0, 0, 0, None);
+    let recipients = match outcome {
+        Outcome::Recipients(all) => all.iter().collect(),
+        _ => Vec::new(),
+    };
+    for r in &recipients {
+        match r {
+            RecipientOutcome::Delivered(_) => delivered += 1,
+            RecipientOutcome::Temporary(f) => {
+                deferred += 1;
+                first = first.or(Some(f));
+            }
+            RecipientOutcome::Permanent(f) => {
+                bounced += 1;
+                first = first.or(Some(f));
+            }
+            _ => {}
+        }
+    }
+    let whole = outcome.failure();
+    let failure = whole.or(first);
+    let result = match outcome {
+        Outcome::Recipients(_) => "per recipient",
+        Outcome::Temporary(_) => "deferred",
+        Outcome::Permanent(_) => "bounced",
+        _ => "unknown",
+    };
+    let status = failure.map(|f| f.status.to_string()).unwrap_or_default();
+    let reason = failure.map(|f| f.to_string()).unwrap_or_default();
+    info!(domain, remote_mta, result, delivered, deferred, bounced, status, reason, "outbound job");
+}
