@@ -7,14 +7,15 @@ use dakiya_config::Target;
 use dakiya_dsn::{Action, DsnInput, Kind, RcptReport, Ret, Time, build_dsn};
 use dakiya_spool::{BodyType, DsnRet, Envelope, QueueId, QueuedMessage, RcptState, Recipient};
 
-/// Builds and queues one notice of `kind` about recipients `which` of `m`. `Ok(None)` when
+/// Builds and queues one notice of `kind` about recipients `which` of `m` (index and the
+/// action to report). `Ok(None)` when
 /// no notice can be sent at all (the sender's address cannot receive mail, say: logged);
 /// `Err` when queueing failed and should be tried again.
 pub fn send(
     ctx: &Ctx,
     m: &QueuedMessage,
     kind: Kind,
-    which: &[usize],
+    which: &[(usize, Action)],
     states: &[RcptState],
     now: u64,
 ) -> Result<Option<QueueId>, String> {
@@ -25,12 +26,12 @@ pub fn send(
     let retry_until = time(env.received_at + cfg.delivery.max_age.as_secs());
     let recipients: Vec<RcptReport> = which
         .iter()
-        .map(|&i| {
+        .map(|&(i, action)| {
             let rcpt = &env.recipients[i];
-            let (action, default_status, detail) = match &states[i] {
-                RcptState::Failed { detail, .. } => (Action::Failed, (5, 0, 0), detail.as_ref()),
-                RcptState::Deferred { detail, .. } => (Action::Delayed, (4, 0, 0), detail.as_ref()),
-                _ => (Action::Delivered, (2, 0, 0), None),
+            let (default_status, detail) = match &states[i] {
+                RcptState::Failed { detail, .. } => ((5, 0, 0), detail.as_ref()),
+                RcptState::Deferred { detail, .. } => ((4, 0, 0), detail.as_ref()),
+                _ => ((2, 0, 0), None),
             };
             RcptReport {
                 final_recipient: rcpt.address.clone(),

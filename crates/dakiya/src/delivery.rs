@@ -11,7 +11,7 @@ use crate::bounce;
 use crate::local::{self, Mailboxes};
 use dakiya_auth::UserStore;
 use dakiya_config::{Config, OutboundTls};
-use dakiya_dsn::{Kind, should_notify};
+use dakiya_dsn::{Action, Kind, should_notify};
 use dakiya_outbound::{Outbound, OutboundConfig, RcptResult, RelaySettings, TlsMode};
 use dakiya_proto::address::{Mailbox, ReversePath, parse_mailbox};
 use dakiya_proto::client::{AuthCredentials, Failure, Job, JobRecipient, RecipientOutcome};
@@ -56,8 +56,9 @@ struct Run {
     m: QueuedMessage,
     states: Vec<RcptState>,
     changed: Vec<bool>,
-    /// Recipients delivered in this run (for success notices).
-    delivered: Vec<usize>,
+    /// Recipients delivered in this run (for success notices), with the action to report:
+    /// delivered (locally), or relayed (to a next hop without DSN).
+    delivered: Vec<(usize, Action)>,
     /// Remote recipients due now.
     remote: Vec<usize>,
     now: u64,
@@ -149,7 +150,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
                 let target = (rcpt.address.as_str(), domain.as_str(), mailbox.as_str());
                 let state = local::deliver_one(&ctx.cfg, &ctx.spool, &ctx.boxes, &run.m, target, &run.states[i], now);
                 if matches!(state, RcptState::Delivered { .. }) {
-                    run.delivered.push(i);
+                    run.delivered.push((i, Action::Delivered));
                 }
                 run.set(i, state);
             }
@@ -255,9 +256,12 @@ async fn remote_step(ctx: &Ctx, run: &mut Run) {
     while let Some(joined) = tasks.join_next().await {
         let Ok((indices, results)) = joined else { continue };
         for (i, result) in indices.into_iter().zip(results) {
+            // A next hop with DSN was handed NOTIFY and reports success itself; one without
+            // it leaves that to us: "relayed" (RFC 3461 §6.2.2).
+            let next_hop_dsn = result.next_hop_dsn;
             let state = remote_state(ctx, run, i, result);
-            if matches!(state, RcptState::Delivered { .. }) {
-                run.delivered.push(i);
+            if matches!(state, RcptState::Delivered { .. }) && !next_hop_dsn {
+                run.delivered.push((i, Action::Relayed));
             }
             run.set(i, state);
         }
@@ -384,28 +388,22 @@ fn finish(ctx: &Ctx, mut run: Run) -> RunOutcome {
             RcptState::Failed { notified: false, .. } => {
                 // RFC 5321 §4.5.5: never a notice about a message from <>.
                 if !null_sender && wants(&run.m, i, Kind::Failure) {
-                    failed.push(i);
+                    failed.push((i, Action::Failed));
                 }
                 set_flag(&mut run, i, true);
             }
             RcptState::Deferred { delay_notified: false, .. } if delay_after.is_some_and(|d| age >= d) => {
                 if !null_sender && wants(&run.m, i, Kind::Delay) {
-                    delayed.push(i);
+                    delayed.push((i, Action::Delayed));
                 }
                 set_flag(&mut run, i, true);
             }
             _ => {}
         }
     }
-    // Success notices are ours to send for local deliveries only: a remote next hop that
-    // offers DSN was handed NOTIFY and reports itself.
-    let succeeded: Vec<usize> = run
-        .delivered
-        .iter()
-        .copied()
-        .filter(|&i| run.m.envelope.recipients[i].mailbox.is_some())
-        .filter(|&i| !null_sender && wants(&run.m, i, Kind::Success))
-        .collect();
+    // Success notices only on request (NOTIFY=SUCCESS), never for a message from <>.
+    let succeeded: Vec<(usize, Action)> =
+        run.delivered.iter().copied().filter(|&(i, _)| !null_sender && wants(&run.m, i, Kind::Success)).collect();
     let mut notices = Vec::new();
     for (kind, list) in [(Kind::Failure, failed), (Kind::Delay, delayed), (Kind::Success, succeeded)] {
         if list.is_empty() {
@@ -420,7 +418,7 @@ fn finish(ctx: &Ctx, mut run: Run) -> RunOutcome {
             Err(e) => {
                 tracing::error!(queue_id = %id, kind = ?kind, error = %e, "cannot queue a delivery status notification; will try again");
                 if kind != Kind::Success {
-                    for &i in &list {
+                    for &(i, _) in &list {
                         set_flag(&mut run, i, false);
                     }
                 }

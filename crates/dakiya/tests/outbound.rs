@@ -390,3 +390,66 @@ async fn dns_servfail_is_a_temporary_failure() {
     .await
     .unwrap();
 }
+
+/// A minimal SMTP server without the DSN extension: accepts everything, one command at a
+/// time. Returns its port.
+fn plain_sink() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut out) = stream else { return };
+            let mut input = BufReader::new(out.try_clone().unwrap());
+            let _ = out.write_all(b"220 sink.test ESMTP\r\n");
+            let mut line = String::new();
+            while input.read_line(&mut line).is_ok_and(|n| n > 0) {
+                let cmd = line.to_ascii_uppercase();
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    b"250-sink.test\r\n250 8BITMIME\r\n"
+                } else if cmd.starts_with("DATA") {
+                    let _ = out.write_all(b"354 go ahead\r\n");
+                    let mut body = String::new();
+                    while input.read_line(&mut body).is_ok_and(|n| n > 0) && !body.ends_with("\r\n.\r\n") {}
+                    b"250 2.0.0 taken\r\n"
+                } else if cmd.starts_with("QUIT") {
+                    let _ = out.write_all(b"221 2.0.0 bye\r\n");
+                    break;
+                } else {
+                    b"250 2.0.0 ok\r\n"
+                };
+                let _ = out.write_all(reply);
+                line.clear();
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn notify_success_via_a_next_hop_without_dsn_is_reported_as_relayed() {
+    let sink = plain_sink();
+    let b = remote("");
+    let tables = format!(
+        "{}[outbound.routes.\"nodsn.test\"]\nhosts = [\"127.0.0.1:{sink}\"]\ntls = \"none\"\n",
+        route_to(b.addr.port(), "none")
+    );
+    let a = sender("", &tables);
+    let mut c = a.connect();
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<carol@example.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<x@nodsn.test> NOTIFY=SUCCESS,FAILURE").starts_with("250"));
+    // B offers DSN: it is handed NOTIFY=SUCCESS and reports itself; we say nothing for it.
+    assert!(c.cmd("RCPT TO:<bob@remote.test> NOTIFY=SUCCESS").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(message("relayed").as_bytes());
+    assert!(c.cmd(".").starts_with("250"));
+    let notices = wait_files(&a.maildir("carol"), 1);
+    assert_eq!(notices.len(), 1, "{}", a.log());
+    let status = delivery_status(&notices[0]);
+    assert!(status.contains("Action: relayed"), "{status}");
+    assert!(status.contains("Final-Recipient: rfc822; x@nodsn.test"), "{status}");
+    assert!(!status.contains("bob@remote.test"), "{status}");
+    wait_until("A's queue to empty", &a, || a.spooled_envelopes().is_empty());
+    assert_eq!(a.messages("carol").len(), 1);
+}

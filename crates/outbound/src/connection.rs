@@ -119,6 +119,12 @@ impl Connection {
     }
 
     /// True if another job may be started on this connection.
+    /// Whether the server offered DSN (RFC 3461) in its EHLO reply: then it was handed the
+    /// DSN parameters and reports on its own.
+    pub(crate) fn offers_dsn(&self) -> bool {
+        self.client.extensions().dsn
+    }
+
     pub(crate) fn is_reusable(&self) -> bool {
         self.client.is_reusable()
     }

@@ -143,7 +143,7 @@ impl Inner {
             Err(e) => {
                 info!(domain, error = %e, permanent = e.is_permanent(), "no route");
                 let outcome = failure::route(&e);
-                return vec![RcptResult { outcome, remote_mta: None }; count];
+                return vec![RcptResult { outcome, remote_mta: None, next_hop_dsn: false }; count];
             }
         };
         let mut last = None;
@@ -155,7 +155,7 @@ impl Inner {
         }
         let (failure, remote_mta) = last.unwrap_or_else(|| (failure::no_hops(), None));
         info!(domain, hops = hops.len(), status = %failure.status, reason = %failure.reason, "all next hops failed");
-        vec![RcptResult { outcome: RecipientOutcome::Temporary(failure), remote_mta }; count]
+        vec![RcptResult { outcome: RecipientOutcome::Temporary(failure), remote_mta, next_hop_dsn: false }; count]
     }
 
     /// Runs the job on an idle connection. `None` when the connection turned out to be
@@ -218,6 +218,7 @@ impl Inner {
                 return Ok(self.finish(conn, dest, outcome, job.recipients.len()));
             }
             let remote_mta = conn.remote_mta();
+            let dsn = conn.offers_dsn();
             log_result(&dest.domain, &remote_mta, &outcome);
             let retry_in_clear = conn.tls_failed() && dest.key.mode == TlsMode::Opportunistic;
             tokio::spawn(conn.close());
@@ -231,7 +232,7 @@ impl Inner {
             }
             return match outcome {
                 Outcome::Temporary(failure) => Err((failure, Some(remote_mta))),
-                other => Ok(results(other, job.recipients.len(), &remote_mta)),
+                other => Ok(results(other, job.recipients.len(), &remote_mta, dsn)),
             };
         }
     }
@@ -239,13 +240,14 @@ impl Inner {
     /// Records the final outcome of a job; keeps the connection for reuse or closes it.
     fn finish(&self, conn: Connection, dest: &Destination, outcome: Outcome, count: usize) -> Vec<RcptResult> {
         let remote_mta = conn.remote_mta();
+        let dsn = conn.offers_dsn();
         log_result(&dest.domain, &remote_mta, &outcome);
         if conn.is_reusable() {
             self.pool.put(dest.key.clone(), conn);
         } else {
             tokio::spawn(conn.close());
         }
-        results(outcome, count, &remote_mta)
+        results(outcome, count, &remote_mta, dsn)
     }
 
     pub(crate) async fn close_idle(&self) {
@@ -254,7 +256,7 @@ impl Inner {
 }
 
 /// One result per recipient, all naming the host that answered.
-fn results(outcome: Outcome, count: usize, remote_mta: &str) -> Vec<RcptResult> {
+fn results(outcome: Outcome, count: usize, remote_mta: &str, next_hop_dsn: bool) -> Vec<RcptResult> {
     let mut all = outcome.into_recipients(count);
     if all.len() != count {
         // The client reports every recipient; should it ever not, the contract of one
@@ -262,7 +264,9 @@ fn results(outcome: Outcome, count: usize, remote_mta: &str) -> Vec<RcptResult> 
         warn!(expected = count, got = all.len(), "recipient results do not match the job");
         all.resize(count, RecipientOutcome::Temporary(failure::closed_early()));
     }
-    all.into_iter().map(|outcome| RcptResult { outcome, remote_mta: Some(remote_mta.to_owned()) }).collect()
+    all.into_iter()
+        .map(|outcome| RcptResult { outcome, remote_mta: Some(remote_mta.to_owned()), next_hop_dsn })
+        .collect()
 }
 
 /// One log line per job: counts and the first failure's status. No addresses or content.

@@ -82,6 +82,10 @@ pub struct RcptResult {
     /// The host that gave the final answer (for `Remote-MTA` and logs), e.g.
     /// `mx.example.org [192.0.2.1]`; `None` when no server was reached.
     pub remote_mta: Option<String>,
+    /// The server that answered offered DSN (RFC 3461), so it was handed NOTIFY, ORCPT,
+    /// ENVID and RET and reports success itself; without it a `NOTIFY=SUCCESS` recipient is
+    /// reported by us as `relayed` (RFC 3461 §6.2.2).
+    pub next_hop_dsn: bool,
 }
 
 /// Why an [`Outbound`] could not be built.
