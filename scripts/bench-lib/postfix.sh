@@ -2,9 +2,16 @@
 # A private Postfix instance for scripts/bench: own config and queue directories under a temp
 # dir, smtpd on 127.0.0.1:PORT only, never the system instance (which stays unconfigured).
 #
-#   pf_setup DIR PORT MODE   write DIR/conf/{main,master}.cf, create DIR/queue, DIR/data,
+#   pf_setup DIR PORT MODE [SINK_PORT]
+#                            write DIR/conf/{main,master}.cf, create DIR/queue, DIR/data,
 #                            DIR/mail; MODE is "maildir" (virtual(8) delivery into the one
 #                            Maildir DIR/mail/bench.test/b/) or "discard" (discard(8)).
+#                            With SINK_PORT (the outbound scenario), mail for sink.test is
+#                            relayed by smtp(8) to 127.0.0.1:SINK_PORT (see pf_outbound_conf).
+#   pf_hold_on_arrival DIR on|off
+#                            (instance stopped) every message smtpd accepts goes to the hold
+#                            queue (on), or not (off): the outbound scenario's backlog phase.
+#   pf_queue_count DIR Q     files in queue Q (hold, deferred, ...).
 #   pf_start DIR PORT        postfix -c DIR/conf start; waits for the port (<= 20 s) with the
 #                            caller's wait_port.
 #   pf_stop DIR              postfix -c DIR/conf stop; waits <= 10 s for master(8) to exit,
@@ -13,7 +20,7 @@
 #   pf_queue_empty DIR       true when no message is left in incoming/active/deferred/maildrop.
 
 pf_setup() {
-    local dir=$1 port=$2 mode=$3
+    local dir=$1 port=$2 mode=$3 sink_port=${4:-}
     local conf=$dir/conf
     mkdir -p "$conf" "$dir/queue" "$dir/data" "$dir/mail"
     # Postfix daemons run as mail_owner (postfix): they must be able to reach the queue, and
@@ -93,6 +100,7 @@ smtpd_client_recipient_rate_limit = 0
 smtpd_client_new_tls_session_rate_limit = 0
 message_size_limit = 10240000
 MAINCF
+    [[ -z $sink_port ]] || pf_outbound_conf "$sink_port" >>"$conf/main.cf"
 
     # chroot off everywhere (no chroot tree to populate); smtpd only on loopback.
     cat >"$conf/master.cf" <<MASTERCF
@@ -119,6 +127,9 @@ anvil        unix  -       -       n       -       1       anvil
 scache       unix  -       -       n       -       1       scache
 postlog      unix-dgram n  -       n       -       1       postlogd
 MASTERCF
+    if [[ -n $sink_port ]]; then
+        echo "smtp         unix  -       -       n       -       -       smtp" >>"$conf/master.cf"
+    fi
     # Creates the queue subdirectories with the right owners (post-install create-missing), and
     # checks the whole set-up.
     postfix -c "$conf" check
@@ -156,4 +167,38 @@ pf_queue_empty() {
     local q=$1/queue n
     n=$(find "$q/incoming" "$q/active" "$q/deferred" "$q/maildrop" -type f 2>/dev/null | head -1 | wc -l)
     [[ $n -eq 0 ]]
+}
+
+# pf_outbound_conf SINK_PORT: the main.cf lines of the outbound scenario. Everything for
+# sink.test goes to smtp-sink on 127.0.0.1:SINK_PORT through smtp(8) (the [] mean no MX
+# lookup; DNS is off anyway), in clear text, up to 20 connections at once to it (Postfix's
+# default, set explicitly: dakiya's per_destination is the same), starting at
+# initial_destination_concurrency (5, default) and growing while deliveries succeed. The
+# connection cache is Postfix's default (smtp_connection_cache_on_demand = yes: a session is
+# kept, for smtp_connection_cache_time_limit = 2 s, whenever more mail for the destination is
+# waiting in the active queue) and so is everything else about smtp(8), PIPELINING included.
+pf_outbound_conf() {
+    cat <<OUTCF
+
+# Outbound (scripts/bench outbound): relay sink.test to smtp-sink on 127.0.0.1:$1.
+transport_maps = inline:{ sink.test=smtp:[127.0.0.1]:$1 }
+smtp_tls_security_level = none
+smtp_helo_name = bench.test
+default_destination_concurrency_limit = 20
+smtp_destination_concurrency_limit = 20
+smtp_connection_cache_on_demand = yes
+OUTCF
+}
+
+pf_hold_on_arrival() {
+    local dir=$1 on=$2
+    if [[ $on == on ]]; then
+        postconf -c "$dir/conf" -e 'smtpd_end_of_data_restrictions = check_client_access static:HOLD'
+    else
+        postconf -c "$dir/conf" -e 'smtpd_end_of_data_restrictions ='
+    fi
+}
+
+pf_queue_count() {
+    find "$1/queue/$2" -type f 2>/dev/null | wc -l
 }

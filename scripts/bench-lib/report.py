@@ -5,7 +5,9 @@
 
 RESULTS_DIR/order lists the servers in run order; RESULTS_DIR/<server>/{meta,idle,smtp_source,
 loadgen}.json are the fragments. RESULTS_DIR/tls-auth/ holds dakiya's TLS/AUTH phase (a second
-table). The key=value pairs describe the run.
+table), RESULTS_DIR/outbound/ the outbound scenario (a third: RESULTS_DIR/outbound/order and
+RESULTS_DIR/outbound/<server>/{meta,relay,backlog,cpu-*,sink-*}.json). The key=value pairs
+describe the run.
 """
 import datetime
 import json
@@ -215,6 +217,124 @@ def print_tls_table(t):
         print(f"note: tls-auth: {n}")
 
 
+def outbound_phase(res_dir):
+    """Collects RESULTS_DIR/outbound (the outbound scenario) into one dict, or None."""
+    d = os.path.join(res_dir, "outbound")
+    o = load(os.path.join(d, "meta.json"))
+    if o is None:
+        return None
+    try:
+        order = [l.strip() for l in open(os.path.join(d, "order")) if l.strip()]
+    except OSError:
+        order = []
+    servers = []
+    n = o.get("messages")
+    for name in order:
+        sd = os.path.join(d, name)
+        s = load(os.path.join(sd, "meta.json")) or {"name": name, "status": "unknown"}
+        for phase in ("relay", "backlog"):
+            r = load(os.path.join(sd, phase + ".json"))
+            if r is None:
+                continue
+            cpu = load(os.path.join(sd, f"cpu-{phase}.json"))
+            if cpu is not None:
+                r["cpu"] = cpu
+                if r.get("reached") and n:
+                    # relay: accepting and delivering N messages; backlog: delivering them.
+                    r["server_cpu_ms_per_msg"] = per_op(cpu.get("server_cpu_s"), n)
+            sink = load(os.path.join(sd, f"sink-{phase}.json"))
+            if sink is not None:
+                r["sink"] = sink
+                if sink.get("sess"):
+                    r["sink_sessions"] = sink["sess"]
+                    r["msgs_per_session"] = round(sink.get("mesg", 0) / sink["sess"], 1)
+            if phase == "relay" and r.get("inject_s") and n and r.get("inject_rc") == 0:
+                r["inject_msgs_per_s"] = round(n / r["inject_s"], 1)
+            if phase == "backlog":
+                ic = load(os.path.join(sd, "cpu-backlog-inject.json"))
+                if ic is not None:
+                    r["inject_cpu"] = ic
+                    if r.get("queue_inject_s") and n:
+                        r["queue_inject_msgs_per_s"] = round(n / float(r["queue_inject_s"]), 1)
+            s[phase] = r
+        quiet = {}
+        if os.path.isdir(sd):
+            for fn in sorted(os.listdir(sd)):
+                if fn.startswith("quiet-") and fn.endswith(".json"):
+                    v = load(os.path.join(sd, fn))
+                    if v is not None:
+                        quiet[fn[len("quiet-"):-len(".json")]] = v
+        if quiet:
+            s["machine_before_phase"] = quiet
+        servers.append(s)
+    o["servers"] = servers
+    return o
+
+
+def print_outbound_table(o):
+    print()
+    print(f"outbound: relay to the same smtp-sink, {o.get('messages')} x {o.get('size')} B")
+    if o.get("status") != "ok":
+        print(f"{o.get('status', '?')}: {o.get('reason', '')}")
+        return
+    cols = ["server", "relay msgs/s", "relay s", "in msgs/s", "sessions", "msgs/sess",
+            "max-conns", "cpu-ms/msg", "backlog msgs/s", "backlog sessions", "backlog cpu-ms/msg"]
+    rows, notes = [], []
+    fr = lambda x: "-" if x is None else f"{x:.0f}"
+    for s in o.get("servers", []):
+        name = s.get("name", "?")
+        if s.get("status") == "skipped":
+            rows.append([name, f"skipped: {s.get('reason', '')}"])
+            continue
+        r, b = s.get("relay") or {}, s.get("backlog") or {}
+        ok, bok = r.get("reached"), b.get("reached")
+        rows.append([
+            name,
+            fr(r.get("msgs_per_s")) if ok else "-",
+            "-" if not ok else f"{r['seconds']:.1f}",
+            fr(r.get("inject_msgs_per_s")),
+            str(r.get("sink_sessions", "-")) if ok else "-",
+            "-" if not ok or r.get("msgs_per_session") is None else f"{r['msgs_per_session']:.0f}",
+            str(r.get("max_conns", "-")) if ok else "-",
+            fmt_cpu(r.get("server_cpu_ms_per_msg")),
+            fr(b.get("msgs_per_s")) if bok else "-",
+            str(b.get("sink_sessions", "-")) if bok else "-",
+            fmt_cpu(b.get("server_cpu_ms_per_msg")),
+        ])
+        for phase, v in (("relay", r), ("backlog", b)):
+            if v.get("error"):
+                notes.append(f"{name}: {phase}: {v['error']}")
+        for tag, q in (s.get("machine_before_phase") or {}).items():
+            if tag not in ("relay", "backlog"):
+                continue
+            other = q.get("busy_pct", 0) - q.get("server_pct", 0)
+            if q.get("busy_pct", 0) >= 15 and other >= 10:
+                notes.append(f"{name}: before {tag} the machine was still {q['busy_pct']}% busy "
+                             f"({other}% not the server): that figure is low")
+    widths = [len(c) for c in cols]
+    widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
+    for r in rows:
+        if len(r) == len(cols):
+            widths = [max(w, len(x)) for w, x in zip(widths, r)]
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()
+    print(line(cols))
+    for r in rows:
+        print(line(r) if len(r) == len(cols) else f"{r[0].ljust(widths[0])}  {r[1]}")
+    print()
+    print(f"Each server relays {o.get('messages')} messages for {o.get('domain')} (injected with "
+          f"`{o.get('inject_command')}`) to `{o.get('sink_command')}`, at most "
+          f"{o.get('per_destination')} connections to it. relay = from the injection's start to "
+          "the N-th message at the sink (end to end); in msgs/s = the injection's own rate "
+          "meanwhile; sessions = SMTP sessions the sink saw (connection reuse: msgs/sess); "
+          "max-conns = most connections open at once; cpu-ms/msg = the server's CPU per message "
+          "(accept + queue + deliver). backlog = delivery only: N messages queued with delivery "
+          "held, then released (Postfix: postsuper -H ALL; postqueue -f; dakiya: restart on its "
+          "queue with the route to the sink), from the release to the N-th at the sink; its "
+          "cpu-ms/msg is delivery alone.")
+    for n in notes:
+        print(f"note: outbound: {n}")
+
+
 def postfix_version():
     try:
         return subprocess.run(["postconf", "-dh", "mail_version"], capture_output=True,
@@ -287,6 +407,9 @@ def main():
     tls = tls_phase(res_dir, plain_lg)
     if tls is not None:
         run["tls_auth"] = tls
+    outbound = outbound_phase(res_dir)
+    if outbound is not None:
+        run["outbound"] = outbound
 
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
@@ -374,6 +497,8 @@ def main():
         print(f"\nTLS/AUTH phase not run: {tls.get('reason')}")
     elif tls is not None:
         print_tls_table(tls)
+    if outbound is not None:
+        print_outbound_table(outbound)
     print(f"raw numbers: {out_json}")
 
 

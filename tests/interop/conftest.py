@@ -587,3 +587,207 @@ def dovecot(request, work_dir):
     yield start
     for server in servers:
         stop_process(server.proc)
+
+
+# --------------------------------------------------------------------------------------------
+# smtp-sink: Postfix's test SMTP server, the remote MX of the outbound tests
+# --------------------------------------------------------------------------------------------
+
+# smtp-sink -v logs one line per event on stderr: "/usr/sbin/smtp-sink: connect (AF_INET
+# 127.0.0.1)", then each command line as the client sent it ("ehlo dakiya.test", "mail
+# FROM:<a@b>", "rcpt TO:<c@d>", "data", ".", "quit"), then "disconnect". Message content is
+# not logged.
+SINK_LOG_RE = re.compile(r"^\S*smtp-sink: (.*)$")
+SINK_VERBS = {"helo", "ehlo", "lhlo", "mail", "rcpt", "data", ".", "rset", "noop", "quit", "vrfy",
+              "expn", "etrn", "help", "starttls", "auth", "xclient", "xforward", "bdat"}  # fmt: skip
+# Written (-S) before each message in the shared dump file, to split it into messages.
+SINK_SEPARATOR = b"=====smtp-sink-message-7c9e1f=====\n"
+
+
+def smtp_sink_binary() -> str:
+    path = shutil.which("smtp-sink") or ("/usr/sbin/smtp-sink" if os.access("/usr/sbin/smtp-sink", os.X_OK) else None)
+    if not path:
+        pytest.fail("smtp-sink is not installed (scripts/test installs Debian's postfix for it)")
+    return path
+
+
+class SmtpSink:
+    """A running `smtp-sink` on 127.0.0.1:port.
+
+    Each message it takes is appended, once its end of data (".") has been read, to one dump
+    file (`-D`), behind a separator line (`-S`); an aborted transaction leaves nothing there.
+    smtp-sink dumps a message whose "." it rejects (`-f .`) too. The SMTP conversation is
+    logged (`-v`). The readiness probe opens one session of its own (QUIT only, no EHLO):
+    count a client's sessions by its EHLO name (`ehlo_count`)."""
+
+    def __init__(self, proc, port: int, base: Path, dump_path: Path, log_path: Path, argv: list[str]):
+        self.proc = proc
+        self.host = LOOPBACK
+        self.port = port
+        self.base = base
+        self.dump_path = dump_path
+        self.log_path = log_path
+        self.argv = argv
+
+    def log(self) -> str:
+        return read_text(self.log_path)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+    # -- the conversation --
+    def commands(self, verb: str | None = None) -> list[tuple[str, str]]:
+        """Every command received, as (lowercase verb, argument text), in order; only `verb`'s
+        when given (e.g. "rcpt" -> [("rcpt", "TO:<bob@sink.test>"), ...])."""
+        out = []
+        for line in self.log().splitlines():
+            m = SINK_LOG_RE.match(line)
+            if not m:
+                continue
+            word, _, args = m.group(1).partition(" ")
+            word = word.lower()
+            if word in SINK_VERBS and (verb is None or word == verb.lower()):
+                out.append((word, args))
+        return out
+
+    def connections(self) -> int:
+        """Sessions accepted so far, the readiness probe's included."""
+        return sum(1 for line in self.log().splitlines() if re.search(r"smtp-sink: connect \(", line))
+
+    def ehlo_count(self, name: str) -> int:
+        """EHLO/HELO commands with this argument: the number of sessions a client that greets
+        once per session (no STARTTLS) opened."""
+        return sum(1 for verb, args in self.commands() if verb in ("ehlo", "helo") and args.strip().lower() == name.lower())
+
+    def rcpt_count(self, address: str) -> int:
+        rx = re.compile(rf"^TO:\s*<{re.escape(address)}>", re.IGNORECASE)
+        return sum(1 for _v, args in self.commands("rcpt") if rx.match(args))
+
+    def wait_for_commands(self, verb: str, count: int = 1, timeout: float = 30.0, match: str | None = None) -> list[tuple[str, str]]:
+        """Polls until at least `count` `verb` commands (whose arguments match the regex
+        `match`, if given) were received."""
+        rx = re.compile(match, re.IGNORECASE) if match else None
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [(v, a) for v, a in self.commands(verb) if rx is None or rx.search(a)]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"smtp-sink on port {self.port}: {len(found)} of {count} {verb.upper()} command(s)"
+                                     f"{f' matching {match!r}' if match else ''} within {timeout}s; its log:\n{tail(self.log(), 60)}")
+            time.sleep(0.1)
+
+    # -- what it took --
+    def messages(self) -> list:
+        """The dumped messages so far, oldest first, as mailutil.SinkDump. Only complete ones:
+        smtp-sink appends a message before it logs the "." that ends it, so the last one is
+        left out while there are more dumps than logged "." commands."""
+        from mailutil import SinkDump
+
+        try:
+            raw = self.dump_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        chunks = raw.split(SINK_SEPARATOR)
+        assert chunks[0] == b"", f"{self.dump_path} does not start with the separator: {raw[:200]!r}"
+        chunks = chunks[1:]
+        complete = min(len(chunks), len(self.commands(".")))
+        return [SinkDump(c, self.dump_path) for c in chunks[:complete]]
+
+    def wait_for_messages(self, count: int = 1, timeout: float = 30.0) -> list:
+        """Polls until at least `count` messages were dumped; returns them all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages()
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"smtp-sink on port {self.port}: {len(found)} of {count} message(s) dumped to {self.dump_path} "
+                                     f"within {timeout}s; its log:\n{tail(self.log(), 60)}")
+            time.sleep(0.1)
+
+
+def start_smtp_sink(work_dir: Path, request, *, port: int | None = None, reject_soft=(), reject_hard=(),
+                    soft_reply: str | None = None, hard_reply: str | None = None, hostname: str = "sink.test",
+                    extra_args=()) -> SmtpSink:  # fmt: skip
+    """Starts `smtp-sink -v -D DUMP -S SEPARATOR [-u nobody] 127.0.0.1:PORT 64` and waits for
+    its 220 greeting.
+
+    reject_soft / reject_hard: commands answered with a 4xx (`-r`) / 5xx (`-f`) reply, e.g.
+    ["RCPT"], ["MAIL"], ["."] (the end of data); either turns PIPELINING off. soft_reply /
+    hard_reply replace the default replies ("450 4.3.0 Error: command failed" / "500 5.3.0
+    Error: command failed"; `-b` / `-B`). port: this port (to restart a sink in place), else a
+    free one. As root, smtp-sink insists on `-u USER`, whose privileges it takes after binding:
+    `nobody`, which owns the dump directory."""
+    binary = smtp_sink_binary()
+    base = Path(tempfile.mkdtemp(prefix="smtp-sink-", dir=work_dir))
+    base.chmod(0o711)
+    dump_dir = base / "dump"
+    dump_dir.mkdir()
+    dump_path = dump_dir / "messages"
+    log_path = base / "smtp-sink.log"
+    attach_log(request, f"smtp-sink log ({base.name})", log_path)
+
+    # smtp-sink expands strftime(3) % sequences and C escapes in these.
+    separator = SINK_SEPARATOR.decode().replace("\n", "\\n")
+    argv = [binary, "-v", "-h", hostname, "-D", str(dump_path).replace("%", "%%"), "-S", separator]
+    if os.geteuid() == 0:
+        try:
+            pw = pwd.getpwnam("nobody")
+        except KeyError:
+            pw = pwd.getpwnam("root")
+        os.chown(dump_dir, pw.pw_uid, pw.pw_gid)
+        argv += ["-u", pw.pw_name]
+    if reject_soft:
+        argv += ["-r", ",".join(reject_soft)]
+    if reject_hard:
+        argv += ["-f", ",".join(reject_hard)]
+    if soft_reply:
+        argv += ["-b", soft_reply]
+    if hard_reply:
+        argv += ["-B", hard_reply]
+    argv += list(extra_args)
+
+    for _attempt in range(3 if port is None else 1):  # a free port could be taken meanwhile
+        use_port = port if port is not None else free_loopback_port()
+        cmd = argv + [f"inet:{LOOPBACK}:{use_port}", "64"]
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        request.addfinalizer(lambda proc=proc: stop_process(proc))
+        sink = SmtpSink(proc, use_port, base, dump_path, log_path, cmd)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection((LOOPBACK, use_port), timeout=2) as s:
+                    s.settimeout(5)
+                    greeting = s.recv(512)
+                    if greeting.startswith(b"220"):
+                        s.sendall(b"QUIT\r\n")
+                        s.recv(512)
+                        return sink
+            except OSError:
+                pass
+            time.sleep(0.1)
+        stop_process(proc)
+        if "Address already in use" not in read_text(log_path):
+            break
+    pytest.fail(f"smtp-sink did not come up on {LOOPBACK}:{use_port} (exit status {proc.poll()})\n"
+                f"command: {cmd}\nlog:\n{tail(read_text(log_path), 40)}")
+
+
+@pytest.fixture
+def smtp_sink(work_dir, request):
+    """Factory: smtp_sink(port=None, reject_soft=(), reject_hard=(), soft_reply=None,
+    hard_reply=None, ...) starts a Postfix `smtp-sink` on loopback (see start_smtp_sink);
+    each is stopped at teardown. To change a sink's behaviour in place: `sink.stop()`, then
+    `smtp_sink(port=sink.port, ...)`."""
+    sinks: list[SmtpSink] = []
+
+    def start(**kwargs) -> SmtpSink:
+        sink = start_smtp_sink(work_dir, request, **kwargs)
+        sinks.append(sink)
+        return sink
+
+    yield start
+    for sink in sinks:
+        sink.stop()

@@ -194,3 +194,70 @@ def spool_messages(data_dir) -> list[tuple[object, dict]]:
         assert env.get("id") == path.stem, f"{path}: envelope id {env.get('id')!r} differs from the file name"
         out.append((path, env))
     return out
+
+
+class SinkDump:
+    """One message dumped by Postfix's `smtp-sink -d` (LF line endings).
+
+    The file holds smtp-sink's own header lines (X-Client-Addr, X-Client-Proto, X-Helo-Args,
+    X-Mail-Args, one X-Rcpt-Args per RCPT), its three-line `Received:` field, then the message
+    as received (dot-unstuffed), then one empty line. `message` is the message alone."""
+
+    def __init__(self, raw: bytes, path=None):
+        self.raw = raw
+        self.path = path
+        lines = raw.split(b"\n")
+        self.fields: list[tuple[str, str]] = []
+        i = 0
+        while True:
+            assert i < len(lines), f"smtp-sink dump {path} has no Received: line: {raw[:500]!r}"
+            line = lines[i]
+            i += 1
+            if line.startswith(b"Received:"):
+                while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+                    i += 1
+                break
+            name, colon, value = line.partition(b":")
+            assert colon and name.startswith(b"X-"), f"unexpected line {line!r} in smtp-sink's headers of {path}"
+            self.fields.append((name.decode(), value.strip().decode("utf-8", "replace")))
+        rest = b"\n".join(lines[i:])
+        assert rest.endswith(b"\n"), f"smtp-sink dump {path} does not end with its empty line: {raw[-200:]!r}"
+        self.message = rest[:-1]
+
+    def all(self, name: str) -> list[str]:
+        return [v for n, v in self.fields if n.lower() == name.lower()]
+
+    @property
+    def client_addr(self) -> str:
+        return self.all("X-Client-Addr")[0]
+
+    @property
+    def helo(self) -> str | None:
+        values = self.all("X-Helo-Args")
+        return values[0] if values else None
+
+    @property
+    def mail_from(self) -> str:
+        """The MAIL FROM path with its angle brackets, e.g. "<alice@example.test>" ("<>")."""
+        return self.all("X-Mail-Args")[0].split()[0]
+
+    @property
+    def rcpt_to(self) -> list[str]:
+        """The RCPT TO paths, in order, e.g. ["<bob@sink.test>"] (parameters dropped)."""
+        return [v.split()[0] for v in self.all("X-Rcpt-Args")]
+
+
+def split_leading_received(message: bytes) -> tuple[list[str], bytes]:
+    """Splits the Received: fields at the top of a message (LF line endings) from the rest:
+    ([unfolded values, topmost first], the message from its first other line on)."""
+    lines = message.split(b"\n")
+    received: list[str] = []
+    i = 0
+    while i < len(lines) and lines[i][:9].lower() == b"received:":
+        value = lines[i][9:].decode("utf-8", "replace").strip()
+        i += 1
+        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+            value += " " + lines[i].decode("utf-8", "replace").strip()
+            i += 1
+        received.append(value)
+    return received, b"\n".join(lines[i:])

@@ -160,25 +160,29 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
     if run.remote.is_empty() { Step::Done(finish(ctx, run)) } else { Step::Remote(Box::new(run)) }
 }
 
-/// Counts the `Received:` fields of the message's header section.
+/// Counts the `Received:` fields of the message's header section, reading no further than
+/// its end (and at most 1 MiB of a hostile one).
 fn count_received(spool: &Spool, id: &QueueId) -> usize {
+    use std::io::BufRead;
     let Ok(body) = spool.body(id) else { return 0 };
-    // The header section is short in practice; 1 MiB bounds a hostile one.
-    let mut head = Vec::new();
-    if body.take(1 << 20).read_to_end(&mut head).is_err() {
-        return 0;
-    }
+    let mut head = std::io::BufReader::with_capacity(8192, body.take(1 << 20));
+    let mut line = Vec::new();
     let mut count = 0;
-    for line in head.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
+    loop {
+        line.clear();
+        match head.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return count,
+            Ok(_) => {}
         }
-        if line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:") {
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.is_empty() {
+            return count;
+        }
+        if text.len() >= 9 && text[..9].eq_ignore_ascii_case(b"received:") {
             count += 1;
         }
     }
-    count
 }
 
 /// Delivers the due remote recipients: one job per destination domain, all at once.
