@@ -328,8 +328,9 @@ def print_outbound_table(o):
           "meanwhile; sessions = SMTP sessions the sink saw (connection reuse: msgs/sess); "
           "max-conns = most connections open at once; cpu-ms/msg = the server's CPU per message "
           "(accept + queue + deliver). backlog = delivery only: N messages queued with delivery "
-          "held, then released (Postfix: postsuper -H ALL; postqueue -f; dakiya: restart on its "
-          "queue with the route to the sink), from the release to the N-th at the sink; its "
+          "held, then released (Postfix: hold queue, then postsuper -H ALL; postqueue -f; dakiya: "
+          "first attempts refused by a closed port, restart with the route to the sink, then "
+          "dakiya queue retry --all), from the release to the N-th at the sink; its "
           "cpu-ms/msg is delivery alone.")
     for n in notes:
         print(f"note: outbound: {n}")
