@@ -261,3 +261,29 @@ def split_leading_received(message: bytes) -> tuple[list[str], bytes]:
             i += 1
         received.append(value)
     return received, b"\n".join(lines[i:])
+
+
+def status_records(data_dir, queue_id: str | None = None) -> list[dict]:
+    """The records of the queue's status logs (DATA/spool/queue/NAME.status, docs/spool-format.md),
+    in file order: e.g. {"id": …, "rcpt": 0, "state": "deferred", "attempts": 1, …}; only
+    `queue_id`'s when given. Unparsable lines (a torn last line) are skipped."""
+    import json
+    from pathlib import Path
+
+    queue = Path(data_dir) / "spool" / "queue"
+    out = []
+    if not queue.is_dir():
+        return out
+    for path in sorted(queue.glob("*.status")):
+        try:
+            lines = path.read_bytes().split(b"\n")[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and (queue_id is None or rec.get("id") == queue_id):
+                out.append(rec)
+    return out
