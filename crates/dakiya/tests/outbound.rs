@@ -453,3 +453,45 @@ fn notify_success_via_a_next_hop_without_dsn_is_reported_as_relayed() {
     wait_until("A's queue to empty", &a, || a.spooled_envelopes().is_empty());
     assert_eq!(a.messages("carol").len(), 1);
 }
+
+#[test]
+fn smarthost_with_starttls_and_auth() {
+    // B is the smart host: its submission port wants STARTTLS, then AUTH.
+    let b = remote("[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\n");
+    b.add_user("alice@example.test", "relay-secret-1");
+    let port = b.addr_of("submission").port();
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("relay-password");
+    std::fs::write(&password_file, "relay-secret-1\n").unwrap();
+    let tables = format!(
+        "[outbound]\nhelo_name = \"sender.test\"\n[outbound.relay_host]\nhost = \"127.0.0.1:{port}\"\nusername = \"alice@example.test\"\npassword_file = {:?}\n",
+        password_file.display().to_string()
+    );
+    let a = sender("", &tables);
+    let r = a.connect().send_mail("alice@example.test", &["bob@remote.test"], &message("via smarthost"));
+    assert!(r.starts_with("250"), "{r}");
+    let bob = wait_files(&remote_box(&b, "bob"), 1);
+    assert_eq!(bob.len(), 1, "A log:\n{}\nB log:\n{}", a.log(), b.log());
+    assert!(bob[0].contains("(authenticated as alice@example.test)"), "{}", bob[0]);
+    assert!(bob[0].contains("with ESMTPSA"), "{}", bob[0]);
+    assert!(!a.log().contains("relay-secret-1"), "the relay password is never logged");
+
+    // A wrong password is the operator's mistake: the mail is deferred (with the server's
+    // 535 as the last error), not bounced, until the password is fixed.
+    std::fs::write(&password_file, "wrong-password\n").unwrap();
+    let a2 = sender("", &tables);
+    let r = a2.connect().send_mail("alice@example.test", &["dave@remote.test"], &message("bad credentials"));
+    assert!(r.starts_with("250"), "{r}");
+    wait_until("a deferral", &a2, || a2.log().contains("result=deferred"));
+    assert!(a2.log().contains("535"), "{}", a2.log());
+    assert!(a2.messages("alice").is_empty(), "no bounce");
+    assert_eq!(a2.spooled_envelopes().len(), 1);
+    // Fixed and restarted, the queued message goes out.
+    std::fs::write(&password_file, "relay-secret-1\n").unwrap();
+    let dir = a2.kill();
+    let a3 = TestServer::start_in(
+        dir,
+        &format!("trusted_networks = [\"127.0.0.1/32\"]\n[delivery]\nretry_schedule = [\"1s\"]\n{tables}"),
+    );
+    assert_eq!(wait_files(&remote_box(&b, "dave"), 1).len(), 1, "{}", a3.log());
+}

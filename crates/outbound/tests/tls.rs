@@ -144,16 +144,18 @@ async fn relay_host_with_auth_over_starttls() {
 }
 
 #[tokio::test]
-async fn relay_refusing_the_credentials_bounces() {
+async fn relay_refusing_the_credentials_defers() {
     let dns = TestDns::start(Zone::new()).await;
     let (_, tls) = self_signed(&["relay.test"]);
     let auth = Some(("user".to_string(), "right".to_string()));
     let relay = FakeSmtp::start(Script { tls: Some(tls), auth, ..Script::default() }).await;
     let out = Outbound::new(relay_config(&dns, &relay, "wrong")).unwrap();
     let results = out.deliver("one.test", &job(&["a@one.test"]), message()).await;
-    // RFC 4954 §6: 535, the same credentials cannot succeed later.
-    let RecipientOutcome::Permanent(f) = &results[0].outcome else { panic!("{results:?}") };
-    assert_eq!((f.phase, f.status), (Phase::Auth, Enhanced(5, 7, 8)));
+    // RFC 4954 §6: 535. The credentials are the operator's: the mail waits for the fix
+    // instead of bouncing (Postfix's smtp_sasl_auth_soft_bounce), keeping the server's detail.
+    let RecipientOutcome::Temporary(f) = &results[0].outcome else { panic!("{results:?}") };
+    assert_eq!((f.phase, f.status), (Phase::Auth, Enhanced(4, 7, 8)));
+    assert_eq!(f.reply.as_ref().map(|r| r.code), Some(535));
     assert_eq!(relay.stats.auth_failures.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 

@@ -160,10 +160,14 @@ impl Client {
                 self.send(&line);
                 self.state = State::Auth(AuthStep::LoginPassword);
             }
-            // RFC 4954 §6: 535 means the credentials are wrong, and trying again with the
-            // same ones cannot help: permanent, like any other 5xx. 454 and other 4xx are
-            // temporary. Either way the session is not reused.
-            _ => self.setup_refused(reply),
+            // RFC 4954 §6: 535 means the credentials are wrong. They are the operator's, not
+            // the sender's: the mail waits for the fix (a temporary failure, as Postfix's
+            // smtp_sasl_auth_soft_bounce) rather than bouncing every message; the delay
+            // notice tells senders, and max_age ends it. The session is not reused.
+            _ => {
+                self.reusable = false;
+                self.fail(Failure::remote(self.phase(), FailureKind::Refused, reply, false), false);
+            }
         }
     }
 
