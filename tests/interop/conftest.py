@@ -192,6 +192,15 @@ def render_config(
         lines.append(f"{toml_str(alias)} = [" + ", ".join(toml_str(t) for t in targets) + "]")
     if tables:
         lines += ["", tables.strip()]
+    # Tests never ask the system's DNS: unless a test names its own name servers, outbound
+    # lookups go to a loopback port where nothing answers (a temporary failure, so mail for
+    # other domains stays queued).
+    if "nameservers" not in tables:
+        nowhere = f'nameservers = ["{LOOPBACK}:9"]'
+        if "[outbound]" in lines[-1].splitlines():
+            lines[-1] = lines[-1].replace("[outbound]", "[outbound]\n" + nowhere, 1)
+        else:
+            lines += ["", "[outbound]", nowhere]
     return "\n".join(lines) + "\n"
 
 

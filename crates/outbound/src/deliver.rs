@@ -219,7 +219,7 @@ impl Inner {
             }
             let remote_mta = conn.remote_mta();
             let dsn = conn.offers_dsn();
-            log_result(&dest.domain, &remote_mta, &outcome);
+            log_result(&dest.domain, &remote_mta, &outcome, job.recipients.len());
             let retry_in_clear = conn.tls_failed() && dest.key.mode == TlsMode::Opportunistic;
             tokio::spawn(conn.close());
             if retry_in_clear && policy != TlsPolicy::None {
@@ -241,7 +241,7 @@ impl Inner {
     fn finish(&self, conn: Connection, dest: &Destination, outcome: Outcome, count: usize) -> Vec<RcptResult> {
         let remote_mta = conn.remote_mta();
         let dsn = conn.offers_dsn();
-        log_result(&dest.domain, &remote_mta, &outcome);
+        log_result(&dest.domain, &remote_mta, &outcome, count);
         if conn.is_reusable() {
             self.pool.put(dest.key.clone(), conn);
         } else {
@@ -270,12 +270,18 @@ fn results(outcome: Outcome, count: usize, remote_mta: &str, next_hop_dsn: bool)
 }
 
 /// One log line per job: counts and the first failure's status. No addresses or content.
-fn log_result(domain: &str, remote_mta: &str, outcome: &Outcome) {
+fn log_result(domain: &str, remote_mta: &str, outcome: &Outcome, count: usize) {
     let (mut delivered, mut deferred, mut bounced, mut first) = (0, 0, 0, None);
-    let recipients = match outcome {
+    let recipients: Vec<&RecipientOutcome> = match outcome {
         Outcome::Recipients(all) => all.iter().collect(),
         _ => Vec::new(),
     };
+    // A whole-job failure counts for every recipient of the job.
+    match outcome {
+        Outcome::Temporary(_) => deferred = count,
+        Outcome::Permanent(_) => bounced = count,
+        _ => {}
+    }
     for r in &recipients {
         match r {
             RecipientOutcome::Delivered(_) => delivered += 1,
