@@ -190,7 +190,9 @@ fn auth_login_when_plain_is_not_offered() {
 
 #[test]
 fn auth_refusals() {
-    for (reply, permanent) in [("535 5.7.8 bad credentials\r\n", true), ("454 4.7.0 try later\r\n", false)] {
+    // Both defer: a 535 means the operator's relay credentials are wrong, which is no reason
+    // to bounce the sender's mail (see `on_auth`).
+    for (reply, permanent) in [("535 5.7.8 bad credentials\r\n", false), ("454 4.7.0 try later\r\n", false)] {
         let dialog = script(&[
             tls_hello(&["AUTH PLAIN"]),
             vec![c("AUTH PLAIN AHVzZXIAc2VjcmV0\r\n"), s(reply), c("QUIT\r\n"), s("221 bye\r\n")],
