@@ -137,7 +137,7 @@ fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigErr
             ));
         }
         let role = role(l.role.get_ref()).map_err(|m| cx.err(key("role"), Some(l.role.span()), m))?;
-        out.push(Listener { address, role });
+        out.push(Listener { address, role, checks: crate::Checks::defaults(role) });
     }
     Ok(out)
 }

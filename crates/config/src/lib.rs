@@ -89,6 +89,34 @@ pub struct Listener {
     pub address: SocketAddr,
     /// What the port is for.
     pub role: Role,
+    /// Message authentication of inbound mail on this listener (mx role only).
+    pub checks: Checks,
+}
+
+/// What an `mx` listener does with SPF, DKIM, DMARC and ARC (keys of its `[[listen]]`
+/// table). Submission listeners never check: their mail is signed instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// Verify SPF, DKIM, DMARC and ARC and add an `Authentication-Results:` header
+    /// (`verify`). Default true on `mx`, and always false on the submission roles.
+    pub verify: bool,
+    /// Refuse mail that fails DMARC when the From domain publishes `p=reject`
+    /// (`dmarc_reject`, 550 5.7.1). Default true.
+    pub dmarc_reject: bool,
+    /// Mark mail that fails DMARC under `p=quarantine` (or under `p=reject` when
+    /// `dmarc_reject` is off) with `X-Spam-Flag: YES` and `X-Dakiya-Quarantine: dmarc`, for
+    /// mail filters (`dmarc_quarantine`). Default true.
+    pub dmarc_quarantine: bool,
+    /// Refuse MAIL FROM whose SPF result is `fail` (`-all`) with 550 5.7.23 (`spf_reject`).
+    /// Default false: SPF breaks on forwarding, DMARC is the better judge.
+    pub spf_reject: bool,
+}
+
+impl Checks {
+    /// The defaults for a listener of `role`.
+    pub fn defaults(role: Role) -> Checks {
+        Checks { verify: role == Role::Mx, dmarc_reject: true, dmarc_quarantine: true, spf_reject: false }
+    }
 }
 
 /// What a listener is for.

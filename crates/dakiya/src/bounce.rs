@@ -101,6 +101,7 @@ pub fn send(
         dsn_ret: None,
         dsn_envid: None,
         recipients,
+        prepend: None,
     };
     let mut writer = ctx.spool.writer(envelope).map_err(|e| e.to_string())?;
     writer.write(&notice).map_err(|e| e.to_string())?;

@@ -584,6 +584,7 @@ pub(crate) mod tests {
                 smtputf8: false,
                 dsn_ret: Some(DsnRet::Hdrs),
                 dsn_envid: Some("env-1".into()),
+                prepend: None,
                 recipients: vec![
                     rcpt("alice@example.test", Some(("example.test", "alice"))),
                     rcpt("bob@elsewhere.test", None),

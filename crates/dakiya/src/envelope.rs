@@ -68,6 +68,7 @@ pub fn build(id: QueueId, tx: &Transaction<Vec<Target>>, hello: Option<&Hello>, 
         }),
         dsn_envid: tx.params.envid.clone(),
         recipients,
+        prepend: None,
     }
 }
 

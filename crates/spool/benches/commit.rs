@@ -38,6 +38,7 @@ fn envelope(spool: &Spool) -> Envelope {
         smtputf8: false,
         dsn_ret: None,
         dsn_envid: None,
+        prepend: None,
         recipients: vec![Recipient {
             address: "user@example.com".into(),
             original: "user@example.com".into(),

@@ -32,6 +32,11 @@ pub struct Envelope {
     pub dsn_envid: Option<String>,
     /// The recipients, in RCPT TO order; status records refer to them by index.
     pub recipients: Vec<Recipient>,
+    /// Header fields to put on top of the message when it is delivered or relayed
+    /// (`Authentication-Results:`, `DKIM-Signature:`, ARC), each ending in CRLF; decided at
+    /// the end of DATA, after the body was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepend: Option<String>,
 }
 
 /// One accepted recipient.

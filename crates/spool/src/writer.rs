@@ -208,6 +208,7 @@ mod tests {
             smtputf8: false,
             dsn_ret: None,
             dsn_envid: None,
+            prepend: None,
             recipients: vec![Recipient {
                 address: "a@b".into(),
                 original: "a@b".into(),

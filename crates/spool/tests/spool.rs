@@ -20,6 +20,7 @@ fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
         smtputf8: true,
         dsn_ret: Some(DsnRet::Hdrs),
         dsn_envid: Some("env-1".into()),
+        prepend: None,
         recipients: (0..rcpts)
             .map(|i| Recipient {
                 address: format!("user{i}@example.com"),

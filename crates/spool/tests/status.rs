@@ -18,6 +18,7 @@ fn commit(spool: &Spool, rcpts: usize) -> QueueId {
         smtputf8: false,
         dsn_ret: None,
         dsn_envid: None,
+        prepend: None,
         recipients: (0..rcpts)
             .map(|i| Recipient {
                 address: format!("user{i}@example.com"),

@@ -12,6 +12,7 @@ fn envelope(n: u64, rcpts: usize) -> Envelope {
         smtputf8: false,
         dsn_ret: None,
         dsn_envid: None,
+        prepend: None,
         recipients: (0..rcpts)
             .map(|i| Recipient {
                 address: format!("r{i}@x"),

@@ -22,6 +22,7 @@ fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
         smtputf8: false,
         dsn_ret: None,
         dsn_envid: None,
+        prepend: None,
         recipients: (0..rcpts)
             .map(|i| Recipient {
                 address: format!("u{i}@example.com"),
