@@ -13,7 +13,7 @@ use crate::error::{ConfigError, Ctx};
 use crate::names::{is_valid_domain, normalize_domain};
 use crate::raw::{RawConfig, RawDelivery, RawLimits, RawListener, RawTimeouts, SStr, SValue};
 use crate::units::{DURATION_HINT, SIZE_HINT, parse_duration, parse_size};
-use crate::{Config, Delivery, Limits, Listener, Role, Timeouts, access, mail, outbound};
+use crate::{Checks, Config, Delivery, Limits, Listener, Role, Timeouts, access, mail, outbound};
 
 /// Parses and validates `text`; the first problem found is the error.
 pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
@@ -137,9 +137,39 @@ fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigErr
             ));
         }
         let role = role(l.role.get_ref()).map_err(|m| cx.err(key("role"), Some(l.role.span()), m))?;
-        out.push(Listener { address, role, checks: crate::Checks::defaults(role) });
+        let checks = checks(cx, i, role, &l)?;
+        out.push(Listener { address, role, checks });
     }
     Ok(out)
+}
+
+/// The message authentication switches of `listen[i]`: allowed on `mx` only, where those
+/// not given take [`Checks::defaults`].
+fn checks(cx: &Ctx, i: usize, role: Role, l: &RawListener) -> Result<Checks, ConfigError> {
+    let given = [
+        ("verify", &l.verify),
+        ("dmarc_reject", &l.dmarc_reject),
+        ("dmarc_quarantine", &l.dmarc_quarantine),
+        ("spf_reject", &l.spf_reject),
+    ];
+    if role != Role::Mx
+        && let Some((name, value)) = given.iter().find_map(|(name, v)| Some((name, v.as_ref()?)))
+    {
+        // Submitted mail comes from our own authenticated users: it is signed, not checked.
+        return Err(cx.err(
+            format!("listen[{i}].{name}"),
+            Some(value.span()),
+            "message authentication checks apply to mx listeners only; submitted mail is signed instead",
+        ));
+    }
+    let d = Checks::defaults(role);
+    let or = |value: &Option<Spanned<bool>>, default: bool| value.as_ref().map_or(default, |v| *v.get_ref());
+    Ok(Checks {
+        verify: or(&l.verify, d.verify),
+        dmarc_reject: or(&l.dmarc_reject, d.dmarc_reject),
+        dmarc_quarantine: or(&l.dmarc_quarantine, d.dmarc_quarantine),
+        spf_reject: or(&l.spf_reject, d.spf_reject),
+    })
 }
 
 fn role(name: &str) -> Result<Role, String> {

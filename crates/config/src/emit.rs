@@ -2,7 +2,7 @@
 
 use crate::locate::{key, quote};
 use crate::units::{format_duration, format_size};
-use crate::{Config, Outbound};
+use crate::{Config, Outbound, Role};
 
 /// Lines of TOML being written.
 #[derive(Default)]
@@ -48,6 +48,13 @@ pub(crate) fn to_toml(c: &Config) -> String {
         out.table("[[listen]]");
         out.kv("address", quote(&l.address.to_string()));
         out.kv("role", quote(l.role.as_str()));
+        // Only mx listeners take these keys (the others may not name them).
+        if l.role == Role::Mx {
+            out.kv("verify", l.checks.verify.to_string());
+            out.kv("dmarc_reject", l.checks.dmarc_reject.to_string());
+            out.kv("dmarc_quarantine", l.checks.dmarc_quarantine.to_string());
+            out.kv("spf_reject", l.checks.spf_reject.to_string());
+        }
     }
     if c.domains.is_empty() {
         out.table("[domains]");

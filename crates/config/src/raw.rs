@@ -46,12 +46,18 @@ pub(crate) struct RawConfig {
     pub outbound: RawOutbound,
 }
 
-/// One `[[listen]]` entry.
+/// One `[[listen]]` entry. The message authentication switches are optional here so that
+/// their defaults stay in [`Checks::defaults`](crate::Checks::defaults), and spanned so that
+/// one set on a submission listener can be reported at its line.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawListener {
     pub address: SStr,
     pub role: SStr,
+    pub verify: Option<Spanned<bool>>,
+    pub dmarc_reject: Option<Spanned<bool>>,
+    pub dmarc_quarantine: Option<Spanned<bool>>,
+    pub spf_reject: Option<Spanned<bool>>,
 }
 
 /// One `[domains."name"]` table.

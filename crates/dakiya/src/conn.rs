@@ -1,16 +1,18 @@
 //! The connection driver: moves bytes between a socket and the protocol state machine and
 //! carries out its decisions (policy checks, TLS, spooling, commits).
 
+use crate::authn::{self, Decision, HeaderFilter, MailAuth};
 use crate::envelope;
 use crate::policy::{self, Client};
 use crate::queue::QueueHandle;
 use crate::stream::{Stream, TlsInfo, Wait};
 use crate::tls::TlsManager;
 use dakiya_auth::{Throttle, UserStore};
-use dakiya_config::{Config, Role, Target};
+use dakiya_config::{Checks, Config, Role, Target};
+use dakiya_mailauth::SpfCheck;
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};
-use dakiya_spool::{MessageWriter, Spool};
+use dakiya_spool::{Envelope, MessageWriter, Spool};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +29,7 @@ pub struct Shared {
     pub tls: Arc<TlsManager>,
     pub users: Arc<UserStore>,
     pub throttle: Mutex<Throttle>,
+    pub mailauth: Arc<MailAuth>,
 }
 
 /// How long a TLS handshake may take.
@@ -56,7 +59,7 @@ fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
 }
 
 /// Serves one connection to its end.
-pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Shared>) {
+pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks, shared: Arc<Shared>) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
     let policy = session_policy(&shared.config, role, peer);
     let mut tls_info = None;
@@ -78,7 +81,8 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Sh
     };
     let client = Client { ip: peer.ip(), trusted: shared.config.is_trusted(peer.ip()) };
     let mut server: Server<Vec<Target>> = Server::with_policy(shared.session.clone(), policy);
-    let mut conn = Conn { stream: &mut stream, shared: &shared, peer, client, tls: tls_info, accepted: 0 };
+    let mut conn =
+        Conn { stream: &mut stream, shared: &shared, peer, client, tls: tls_info, accepted: 0, checks, spf: None };
     conn.run(&mut server).await;
     let accepted = conn.accepted;
     stream.shutdown().await;
@@ -92,9 +96,54 @@ struct Conn<'a> {
     client: Client,
     tls: Option<TlsInfo>,
     accepted: u32,
+    checks: Checks,
+    /// SPF results of the current transaction (verifying sessions only).
+    spf: Option<SpfCheck>,
+}
+
+/// What happens to a message at the end of DATA besides storing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// Nothing (an mx listener with `verify = false`).
+    None,
+    /// Inbound from another server: verify SPF/DKIM/DMARC/ARC, apply the policy, seal
+    /// forwarded copies.
+    Verify,
+    /// Submitted (authenticated or trusted client): DKIM-sign mail from local domains.
+    Sign,
 }
 
 impl Conn<'_> {
+    /// What this session does to its messages' authentication.
+    fn auth_mode(&self, server: &Server<Vec<Target>>) -> Auth {
+        if server.auth_user().is_some() || self.client.trusted {
+            Auth::Sign
+        } else if self.checks.verify && self.shared.mailauth.verifier.is_some() {
+            Auth::Verify
+        } else {
+            Auth::None
+        }
+    }
+
+    /// SPF at MAIL time (RFC 7208 §2.4), for verifying sessions; refuses when `spf_reject`
+    /// says so.
+    async fn check_spf(&mut self, server: &Server<Vec<Target>>, sender: &str) -> Result<(), Reply> {
+        self.spf = None;
+        if self.auth_mode(server) != Auth::Verify {
+            return Ok(());
+        }
+        let Some(verifier) = self.shared.mailauth.verifier.as_ref() else { return Ok(()) };
+        let helo = server.hello().map(|h| h.name.clone()).unwrap_or_default();
+        let spf = verifier.check_spf(self.peer.ip().to_canonical(), &helo, sender).await;
+        let refusal =
+            if self.checks.spf_reject { authn::spf_reply(spf.mail_from, &spf.domain, &spf.explanation) } else { None };
+        self.spf = Some(spf);
+        match refusal {
+            Some(reply) => Err(reply),
+            None => Ok(()),
+        }
+    }
+
     async fn run(&mut self, server: &mut Server<Vec<Target>>) {
         let mut input: Vec<u8> = Vec::new();
         let mut msg = Message::default();
@@ -138,10 +187,14 @@ impl Conn<'_> {
                     server.recipient_verdict(verdict);
                 }
                 Event::CheckSender => {
-                    let verdict = match server.pending_sender() {
+                    let mut verdict = match server.pending_sender() {
                         Some(from) => policy::check_sender(&self.shared.config, server.auth_user(), from),
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
+                    if verdict.is_ok() {
+                        let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
+                        verdict = self.check_spf(server, &sender).await;
+                    }
                     server.sender_verdict(verdict);
                 }
                 Event::Authenticate => {
@@ -170,9 +223,15 @@ impl Conn<'_> {
                         }
                     }
                 }
-                Event::MessageStart => msg.start(self.shared, server, self.peer, self.tls.as_ref()),
+                Event::MessageStart => {
+                    msg.start(self.shared, server, self.peer, self.tls.as_ref());
+                    msg.auth = self.auth_mode(server);
+                    if msg.auth == Auth::Verify {
+                        msg.filter = Some(HeaderFilter::new(&self.shared.config.hostname));
+                    }
+                }
                 Event::Body(bytes) => msg.write(bytes),
-                Event::MessageEnd => match msg.commit(self.shared).await {
+                Event::MessageEnd => match msg.commit(self.shared, &self.checks, self.spf.as_ref()).await {
                     Ok(id) => {
                         self.accepted += 1;
                         server.message_committed(Ok(&id));
@@ -201,12 +260,30 @@ impl Conn<'_> {
 }
 
 /// The message being received: its spool writer, or why it can no longer be stored.
-#[derive(Default)]
 struct Message {
     writer: Option<MessageWriter>,
     failed: Option<String>,
     rcpts: usize,
     sender: String,
+    /// The envelope as given to the writer (the end of DATA may add `prepend`).
+    envelope: Option<Envelope>,
+    auth: Auth,
+    /// Removes forged Authentication-Results fields (verifying sessions).
+    filter: Option<HeaderFilter>,
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message {
+            writer: None,
+            failed: None,
+            rcpts: 0,
+            sender: String::new(),
+            envelope: None,
+            auth: Auth::None,
+            filter: None,
+        }
+    }
 }
 
 impl Message {
@@ -217,6 +294,7 @@ impl Message {
         let env = envelope::build(id, tx, server.hello(), peer);
         self.rcpts = env.recipients.len();
         self.sender = env.sender.clone();
+        self.envelope = Some(env.clone());
         let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
         let received = envelope::received_header(&shared.config.hostname, &env, tx, &trace);
         match shared.spool.writer(env) {
@@ -229,6 +307,17 @@ impl Message {
     }
 
     fn write(&mut self, bytes: &[u8]) {
+        match self.filter.as_mut() {
+            Some(filter) => {
+                let mut out = Vec::with_capacity(bytes.len());
+                filter.push(bytes, &mut out);
+                self.write_raw(&out);
+            }
+            None => self.write_raw(bytes),
+        }
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) {
         // Past the spool's memory buffer, writes go to the file: keep that blocking I/O off
         // the runtime's reactor threads.
         const SPILL: u64 = 128 * 1024;
@@ -244,12 +333,30 @@ impl Message {
         }
     }
 
-    /// Makes the message durable; only then may the caller answer 250.
-    async fn commit(&mut self, shared: &Shared) -> Result<String, Reply> {
+    /// Makes the message durable; only then may the caller answer 250. Verifies or signs
+    /// it first, per the session's [`Auth`] mode.
+    async fn commit(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<String, Reply> {
         let temp_fail = |why: &str| {
             tracing::error!(error = why, "cannot store message");
             Reply::new(451, Enhanced(4, 3, 0), "Temporary local problem storing the message, try again later")
         };
+        if let Some(mut filter) = self.filter.take() {
+            let mut rest = Vec::new();
+            filter.finish(&mut rest);
+            self.write_raw(&rest);
+            if filter.removed > 0 {
+                tracing::info!(removed = filter.removed, "removed Authentication-Results fields claiming to be ours");
+            }
+        }
+        if self.auth != Auth::None && self.writer.is_some() {
+            match self.authenticate(shared, checks, spf).await {
+                Ok(()) => {}
+                Err(reply) => {
+                    self.abort();
+                    return Err(reply);
+                }
+            }
+        }
         let Some(writer) = self.writer.take() else {
             let why = self.failed.take().unwrap_or_else(|| "no message in progress".into());
             return Err(temp_fail(&why));
@@ -266,8 +373,96 @@ impl Message {
         }
     }
 
+    /// Verifies (inbound) or signs (submitted) the message and records the header fields to
+    /// put on top of it in the envelope. `Err` is the reply refusing the message.
+    async fn authenticate(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<(), Reply> {
+        let temp = |why: &str| {
+            tracing::error!(error = why, "cannot read back the message for authentication");
+            Reply::new(451, Enhanced(4, 3, 0), "Temporary local problem, try again later")
+        };
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
+        // Reading back a spilled message is file I/O.
+        let content = tokio::task::block_in_place(|| writer.content()).map_err(|e| temp(&e.to_string()))?;
+        let Some(mut env) = self.envelope.clone() else { return Ok(()) };
+        let mailauth = &shared.mailauth;
+        let cfg = &shared.config;
+        let keys = mailauth.keys();
+        let mut prepend = String::new();
+        match self.auth {
+            Auth::Verify => {
+                let Some(verifier) = mailauth.verifier.as_ref() else { return Ok(()) };
+                let spf = match spf {
+                    Some(spf) => spf.clone(),
+                    // MAIL was not checked (cannot happen in a verifying session); check now.
+                    None => verifier.check_spf(std::net::IpAddr::from([0, 0, 0, 0]), &env.helo, &env.sender).await,
+                };
+                let verdict = verifier.verify(&content, &spf).await;
+                let dkim: Vec<String> =
+                    verdict.dkim.iter().map(|d| format!("{}:{:?}", d.domain, d.result).to_lowercase()).collect();
+                tracing::info!(
+                    spf = ?verdict.spf.mail_from,
+                    dkim = %dkim.join(","),
+                    dmarc = ?verdict.dmarc,
+                    policy = ?verdict.dmarc_policy,
+                    from_domain = %verdict.from_domain,
+                    arc = ?verdict.arc,
+                    "message authentication"
+                );
+                match authn::decide(&verdict, checks) {
+                    Decision::Refuse(reply) => {
+                        tracing::info!(from = %format_args!("<{}>", self.sender), reply = %reply.lines.join(" "), "message refused by authentication policy");
+                        return Err(reply);
+                    }
+                    Decision::Accept(header) => {
+                        // ARC-seal copies forwarded by our aliases to other domains (RFC 8617),
+                        // as the alias's domain, so the next hop can trust our results.
+                        let mut sealed = std::collections::BTreeSet::new();
+                        for r in env.recipients.iter().filter(|r| r.mailbox.is_none()) {
+                            let Some((_, domain)) = r.original.rsplit_once('@') else { continue };
+                            let domain = domain.to_ascii_lowercase();
+                            if cfg.is_local_domain(&domain) && keys.has_keys(&domain) && sealed.insert(domain.clone()) {
+                                match keys.seal(&content, &verdict, &domain) {
+                                    Ok(arc) => prepend.push_str(&arc),
+                                    Err(e) => {
+                                        tracing::warn!(domain, error = %e, "ARC sealing failed; forwarding unsealed")
+                                    }
+                                }
+                            }
+                        }
+                        prepend.push_str(&header);
+                    }
+                }
+            }
+            Auth::Sign => {
+                if let Some(domain) = from_domain(&content).filter(|d| cfg.is_local_domain(d) && keys.has_keys(d)) {
+                    match keys.sign(&content, &domain) {
+                        Ok(sig) => prepend.push_str(&sig),
+                        Err(e) => tracing::warn!(domain, error = %e, "DKIM signing failed; sending unsigned"),
+                    }
+                }
+            }
+            Auth::None => {}
+        }
+        if prepend.is_empty() {
+            return Ok(());
+        }
+        env.prepend = Some(prepend);
+        let writer = self.writer.as_mut().expect("checked above");
+        tokio::task::block_in_place(|| writer.set_envelope(env)).map_err(|e| temp(&e.to_string()))
+    }
+
     fn abort(&mut self) {
         self.writer = None;
         self.failed = None;
+        self.envelope = None;
+        self.filter = None;
+        self.auth = Auth::None;
     }
+}
+
+/// The domain of the message's `From:` address (lowercase), if there is exactly one usable.
+fn from_domain(message: &[u8]) -> Option<String> {
+    let parsed = mail_parser::MessageParser::default().parse_headers(message)?;
+    let address = parsed.from()?.first()?.address()?;
+    address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())
 }

@@ -190,9 +190,13 @@ async fn remote_step(ctx: &Ctx, run: &mut Run) {
     let id = run.m.envelope.id.clone();
     let body = {
         let (spool, id) = (ctx.spool.clone(), id.clone());
+        let prepend = run.m.envelope.prepend.clone().unwrap_or_default();
         tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             let mut body = spool.body(&id).map_err(std::io::Error::other)?;
-            let mut data = Vec::with_capacity(body.len() as usize);
+            // Header fields decided at the end of DATA (Authentication-Results, DKIM, ARC)
+            // go on top, as they do for local delivery.
+            let mut data = prepend.into_bytes();
+            data.reserve(body.len() as usize);
             body.read_to_end(&mut data)?;
             Ok(data)
         })

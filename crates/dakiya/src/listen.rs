@@ -1,11 +1,13 @@
 //! Start-up, listeners, connection limits and shutdown.
 
+use crate::authn::MailAuth;
 use crate::conn::{self, Shared};
 use crate::local::Mailboxes;
 use crate::queue;
 use crate::tls::{TlsManager, TlsSettings};
 use dakiya_auth::{Throttle, UserStore};
-use dakiya_config::{Config, Role};
+use dakiya_config::{Checks, Config, Role};
+use dakiya_mailauth::Verifier;
 use dakiya_outbound::Outbound;
 use dakiya_proto::ServerConfig;
 use dakiya_spool::Spool;
@@ -31,6 +33,8 @@ pub enum StartError {
     Users(String),
     #[error("outbound delivery: {0}")]
     Outbound(String),
+    #[error("message authentication: {0}")]
+    Auth(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -86,6 +90,14 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     tls.spawn_watcher();
     let a = &cfg.auth;
     let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
+    // One resolver for SPF/DKIM/DMARC, asking the same name servers as outbound delivery.
+    let verifier = if cfg.listeners.iter().any(|l| l.checks.verify) {
+        Some(Verifier::new(&cfg.outbound.nameservers, &cfg.hostname).map_err(|e| StartError::Auth(e.to_string()))?)
+    } else {
+        None
+    };
+    let mailauth = Arc::new(MailAuth::new(verifier, cfg.data_dir.join("dkim")).map_err(StartError::Auth)?);
+    mailauth.spawn_reloader();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         config: cfg.clone(),
@@ -96,6 +108,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         tls,
         users,
         throttle: Mutex::new(throttle),
+        mailauth,
     });
     let limits = Arc::new(Limits {
         total: Arc::new(Semaphore::new(cfg.limits.max_connections)),
@@ -108,7 +121,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
             TcpListener::bind(l.address).await.map_err(|source| StartError::Bind { address: l.address, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
         tracing::info!(address = %local, role = %l.role.as_str(), "listening");
-        let task = accept_loop(listener, l.role, shared.clone(), limits.clone());
+        let task = accept_loop(listener, l.role, l.checks, shared.clone(), limits.clone());
         tasks.push(tokio::spawn(task));
     }
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
@@ -178,7 +191,7 @@ fn take_ip_slot(limits: &Arc<Limits>, ip: IpAddr) -> Option<IpSlot> {
     Some(IpSlot { limits: limits.clone(), ip })
 }
 
-async fn accept_loop(listener: TcpListener, role: Role, shared: Arc<Shared>, limits: Arc<Limits>) {
+async fn accept_loop(listener: TcpListener, role: Role, checks: Checks, shared: Arc<Shared>, limits: Arc<Limits>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -196,7 +209,7 @@ async fn accept_loop(listener: TcpListener, role: Role, shared: Arc<Shared>, lim
             (Ok(permit), Some(slot)) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    conn::handle(stream, peer, role, shared).await;
+                    conn::handle(stream, peer, role, checks, shared).await;
                     drop(slot);
                     drop(permit);
                 });

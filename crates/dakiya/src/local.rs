@@ -49,7 +49,9 @@ pub fn deliver_one(
     let id = &m.envelope.id;
     // RFC 5321 §4.4: Return-Path is added at final delivery; Delivered-To records which
     // mailbox this copy was for (and lets loops be detected).
-    let prefix = format!("Return-Path: <{}>\r\nDelivered-To: {address}\r\n", m.envelope.sender);
+    let mut prefix = format!("Return-Path: <{}>\r\nDelivered-To: {address}\r\n", m.envelope.sender);
+    // Authentication-Results, DKIM-Signature and ARC fields decided at the end of DATA.
+    prefix.push_str(m.envelope.prepend.as_deref().unwrap_or(""));
     let result = boxes.get(cfg, domain, mailbox).and_then(|md| {
         let mut body = spool.body(id).map_err(dakiya_deliver::DeliverError::temporary)?;
         md.deliver(prefix.as_bytes(), &mut body, &cfg.hostname)

@@ -2,10 +2,12 @@
 //! async runtime — around the sans-IO protocol crate.
 #![forbid(unsafe_code)]
 
+mod authn;
 mod bounce;
 mod conn;
 mod control;
 mod delivery;
+mod dkimcli;
 mod envelope;
 mod listen;
 mod local;
@@ -52,6 +54,14 @@ enum Cmd {
         #[command(subcommand)]
         command: usercli::UserCmd,
     },
+    /// DKIM signing keys: create one and print its DNS record, or print the records again.
+    Dkim {
+        /// Configuration file (for the data directory); default: the embedded one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: dkimcli::DkimCmd,
+    },
     /// Look at and manage the queue of the running server (through its control socket in
     /// the data directory). Exit status 3 means the server is not running.
     Queue {
@@ -78,6 +88,10 @@ fn main() -> ExitCode {
         },
         Cmd::User { config, command } => match load(config) {
             Ok(cfg) => usercli::run(command, &cfg.auth.users_file),
+            Err(code) => code,
+        },
+        Cmd::Dkim { config, command } => match load(config) {
+            Ok(cfg) => dkimcli::run(command, &cfg),
             Err(code) => code,
         },
         Cmd::Queue { config, command } => match load(config) {

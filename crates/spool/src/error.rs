@@ -53,6 +53,15 @@ pub enum SpoolError {
     /// A previous `write` failed; the message cannot be committed.
     #[error("message writer failed earlier; message abandoned")]
     WriterFailed,
+    /// [`MessageWriter::set_envelope`](crate::MessageWriter::set_envelope)
+    /// was given an envelope with another id; nothing was changed.
+    #[error("envelope of {envelope} given to the writer of message {writer}")]
+    EnvelopeIdMismatch {
+        /// The writer's queue id.
+        writer: QueueId,
+        /// The id in the envelope given.
+        envelope: QueueId,
+    },
     /// The envelope could not be encoded.
     #[error("encoding envelope: {0}")]
     Encode(#[from] serde_json::Error),

@@ -1,13 +1,14 @@
 //! Writing one message: bounded buffering, then the commit protocol.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::commit::Payload;
 use crate::error::io_err;
-use crate::format::{self, SPILLED_BODY_LEN_AT};
+use crate::format::{self, BATCH_HEADER_LEN, SPILLED_BODY_LEN_AT};
 use crate::spool::Inner;
 use crate::{Envelope, QueueId, SpoolError};
 
@@ -18,14 +19,17 @@ pub(crate) const BUFFER_CAP: usize = 128 * 1024;
 const BUFFER_START: usize = 8 * 1024;
 
 /// A message being received. Obtain one from [`crate::Spool::writer`],
-/// [`write`](MessageWriter::write) the body, then
+/// [`write`](MessageWriter::write) the body, optionally read it back with
+/// [`content`](MessageWriter::content) and replace the envelope with
+/// [`set_envelope`](MessageWriter::set_envelope), then
 /// [`commit`](MessageWriter::commit). Dropping it without committing aborts:
 /// its temporary file, if any, is removed.
 pub struct MessageWriter {
     spool: Arc<Inner>,
     id: QueueId,
     /// The message's record line: id, lengths (body length not yet filled
-    /// in) and envelope.
+    /// in) and envelope. Once spilled, the temporary file holds the same
+    /// bytes right after its batch header.
     head: Vec<u8>,
     /// Body bytes not yet written to the file; never above [`BUFFER_CAP`].
     buf: Vec<u8>,
@@ -35,7 +39,8 @@ pub struct MessageWriter {
     tmp_exists: bool,
     /// Body bytes accepted so far.
     len: u64,
-    /// Set when a write failed: the file content is unknown.
+    /// Set when a write (or an envelope rewrite) failed: the file content is
+    /// unknown.
     failed: bool,
 }
 
@@ -119,6 +124,93 @@ impl MessageWriter {
         Ok(())
     }
 
+    /// Every body byte written so far, in order: what [`commit`](Self::commit)
+    /// would store. The whole body is returned in memory, whatever its size.
+    /// A spilled message is read back from its temporary file (blocking I/O;
+    /// async callers use `spawn_blocking`). Reading changes nothing: the
+    /// writer can go on writing afterwards.
+    pub fn content(&mut self) -> Result<Vec<u8>, SpoolError> {
+        if self.failed {
+            return Err(SpoolError::WriterFailed);
+        }
+        let Some(file) = &self.file else {
+            return Ok(self.buf.clone());
+        };
+        let path = self.spool.tmp_path(&self.id);
+        let on_disk = usize::try_from(self.len - self.buf.len() as u64)
+            .map_err(|_| io_err("read", &path)(io::ErrorKind::OutOfMemory.into()))?;
+        let mut body = Vec::with_capacity(on_disk + self.buf.len());
+        body.resize(on_disk, 0);
+        // Positional: the file position is where the next write appends.
+        file.read_exact_at(&mut body, self.body_at()).map_err(io_err("read", &path))?;
+        body.extend_from_slice(&self.buf);
+        Ok(body)
+    }
+
+    /// Replaces the envelope that [`commit`](Self::commit) will store, e.g.
+    /// to add [`Envelope::prepend`] once the body has been checked. The id
+    /// must stay the same ([`SpoolError::EnvelopeIdMismatch`] otherwise,
+    /// and nothing changes); the encoded envelope may be of any length.
+    ///
+    /// Cheap for a message still in memory. A spilled message has its record
+    /// line at the start of its temporary file, so this costs **one copy of
+    /// the body written so far**: a new file `tmp/ID.new` gets the batch
+    /// header, the new record line and the body (copied in the kernel where
+    /// the file system allows), and is renamed over `tmp/ID`. Blocking I/O;
+    /// no fsync (the commit fsyncs the file). If that fails, the writer is
+    /// failed ([`SpoolError::WriterFailed`] from then on) and `tmp/ID.new`
+    /// is removed; `tmp/ID` is removed when the writer is dropped, as on
+    /// any abort.
+    pub fn set_envelope(&mut self, envelope: Envelope) -> Result<(), SpoolError> {
+        if self.failed {
+            return Err(SpoolError::WriterFailed);
+        }
+        if envelope.id != self.id {
+            return Err(SpoolError::EnvelopeIdMismatch { writer: self.id.clone(), envelope: envelope.id });
+        }
+        let head = format::encode_record_line(&envelope)?;
+        if let Some(old) = &self.file {
+            let result = self.rewrite_spilled(old, &head);
+            self.failed = result.is_err();
+            // Its position is at the end: later writes append to the body.
+            self.file = Some(result?);
+        }
+        self.head = head;
+        Ok(())
+    }
+
+    /// Writes `tmp/ID.new` with the record line `head` and the body in `old`
+    /// so far, and renames it over `tmp/ID`.
+    fn rewrite_spilled(&self, mut old: &File, head: &[u8]) -> Result<File, SpoolError> {
+        let path = self.spool.tmp_path(&self.id);
+        let scratch = self.spool.tmp.join(format!("{}.new", self.id));
+        let on_disk = self.len - self.buf.len() as u64;
+        let mut new = create_file(&scratch)?;
+        let result = (|| {
+            new.write_all(&[&format::batch_header(1), head].concat()).map_err(io_err("write", &scratch))?;
+            old.seek(SeekFrom::Start(self.body_at())).map_err(io_err("seek", &path))?;
+            let copied = io::copy(&mut old.take(on_disk), &mut new).map_err(io_err("copy", &path))?;
+            if copied != on_disk {
+                return Err(io_err("read", &path)(io::ErrorKind::UnexpectedEof.into()));
+            }
+            // Atomic: tmp/ID is always one whole file, which Drop (or the
+            // next open) removes.
+            fs::rename(&scratch, &path).map_err(io_err("rename", &scratch))
+        })();
+        match result {
+            Ok(()) => Ok(new),
+            Err(e) => {
+                let _ = fs::remove_file(&scratch);
+                Err(e)
+            }
+        }
+    }
+
+    /// Byte offset of the body in the temporary file.
+    fn body_at(&self) -> u64 {
+        (BATCH_HEADER_LEN + self.head.len()) as u64
+    }
+
     /// Makes the message durable and queued, and returns its id. Only after
     /// this returns `Ok` may the server answer 250.
     ///
@@ -168,9 +260,7 @@ impl MessageWriter {
     }
 
     fn create_temp(&mut self) -> Result<File, SpoolError> {
-        let path = self.spool.tmp_path(&self.id);
-        let file =
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io_err("create", &path))?;
+        let file = create_file(&self.spool.tmp_path(&self.id))?;
         self.tmp_exists = true;
         Ok(file)
     }
@@ -180,6 +270,11 @@ impl MessageWriter {
     pub(crate) fn buffer_capacity(&self) -> usize {
         self.buf.capacity()
     }
+}
+
+/// Creates a new temporary file, readable for [`MessageWriter::content`].
+fn create_file(path: &Path) -> Result<File, SpoolError> {
+    OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path).map_err(io_err("create", path))
 }
 
 impl Drop for MessageWriter {
@@ -192,101 +287,4 @@ impl Drop for MessageWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{BodyType, Recipient, Spool};
-    use std::io::Read;
-
-    fn envelope(spool: &Spool) -> Envelope {
-        Envelope {
-            id: spool.new_id(),
-            received_at: 0,
-            sender: String::new(),
-            client_ip: "::1".into(),
-            helo: "test".into(),
-            body: BodyType::SevenBit,
-            smtputf8: false,
-            dsn_ret: None,
-            dsn_envid: None,
-            prepend: None,
-            recipients: vec![Recipient {
-                address: "a@b".into(),
-                original: "a@b".into(),
-                orcpt: None,
-                notify: None,
-                mailbox: None,
-            }],
-        }
-    }
-
-    /// Deterministic, non-repeating-per-chunk content.
-    fn chunk(n: u64, out: &mut [u8]) {
-        let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        for b in out.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-    }
-
-    #[test]
-    fn big_message_stays_bounded_in_memory_and_reads_back_identical() {
-        const CHUNK: usize = 64 * 1024;
-        const CHUNKS: u64 = 320; // 20 MiB
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let mut writer = spool.writer(envelope(&spool)).unwrap();
-        let mut data = vec![0u8; CHUNK];
-        let mut max_capacity = 0;
-        for n in 0..CHUNKS {
-            chunk(n, &mut data);
-            // Odd split so writes straddle the buffer boundary.
-            writer.write(&data[..1000]).unwrap();
-            writer.write(&data[1000..]).unwrap();
-            max_capacity = max_capacity.max(writer.buffer_capacity());
-            assert!(writer.buffer_capacity() <= BUFFER_CAP, "chunk {n}");
-        }
-        assert!(max_capacity > 0);
-        assert_eq!(writer.len(), CHUNKS * CHUNK as u64);
-        let id = writer.commit().unwrap();
-
-        let mut body = spool.body(&id).unwrap();
-        assert_eq!(body.len(), CHUNKS * CHUNK as u64);
-        let mut got = vec![0u8; CHUNK];
-        for n in 0..CHUNKS {
-            chunk(n, &mut data);
-            body.read_exact(&mut got).unwrap();
-            assert!(got == data, "chunk {n} differs");
-        }
-        assert_eq!(body.read(&mut got).unwrap(), 0, "trailing bytes");
-        assert_eq!(spool.load(&id).unwrap().size, CHUNKS * CHUNK as u64);
-    }
-
-    #[test]
-    fn one_huge_write_is_not_copied_into_the_buffer() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let mut writer = spool.writer(envelope(&spool)).unwrap();
-        let data = vec![b'x'; 3 * BUFFER_CAP + 7];
-        writer.write(b"head").unwrap();
-        writer.write(&data).unwrap();
-        assert!(writer.buffer_capacity() <= BUFFER_CAP);
-        let id = writer.commit().unwrap();
-        let mut body = Vec::new();
-        spool.body(&id).unwrap().read_to_end(&mut body).unwrap();
-        assert_eq!(&body[..4], b"head");
-        assert_eq!(&body[4..], &data[..]);
-    }
-
-    #[test]
-    fn small_message_never_touches_disk_before_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
-        let mut writer = spool.writer(envelope(&spool)).unwrap();
-        writer.write(&[b'y'; 5000]).unwrap();
-        assert!(writer.file.is_none());
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
-        writer.commit().unwrap();
-    }
-}
+mod tests;

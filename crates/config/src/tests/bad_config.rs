@@ -162,6 +162,49 @@ fn duplicate_listener_address() {
     );
 }
 
+/// The message authentication switches of a listener.
+const CHECK_KEYS: [&str; 4] = ["verify", "dmarc_reject", "dmarc_quarantine", "spf_reject"];
+
+#[test]
+fn checks_on_a_submission_listener() {
+    for role in ["submission", "submissions"] {
+        for name in CHECK_KEYS {
+            // Off as well as on: the keys have no meaning there at all.
+            for value in [true, false] {
+                let text = format!("[[listen]]\naddress = \"127.0.0.1:587\"\nrole = \"{role}\"\n{name} = {value}\n");
+                check(
+                    &text,
+                    Some(&format!("listen[0].{name}")),
+                    Some(4),
+                    "message authentication checks apply to mx listeners only; submitted mail is signed instead",
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn checks_on_a_submission_listener_before_its_role() {
+    // The second listener; the key comes before the role and is still found at its line.
+    bad(
+        "[[listen]]\naddress = \"127.0.0.1:587\"\nspf_reject = true\nrole = \"submissions\"\n",
+        "listen[0].spf_reject",
+        3,
+        "apply to mx listeners only",
+    );
+    let text = "[[listen]]\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\nverify = false\n\
+                [[listen]]\naddress = \"127.0.0.1:587\"\nrole = \"submission\"\ndmarc_reject = true\n";
+    check(text, Some("listen[1].dmarc_reject"), Some(8), "apply to mx listeners only");
+}
+
+#[test]
+fn check_switch_wrong_type() {
+    for name in CHECK_KEYS {
+        let text = format!("[[listen]]\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\n{name} = \"yes\"\n");
+        check(&text, Some(&format!("listen[0].{name}")), Some(4), "expected a boolean");
+    }
+}
+
 // --- limits, timeouts, delivery -------------------------------------------------------------
 
 #[test]

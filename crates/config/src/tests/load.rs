@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{FILE, parse_ok, with_listener};
-use crate::{Auth, Config, Delivery, Domain, HostPort, Limits, Outbound, OutboundTls, Role, Timeouts, Tls};
+use crate::{Auth, Checks, Config, Delivery, Domain, HostPort, Limits, Outbound, OutboundTls, Role, Timeouts, Tls};
 
 const EXAMPLE: &str = include_str!("../../../../dakiya.example.toml");
 
@@ -82,6 +82,10 @@ fn example_file_parses() {
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/dakiya"));
     let roles: Vec<Role> = c.listeners.iter().map(|l| l.role).collect();
     assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions]);
+    // The example spells out the message authentication defaults.
+    for l in &c.listeners {
+        assert_eq!(l.checks, Checks::defaults(l.role), "{}", l.address);
+    }
     assert_eq!(c.domains.len(), 3);
     let org = &c.domains["example.org"];
     assert_eq!(org.catch_all.as_deref(), Some("alice@example.org"));
@@ -202,6 +206,38 @@ fn ten_levels_of_aliases_are_allowed() {
     text.push_str("\"a10@example.org\" = [\"alice@example.org\"]\n");
     let c = parse_ok(&with_listener(&text));
     assert_eq!(c.resolve("a1", "example.org").unwrap().len(), 1);
+}
+
+#[test]
+fn mx_checks_default_and_can_be_set() {
+    let c = parse_ok(
+        "[[listen]]\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\n\
+         [[listen]]\naddress = \"127.0.0.2:25\"\nrole = \"mx\"\n\
+         verify = false\ndmarc_reject = false\ndmarc_quarantine = false\nspf_reject = true\n\
+         [[listen]]\naddress = \"127.0.0.3:25\"\nrole = \"mx\"\nspf_reject = true\n\
+         [[listen]]\naddress = \"127.0.0.1:587\"\nrole = \"submission\"\n\
+         [[listen]]\naddress = \"127.0.0.1:465\"\nrole = \"submissions\"\n",
+    );
+    let defaults = Checks::defaults(Role::Mx);
+    assert_eq!(defaults, Checks { verify: true, dmarc_reject: true, dmarc_quarantine: true, spf_reject: false });
+    let checks: Vec<Checks> = c.listeners.iter().map(|l| l.checks).collect();
+    assert_eq!(
+        checks,
+        [
+            defaults,
+            Checks { verify: false, dmarc_reject: false, dmarc_quarantine: false, spf_reject: true },
+            Checks { spf_reject: true, ..defaults },
+            Checks::defaults(Role::Submission),
+            Checks::defaults(Role::Submissions),
+        ]
+    );
+    // Submission listeners never verify.
+    assert!(!checks[3].verify && !checks[4].verify);
+    // to_toml writes the keys for mx listeners only (the others may not name them).
+    let text = c.to_toml();
+    assert_eq!(text.matches("verify = ").count(), 3, "{text}");
+    assert_eq!(text.matches("spf_reject = true").count(), 2, "{text}");
+    round_trip(&c);
 }
 
 #[test]
