@@ -262,4 +262,22 @@ mod tests {
             assert_eq!(filter(msg, chunk), (msg.to_vec(), 0), "chunk {chunk}");
         }
     }
+
+    #[test]
+    fn removes_only_our_results_folded_or_not_in_any_chunking() {
+        let msg = b"Received: x\r\nAUTHENTICATION-RESULTS: MX.example.test;\r\n\tdkim=pass\r\n header.d=bank.test\r\n\
+Authentication-Results: other.test; spf=pass\r\nAuthentication-Results: mx.example.test.evil; x\r\n\
+Authentication-Results:mx.example.test 1; spf=pass\r\nSubject: s\r\n\r\nAuthentication-Results: mx.example.test; in body\r\n";
+        let want = b"Received: x\r\nAuthentication-Results: other.test; spf=pass\r\n\
+Authentication-Results: mx.example.test.evil; x\r\nSubject: s\r\n\r\nAuthentication-Results: mx.example.test; in body\r\n";
+        for chunk in [1, 2, 5, 13, 4096] {
+            assert_eq!(filter(msg, chunk), (want.to_vec(), 2), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_message_without_body_or_final_newline_is_kept() {
+        assert_eq!(filter(b"Subject: s\r\nX: y", 3), (b"Subject: s\r\nX: y".to_vec(), 0));
+        assert_eq!(filter(b"Authentication-Results: mx.example.test; a", 3), (Vec::new(), 1));
+    }
 }
