@@ -414,19 +414,20 @@ impl Message {
                         return Err(reply);
                     }
                     Decision::Accept(header) => {
-                        // ARC-seal copies forwarded by our aliases to other domains (RFC 8617),
-                        // as the alias's domain, so the next hop can trust our results.
-                        let mut sealed = std::collections::BTreeSet::new();
-                        for r in env.recipients.iter().filter(|r| r.mailbox.is_none()) {
-                            let Some((_, domain)) = r.original.rsplit_once('@') else { continue };
-                            let domain = domain.to_ascii_lowercase();
-                            if cfg.is_local_domain(&domain) && keys.has_keys(&domain) && sealed.insert(domain.clone()) {
-                                match keys.seal(&content, &verdict, &domain) {
-                                    Ok(arc) => prepend.push_str(&arc),
-                                    Err(e) => {
-                                        tracing::warn!(domain, error = %e, "ARC sealing failed; forwarding unsealed")
-                                    }
-                                }
+                        // ARC-seal a message our aliases forward to other domains (RFC 8617),
+                        // as the alias's domain, so the next hop can trust our results. One
+                        // set per hop (RFC 8617 §4.2.1: one instance per ADMD): the first
+                        // forwarding alias domain with a key seals.
+                        let forwarder = env
+                            .recipients
+                            .iter()
+                            .filter(|r| r.mailbox.is_none())
+                            .filter_map(|r| r.original.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
+                            .find(|d| cfg.is_local_domain(d) && keys.has_keys(d));
+                        if let Some(domain) = forwarder {
+                            match keys.seal(&content, &verdict, &domain) {
+                                Ok(arc) => prepend.push_str(&arc),
+                                Err(e) => tracing::warn!(domain, error = %e, "ARC sealing failed; forwarding unsealed"),
                             }
                         }
                         prepend.push_str(&header);

@@ -3,11 +3,29 @@
 //! (RFC 8601); DKIM signing and ARC sealing of outbound mail; DKIM key generation. The
 //! cryptography and record parsing are the `mail-auth` crate's; this crate holds dakiya's
 //! choices (what to sign, how results map to policy). See `docs/authentication.md`.
+//!
+//! Layout: [`Verifier`] (`verify.rs`, with SPF in `spf.rs`) checks inbound mail and keeps
+//! what it learned as owned data (`results.rs`), from which both the `Authentication-Results`
+//! field and, later, the `ARC-Authentication-Results` of a seal are built. [`KeyStore`]
+//! (`keys.rs`) signs and seals; `keygen.rs` makes and publishes keys; `claims.rs` spots
+//! forged `Authentication-Results` fields.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod claims;
+mod keygen;
+mod keys;
+mod names;
+mod results;
+mod spf;
+mod verify;
+
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+pub use claims::claims_our_results;
+pub use keygen::{dns_records, generate_key};
+pub use keys::{KeyStore, SIGNED_HEADERS};
 
 /// Why something could not be set up or done.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +68,31 @@ pub enum AuthResult {
     PermError,
 }
 
+impl AuthResult {
+    /// The result's name in an `Authentication-Results` field (RFC 8601 §2.7).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthResult::Pass => "pass",
+            AuthResult::Fail => "fail",
+            AuthResult::SoftFail => "softfail",
+            AuthResult::Neutral => "neutral",
+            AuthResult::None => "none",
+            AuthResult::TempError => "temperror",
+            AuthResult::PermError => "permerror",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The published DMARC policy (`p=`, or `sp=` for a subdomain) after `pct=`.
+///
+/// `mail-auth` 0.13 implements DMARCbis, which replaced `pct=` with `t=y` (test mode): under
+/// `t=y` the policy is lowered one step (reject → quarantine → none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DmarcPolicy {
     /// `p=none`, or no record.
@@ -63,6 +105,9 @@ pub enum DmarcPolicy {
 
 /// SPF results for the HELO identity and the MAIL FROM identity (RFC 7208 §2.3, §2.4),
 /// checked at MAIL time. Kept for the message's verdict (DMARC uses the MAIL FROM one).
+///
+/// Made by [`Verifier::check_spf`] only: it also keeps the client's address and the identities
+/// checked, which the `Authentication-Results` field names.
 #[derive(Debug, Clone)]
 pub struct SpfCheck {
     /// The HELO identity's result.
@@ -73,6 +118,8 @@ pub struct SpfCheck {
     pub domain: String,
     /// Why, for the `Authentication-Results` comment and the reject text.
     pub explanation: String,
+    /// The client and the identities as checked.
+    pub(crate) client: spf::Client,
 }
 
 /// One DKIM signature's result.
@@ -107,63 +154,43 @@ pub struct Verdict {
     /// The ARC chain's result (`none` without ARC headers).
     pub arc: AuthResult,
     /// What ARC sealing of this message needs (the chain as verified), opaque.
-    #[allow(dead_code)]
     pub(crate) arc_state: Option<ArcState>,
 }
 
-/// The verified ARC chain, kept for sealing.
-#[derive(Debug, Clone)]
-pub(crate) struct ArcState;
+/// The verified results, kept as owned data for sealing: `mail-auth`'s `ArcOutput` and
+/// `DkimOutput` borrow the parsed message, so they cannot outlive [`Verifier::verify`].
+/// [`KeyStore::seal`] re-parses the message to rebuild the `ArcOutput` from these.
+pub(crate) type ArcState = results::Results;
 
 /// Checks inbound mail. Cheap to share (`Arc`); DNS answers are cached.
 pub struct Verifier {
-    #[allow(dead_code)]
     authserv_id: String,
+    auth: mail_auth::MessageAuthenticator,
 }
 
 impl Verifier {
     /// A verifier asking `nameservers` (empty: the system's resolvers), naming itself
     /// `authserv_id` (our host name) in the results.
     pub fn new(nameservers: &[SocketAddr], authserv_id: &str) -> Result<Verifier, AuthError> {
-        let _ = nameservers;
-        Ok(Verifier { authserv_id: authserv_id.to_string() })
+        verify::new(nameservers, authserv_id)
     }
 
     /// SPF for the HELO name and the MAIL FROM address (`""` for `<>`) of a client at `ip`.
     pub async fn check_spf(&self, ip: IpAddr, helo: &str, mail_from: &str) -> SpfCheck {
-        let _ = (ip, helo);
-        SpfCheck {
-            helo: AuthResult::None,
-            mail_from: AuthResult::None,
-            domain: mail_from.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default(),
-            explanation: String::new(),
-        }
+        spf::check(self, ip, helo, mail_from).await
     }
 
     /// DKIM (every signature), ARC, then DMARC with alignment against `spf` and the
     /// signatures; builds the `Authentication-Results` field. `message` is the whole message
     /// as received (header section, blank line, body; CRLF).
     pub async fn verify(&self, message: &[u8], spf: &SpfCheck) -> Verdict {
-        let _ = message;
-        Verdict {
-            header: String::new(),
-            spf: spf.clone(),
-            dkim: Vec::new(),
-            dmarc: AuthResult::None,
-            dmarc_policy: DmarcPolicy::None,
-            from_domain: String::new(),
-            arc: AuthResult::None,
-            arc_state: None,
-        }
+        verify::verify(self, message, spf).await
     }
-}
 
-/// Whether a header field is an `Authentication-Results` field that claims to come from
-/// `authserv_id` (RFC 8601 §5: such fields arriving from outside must be removed). `field`
-/// is the whole field, name to the end of its last line, possibly folded.
-pub fn claims_our_results(field: &[u8], authserv_id: &str) -> bool {
-    let _ = (field, authserv_id);
-    false
+    /// The name this verifier gives itself in `Authentication-Results`.
+    pub fn authserv_id(&self) -> &str {
+        &self.authserv_id
+    }
 }
 
 /// DKIM key algorithms dakiya generates and signs with.
@@ -175,57 +202,12 @@ pub enum Algorithm {
     Rsa,
 }
 
-/// The DKIM keys in `DATA/dkim/<domain>/<selector>.key` (PKCS#8 PEM; the algorithm is read
-/// from the key). Every key of a domain signs its mail: several selectors mean several
-/// signatures, which is how keys are rotated.
-pub struct KeyStore {
-    #[allow(dead_code)]
-    dir: PathBuf,
-}
-
-impl KeyStore {
-    /// Loads every key under `dir` (missing dir: no keys).
-    pub fn load(dir: &Path) -> Result<KeyStore, AuthError> {
-        Ok(KeyStore { dir: dir.to_path_buf() })
+impl Algorithm {
+    /// The `k=` tag value of the key's DNS record (RFC 6376 §3.6.1, RFC 8463 §4).
+    pub fn key_type(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => "ed25519",
+            Algorithm::Rsa => "rsa",
+        }
     }
-
-    /// Whether `domain` (lowercase) has at least one key.
-    pub fn has_keys(&self, domain: &str) -> bool {
-        let _ = domain;
-        false
-    }
-
-    /// `DKIM-Signature` fields (one per selector of `domain`, CRLF-terminated, folded) for
-    /// `message`, relaxed/relaxed. Empty when the domain has no keys.
-    pub fn sign(&self, message: &[u8], domain: &str) -> Result<String, AuthError> {
-        let _ = (message, domain);
-        Ok(String::new())
-    }
-
-    /// `ARC-Seal`, `ARC-Message-Signature` and `ARC-Authentication-Results` fields for
-    /// forwarding `message`, as `domain` (the first key of the domain), with the results of
-    /// `verdict`. Empty when the domain has no keys.
-    pub fn seal(&self, message: &[u8], verdict: &Verdict, domain: &str) -> Result<String, AuthError> {
-        let _ = (message, verdict, domain);
-        Ok(String::new())
-    }
-}
-
-/// Generates a key for `domain` under `dir` (`dir/<domain>/<selector>.key`, mode 0600; an
-/// existing key is never overwritten) and returns the DNS record to publish: its name
-/// (`<selector>._domainkey.<domain>`) and TXT value (`v=DKIM1; k=…; p=…`).
-pub fn generate_key(
-    dir: &Path,
-    domain: &str,
-    selector: &str,
-    algorithm: Algorithm,
-) -> Result<(String, String), AuthError> {
-    let _ = (dir, domain, selector, algorithm);
-    Err(AuthError::Sign("not implemented yet".into()))
-}
-
-/// The DNS records (name, TXT value) of every key of `domain` under `dir`.
-pub fn dns_records(dir: &Path, domain: &str) -> Result<Vec<(String, String)>, AuthError> {
-    let _ = (dir, domain);
-    Ok(Vec::new())
 }
