@@ -167,7 +167,8 @@ def render_config(
 ) -> str:
     """The server's config file.
 
-    `listeners`: [(address, role), ...] instead of the single mx listener on `listen`.
+    `listeners`: [(address, role), ...] instead of the single mx listener on `listen`; an item
+    may have a third element, extra keys for that [[listen]] table (e.g. "spf_reject = true").
     `top`: extra top-level keys (e.g. `trusted_networks = [...]`), placed before any table.
     `tables`: extra tables (e.g. an `[auth]` section), appended at the end.
     """
@@ -179,7 +180,7 @@ def render_config(
     ]
     if top:
         lines += [top.strip()]
-    for address, role in listeners:
+    for address, role, *extra in listeners:
         # mx listeners verify SPF/DKIM/DMARC by default, which needs DNS: tests get it off
         # unless they ask for role "mx-verify" (an mx listener with verify = true).
         verify = role == "mx-verify"
@@ -187,6 +188,7 @@ def render_config(
         lines += ["", "[[listen]]", f"address = {toml_str(address)}", f"role = {toml_str(role)}"]
         if role == "mx":
             lines.append(f"verify = {'true' if verify else 'false'}")
+        lines += [e.strip() for e in extra if e.strip()]
     lines += [
         "",
         f"[domains.{toml_str(DOMAIN)}]",
@@ -317,9 +319,13 @@ class Dakiya:
         return smtplib.SMTP(self.host, self.port, local_hostname="client.test", timeout=timeout)
 
 
-def start_dakiya(binary: str, workdir: Path, request, *, listeners: list[tuple[str, str]] | None = None, top: str = "", tables: str = "") -> Dakiya:
-    """Starts dakiya; `listeners`, `top` and `tables` go to render_config. Returns once every
-    configured listener has logged its `listening address=IP:PORT role=ROLE` line."""
+def start_dakiya(binary: str, workdir: Path, request, *, listeners: list[tuple[str, str]] | None = None, top: str = "", tables: str = "",
+                 prepare=None) -> Dakiya:  # fmt: skip
+    """Starts dakiya; `listeners`, `top` and `tables` go to render_config. `prepare(config_path,
+    data_dir)`, when given, runs after the config file is written and before the server starts
+    (e.g. `dakiya dkim generate`, whose keys a running server only picks up within 30 s).
+    Returns once every configured listener has logged its `listening address=IP:PORT
+    role=ROLE` line."""
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o711)
     data_dir = workdir / "data"
@@ -328,6 +334,8 @@ def start_dakiya(binary: str, workdir: Path, request, *, listeners: list[tuple[s
     want_listeners = len(listeners) if listeners else 1
     log_path = workdir / "dakiya.log"
     attach_log(request, "dakiya log", log_path)
+    if prepare is not None:
+        prepare(config_path, data_dir)
 
     env = dict(os.environ)
     env["RUST_LOG"] = os.environ.get("DAKIYA_TEST_RUST_LOG", "info")
@@ -384,9 +392,9 @@ def dakiya(dakiya_bin, work_dir, request):
 
 @pytest.fixture
 def dakiya_factory(dakiya_bin, work_dir, request):
-    """Factory: dakiya_factory(listeners=[(address, role), ...], top="...", tables="...")
-    starts a dakiya with extra configuration (see render_config). Servers are stopped at
-    teardown, with the same exit/panic checks as the `dakiya` fixture."""
+    """Factory: dakiya_factory(listeners=[(address, role), ...], top="...", tables="...",
+    prepare=None) starts a dakiya with extra configuration (see render_config, start_dakiya).
+    Servers are stopped at teardown, with the same exit/panic checks as the `dakiya` fixture."""
     servers: list[Dakiya] = []
 
     def start(**kwargs) -> Dakiya:
@@ -806,3 +814,32 @@ def smtp_sink(work_dir, request):
     yield start
     for sink in sinks:
         sink.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# DNS: an authoritative test server on loopback (tests/interop/dnsserver.py)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dns_server(request, work_dir):
+    """Factory: dns_server(records={name: {"TXT": [...], "A": [...], "MX": [(pref, host)]}},
+    servfail=[names], drop=[names]) starts a dnsserver.TestDNS on 127.0.0.1 (UDP and TCP, one
+    free port); point dakiya at it with `[outbound] nameservers = [dns.address]`. Stopped at
+    teardown; a failing test's report lists the queries it answered."""
+    try:
+        from dnsserver import TestDNS
+    except ImportError as e:
+        pytest.fail(f"cannot import the test DNS server ({e}): scripts/test installs dnslib")
+    servers = []
+
+    def start(records=None, servfail=(), drop=()):
+        log_path = work_dir / f"dns{len(servers) or ''}.log"
+        attach_log(request, f"test DNS queries ({log_path.name})", log_path)
+        server = TestDNS(records, servfail=servfail, drop=drop, log_path=log_path)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -272,7 +272,7 @@ fn unreachable_host_is_retried_across_a_restart_then_delivered() {
     let tables = format!("[delivery]\nretry_schedule = [\"1s\"]\n{}", route_to(port, "opportunistic"));
     let a = TestServer::start_in(dir, &format!("trusted_networks = [\"127.0.0.1/32\"]\n{tables}"));
     // The remote comes up on the port the route names.
-    let b = remote(&format!("[[listen]]\naddress = \"127.0.0.1:{port}\"\nrole = \"mx\"\n"));
+    let b = remote(&format!("[[listen]]\naddress = \"127.0.0.1:{port}\"\nrole = \"mx\"\nverify = false\n"));
     let bob = wait_files(&remote_box(&b, "bob"), 1);
     assert_eq!(bob.len(), 1, "A log:\n{}", a.log());
     wait_until("A's queue to empty", &a, || a.spooled_envelopes().is_empty());

@@ -130,6 +130,7 @@ fn reason(err: &Error) -> String {
         Error::Dkim(DkimError::SignatureLength) => "l= tag not accepted".into(),
         Error::Dkim(DkimError::FailedAuidMatch) => "i= domain does not match d=".into(),
         Error::Crypto(CryptoError::IncompatibleAlgorithms) => "key does not match the signature algorithm".into(),
+        Error::Io(text) if text == crate::verify::SHA1_REFUSED => text.clone(),
         other => other.to_string(),
     }
 }

@@ -45,12 +45,34 @@ pub(crate) fn new(nameservers: &[SocketAddr], authserv_id: &str) -> Result<Verif
     Ok(Verifier { authserv_id: authserv_id.to_string(), auth })
 }
 
+/// Why an rsa-sha1 signature fails.
+pub(crate) const SHA1_REFUSED: &str = "rsa-sha1 signatures are not accepted (RFC 8301)";
+
 /// DKIM and ARC (side by side: both only read the message), then DMARC, which needs the
 /// DKIM results.
 pub(crate) async fn verify(verifier: &Verifier, message: &[u8], spf_check: &SpfCheck) -> Verdict {
     let Some(parsed) = AuthenticatedMessage::parse(message) else { return unparseable(verifier, spf_check) };
     let auth = &verifier.auth;
     let (dkim, arc) = tokio::join!(auth.verify_dkim(&parsed), auth.verify_arc(&parsed));
+    // RFC 8301 §3.1: verifiers MUST NOT consider rsa-sha1 signatures valid. mail-auth
+    // verifies them, so a passing one is turned into a failure before DMARC sees it.
+    let dkim: Vec<_> = dkim
+        .into_iter()
+        .map(|output| {
+            let passed_sha1 = output.result() == &DkimResult::Pass
+                && output.signature().is_some_and(|s| s.a == mail_auth::common::crypto::Algorithm::RsaSha1);
+            // The same signature, borrowed from the message rather than from `output`.
+            let signature = output
+                .signature()
+                .and_then(|s| parsed.dkim_headers.iter().map(|h| &h.header).find(|h| std::ptr::eq(*h, s)));
+            match signature {
+                Some(sig) if passed_sha1 => {
+                    mail_auth::DkimOutput::fail(mail_auth::Error::Io(SHA1_REFUSED.into())).with_signature(sig)
+                }
+                _ => output,
+            }
+        })
+        .collect();
     let spf_output = SpfOutput::new(spf_check.domain.clone()).with_result(spf::spf_result(spf_check.mail_from));
     let dmarc = auth
         .verify_dmarc(DmarcParameters {
