@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::{Client, TestServer, queue_id};
+use common::{Client, TestServer, queue_id, wait_files};
 use dakiya_mailauth::{Algorithm, KeyStore, dns_records, generate_key};
 use dakiya_route::testdns::{TestDns, Zone};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// A DNS server on loopback with its own runtime, alive as long as this value.
 struct Dns {
@@ -87,19 +86,6 @@ fn send(addr: std::net::SocketAddr, mail_from: &str, rcpt: &str, data: &str) -> 
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(data.as_bytes());
     (mail, c.cmd("."))
-}
-
-fn wait_files(dir: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
-        files.sort();
-        if files.len() >= n || Instant::now() > deadline {
-            return files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The Authentication-Results fields of a delivered message, unfolded.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Client, TestServer, queue_id};
+use common::{Client, TestServer, queue_id, wait_files};
 use dakiya_route::testdns::{TestDns, Zone};
 use mail_parser::{MessageParser, MimeHeaders};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -33,20 +33,6 @@ fn route_to(port: u16, tls: &str) -> String {
 
 fn remote_box(server: &TestServer, mailbox: &str) -> PathBuf {
     server.data().join("mail").join("remote.test").join(mailbox).join("new")
-}
-
-/// Files in `dir`, waiting up to 30 s for at least `n`.
-fn wait_files(dir: &PathBuf, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
-        files.sort();
-        if files.len() >= n || Instant::now() > deadline {
-            return files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Waits up to 30 s for `cond`.

@@ -189,6 +189,18 @@ impl Drop for TestServer {
     }
 }
 
+/// Files in `dir` (contents, by name), waiting up to 30 s for at least `n`.
+pub fn wait_files(dir: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let files = read_dir_sorted(dir);
+        if files.len() >= n || Instant::now() > deadline {
+            return files;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn read_dir_sorted(dir: &Path) -> Vec<String> {
     let mut names: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
