@@ -6,8 +6,8 @@
 RESULTS_DIR/order lists the servers in run order; RESULTS_DIR/<server>/{meta,idle,smtp_source,
 loadgen}.json are the fragments. RESULTS_DIR/tls-auth/ holds dakiya's TLS/AUTH phase (a second
 table), RESULTS_DIR/outbound/ the outbound scenario (a third: RESULTS_DIR/outbound/order and
-RESULTS_DIR/outbound/<server>/{meta,relay,backlog,cpu-*,sink-*}.json). The key=value pairs
-describe the run.
+RESULTS_DIR/outbound/<server>/{meta,relay,backlog,cpu-*,sink-*}.json), RESULTS_DIR/auth/ the
+message-authentication scenario (a fourth; authreport.py). The key=value pairs describe the run.
 """
 import datetime
 import json
@@ -15,6 +15,8 @@ import os
 import platform
 import subprocess
 import sys
+
+from authreport import auth_phase, print_auth_table
 
 
 def load(path):
@@ -411,6 +413,9 @@ def main():
     outbound = outbound_phase(res_dir)
     if outbound is not None:
         run["outbound"] = outbound
+    auth = auth_phase(res_dir)
+    if auth is not None:
+        run["auth"] = auth
 
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
@@ -500,6 +505,8 @@ def main():
         print_tls_table(tls)
     if outbound is not None:
         print_outbound_table(outbound)
+    if auth is not None:
+        print_auth_table(auth)
     print(f"raw numbers: {out_json}")
 
 

@@ -2,7 +2,8 @@
 //!
 //! `loadgen load --addr 127.0.0.1:PORT [--sessions 20] [--duration 12] [--warmup 2]
 //!               [--size 5120] [--from a@bench.test] [--to b@bench.test]
-//!               [--starttls | --implicit-tls] [--auth USER:PASS]`
+//!               [--starttls | --implicit-tls] [--auth USER:PASS]
+//!               [--message FILE] [--count N]`
 //!   Runs SESSIONS sessions, one TCP connection each, for WARMUP+DURATION seconds. Each session
 //!   sets up once (banner, EHLO; with --starttls: STARTTLS, the TLS handshake, EHLO again; with
 //!   --implicit-tls: the TLS handshake before the banner; with --auth: AUTH PLAIN once, after
@@ -10,6 +11,12 @@
 //!   command waits for its reply, like smtp-source). A transaction's latency is the time from
 //!   writing MAIL FROM to reading the 250 after the final dot. Transactions that complete during
 //!   the warm-up are not counted. Prints one JSON object on stdout.
+//!   --message FILE: every transaction sends the message in FILE as it is (headers and body:
+//!   e.g. a DKIM-signed message; LF line ends become CRLF, lines starting with "." are
+//!   dot-stuffed) instead of generated headers and a SIZE-byte body; --size is then ignored.
+//!   --count N: stop once N transactions have been started (all sessions together) and have
+//!   finished; --duration is then only a time limit, --warmup must be 0, and msgs_per_s is N
+//!   (the completed ones) over the time from the start to the last completion (`elapsed_s`).
 //!
 //! `loadgen handshakes --addr 127.0.0.1:PORT [--sessions 8] [--duration 8] [--warmup 1] [--plain]`
 //!   (also `loadgen --handshakes ...`) Each of SESSIONS workers repeats, until the deadline:
@@ -42,7 +49,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -111,6 +118,11 @@ struct Opts {
     auth: Option<(String, String)>,
     server_name: String,
     tls_version: Option<String>,
+    /// --message: the whole message, CRLF line ends, dot-stuffed, ending in CRLF.
+    message: Option<Arc<Vec<u8>>>,
+    /// --message: the file's name (for the JSON).
+    message_file: Option<String>,
+    count: Option<u64>,
 }
 
 fn parse(args: &[String]) -> Res<Opts> {
@@ -130,6 +142,9 @@ fn parse(args: &[String]) -> Res<Opts> {
         auth: None,
         server_name: "bench.test".into(),
         tls_version: None,
+        message: None,
+        message_file: None,
+        count: None,
     };
     let mut it = args.iter();
     while let Some(k) = it.next() {
@@ -174,6 +189,22 @@ fn parse(args: &[String]) -> Res<Opts> {
                 o.auth = Some((u.to_owned(), p.to_owned()));
             }
             "--server-name" => o.server_name = v()?,
+            "--message" => {
+                let f = v()?;
+                let raw = std::fs::read(&f).map_err(|e| format!("--message {f}: {e}"))?;
+                if raw.len() > 50_000_000 {
+                    return Err(format!("--message {f}: too large"));
+                }
+                o.message = Some(Arc::new(smtp_data(&raw)));
+                o.message_file = Some(f);
+            }
+            "--count" => {
+                let n = num(v()?)?;
+                if !(n >= 1.0 && n <= 10_000_000.0) {
+                    return Err("--count must be 1..=10000000".into());
+                }
+                o.count = Some(n as u64);
+            }
             "--tls-version" => {
                 let s = v()?;
                 if s != "1.2" && s != "1.3" {
@@ -219,6 +250,27 @@ fn parse(args: &[String]) -> Res<Opts> {
     Ok(o)
 }
 
+/// A message file as SMTP DATA content: CRLF line ends (a bare LF becomes CRLF), lines that
+/// start with "." get another one (RFC 5321 §4.5.2), and a final CRLF.
+fn smtp_data(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40 + 2);
+    let mut at_line_start = true;
+    for (i, &b) in raw.iter().enumerate() {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 fn run(args: &[String]) -> Res<()> {
     let (cmd, rest) = args
         .split_first()
@@ -230,6 +282,13 @@ fn run(args: &[String]) -> Res<()> {
         "load" => {
             o.sessions.get_or_insert(20);
             o.duration.get_or_insert(12.0);
+            if o.count.is_some() {
+                if o.warmup.unwrap_or(0.0) != 0.0 {
+                    return Err("--count needs --warmup 0 (run a warm-up as a separate run)".into());
+                }
+                o.warmup = Some(0.0);
+                o.duration.get_or_insert(MAX_DURATION_S);
+            }
             o.warmup.get_or_insert(2.0);
             load(&o)
         }
@@ -626,6 +685,8 @@ struct Run {
     start: Instant,
     end: Instant,
     stop: Arc<AtomicBool>,
+    /// Transactions started so far (--count).
+    started: AtomicU64,
 }
 
 fn session(id: usize, run: Arc<Run>, body: Arc<Vec<u8>>) -> SessionResult {
@@ -668,18 +729,27 @@ fn session(id: usize, run: Arc<Run>, body: Arc<Vec<u8>>) -> SessionResult {
                 conn.as_mut().unwrap()
             }
         };
+        if let Some(n) = o.count
+            && run.started.fetch_add(1, Ordering::Relaxed) >= n
+        {
+            break;
+        }
         seq += 1;
         msg.clear();
-        write!(
-            msg,
-            "From: <{}>\r\nTo: <{}>\r\nSubject: bench {id}.{seq}\r\nDate: {date}\r\n\
+        if let Some(m) = o.message.as_deref() {
+            msg.extend_from_slice(m);
+        } else {
+            write!(
+                msg,
+                "From: <{}>\r\nTo: <{}>\r\nSubject: bench {id}.{seq}\r\nDate: {date}\r\n\
              Message-ID: <{id}.{seq}.{}@loadgen.bench.test>\r\n\r\n",
-            o.from,
-            o.to,
-            start.elapsed().as_nanos()
-        )
-        .ok();
-        msg.extend_from_slice(&body);
+                o.from,
+                o.to,
+                start.elapsed().as_nanos()
+            )
+            .ok();
+            msg.extend_from_slice(&body);
+        }
         msg.extend_from_slice(b".\r\n");
 
         let t0 = Instant::now();
@@ -762,7 +832,7 @@ fn start_run(o: &Opts) -> Res<Arc<Run>> {
         eprintln!("loadgen: workers did not finish in time; exiting");
         std::process::exit(3);
     });
-    Ok(Arc::new(Run { o: Arc::new(o.clone()), tls, start, end, stop }))
+    Ok(Arc::new(Run { o: Arc::new(o.clone()), tls, start, end, stop, started: AtomicU64::new(0) }))
 }
 
 fn tls_json(run: &Run) -> String {
@@ -792,9 +862,11 @@ fn load(o: &Opts) -> Res<()> {
     let (mut errors, mut reconnects, mut all_done) = (0u64, 0u64, 0u64);
     let mut first_error: Option<String> = None;
     let mut sessions_ok = 0usize;
+    let mut last_us = 0u64;
     for h in handles {
         let r = h.join().map_err(|_| "session thread panicked".to_string())?;
         all_done += r.done.len() as u64;
+        last_us = last_us.max(r.done.iter().map(|(t, _)| *t).max().unwrap_or(0));
         if !r.done.is_empty() {
             sessions_ok += 1;
         }
@@ -807,9 +879,13 @@ fn load(o: &Opts) -> Res<()> {
         }
     }
     let n = lats.len();
-    let rate = n as f64 / duration;
+    // With --count: the completed ones over the time to the last completion.
+    let elapsed = if o.count.is_some() { last_us as f64 / 1e6 } else { duration };
+    let rate = if elapsed > 0.0 { n as f64 / elapsed } else { 0.0 };
+    let size = o.message.as_ref().map_or(o.size, |m| m.len());
     println!(
         "{{\"sessions\":{},\"sessions_with_mail\":{},\"warmup_s\":{},\"duration_s\":{},\"size\":{},\
+         \"message_file\":{},\"count\":{},\"elapsed_s\":{:.3},\
          \"transport\":\"{}\",\"auth\":{},\"tls\":{},\
          \"messages\":{},\"messages_incl_warmup\":{},\"msgs_per_s\":{:.1},\
          \"latency_ms\":{},\"session_setups\":{},\"session_setup_ms\":{},\
@@ -818,7 +894,10 @@ fn load(o: &Opts) -> Res<()> {
         sessions_ok,
         warmup,
         duration,
-        o.size,
+        size,
+        json_str(o.message_file.as_deref()),
+        o.count.map_or("null".to_string(), |c| c.to_string()),
+        elapsed,
         o.transport.unwrap_or(Transport::Plain).name(),
         o.auth.is_some(),
         tls_json(&run),
@@ -1061,7 +1140,14 @@ fn idle(o: &Opts) -> Res<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::base64;
+    use super::{base64, smtp_data};
+
+    #[test]
+    fn message_file_becomes_smtp_data() {
+        assert_eq!(smtp_data(b"A: b\n\n.x\r\n..\nend"), b"A: b\r\n\r\n..x\r\n...\r\nend\r\n");
+        assert_eq!(smtp_data(b".\r\n"), b"..\r\n");
+        assert_eq!(smtp_data(b"a\r\n"), b"a\r\n");
+    }
 
     #[test]
     fn base64_rfc4648_vectors() {
