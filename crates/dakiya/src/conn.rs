@@ -380,13 +380,18 @@ impl Message {
             tracing::error!(error = why, "cannot read back the message for authentication");
             Reply::new(451, Enhanced(4, 3, 0), "Temporary local problem, try again later")
         };
-        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
-        // Reading back a spilled message is file I/O.
-        let content = tokio::task::block_in_place(|| writer.content()).map_err(|e| temp(&e.to_string()))?;
-        let Some(mut env) = self.envelope.clone() else { return Ok(()) };
         let mailauth = &shared.mailauth;
         let cfg = &shared.config;
         let keys = mailauth.keys();
+        if self.auth == Auth::Sign && keys.is_empty() {
+            return Ok(());
+        }
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
+        // Reading back a spilled message is file I/O; a small one is only in memory.
+        let content =
+            if writer.is_spilled() { tokio::task::block_in_place(|| writer.content()) } else { writer.content() }
+                .map_err(|e| temp(&e.to_string()))?;
+        let Some(mut env) = self.envelope.clone() else { return Ok(()) };
         let mut prepend = String::new();
         match self.auth {
             Auth::Verify => {
@@ -449,7 +454,12 @@ impl Message {
         }
         env.prepend = Some(prepend);
         let writer = self.writer.as_mut().expect("checked above");
-        tokio::task::block_in_place(|| writer.set_envelope(env)).map_err(|e| temp(&e.to_string()))
+        if writer.is_spilled() {
+            tokio::task::block_in_place(|| writer.set_envelope(env))
+        } else {
+            writer.set_envelope(env)
+        }
+        .map_err(|e| temp(&e.to_string()))
     }
 
     fn abort(&mut self) {

@@ -119,6 +119,11 @@ impl KeyStore {
         Ok(KeyStore { dir: dir.to_path_buf(), domains })
     }
 
+    /// Whether there are no keys at all (nothing to sign with, whatever the domain).
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
     /// Whether `domain` (lowercase) has at least one key.
     pub fn has_keys(&self, domain: &str) -> bool {
         self.domains.contains_key(&domain.to_ascii_lowercase())

@@ -63,6 +63,12 @@ impl MessageWriter {
         &self.id
     }
 
+    /// Whether the body went to a temporary file (then [`content`](Self::content) and
+    /// [`set_envelope`](Self::set_envelope) do file I/O; otherwise they only touch memory).
+    pub fn is_spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Body bytes written so far.
     pub fn len(&self) -> u64 {
         self.len
