@@ -27,6 +27,17 @@ def load(path):
         return None
 
 
+
+def load_quiet(d):
+    """The machine's quiet checks taken before each phase: quiet-PHASE.json files in `d`."""
+    quiet = {}
+    for fn in sorted(os.listdir(d)):
+        if fn.startswith("quiet-") and fn.endswith(".json"):
+            v = load(os.path.join(d, fn))
+            if v is not None:
+                quiet[fn[len("quiet-"):-len(".json")]] = v
+    return quiet
+
 def fmt_rate(x):
     return "-" if x is None else f"{x:.0f}"
 
@@ -90,12 +101,7 @@ def tls_phase(res_dir, plain_loadgen):
         t["partial"] = open(os.path.join(d, "partial")).read().strip()
     except OSError:
         pass
-    quiet = {}
-    for fn in sorted(os.listdir(d)):
-        if fn.startswith("quiet-") and fn.endswith(".json"):
-            v = load(os.path.join(d, fn))
-            if v is not None:
-                quiet[fn[len("quiet-"):-len(".json")]] = v
+    quiet = load_quiet(d)
     if quiet:
         t["machine_before_phase"] = quiet
     delivered = []
@@ -371,12 +377,7 @@ def main():
             v = load(os.path.join(d, phase + ".json"))
             if v is not None:
                 s[phase] = v
-        quiet = {}
-        for fn in sorted(os.listdir(d)):
-            if fn.startswith("quiet-") and fn.endswith(".json"):
-                v = load(os.path.join(d, fn))
-                if v is not None:
-                    quiet[fn[len("quiet-"):-len(".json")]] = v
+        quiet = load_quiet(d)
         if quiet:
             s["machine_before_phase"] = quiet
         for phase in ("smtp-source", "loadgen"):
