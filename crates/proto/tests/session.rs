@@ -355,7 +355,8 @@ fn smtputf8_rules() {
         h.codes("MAIL FROM:<josé@b.test> SMTPUTF8\r\nRCPT TO:<josé@example.test>\r\n"),
         ["250 2.1.0", "250 2.1.5"]
     );
-    assert_eq!(h.codes("DATA\r\nSubject: héllo\r\n\r\nçava\r\n.\r\n"), ["354 2.0.0", "250 2.0.0"]);
+    assert_eq!(h.codes("DATA\r\n"), ["354 2.0.0"]);
+    assert_eq!(h.codes("Subject: héllo\r\n\r\nçava\r\n.\r\n"), ["250 2.0.0"]);
     assert_eq!(h.stored[0].1, "Subject: héllo\r\n\r\nçava\r\n".as_bytes());
 }
 
@@ -379,6 +380,32 @@ fn rset_during_nothing_and_ehlo_resets_transaction() {
 }
 
 #[test]
+fn content_pipelined_before_354_closes_the_session() {
+    // RFC 2920 §3.1: DATA ends a pipelined group. Content sent with it, before the 354,
+    // is refused and the session closed; nothing is stored.
+    let mut h = Harness::ready();
+    assert_eq!(
+        h.codes("MAIL FROM:<a@remote.test>\r\nRCPT TO:<x@example.test>\r\nDATA\r\nSubject: early\r\n\r\nhi\r\n.\r\n"),
+        ["250 2.1.0", "250 2.1.5", "554 5.5.0"]
+    );
+    assert!(h.closed);
+    assert_eq!(h.starts, 0);
+    assert!(h.stored.is_empty());
+}
+
+#[test]
+fn pipelined_group_ending_in_data_is_fine() {
+    let mut h = Harness::ready();
+    assert_eq!(
+        h.codes("MAIL FROM:<a@remote.test>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n"),
+        ["250 2.1.0", "250 2.1.5", "354 2.0.0"]
+    );
+    // Content may be the first "command" of the next group, and MAIL may follow it.
+    assert_eq!(h.codes("hi\r\n.\r\nMAIL FROM:<b@remote.test>\r\n"), ["250 2.0.0", "250 2.1.0"]);
+    assert_eq!(h.stored.len(), 1);
+}
+
+#[test]
 fn http_request_is_answered_by_closing() {
     let mut h = Harness::new();
     assert_eq!(h.codes("POST / HTTP/1.1\r\nHost: x\r\n\r\n"), ["221 2.7.0"]);
@@ -389,8 +416,9 @@ fn http_request_is_answered_by_closing() {
 fn empty_message_is_accepted() {
     let mut h = Harness::ready();
     assert_eq!(
-        h.codes("MAIL FROM:<>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n.\r\n"),
-        ["250 2.1.0", "250 2.1.5", "354 2.0.0", "250 2.0.0"]
+        h.codes("MAIL FROM:<>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n"),
+        ["250 2.1.0", "250 2.1.5", "354 2.0.0"]
     );
+    assert_eq!(h.codes(".\r\n"), ["250 2.0.0"]);
     assert_eq!(h.stored[0].1, b"");
 }

@@ -153,6 +153,15 @@ impl<T> Server<T> {
             None => self.error(replies::need_mail_data()),
             Some(tx) if tx.used_bdat => self.error(replies::data_after_bdat()),
             Some(tx) if tx.rcpts.is_empty() => self.error(replies::no_valid_recipients()),
+            // RFC 2920 §3.1: DATA may only be the last command of a pipelined group; a client
+            // that sends content before our 354 is not waiting for our replies, so what it
+            // sent cannot be trusted to mean what it seems (the transaction may have been
+            // refused). Close, as for any loss of synchronisation.
+            Some(_) if self.input_follows => {
+                self.tx = None;
+                self.shutdown(replies::data_before_354());
+                return Some(Step::Event(Queued::Close));
+            }
             Some(tx) => {
                 tx.started = true;
                 self.phase = Phase::Data(DataDecoder::new());

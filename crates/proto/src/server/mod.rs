@@ -187,6 +187,8 @@ pub struct Server<T> {
     auth_user: Option<String>,
     pending_auth: Option<Credentials>,
     pending_mail: Option<(ReversePath, MailParams)>,
+    /// More input follows the command line being handled (it was pipelined behind it).
+    input_follows: bool,
 }
 
 impl<T> Server<T> {
@@ -203,6 +205,7 @@ impl<T> Server<T> {
             auth_user: None,
             pending_auth: None,
             pending_mail: None,
+            input_follows: false,
             out: Vec::new(),
             scratch: Vec::new(),
             phase: Phase::Command,
@@ -405,7 +408,13 @@ impl<T> Server<T> {
                         Ok(None) => return (pos, Step::NeedInput),
                         Ok(Some((len, used))) => {
                             pos += used;
+                            self.input_follows = rest.len() > used;
                             if let Some(step) = self.command(&rest[..len]) {
+                                if self.is_closed() {
+                                    // The session ended on this command (QUIT, HTTP, a
+                                    // protocol violation): nothing after it is read.
+                                    return (input.len(), step);
+                                }
                                 if matches!(step, Step::Tls) {
                                     // RFC 3207 §4.2 / CVE-2011-0411: anything pipelined after
                                     // STARTTLS is discarded, never run after the handshake.

@@ -58,6 +58,9 @@ pub(crate) fn bare_newline() -> Reply {
 pub(crate) fn too_many_errors() -> Reply {
     r(421, (4, 7, 0), "Too many errors, closing connection")
 }
+pub(crate) fn data_before_354() -> Reply {
+    r(554, (5, 5, 0), "Message content sent before the 354 reply (RFC 2920 3.1). Closing connection")
+}
 pub(crate) fn http() -> Reply {
     r(221, (2, 7, 0), "This is an SMTP server, not HTTP. Closing connection")
 }
