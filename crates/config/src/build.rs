@@ -195,6 +195,12 @@ fn limits(cx: &Ctx, raw: RawLimits) -> Result<Limits, ConfigError> {
             raw.max_connections_per_ip,
             d.max_connections_per_ip,
         )?,
+        max_connections_per_network: count(
+            cx,
+            &key("max_connections_per_network"),
+            raw.max_connections_per_network,
+            d.max_connections_per_network,
+        )?,
     })
 }
 
@@ -203,6 +209,9 @@ fn timeouts(cx: &Ctx, raw: RawTimeouts) -> Result<Timeouts, ConfigError> {
     Ok(Timeouts {
         command: duration(cx, "timeouts.command", raw.command, d.command)?,
         data: duration(cx, "timeouts.data", raw.data, d.data)?,
+        data_min_rate: size(cx, "timeouts.data_min_rate", raw.data_min_rate, d.data_min_rate)?,
+        write: duration(cx, "timeouts.write", raw.write, d.write)?,
+        shutdown_grace: duration(cx, "timeouts.shutdown_grace", raw.shutdown_grace, d.shutdown_grace)?,
     })
 }
 

@@ -78,9 +78,13 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("max_errors", l.max_errors.to_string());
     out.kv("max_connections", l.max_connections.to_string());
     out.kv("max_connections_per_ip", l.max_connections_per_ip.to_string());
+    out.kv("max_connections_per_network", l.max_connections_per_network.to_string());
     out.table("[timeouts]");
     out.kv("command", quote(&format_duration(c.timeouts.command)));
     out.kv("data", quote(&format_duration(c.timeouts.data)));
+    out.kv("data_min_rate", c.timeouts.data_min_rate.to_string());
+    out.kv("write", quote(&format_duration(c.timeouts.write)));
+    out.kv("shutdown_grace", quote(&format_duration(c.timeouts.shutdown_grace)));
     let d = &c.delivery;
     out.table("[delivery]");
     let schedule = d.retry_schedule.iter().map(|t| format_duration(*t));

@@ -184,6 +184,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Concurrent connections from one IP address. Default 50.
     pub max_connections_per_ip: usize,
+    /// Concurrent connections from one network: an IPv4 /24 or an IPv6 /64 (one host
+    /// usually holds a whole /64, RFC 7421). Default 100.
+    pub max_connections_per_network: usize,
 }
 
 impl Default for Limits {
@@ -194,6 +197,7 @@ impl Default for Limits {
             max_errors: 10,
             max_connections: 1000,
             max_connections_per_ip: 50,
+            max_connections_per_network: 100,
         }
     }
 }
@@ -201,16 +205,34 @@ impl Default for Limits {
 /// Network timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Waiting for the next command. Default 5 minutes (RFC 5321 §4.5.3.2.7).
+    /// A whole command line must arrive within this time of the server waiting for it (a
+    /// deadline, not an idle timeout: a byte now and then does not extend it). Default 5
+    /// minutes (RFC 5321 §4.5.3.2.7).
     pub command: Duration,
-    /// Each read while receiving DATA or BDAT content. Default 3 minutes (cf. RFC 5321
-    /// §4.5.3.2.5 and §4.5.3.2.6).
+    /// Receiving DATA or BDAT content: no read may wait longer than this, and the whole
+    /// content must arrive within this time plus its size at `data_min_rate`. Default 3
+    /// minutes (cf. RFC 5321 §4.5.3.2.5 and §4.5.3.2.6).
     pub data: Duration,
+    /// The slowest average rate, in bytes per second, at which message content may arrive
+    /// once `data` has passed. Default 1024.
+    pub data_min_rate: u64,
+    /// Every write of replies must complete within this time (a client that does not read
+    /// is cut). Default 1 minute.
+    pub write: Duration,
+    /// On shutdown, sessions in the middle of a transaction get this long to finish it;
+    /// idle sessions are closed at once. Default 30 seconds.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { command: Duration::from_secs(300), data: Duration::from_secs(180) }
+        Timeouts {
+            command: Duration::from_secs(300),
+            data: Duration::from_secs(180),
+            data_min_rate: 1024,
+            write: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
     }
 }
 

@@ -80,6 +80,7 @@ pub(crate) struct RawLimits {
     pub max_errors: Option<Spanned<i64>>,
     pub max_connections: Option<Spanned<i64>>,
     pub max_connections_per_ip: Option<Spanned<i64>>,
+    pub max_connections_per_network: Option<Spanned<i64>>,
 }
 
 /// `[timeouts]`.
@@ -88,6 +89,9 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawTimeouts {
     pub command: Option<SValue>,
     pub data: Option<SValue>,
+    pub data_min_rate: Option<SValue>,
+    pub write: Option<SValue>,
+    pub shutdown_grace: Option<SValue>,
 }
 
 /// `[delivery]`.

@@ -253,6 +253,31 @@ fn max_connections_per_ip_zero() {
 }
 
 #[test]
+fn max_connections_per_network_zero() {
+    bad("[limits]\nmax_connections_per_network = 0\n", "limits.max_connections_per_network", 2, "at least 1");
+}
+
+#[test]
+fn data_min_rate_zero() {
+    bad("[timeouts]\ndata_min_rate = 0\n", "timeouts.data_min_rate", 2, "greater than zero");
+}
+
+#[test]
+fn data_min_rate_not_a_size() {
+    bad("[timeouts]\ndata_min_rate = \"fast\"\n", "timeouts.data_min_rate", 2, "size");
+}
+
+#[test]
+fn write_timeout_zero() {
+    bad("[timeouts]\nwrite = \"0s\"\n", "timeouts.write", 2, "greater than zero");
+}
+
+#[test]
+fn shutdown_grace_unparseable() {
+    bad("\n[timeouts]\nshutdown_grace = \"soon\"\n", "timeouts.shutdown_grace", 3, "expected a duration");
+}
+
+#[test]
 fn command_timeout_unparseable() {
     bad("[timeouts]\ncommand = \"five minutes\"\n", "timeouts.command", 2, "expected a duration");
 }
