@@ -1,14 +1,16 @@
 //! The connection driver: moves bytes between a socket and the protocol state machine and
 //! carries out its decisions (policy checks, TLS, spooling, commits).
 
+use crate::admission::{Activity, Ticket};
 use crate::authn::{self, Decision, HeaderFilter, MailAuth};
 use crate::envelope;
 use crate::policy::{self, Client};
 use crate::queue::QueueHandle;
-use crate::stream::{Stream, TlsInfo, Wait};
+use crate::stream::{Interrupt, Stream, TlsInfo, Wait};
+use crate::summary::{Counters, Ending};
 use crate::tls::TlsManager;
 use dakiya_auth::{Throttle, UserStore};
-use dakiya_config::{Checks, Config, Role, Target};
+use dakiya_config::{Checks, Config, Role, Target, Timeouts};
 use dakiya_mailauth::SpfCheck;
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// What every connection shares.
 pub struct Shared {
@@ -30,6 +33,8 @@ pub struct Shared {
     pub users: Arc<UserStore>,
     pub throttle: Mutex<Throttle>,
     pub mailauth: Arc<MailAuth>,
+    /// How sessions ended and why connections were refused, for the log summary.
+    pub counters: Counters,
 }
 
 /// How long a TLS handshake may take.
@@ -58,13 +63,19 @@ fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
     }
 }
 
-/// Serves one connection to its end.
-pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks, shared: Arc<Shared>) {
+/// Serves one connection to its end; `ticket` is its place among the open connections.
+pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks, shared: Arc<Shared>, ticket: Ticket) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
     let policy = session_policy(&shared.config, role, peer);
+    let activity = ticket.activity.clone();
     let mut tls_info = None;
     let mut stream = if policy.implicit_tls {
-        match crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT).await {
+        let handshake = crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT);
+        let result = tokio::select! {
+            r = handshake => r,
+            _ = activity.evicted() => Err("closed to make room for a new client".into()),
+        };
+        match result {
             Ok(tls) => {
                 let info = crate::stream::describe(&tls);
                 tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
@@ -73,6 +84,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
             }
             Err(e) => {
                 tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                shared.counters.ended(Ending::Protocol);
                 return;
             }
         }
@@ -81,13 +93,32 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
     };
     let client = Client { ip: peer.ip(), trusted: shared.config.is_trusted(peer.ip()) };
     let mut server: Server<Vec<Target>> = Server::with_policy(shared.session.clone(), policy);
-    let mut conn =
-        Conn { stream: &mut stream, shared: &shared, peer, client, tls: tls_info, accepted: 0, checks, spf: None };
-    conn.run(&mut server).await;
+    let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
+    let mut conn = Conn {
+        stream: &mut stream,
+        shared: &shared,
+        peer,
+        client,
+        tls: tls_info,
+        accepted: 0,
+        checks,
+        spf: None,
+        interrupt,
+        activity,
+    };
+    let ending = conn.run(&mut server).await;
     let accepted = conn.accepted;
-    stream.shutdown().await;
-    tracing::info!(peer = %peer, messages = accepted, "connection closed");
+    stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
+    shared.counters.ended(ending);
+    tracing::info!(peer = %peer, messages = accepted, ending = ending.as_str(), "connection closed");
+    drop(ticket);
 }
+
+/// How long closing a connection (TLS close_notify, FIN) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The write deadline once the session is ending anyway (shutdown, eviction).
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 struct Conn<'a> {
     stream: &'a mut Stream,
@@ -99,6 +130,8 @@ struct Conn<'a> {
     checks: Checks,
     /// SPF results of the current transaction (verifying sessions only).
     spf: Option<SpfCheck>,
+    interrupt: Interrupt,
+    activity: Arc<Activity>,
 }
 
 /// What happens to a message at the end of DATA besides storing it.
@@ -111,6 +144,37 @@ enum Auth {
     Verify,
     /// Submitted (authenticated or trusted client): DKIM-sign mail from local domains.
     Sign,
+}
+
+/// The deadlines of the session (style rule 8: a whole command, a whole message, every
+/// write; a byte now and then extends nothing).
+struct Clock {
+    /// When the command line being waited for must be complete.
+    command: Instant,
+    /// When message content started, and how many octets have arrived since.
+    data_start: Instant,
+    data_bytes: u64,
+    /// Set at shutdown for a session inside a transaction: it must end by then.
+    grace: Option<Instant>,
+}
+
+impl Clock {
+    /// The read deadline: the command deadline, or while content arrives the data deadline
+    /// (no read waits more than `data`; the whole content gets `data` plus its size at
+    /// `data_min_rate`), never past the shutdown grace.
+    fn read_deadline(&self, t: &Timeouts, in_message: bool, now: Instant) -> (Instant, Ending) {
+        let (deadline, why) = if in_message {
+            let rate = t.data_min_rate.max(1);
+            let allowance = t.data.saturating_add(Duration::from_secs(self.data_bytes / rate));
+            ((now + t.data).min(self.data_start + allowance), Ending::DataDeadline)
+        } else {
+            (self.command, Ending::CommandDeadline)
+        };
+        match self.grace {
+            Some(g) if g < deadline => (g, Ending::Shutdown),
+            _ => (deadline, why),
+        }
+    }
 }
 
 impl Conn<'_> {
@@ -144,38 +208,65 @@ impl Conn<'_> {
         }
     }
 
-    async fn run(&mut self, server: &mut Server<Vec<Target>>) {
+    async fn run(&mut self, server: &mut Server<Vec<Target>>) -> Ending {
         let mut input: Vec<u8> = Vec::new();
         let mut msg = Message::default();
-        let mut shutdown = self.shared.shutdown.clone();
-        loop {
-            match server.poll(&mut input) {
+        let cfg = self.shared.config.clone();
+        let t = &cfg.timeouts;
+        let start = Instant::now();
+        let mut clock = Clock { command: start + t.command, data_start: start, data_bytes: 0, grace: None };
+        let mut progressed = false;
+        let ending = loop {
+            let before = input.len();
+            let event = server.poll(&mut input);
+            let consumed = (before - input.len()) as u64;
+            progressed |= consumed > 0;
+            clock.data_bytes = clock.data_bytes.saturating_add(consumed);
+            match event {
                 Event::NeedInput => {
-                    if self.flush(server).await.is_err() {
-                        break;
+                    let busy = server.transaction().is_some() || server.in_message();
+                    // Shutdown: a session with no transaction in progress is done (the
+                    // 250 of its last message, if any, goes out with the 421).
+                    if self.interrupt.shutting_down() && !busy {
+                        break self.close(server, shutting_down(), Ending::Shutdown).await;
+                    }
+                    if let Err(ending) = self.flush(server).await {
+                        break ending;
+                    }
+                    let now = Instant::now();
+                    if progressed {
+                        // A command or content was consumed: the next command line starts
+                        // now, and admission sees progress.
+                        clock.command = now + t.command;
+                        self.activity.progress(busy, now.into_std());
+                        progressed = false;
+                    } else {
+                        self.activity.set_busy(busy);
                     }
                     if input.is_empty() {
                         input = Vec::new();
                     }
-                    let cfg = &self.shared.config;
-                    let timeout = if server.in_message() { cfg.timeouts.data } else { cfg.timeouts.command };
-                    match self.stream.read_more(&mut input, timeout, &mut shutdown).await {
+                    let (deadline, why) = clock.read_deadline(t, server.in_message(), now);
+                    match self.stream.read_more(&mut input, deadline, &mut self.interrupt).await {
                         Wait::Data => {}
-                        Wait::Closed => break,
+                        Wait::Closed => break Ending::Client,
+                        Wait::TimedOut if why == Ending::Shutdown => {
+                            break self.close(server, shutting_down(), Ending::Shutdown).await;
+                        }
                         Wait::TimedOut => {
                             // RFC 5321 §4.5.3.2.7: the server may close an idle session with 421.
-                            server.shutdown(Reply::new(421, Enhanced(4, 4, 2), "Timeout, closing connection"));
-                            let _ = self.flush(server).await;
-                            break;
+                            let reply = Reply::new(421, Enhanced(4, 4, 2), "Timeout, closing connection");
+                            break self.close(server, reply, why).await;
                         }
-                        Wait::Shutdown => {
-                            server.shutdown(Reply::new(
-                                421,
-                                Enhanced(4, 3, 2),
-                                "Service shutting down, try again later",
-                            ));
-                            let _ = self.flush(server).await;
-                            break;
+                        Wait::Shutdown if busy => {
+                            // A transaction in progress gets `shutdown_grace` to finish.
+                            clock.grace = Some(Instant::now() + t.shutdown_grace);
+                        }
+                        Wait::Shutdown => break self.close(server, shutting_down(), Ending::Shutdown).await,
+                        Wait::Evicted => {
+                            let reply =
+                                Reply::new(421, Enhanced(4, 4, 2), "Too many connections, closing this idle session");
+                            break self.close(server, reply, Ending::Evicted).await;
                         }
                     }
                 }
@@ -205,13 +296,18 @@ impl Conn<'_> {
                     server.auth_result(result);
                 }
                 Event::StartTls => {
-                    if self.flush(server).await.is_err() {
-                        break;
+                    if let Err(ending) = self.flush(server).await {
+                        break ending;
                     }
                     // Whatever the client pipelined after STARTTLS was discarded by the
                     // session; drop anything we had read as well.
                     input = Vec::new();
-                    match self.stream.upgrade(self.shared.tls.acceptor(), HANDSHAKE_TIMEOUT).await {
+                    let handshake = self.stream.upgrade(self.shared.tls.acceptor(), HANDSHAKE_TIMEOUT);
+                    let result = tokio::select! {
+                        r = handshake => r,
+                        _ = self.activity.evicted() => Err("closed to make room for a new client".into()),
+                    };
+                    match result {
                         Ok(info) => {
                             tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
                             self.tls = Some(info);
@@ -219,11 +315,13 @@ impl Conn<'_> {
                         }
                         Err(e) => {
                             tracing::info!(peer = %self.peer, error = %e, "STARTTLS handshake failed");
-                            break;
+                            break Ending::Protocol;
                         }
                     }
                 }
                 Event::MessageStart => {
+                    clock.data_start = Instant::now();
+                    clock.data_bytes = 0;
                     msg.start(self.shared, server, self.peer, self.tls.as_ref());
                     msg.auth = self.auth_mode(server);
                     if msg.auth == Auth::Verify {
@@ -240,23 +338,47 @@ impl Conn<'_> {
                 },
                 Event::MessageAbort => msg.abort(),
                 Event::Close => {
+                    let quit = server.output().starts_with(b"221 2.0.0");
                     let _ = self.flush(server).await;
-                    break;
+                    break if quit { Ending::Client } else { Ending::Protocol };
                 }
-                _ => break,
+                _ => break Ending::Protocol,
             }
-        }
+        };
         msg.abort();
+        ending
     }
 
-    /// Writes pending replies.
-    async fn flush(&mut self, server: &mut Server<Vec<Target>>) -> std::io::Result<()> {
+    /// Ends the session with `reply` (written with a short deadline: the session is over
+    /// whether the client reads it or not).
+    async fn close(&mut self, server: &mut Server<Vec<Target>>, reply: Reply, ending: Ending) -> Ending {
+        server.shutdown(reply);
         if !server.output().is_empty() {
-            self.stream.write_all(server.output()).await?;
+            let _ = self.stream.write_all(server.output(), Instant::now() + FINAL_WRITE_TIMEOUT).await;
             server.clear_output();
+        }
+        ending
+    }
+
+    /// Writes pending replies within the write deadline; `Err` says how the session ended.
+    async fn flush(&mut self, server: &mut Server<Vec<Target>>) -> Result<(), Ending> {
+        if !server.output().is_empty() {
+            let t = &self.shared.config.timeouts;
+            let limit = if self.interrupt.shutting_down() { t.write.min(FINAL_WRITE_TIMEOUT) } else { t.write };
+            match self.stream.write_all(server.output(), Instant::now() + limit).await {
+                Ok(()) => server.clear_output(),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Ending::WriteDeadline),
+                Err(_) => return Err(Ending::Client),
+            }
         }
         Ok(())
     }
+}
+
+/// The reply that ends a session at shutdown (RFC 5321 §3.8: 421 when the service is
+/// closing).
+fn shutting_down() -> Reply {
+    Reply::new(421, Enhanced(4, 3, 2), "Service shutting down, try again later")
 }
 
 /// The message being received: its spool writer, or why it can no longer be stored.

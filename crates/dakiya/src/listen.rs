@@ -1,9 +1,11 @@
 //! Start-up, listeners, connection limits and shutdown.
 
+use crate::admission::{Admission, Limits};
 use crate::authn::MailAuth;
 use crate::conn::{self, Shared};
 use crate::local::Mailboxes;
 use crate::queue;
+use crate::summary::Counters;
 use crate::tls::{TlsManager, TlsSettings};
 use dakiya_auth::{Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role};
@@ -11,8 +13,7 @@ use dakiya_mailauth::Verifier;
 use dakiya_outbound::Outbound;
 use dakiya_proto::ServerConfig;
 use dakiya_spool::Spool;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -109,11 +110,16 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         users,
         throttle: Mutex::new(throttle),
         mailauth,
+        counters: Counters::default(),
     });
-    let limits = Arc::new(Limits {
-        total: Arc::new(Semaphore::new(cfg.limits.max_connections)),
-        per_ip: Mutex::new(HashMap::new()),
-        max_per_ip: cfg.limits.max_connections_per_ip,
+    let admission = Admission::new(Limits {
+        total: cfg.limits.max_connections,
+        per_ip: cfg.limits.max_connections_per_ip,
+        per_net: cfg.limits.max_connections_per_network,
+    });
+    let summary = tokio::spawn({
+        let shared = shared.clone();
+        async move { shared.counters.log_periodically().await }
     });
     let mut tasks = Vec::new();
     for l in &cfg.listeners {
@@ -121,7 +127,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
             TcpListener::bind(l.address).await.map_err(|source| StartError::Bind { address: l.address, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
         tracing::info!(address = %local, role = %l.role.as_str(), "listening");
-        let task = accept_loop(listener, l.role, l.checks, shared.clone(), limits.clone());
+        let task = accept_loop(listener, l.role, l.checks, shared.clone(), admission.clone());
         tasks.push(tokio::spawn(task));
     }
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
@@ -131,13 +137,15 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         t.abort();
     }
     let _ = shutdown_tx.send(true);
-    // Give sessions in the middle of a message a moment to finish; the spool is crash-safe,
-    // so anything cut short here was never acknowledged.
-    let all = cfg.limits.max_connections as u32;
-    let drained = tokio::time::timeout(std::time::Duration::from_secs(10), limits.total.acquire_many(all)).await;
-    if drained.is_err() {
-        tracing::warn!("some sessions did not finish within 10 s");
+    // Idle sessions close at once; a session inside a transaction gets `shutdown_grace` to
+    // finish it, and every final write has a short deadline. The spool is crash-safe, so
+    // anything cut short here was never acknowledged.
+    let grace = cfg.timeouts.shutdown_grace + std::time::Duration::from_secs(5);
+    if !admission.drained(tokio::time::Instant::now() + grace).await {
+        tracing::warn!(sessions = admission.len(), "some sessions did not finish within the shutdown grace");
     }
+    summary.abort();
+    shared.counters.log("since the last summary");
     Ok(())
 }
 
@@ -156,42 +164,13 @@ async fn wait_for_signal() {
     }
 }
 
-/// Connection limits: in total and per client IP.
-struct Limits {
-    total: Arc<Semaphore>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    max_per_ip: usize,
-}
-
-/// Holds one connection's place in the per-IP count.
-struct IpSlot {
-    limits: Arc<Limits>,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut map = self.limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
-fn take_ip_slot(limits: &Arc<Limits>, ip: IpAddr) -> Option<IpSlot> {
-    let mut map = limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-    let n = map.entry(ip).or_insert(0);
-    if *n >= limits.max_per_ip {
-        return None;
-    }
-    *n += 1;
-    Some(IpSlot { limits: limits.clone(), ip })
-}
-
-async fn accept_loop(listener: TcpListener, role: Role, checks: Checks, shared: Arc<Shared>, limits: Arc<Limits>) {
+async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    checks: Checks,
+    shared: Arc<Shared>,
+    admission: Arc<Admission>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -203,21 +182,17 @@ async fn accept_loop(listener: TcpListener, role: Role, checks: Checks, shared: 
             }
         };
         let _ = stream.set_nodelay(true);
-        let permit = limits.total.clone().try_acquire_owned();
-        let slot = take_ip_slot(&limits, peer.ip());
-        match (permit, slot) {
-            (Ok(permit), Some(slot)) => {
+        match admission.admit(peer.ip(), std::time::Instant::now()) {
+            Ok(admitted) => {
+                if let Some(ip) = admitted.evicted {
+                    tracing::info!(peer = %peer, evicted = %ip, "server full: closing the longest idle session to make room");
+                }
                 let shared = shared.clone();
-                tokio::spawn(async move {
-                    conn::handle(stream, peer, role, checks, shared).await;
-                    drop(slot);
-                    drop(permit);
-                });
+                tokio::spawn(conn::handle(stream, peer, role, checks, shared, admitted.ticket));
             }
-            (permit, slot) => {
-                let why = if permit.is_err() { "total" } else { "per client IP" };
-                tracing::warn!(peer = %peer, limit = %why, "connection refused: too many connections");
-                drop(slot);
+            Err(why) => {
+                shared.counters.refused(why);
+                tracing::warn!(peer = %peer, limit = %why.as_str(), "connection refused: too many connections");
                 tokio::spawn(refuse(stream));
             }
         }

@@ -2,6 +2,7 @@
 //! async runtime — around the sans-IO protocol crate.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod authn;
 mod bounce;
 mod conn;
@@ -15,6 +16,7 @@ mod policy;
 mod queue;
 mod queuecli;
 mod stream;
+mod summary;
 mod tls;
 mod usercli;
 

@@ -1,10 +1,13 @@
 //! The connection's byte stream: plain TCP, or TLS over TCP (after STARTTLS or from the
 //! start on implicit-TLS listeners).
 
+use crate::admission::Activity;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 /// Read buffer growth step. A plain connection holds no buffer while it waits, so an idle
@@ -15,8 +18,43 @@ const READ_CHUNK: usize = 16 * 1024;
 pub enum Wait {
     Data,
     Closed,
+    /// The read deadline passed.
     TimedOut,
+    /// The server is shutting down (reported once).
     Shutdown,
+    /// Admission asked this session to make room for a new client.
+    Evicted,
+}
+
+/// What may interrupt a session while it waits for its client: shutdown, or admission
+/// asking it to make room.
+pub struct Interrupt {
+    shutdown: watch::Receiver<bool>,
+    seen_shutdown: bool,
+    activity: Arc<Activity>,
+}
+
+impl Interrupt {
+    pub fn new(shutdown: watch::Receiver<bool>, activity: Arc<Activity>) -> Interrupt {
+        Interrupt { shutdown, seen_shutdown: false, activity }
+    }
+
+    /// True once shutdown has been signalled (whether or not [`Wait::Shutdown`] was seen).
+    pub fn shutting_down(&self) -> bool {
+        self.seen_shutdown || *self.shutdown.borrow()
+    }
+
+    /// Resolves with [`Wait::Shutdown`] (once) or [`Wait::Evicted`].
+    async fn next(&mut self) -> Wait {
+        tokio::select! {
+            // Err: the sender is gone, which also means shutdown.
+            _ = self.shutdown.wait_for(|&v| v), if !self.seen_shutdown => {
+                self.seen_shutdown = true;
+                Wait::Shutdown
+            }
+            _ = self.activity.evicted() => Wait::Evicted,
+        }
+    }
 }
 
 /// Plain or TLS; `Gone` only transiently while upgrading.
@@ -34,7 +72,16 @@ pub struct TlsInfo {
 }
 
 impl Stream {
-    pub async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+    /// Writes all of `data`, or fails with `TimedOut` if that takes past `deadline` (a client
+    /// that does not read must not hold the session).
+    pub async fn write_all(&mut self, data: &[u8], deadline: Instant) -> std::io::Result<()> {
+        match tokio::time::timeout_at(deadline, self.write_all_now(data)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    async fn write_all_now(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
             Stream::Plain(s) => s.write_all(data).await,
             Stream::Tls(s) => {
@@ -45,22 +92,20 @@ impl Stream {
         }
     }
 
-    pub async fn shutdown(&mut self) {
-        let _ = match self {
-            Stream::Plain(s) => s.shutdown().await,
-            Stream::Tls(s) => s.shutdown().await,
-            Stream::Gone => Ok(()),
+    /// Closes the connection (TLS: sends close_notify), giving up after `deadline`.
+    pub async fn shutdown(&mut self, deadline: Instant) {
+        let close = async {
+            let _ = match self {
+                Stream::Plain(s) => s.shutdown().await,
+                Stream::Tls(s) => s.shutdown().await,
+                Stream::Gone => Ok(()),
+            };
         };
+        let _ = tokio::time::timeout_at(deadline, close).await;
     }
 
-    /// Reads more input, waiting at most `timeout`, or until shutdown is signalled.
-    pub async fn read_more(
-        &mut self,
-        input: &mut Vec<u8>,
-        timeout: Duration,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Wait {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Reads more input, waiting at most until `deadline`, or until interrupted.
+    pub async fn read_more(&mut self, input: &mut Vec<u8>, deadline: Instant, interrupt: &mut Interrupt) -> Wait {
         loop {
             let ready = match self {
                 // Wait for readability without holding a buffer, then read what is there.
@@ -78,7 +123,7 @@ impl Stream {
                             }
                         }
                     },
-                    _ = shutdown.changed() => return Wait::Shutdown,
+                    w = interrupt.next() => return w,
                 },
                 Stream::Tls(s) => {
                     input.reserve(READ_CHUNK);
@@ -88,7 +133,7 @@ impl Stream {
                             Ok(Ok(0)) | Ok(Err(_)) => return Wait::Closed,
                             Ok(Ok(_)) => true,
                         },
-                        _ = shutdown.changed() => return Wait::Shutdown,
+                        w = interrupt.next() => return w,
                     }
                 }
                 Stream::Gone => return Wait::Closed,
