@@ -110,7 +110,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
     let accepted = conn.accepted;
     stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
     shared.counters.ended(ending);
-    tracing::info!(peer = %peer, messages = accepted, ending = ending.as_str(), "connection closed");
+    tracing::info!(peer = %peer, messages = accepted, ending = %ending.as_str(), "connection closed");
     drop(ticket);
 }
 

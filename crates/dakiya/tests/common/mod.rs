@@ -315,3 +315,26 @@ fn socket_bound_to(ip: &str, addr: SocketAddr) -> TcpStream {
 pub fn queue_id(reply: &str) -> String {
     reply.trim_end().rsplit(' ').next().unwrap().to_string()
 }
+
+/// A raw client socket from `ip` (another loopback "client address"), nothing read yet.
+pub fn raw_from(ip: &str, addr: SocketAddr) -> TcpStream {
+    socket_bound_to(ip, addr)
+}
+
+/// Waits up to `secs` for `needle` to appear in the server log.
+pub fn wait_log(server: &TestServer, needle: &str, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if server.log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Sends SIGTERM to the server.
+pub fn sigterm(server: &TestServer) {
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}

@@ -1,0 +1,9 @@
+//! Hostile clients against the real server over loopback sockets: each test reproduces an
+//! attack from issue #9 and fails on a server without the defence.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admission;
+mod deadlines;
+mod shutdown;
