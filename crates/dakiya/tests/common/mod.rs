@@ -315,3 +315,16 @@ fn socket_bound_to(ip: &str, addr: SocketAddr) -> TcpStream {
 pub fn queue_id(reply: &str) -> String {
     reply.trim_end().rsplit(' ').next().unwrap().to_string()
 }
+
+/// A field of `/proc/PID/status` in KiB (such as "VmHWM", the peak resident set size, or
+/// "VmRSS"); 0 if it cannot be read.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let prefix = format!("{field}:");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
