@@ -45,6 +45,9 @@ pub enum AuthError {
     /// Hashing failed, or a stored hash could not be used.
     #[error("password hash: {0}")]
     Hash(String),
+    /// A password check on the [`CheckPool`](crate::CheckPool) did not complete.
+    #[error("password check: {0}")]
+    Check(#[from] crate::PoolError),
 }
 
 /// Attaches a path to an `io::Error`.

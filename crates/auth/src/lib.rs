@@ -4,7 +4,11 @@
 //!   that `dakiya user` edits atomically and the running server re-reads when it changes.
 //! - [`hash_password`] and [`ARGON2_PARAMS`]: how passwords are hashed.
 //! - [`Throttle`]: per-client failure counting, growing delays and lockouts, as pure logic
-//!   with time passed in.
+//!   with time passed in. Attempts are reserved before they are checked.
+//! - [`CheckPool`]: a fixed set of threads for password checks, with a queue deadline, so
+//!   argon2's memory is bounded by the pool's size.
+//! - [`Authenticator`]: the throttle, the pool and the user store together — the one way
+//!   every protocol (SMTP AUTH, POP3, ...) checks a password.
 //!
 //! Security rules kept here: no plaintext password is ever written or put into an error;
 //! hashes are compared in constant time; an unknown user costs the same argon2 run as a
@@ -12,15 +16,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authenticator;
 mod error;
 mod file;
 mod hash;
 mod name;
+mod pool;
 mod store;
 mod throttle;
 
+pub use authenticator::{AuthOutcome, Authenticator};
 pub use error::AuthError;
 pub use hash::{ARGON2_PARAMS, hash_password};
 pub use name::{MAX_PASSWORD_LEN, check_password, normalize_user};
+pub use pool::{CheckPool, MAX_CHECK_WORKERS, PoolError};
 pub use store::UserStore;
-pub use throttle::{DEFAULT_MAX_ENTRIES, MAX_DELAY, Throttle, ThrottleVerdict};
+pub use throttle::{Attempt, DEFAULT_MAX_ENTRIES, MAX_DELAY, Throttle, ThrottleVerdict};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use toml::Spanned;
@@ -12,7 +13,8 @@ use crate::build::{count, duration, path, written};
 use crate::error::{ConfigError, Ctx};
 use crate::locate::path as key_path;
 use crate::names::{is_valid_domain, normalize_domain, normalize_local, parse_address};
-use crate::raw::{RawAuth, RawTls, SStr};
+use crate::raw::{RawAuth, RawTls, SStr, SValue};
+use crate::units::format_duration;
 use crate::{Auth, Tls};
 
 /// `[tls]`: certificate and key come together or not at all.
@@ -53,7 +55,33 @@ pub(crate) fn auth(cx: &Ctx, raw: RawAuth, data_dir: &Path) -> Result<Auth, Conf
         max_failures: count(cx, &key("max_failures"), raw.max_failures, d.max_failures)?,
         failure_window: duration(cx, &key("failure_window"), raw.failure_window, d.failure_window)?,
         lockout: duration(cx, &key("lockout"), raw.lockout, d.lockout)?,
+        max_concurrent_checks: concurrent_checks(cx, raw.max_concurrent_checks, d.max_concurrent_checks)?,
+        check_queue_timeout: queue_timeout(cx, raw.check_queue_timeout, d.check_queue_timeout)?,
     })
+}
+
+/// `auth.max_concurrent_checks`: 1 to [`Auth::MAX_CONCURRENT_CHECKS`].
+fn concurrent_checks(cx: &Ctx, raw: Option<Spanned<i64>>, default: usize) -> Result<usize, ConfigError> {
+    const KEY: &str = "auth.max_concurrent_checks";
+    let span = raw.as_ref().map(Spanned::span);
+    let n = count(cx, KEY, raw, default)?;
+    if n > Auth::MAX_CONCURRENT_CHECKS {
+        let why = format!("at most {} (each check holds 19 MiB while it runs), not {n}", Auth::MAX_CONCURRENT_CHECKS);
+        return Err(cx.err(KEY, span, why));
+    }
+    Ok(n)
+}
+
+/// `auth.check_queue_timeout`: more than zero, at most [`Auth::MAX_CHECK_QUEUE_TIMEOUT`].
+fn queue_timeout(cx: &Ctx, raw: Option<SValue>, default: Duration) -> Result<Duration, ConfigError> {
+    const KEY: &str = "auth.check_queue_timeout";
+    let span = raw.as_ref().map(Spanned::span);
+    let d = duration(cx, KEY, raw, default)?;
+    if d > Auth::MAX_CHECK_QUEUE_TIMEOUT {
+        let max = Auth::MAX_CHECK_QUEUE_TIMEOUT.as_secs();
+        return Err(cx.err(KEY, span, format!("at most {max}s, not {}", format_duration(d))));
+    }
+    Ok(d)
 }
 
 /// `trusted_networks`: CIDR networks or bare addresses (host routes), each at most once.

@@ -117,6 +117,8 @@ fn access(out: &mut Out, c: &Config) {
     out.kv("max_failures", a.max_failures.to_string());
     out.kv("failure_window", quote(&format_duration(a.failure_window)));
     out.kv("lockout", quote(&format_duration(a.lockout)));
+    out.kv("max_concurrent_checks", a.max_concurrent_checks.to_string());
+    out.kv("check_queue_timeout", quote(&format_duration(a.check_queue_timeout)));
     out.table("[send_as]");
     for (user, senders) in &c.send_as {
         out.kv(user, strings(senders));

@@ -469,11 +469,31 @@ pub struct Auth {
     pub failure_window: Duration,
     /// How long a locked-out client is refused. Default 15 minutes.
     pub lockout: Duration,
+    /// Password checks that may run at the same moment (each holds argon2's 19 MiB while it
+    /// runs), 1 to [`Auth::MAX_CONCURRENT_CHECKS`]. Default: the number of CPUs, at most 4.
+    pub max_concurrent_checks: usize,
+    /// How long an attempt waits for a free check before the client gets `454 4.7.0`, at
+    /// most [`Auth::MAX_CHECK_QUEUE_TIMEOUT`]. Default 5 seconds.
+    pub check_queue_timeout: Duration,
 }
 
 impl Auth {
     /// The name of the default user store inside `data_dir`.
     const USERS_FILE: &'static str = "users";
+
+    /// The largest `max_concurrent_checks`: 256 checks hold about 5 GiB, and checks are
+    /// CPU-bound, so more than there are cores only costs memory.
+    pub const MAX_CONCURRENT_CHECKS: usize = 256;
+
+    /// The longest `check_queue_timeout`: a client still waiting after a minute is better
+    /// told to come back.
+    pub const MAX_CHECK_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// The default `max_concurrent_checks`: one per CPU, at most 4 (4 × 19 MiB of argon2
+    /// memory), at least 1.
+    pub fn default_concurrent_checks() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+    }
 
     /// The defaults, with the user store at `data_dir/users`. (No `Default` impl: the user
     /// store's place depends on `data_dir`.)
@@ -486,6 +506,8 @@ impl Auth {
             max_failures: 5,
             failure_window: Duration::from_secs(10 * 60),
             lockout: Duration::from_secs(15 * 60),
+            max_concurrent_checks: Self::default_concurrent_checks(),
+            check_queue_timeout: Duration::from_secs(5),
         }
     }
 }

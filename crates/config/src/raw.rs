@@ -125,6 +125,8 @@ pub(crate) struct RawAuth {
     pub max_failures: Option<Spanned<i64>>,
     pub failure_window: Option<SValue>,
     pub lockout: Option<SValue>,
+    pub max_concurrent_checks: Option<Spanned<i64>>,
+    pub check_queue_timeout: Option<SValue>,
 }
 
 /// `[outbound]`.

@@ -9,14 +9,14 @@ use crate::queue::QueueHandle;
 use crate::stream::{Interrupt, Stream, TlsInfo, Wait};
 use crate::summary::{Counters, Ending};
 use crate::tls::TlsManager;
-use dakiya_auth::{Throttle, UserStore};
+use dakiya_auth::{Authenticator, UserStore};
 use dakiya_config::{Checks, Config, Role, Target, Timeouts};
 use dakiya_mailauth::SpfCheck;
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};
 use dakiya_spool::{Envelope, MessageWriter, Spool};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -31,7 +31,7 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     pub tls: Arc<TlsManager>,
     pub users: Arc<UserStore>,
-    pub throttle: Mutex<Throttle>,
+    pub authenticator: Authenticator,
     pub mailauth: Arc<MailAuth>,
     /// How sessions ended and why connections were refused, for the log summary.
     pub counters: Counters,

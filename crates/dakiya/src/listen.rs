@@ -7,14 +7,14 @@ use crate::local::Mailboxes;
 use crate::queue;
 use crate::summary::Counters;
 use crate::tls::{TlsManager, TlsSettings};
-use dakiya_auth::{Throttle, UserStore};
+use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role};
 use dakiya_mailauth::Verifier;
 use dakiya_outbound::Outbound;
 use dakiya_proto::ServerConfig;
 use dakiya_spool::Spool;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -32,6 +32,8 @@ pub enum StartError {
     Tls(String),
     #[error("user store: {0}")]
     Users(String),
+    #[error("cannot start the password check threads: {0}")]
+    CheckPool(std::io::Error),
     #[error("outbound delivery: {0}")]
     Outbound(String),
     #[error("message authentication: {0}")]
@@ -91,6 +93,8 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     tls.spawn_watcher();
     let a = &cfg.auth;
     let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
+    let pool = CheckPool::new(a.max_concurrent_checks, a.check_queue_timeout).map_err(StartError::CheckPool)?;
+    let authenticator = Authenticator::new(users.clone(), throttle, pool);
     // One resolver for SPF/DKIM/DMARC, asking the same name servers as outbound delivery.
     let verifier = if cfg.listeners.iter().any(|l| l.checks.verify) {
         Some(Verifier::new(&cfg.outbound.nameservers, &cfg.hostname).map_err(|e| StartError::Auth(e.to_string()))?)
@@ -108,7 +112,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         shutdown: shutdown_rx,
         tls,
         users,
-        throttle: Mutex::new(throttle),
+        authenticator,
         mailauth,
         counters: Counters::default(),
     });

@@ -1,13 +1,12 @@
 //! The decisions the session asks the driver for: who may send, to whom, and who is who.
 
 use crate::conn::Shared;
-use dakiya_auth::ThrottleVerdict;
+use dakiya_auth::AuthOutcome;
 use dakiya_config::{Config, RcptError, Target};
 use dakiya_proto::address::{ForwardPath, ReversePath};
 use dakiya_proto::sasl::Credentials;
 use dakiya_proto::{Enhanced, Reply};
 use std::net::IpAddr;
-use std::time::Instant;
 
 /// What the connection knows about its client that policy depends on.
 pub struct Client {
@@ -75,40 +74,34 @@ pub fn check_sender(cfg: &Config, user: Option<&str>, from: &ReversePath) -> Res
     }
 }
 
-/// AUTH: throttling per client, then the (slow, blocking) password check. Only the
-/// mechanism, user name and result are logged — never the password or the AUTH line.
+/// AUTH: the shared [`Authenticator`](dakiya_auth::Authenticator) reserves the attempt
+/// with the throttle, serves its delay, and checks the password on the bounded pool. Only
+/// the mechanism, user name and result are logged — never the password or the AUTH line.
 pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) -> Result<String, Reply> {
     let mechanism = creds.mechanism.name();
     let user = creds.username.to_lowercase();
-    let verdict = shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).check(client.ip, Instant::now());
-    match verdict {
-        ThrottleVerdict::Locked { .. } => {
-            tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %"locked-out", "auth");
-            return Err(Reply::new(454, Enhanced(4, 7, 0), "Too many failed authentication attempts; try again later"));
-        }
-        // Each recent failure from this client slows its next attempt (the lock is not held).
-        ThrottleVerdict::Allowed { delay } => tokio::time::sleep(delay).await,
-    }
-    let (users, name, password) = (shared.users.clone(), user.clone(), creds.password);
-    let checked = tokio::task::spawn_blocking(move || users.verify(&name, &password)).await;
-    match checked {
-        Ok(Ok(true)) => {
-            shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).success(client.ip);
+    let outcome = shared.authenticator.authenticate(client.ip, &user, creds.password).await;
+    let (result, reply) = match outcome {
+        AuthOutcome::Accepted => {
             tracing::info!(peer = %client.ip, mechanism, user = %user, result = %"ok", "auth");
-            Ok(user)
+            return Ok(user);
         }
-        Ok(Ok(false)) => {
-            shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).failure(client.ip, Instant::now());
-            tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %"failed", "auth");
-            Err(Reply::new(535, Enhanced(5, 7, 8), "Authentication credentials invalid"))
+        AuthOutcome::Rejected => ("failed", Reply::new(535, Enhanced(5, 7, 8), "Authentication credentials invalid")),
+        // RFC 4954 §6: 454 4.7.0 is the temporary authentication failure.
+        AuthOutcome::Locked { .. } => ("locked-out", Reply::new(454, Enhanced(4, 7, 0), LOCKED)),
+        AuthOutcome::Busy(_) => ("busy", Reply::new(454, Enhanced(4, 7, 0), BUSY)),
+        AuthOutcome::Unavailable(e) => {
+            tracing::error!(error = %e, "password check failed");
+            ("error", Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
         }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "user store unavailable");
-            Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "authentication task failed");
-            Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
-        }
-    }
+        // AuthOutcome is non_exhaustive: anything new is a temporary failure until handled.
+        _ => ("error", Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure")),
+    };
+    tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %result, "auth");
+    Err(reply)
 }
+
+/// The reply text when the client's address is locked out (no password was checked).
+const LOCKED: &str = "Too many failed authentication attempts; try again later";
+/// The reply text when no password check became free in time (nothing was counted).
+const BUSY: &str = "Temporary authentication failure, server busy; try again later";

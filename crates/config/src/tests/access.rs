@@ -48,6 +48,9 @@ fn defaults_follow_data_dir() {
     let c = parse_ok(&with_listener("data_dir = \"/srv/mail\"\n"));
     assert_eq!(c.auth, Auth::defaults(Path::new("/srv/mail")));
     assert_eq!(c.auth.users_file, PathBuf::from("/srv/mail/users"));
+    // One check per CPU, at most 4: argon2's memory stays at most 4 × 19 MiB by default.
+    assert!((1..=4).contains(&c.auth.max_concurrent_checks));
+    assert_eq!(c.auth.check_queue_timeout, Duration::from_secs(5));
     assert_eq!(c.tls.files(), None);
     assert_eq!(c.self_signed_tls_dir(), PathBuf::from("/srv/mail/tls"));
     round_trip(&c);
@@ -61,7 +64,8 @@ fn every_access_setting() {
          [tls]\ncert = \"certs/my cert.pem\"\nkey = \"certs/my cert.pem\"\ncheck_interval = 90\n\
          [auth]\nusers_file = \"users.db\"\nplaintext_on_loopback = true\n\
          users_are_mailboxes = false\nfailure_delay = \"500ms\"\nmax_failures = 1\n\
-         failure_window = \"1h 30m\"\nlockout = 3600\n\
+         failure_window = \"1h 30m\"\nlockout = 3600\nmax_concurrent_checks = 256\n\
+         check_queue_timeout = \"250ms\"\n\
          [send_as]\n\"Alice@Example.ORG\" = [\"Info@Example.org\", \"@Example.NET.\"]\n\
          \"bob@example.org\" = [\"Élodie@example.org\"]\n",
     ));
@@ -77,6 +81,8 @@ fn every_access_setting() {
     assert_eq!(a.max_failures, 1);
     assert_eq!(a.failure_window, Duration::from_secs(5400));
     assert_eq!(a.lockout, Duration::from_secs(3600));
+    assert_eq!(a.max_concurrent_checks, 256);
+    assert_eq!(a.check_queue_timeout, Duration::from_millis(250));
     let nets: Vec<String> = c.trusted_networks.iter().map(ToString::to_string).collect();
     assert_eq!(nets, ["::1/128", "::ffff:192.0.2.0/120", "0.0.0.0/0", "2001:db8::/32"]);
     assert_eq!(

@@ -113,6 +113,41 @@ fn auth_lockout_wrong_type() {
 }
 
 #[test]
+fn auth_max_concurrent_checks_zero() {
+    bad("[auth]\nmax_concurrent_checks = 0\n", "auth.max_concurrent_checks", 2, "at least 1, not 0");
+}
+
+#[test]
+fn auth_max_concurrent_checks_negative() {
+    bad("[auth]\nmax_concurrent_checks = -4\n", "auth.max_concurrent_checks", 2, "at least 1, not -4");
+}
+
+#[test]
+fn auth_max_concurrent_checks_absurd() {
+    bad("[auth]\n\nmax_concurrent_checks = 100000\n", "auth.max_concurrent_checks", 3, "at most 256");
+}
+
+#[test]
+fn auth_max_concurrent_checks_wrong_type() {
+    bad("[auth]\nmax_concurrent_checks = \"4\"\n", "auth.max_concurrent_checks", 2, "invalid type");
+}
+
+#[test]
+fn auth_check_queue_timeout_zero() {
+    bad("[auth]\ncheck_queue_timeout = \"0s\"\n", "auth.check_queue_timeout", 2, "greater than zero");
+}
+
+#[test]
+fn auth_check_queue_timeout_absurd() {
+    bad("[auth]\ncheck_queue_timeout = \"2h\"\n", "auth.check_queue_timeout", 2, "at most 60s, not 2h");
+}
+
+#[test]
+fn auth_check_queue_timeout_unparseable() {
+    bad("[auth]\ncheck_queue_timeout = \"soon\"\n", "auth.check_queue_timeout", 2, "expected a duration");
+}
+
+#[test]
 fn auth_unknown_key() {
     bad("[auth]\nmax_failures = 3\nmax_failure = 3\n", "auth.max_failure", 3, "unknown field `max_failure`");
 }

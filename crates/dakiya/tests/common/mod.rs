@@ -338,3 +338,16 @@ pub fn sigterm(server: &TestServer) {
     let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
+
+/// A field of `/proc/PID/status` in KiB (such as "VmHWM", the peak resident set size, or
+/// "VmRSS"); 0 if it cannot be read.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let prefix = format!("{field}:");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
