@@ -197,7 +197,9 @@ async fn accept_loop(listener: TcpListener, role: Role, checks: Checks, shared: 
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                if crate::logging::ACCEPT_FAILED.admit() {
+                    tracing::warn!(error = %e, "accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
@@ -216,7 +218,9 @@ async fn accept_loop(listener: TcpListener, role: Role, checks: Checks, shared: 
             }
             (permit, slot) => {
                 let why = if permit.is_err() { "total" } else { "per client IP" };
-                tracing::warn!(peer = %peer, limit = %why, "connection refused: too many connections");
+                if crate::logging::TOO_MANY_CONNECTIONS.admit() {
+                    tracing::warn!(peer = %peer, limit = %why, "connection refused: too many connections");
+                }
                 drop(slot);
                 tokio::spawn(refuse(stream));
             }

@@ -4,6 +4,7 @@ use crate::conn::Shared;
 use dakiya_auth::ThrottleVerdict;
 use dakiya_config::{Config, RcptError, Target};
 use dakiya_proto::address::{ForwardPath, ReversePath};
+use dakiya_proto::logtext::Esc;
 use dakiya_proto::sasl::Credentials;
 use dakiya_proto::{Enhanced, Reply};
 use std::net::IpAddr;
@@ -70,7 +71,7 @@ pub fn check_sender(cfg: &Config, user: Option<&str>, from: &ReversePath) -> Res
     if cfg.may_send_as(user, &from) {
         Ok(())
     } else {
-        tracing::warn!(user = %user, from = %from, "sender address not owned by the authenticated user");
+        tracing::warn!(user = %Esc(user), from = %Esc(&from), "sender address not owned by the authenticated user");
         Err(Reply::new(553, Enhanced(5, 7, 1), "Sender address not owned by the authenticated user"))
     }
 }
@@ -83,7 +84,7 @@ pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) 
     let verdict = shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).check(client.ip, Instant::now());
     match verdict {
         ThrottleVerdict::Locked { .. } => {
-            tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %"locked-out", "auth");
+            tracing::warn!(peer = %client.ip, mechanism, user = %Esc(&user), result = %"locked-out", "auth");
             return Err(Reply::new(454, Enhanced(4, 7, 0), "Too many failed authentication attempts; try again later"));
         }
         // Each recent failure from this client slows its next attempt (the lock is not held).
@@ -94,16 +95,21 @@ pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) 
     match checked {
         Ok(Ok(true)) => {
             shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).success(client.ip);
-            tracing::info!(peer = %client.ip, mechanism, user = %user, result = %"ok", "auth");
+            tracing::info!(peer = %client.ip, mechanism, user = %Esc(&user), result = %"ok", "auth");
             Ok(user)
         }
         Ok(Ok(false)) => {
             shared.throttle.lock().unwrap_or_else(|e| e.into_inner()).failure(client.ip, Instant::now());
-            tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %"failed", "auth");
+            tracing::warn!(peer = %client.ip, mechanism, user = %Esc(&user), result = %"failed", "auth");
             Err(Reply::new(535, Enhanced(5, 7, 8), "Authentication credentials invalid"))
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "user store unavailable");
+            Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
+        }
+        // Cancelled: the runtime is shutting down, and the session with it.
+        Err(e) if e.is_cancelled() => {
+            tracing::debug!(error = %e, "authentication task cancelled");
             Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
         }
         Err(e) => {
