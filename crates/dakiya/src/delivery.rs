@@ -549,3 +549,28 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
         idle_timeout: o.idle_timeout,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_cancelled_by_shutdown_is_not_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let cancelled = rt.block_on(async {
+            let task = tokio::spawn(std::future::pending::<()>());
+            task.abort();
+            task.await.unwrap_err()
+        });
+        let panicked = rt.block_on(async { tokio::spawn(async { panic!("step panicked") }).await.unwrap_err() });
+        let id: QueueId = "06B15C91CD0D88FB".parse().unwrap();
+        let log = crate::logging::capture(|| {
+            step_failed(&id, &cancelled);
+            step_failed(&id, &panicked);
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].starts_with("DEBUG delivery run cancelled by shutdown"), "{log}");
+        assert!(lines[1].starts_with("ERROR delivery run failed; will retry"), "{log}");
+    }
+}

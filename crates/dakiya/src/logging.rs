@@ -80,7 +80,7 @@ pub struct Repeated {
 }
 
 impl Repeated {
-    const fn new(what: &'static str, level: Level) -> Repeated {
+    pub const fn new(what: &'static str, level: Level) -> Repeated {
         Repeated { what, level, limiter: Mutex::new(Limiter::new(LINES_PER_PERIOD, PERIOD)) }
     }
 
@@ -150,6 +150,26 @@ fn spawn_reporter() {
     }
 }
 
+/// What `f` logs (at every level, without timestamps), as the server would write it.
+#[cfg(test)]
+pub fn capture(f: impl FnOnce()) -> String {
+    let sink = tests::Sink::default();
+    let make = {
+        let sink = sink.clone();
+        move || sink.clone()
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(Escaping(make))
+        .with_max_level(Level::TRACE)
+        .with_ansi(false)
+        .with_target(false)
+        .without_time()
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = sink.0.lock().unwrap().0.clone();
+    String::from_utf8(bytes).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,7 +177,7 @@ mod tests {
 
     /// A shared buffer that records how many writes it got.
     #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<(Vec<u8>, usize)>>);
+    pub(super) struct Sink(pub(super) Arc<Mutex<(Vec<u8>, usize)>>);
 
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -173,32 +193,46 @@ mod tests {
 
     #[test]
     fn an_event_is_one_escaped_line_whatever_field_carries_control_characters() {
-        let sink = Sink::default();
-        let make = {
-            let sink = sink.clone();
-            move || sink.clone()
-        };
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(Escaping(make))
-            .with_ansi(false)
-            .with_target(false)
-            .without_time()
-            .finish();
         let forged = "evil\n2026-01-01T00:00:00Z  INFO accepted queue_id=FAKE\x1b[31m\r";
-        tracing::subscriber::with_default(subscriber, || {
+        let text = capture(|| {
             tracing::info!(user = %forged, other = forged, "auth {forged}");
             tracing::warn!("second");
         });
-        let (bytes, writes) = sink.0.lock().unwrap().clone();
-        let text = String::from_utf8(bytes).unwrap();
-        assert_eq!(writes, 2, "one write per event: {text:?}");
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text:?}");
+        assert_eq!(lines.len(), 2, "one line per event: {text:?}");
         assert!(lines[0].starts_with(" INFO auth evil\\n2026-01-01T00:00:00Z  INFO accepted"), "{text:?}");
         assert!(lines[0].contains("user=evil\\n2026"), "{text:?}");
         assert!(lines[0].contains("FAKE\\x1b[31m\\r"), "{text:?}");
         assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
         assert_eq!(lines[1], " WARN second");
+    }
+
+    #[test]
+    fn the_formatter_writes_an_event_in_one_call() {
+        let sink = Sink::default();
+        let make = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let subscriber = tracing_subscriber::fmt().with_writer(Escaping(make)).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(a = "x\ny", b = %"z\n", "one\ntwo");
+            tracing::info!("three");
+        });
+        let (bytes, writes) = sink.0.lock().unwrap().clone();
+        assert_eq!(writes, 2, "{:?}", String::from_utf8_lossy(&bytes));
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 2);
+    }
+
+    #[test]
+    fn repeated_lines_are_counted() {
+        static KIND: Repeated = Repeated::new("disk on fire", Level::ERROR);
+        let text = capture(|| {
+            let shown = (0..100).filter(|_| KIND.admit()).count();
+            assert_eq!(shown, LINES_PER_PERIOD as usize);
+            KIND.flush(Instant::now() + PERIOD);
+        });
+        assert_eq!(text, "ERROR disk on fire … and 95 more in the last 10 s more=95\n");
     }
 
     #[test]

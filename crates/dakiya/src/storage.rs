@@ -82,6 +82,27 @@ mod tests {
     }
 
     #[test]
+    fn a_task_cancelled_by_shutdown_is_not_logged_as_an_error() {
+        use crate::logging::Repeated;
+        static KIND: Repeated = Repeated::new("cannot store message", tracing::Level::ERROR);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let cancelled = rt.block_on(async {
+            let task = tokio::spawn(std::future::pending::<()>());
+            task.abort();
+            task.await.unwrap_err()
+        });
+        let log = crate::logging::capture(|| {
+            let reply = Failure::Task(cancelled).refuse(&KIND, "Temporary local problem");
+            assert_eq!(reply.to_wire(), "451 4.3.0 Temporary local problem\r\n");
+            Failure::NoMessage.refuse(&KIND, "x");
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].starts_with("DEBUG cannot store message"), "{log}");
+        assert!(lines[1].starts_with("ERROR cannot store message"), "{log}");
+    }
+
+    #[test]
     fn a_full_disk_is_452_4_3_1() {
         for errno in [28, 122] {
             let reply = spool(io::Error::from_raw_os_error(errno)).reply("Temporary local problem");
