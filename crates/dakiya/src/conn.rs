@@ -4,17 +4,20 @@
 use crate::admission::{Activity, Ticket};
 use crate::authn::{self, Decision, HeaderFilter, MailAuth};
 use crate::envelope;
+use crate::logging;
 use crate::policy::{self, Client};
 use crate::queue::QueueHandle;
+use crate::storage::Failure;
 use crate::stream::{Interrupt, Stream, TlsInfo, Wait};
 use crate::summary::{Counters, Ending};
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, UserStore};
 use dakiya_config::{Checks, Config, Role, Target, Timeouts};
 use dakiya_mailauth::SpfCheck;
+use dakiya_proto::logtext::Esc;
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};
-use dakiya_spool::{Envelope, MessageWriter, Spool};
+use dakiya_spool::{Envelope, MessageWriter, Spool, SpoolError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -384,7 +387,7 @@ fn shutting_down() -> Reply {
 /// The message being received: its spool writer, or why it can no longer be stored.
 struct Message {
     writer: Option<MessageWriter>,
-    failed: Option<String>,
+    failed: Option<SpoolError>,
     rcpts: usize,
     sender: String,
     /// The envelope as given to the writer (the end of DATA may add `prepend`).
@@ -422,9 +425,9 @@ impl Message {
         match shared.spool.writer(env) {
             Ok(mut w) => match w.write(received.as_bytes()) {
                 Ok(()) => self.writer = Some(w),
-                Err(e) => self.failed = Some(e.to_string()),
+                Err(e) => self.failed = Some(e),
             },
-            Err(e) => self.failed = Some(e.to_string()),
+            Err(e) => self.failed = Some(e),
         }
     }
 
@@ -450,7 +453,7 @@ impl Message {
             w.write(bytes)
         };
         if let Err(e) = result {
-            self.failed = Some(e.to_string());
+            self.failed = Some(e);
             self.writer = None;
         }
     }
@@ -458,9 +461,8 @@ impl Message {
     /// Makes the message durable; only then may the caller answer 250. Verifies or signs
     /// it first, per the session's [`Auth`] mode.
     async fn commit(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<String, Reply> {
-        let temp_fail = |why: &str| {
-            tracing::error!(error = why, "cannot store message");
-            Reply::new(451, Enhanced(4, 3, 0), "Temporary local problem storing the message, try again later")
+        let temp_fail = |why: Failure| {
+            why.refuse(&logging::STORE_FAILED, "Temporary local problem storing the message, try again later")
         };
         if let Some(mut filter) = self.filter.take() {
             let mut rest = Vec::new();
@@ -480,27 +482,25 @@ impl Message {
             }
         }
         let Some(writer) = self.writer.take() else {
-            let why = self.failed.take().unwrap_or_else(|| "no message in progress".into());
-            return Err(temp_fail(&why));
+            return Err(temp_fail(self.failed.take().map_or(Failure::NoMessage, Failure::Spool)));
         };
         let size = writer.len();
         match tokio::task::spawn_blocking(move || writer.commit()).await {
             Ok(Ok(id)) => {
-                tracing::info!(queue_id = %id, from = %format_args!("<{}>", self.sender), rcpts = self.rcpts, size, "accepted");
+                tracing::info!(queue_id = %id, from = %Esc(&format!("<{}>", self.sender)), rcpts = self.rcpts, size, "accepted");
                 shared.queue.enqueue(id.clone());
                 Ok(id.to_string())
             }
-            Ok(Err(e)) => Err(temp_fail(&e.to_string())),
-            Err(e) => Err(temp_fail(&e.to_string())),
+            Ok(Err(e)) => Err(temp_fail(e.into())),
+            Err(e) => Err(temp_fail(e.into())),
         }
     }
 
     /// Verifies (inbound) or signs (submitted) the message and records the header fields to
     /// put on top of it in the envelope. `Err` is the reply refusing the message.
     async fn authenticate(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<(), Reply> {
-        let temp = |why: &str| {
-            tracing::error!(error = why, "cannot read back the message for authentication");
-            Reply::new(451, Enhanced(4, 3, 0), "Temporary local problem, try again later")
+        let temp = |why: SpoolError| {
+            Failure::from(why).refuse(&logging::READ_BACK_FAILED, "Temporary local problem, try again later")
         };
         let mailauth = &shared.mailauth;
         let cfg = &shared.config;
@@ -512,7 +512,7 @@ impl Message {
         // Reading back a spilled message is file I/O; a small one is only in memory.
         let content =
             if writer.is_spilled() { tokio::task::block_in_place(|| writer.content()) } else { writer.content() }
-                .map_err(|e| temp(&e.to_string()))?;
+                .map_err(temp)?;
         let Some(mut env) = self.envelope.clone() else { return Ok(()) };
         let mut prepend = String::new();
         match self.auth {
@@ -528,16 +528,16 @@ impl Message {
                     verdict.dkim.iter().map(|d| format!("{}:{:?}", d.domain, d.result).to_lowercase()).collect();
                 tracing::info!(
                     spf = ?verdict.spf.mail_from,
-                    dkim = %dkim.join(","),
+                    dkim = %Esc(&dkim.join(",")),
                     dmarc = ?verdict.dmarc,
                     policy = ?verdict.dmarc_policy,
-                    from_domain = %verdict.from_domain,
+                    from_domain = %Esc(&verdict.from_domain),
                     arc = ?verdict.arc,
                     "message authentication"
                 );
                 match authn::decide(&verdict, checks) {
                     Decision::Refuse(reply) => {
-                        tracing::info!(from = %format_args!("<{}>", self.sender), reply = %reply.lines.join(" "), "message refused by authentication policy");
+                        tracing::info!(from = %Esc(&format!("<{}>", self.sender)), reply = %Esc(&reply.lines.join(" ")), "message refused by authentication policy");
                         return Err(reply);
                     }
                     Decision::Accept(header) => {
@@ -581,7 +581,7 @@ impl Message {
         } else {
             writer.set_envelope(env)
         }
-        .map_err(|e| temp(&e.to_string()))
+        .map_err(temp)
     }
 
     fn abort(&mut self) {

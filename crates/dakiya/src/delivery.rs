@@ -15,6 +15,7 @@ use dakiya_dsn::{Action, Kind, should_notify};
 use dakiya_outbound::{Outbound, OutboundConfig, RcptResult, RelaySettings, TlsMode};
 use dakiya_proto::address::{Mailbox, ReversePath, parse_mailbox};
 use dakiya_proto::client::{AuthCredentials, Failure, Job, JobRecipient, RecipientOutcome};
+use dakiya_proto::logtext::Esc;
 use dakiya_proto::params::{Notify as ProtoNotify, Ret};
 use dakiya_spool::{DsnRet, FailureDetail, Notify, QueueId, QueuedMessage, RcptState, Spool, next_retry_delay};
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
         Ok(Step::Done(outcome)) => return outcome,
         Ok(Step::Remote(run)) => run,
         Err(e) => {
-            tracing::error!(queue_id = %id, error = %e, "delivery run failed; will retry");
+            step_failed(&id, &e);
             return retry_soon();
         }
     };
@@ -99,9 +100,20 @@ pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
     match tokio::task::spawn_blocking(move || finish(&c, *run)).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            tracing::error!(queue_id = %id, error = %e, "delivery run failed; will retry");
+            step_failed(&id, &e);
             retry_soon()
         }
+    }
+}
+
+/// A blocking step that did not finish. Cancelled means the runtime is shutting down (it
+/// cancels blocking tasks that have not started): nothing failed, and the message, whose
+/// state is durable, is delivered after the next start. Only a panic is an error.
+fn step_failed(id: &QueueId, e: &tokio::task::JoinError) {
+    if e.is_cancelled() {
+        tracing::debug!(queue_id = %id, "delivery run cancelled by shutdown; it runs again after the next start");
+    } else {
+        tracing::error!(queue_id = %id, error = %e, "delivery run failed; will retry");
     }
 }
 
@@ -300,15 +312,15 @@ fn remote_state(ctx: &Ctx, run: &Run, i: usize, result: RcptResult) -> RcptState
     match &result.outcome {
         RecipientOutcome::Delivered(reply) => {
             let reply = reply.lines.join(" ");
-            tracing::info!(queue_id = %id, rcpt = %rcpt, result = %"sent", relay = %mta, reply = %reply, "delivered");
+            tracing::info!(queue_id = %id, rcpt = %Esc(rcpt), result = %"sent", relay = %Esc(mta), reply = %Esc(&reply), "delivered");
             RcptState::Delivered { at: run.now }
         }
         RecipientOutcome::Permanent(f) => {
-            tracing::warn!(queue_id = %id, rcpt = %rcpt, result = %"bounced", relay = %mta, error = %f, "delivered");
+            tracing::warn!(queue_id = %id, rcpt = %Esc(rcpt), result = %"bounced", relay = %Esc(mta), error = %Esc(&f.to_string()), "delivered");
             RcptState::Failed { at: run.now, error: f.to_string(), detail: Some(failure(f)), notified: false }
         }
         RecipientOutcome::Temporary(f) => {
-            tracing::warn!(queue_id = %id, rcpt = %rcpt, result = %"deferred", relay = %mta, error = %f, "delivered");
+            tracing::warn!(queue_id = %id, rcpt = %Esc(rcpt), result = %"deferred", relay = %Esc(mta), error = %Esc(&f.to_string()), "delivered");
             temporary(ctx, &run.m, &run.states[i], run.now, f.to_string(), failure(f))
         }
         other => {
@@ -536,4 +548,29 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
         max_per_destination: o.per_destination,
         idle_timeout: o.idle_timeout,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_cancelled_by_shutdown_is_not_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let cancelled = rt.block_on(async {
+            let task = tokio::spawn(std::future::pending::<()>());
+            task.abort();
+            task.await.unwrap_err()
+        });
+        let panicked = rt.block_on(async { tokio::spawn(async { panic!("step panicked") }).await.unwrap_err() });
+        let id: QueueId = "06B15C91CD0D88FB".parse().unwrap();
+        let log = crate::logging::capture(|| {
+            step_failed(&id, &cancelled);
+            step_failed(&id, &panicked);
+        });
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].starts_with("DEBUG delivery run cancelled by shutdown"), "{log}");
+        assert!(lines[1].starts_with("ERROR delivery run failed; will retry"), "{log}");
+    }
 }

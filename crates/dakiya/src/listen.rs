@@ -180,7 +180,9 @@ async fn accept_loop(
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                if crate::logging::ACCEPT_FAILED.admit() {
+                    tracing::warn!(error = %e, "accept failed");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
@@ -196,7 +198,9 @@ async fn accept_loop(
             }
             Err(why) => {
                 shared.counters.refused(why);
-                tracing::warn!(peer = %peer, limit = %why.as_str(), "connection refused: too many connections");
+                if crate::logging::TOO_MANY_CONNECTIONS.admit() {
+                    tracing::warn!(peer = %peer, limit = %why.as_str(), "connection refused: too many connections");
+                }
                 tokio::spawn(refuse(stream));
             }
         }

@@ -2,6 +2,7 @@
 
 use dakiya_config::Config;
 use dakiya_deliver::{FailureKind, Maildir};
+use dakiya_proto::logtext::Esc;
 use dakiya_spool::{FailureDetail, QueuedMessage, RcptState, Spool, next_retry_delay};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,11 +59,11 @@ pub fn deliver_one(
     });
     match result {
         Ok(path) => {
-            tracing::info!(queue_id = %id, rcpt = %address, result = %"delivered", file = %path.display(), "delivered");
+            tracing::info!(queue_id = %id, rcpt = %Esc(address), result = %"delivered", file = %path.display(), "delivered");
             RcptState::Delivered { at: now }
         }
         Err(e) if e.kind == FailureKind::Permanent => {
-            tracing::warn!(queue_id = %id, rcpt = %address, result = %"failed", error = %e, "delivered");
+            tracing::warn!(queue_id = %id, rcpt = %Esc(address), result = %"failed", error = %e, "delivered");
             let detail = FailureDetail { status: "5.2.0".into(), remote_mta: None, diagnostic: None };
             RcptState::Failed { at: now, error: e.to_string(), detail: Some(detail), notified: false }
         }
@@ -72,12 +73,12 @@ pub fn deliver_one(
                 _ => 1,
             };
             if now.saturating_sub(m.envelope.received_at) > cfg.delivery.max_age.as_secs() {
-                tracing::warn!(queue_id = %id, rcpt = %address, result = %"expired", error = %e, "delivered");
+                tracing::warn!(queue_id = %id, rcpt = %Esc(address), result = %"expired", error = %e, "delivered");
                 return crate::delivery::expired(now, attempts, &e.to_string(), None);
             }
             let delay = next_retry_delay(attempts, &cfg.delivery.retry_schedule);
             let next_attempt = now + delay.as_secs().max(1);
-            tracing::warn!(queue_id = %id, rcpt = %address, result = %"deferred", attempts, retry_in = delay.as_secs(), error = %e, "delivered");
+            tracing::warn!(queue_id = %id, rcpt = %Esc(address), result = %"deferred", attempts, retry_in = delay.as_secs(), error = %e, "delivered");
             let detail = FailureDetail { status: "4.2.0".into(), remote_mta: None, diagnostic: None };
             let delay_notified = matches!(previous, RcptState::Deferred { delay_notified: true, .. });
             RcptState::Deferred { attempts, next_attempt, error: e.to_string(), detail: Some(detail), delay_notified }

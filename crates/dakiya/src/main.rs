@@ -12,9 +12,11 @@ mod dkimcli;
 mod envelope;
 mod listen;
 mod local;
+mod logging;
 mod policy;
 mod queue;
 mod queuecli;
+mod storage;
 mod stream;
 mod summary;
 mod tls;
@@ -101,7 +103,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Cmd::Serve { config } => {
-            init_logging();
+            logging::init();
             let cfg = match load(config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -127,15 +129,4 @@ fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
         }),
         None => Ok(Config::embedded_default()),
     }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
 }

@@ -4,6 +4,7 @@ use crate::conn::Shared;
 use dakiya_auth::AuthOutcome;
 use dakiya_config::{Config, RcptError, Target};
 use dakiya_proto::address::{ForwardPath, ReversePath};
+use dakiya_proto::logtext::Esc;
 use dakiya_proto::sasl::Credentials;
 use dakiya_proto::{Enhanced, Reply};
 use std::net::IpAddr;
@@ -69,7 +70,7 @@ pub fn check_sender(cfg: &Config, user: Option<&str>, from: &ReversePath) -> Res
     if cfg.may_send_as(user, &from) {
         Ok(())
     } else {
-        tracing::warn!(user = %user, from = %from, "sender address not owned by the authenticated user");
+        tracing::warn!(user = %Esc(user), from = %Esc(&from), "sender address not owned by the authenticated user");
         Err(Reply::new(553, Enhanced(5, 7, 1), "Sender address not owned by the authenticated user"))
     }
 }
@@ -83,7 +84,7 @@ pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) 
     let outcome = shared.authenticator.authenticate(client.ip, &user, creds.password).await;
     let (result, reply) = match outcome {
         AuthOutcome::Accepted => {
-            tracing::info!(peer = %client.ip, mechanism, user = %user, result = %"ok", "auth");
+            tracing::info!(peer = %client.ip, mechanism, user = %Esc(&user), result = %"ok", "auth");
             return Ok(user);
         }
         AuthOutcome::Rejected => ("failed", Reply::new(535, Enhanced(5, 7, 8), "Authentication credentials invalid")),
@@ -97,7 +98,7 @@ pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) 
         // AuthOutcome is non_exhaustive: anything new is a temporary failure until handled.
         _ => ("error", Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure")),
     };
-    tracing::warn!(peer = %client.ip, mechanism, user = %user, result = %result, "auth");
+    tracing::warn!(peer = %client.ip, mechanism, user = %Esc(&user), result = %result, "auth");
     Err(reply)
 }
 

@@ -8,6 +8,7 @@ use dakiya_proto::client::{
     AuthCredentials, Client, ClientConfig, ClientEvent, DataEncoder, Failure, FailureKind, Job, Outcome, Phase,
     TlsPolicy,
 };
+use dakiya_proto::logtext::Esc;
 use dakiya_route::NextHop;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -254,7 +255,7 @@ impl Connection {
             self.announced = true;
             let tls = self.stream.tls_description().unwrap_or_else(|| "no TLS".to_owned());
             let greeting = self.client.greeting().is_some();
-            info!(host = %self.hop.host, addr = %self.hop.addr, tls = %tls, greeted = greeting, "outbound connection");
+            info!(host = %Esc(&self.hop.host), addr = %self.hop.addr, tls = %tls, greeted = greeting, "outbound connection");
         }
         outcome
     }

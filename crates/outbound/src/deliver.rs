@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dakiya_proto::client::{Failure, Job, Outcome, RecipientOutcome, TlsPolicy};
+use dakiya_proto::logtext::Esc;
 use dakiya_route::{HostPort, NextHop, Router};
 use tracing::{debug, info, warn};
 
@@ -154,7 +155,7 @@ impl Inner {
             }
         }
         let (failure, remote_mta) = last.unwrap_or_else(|| (failure::no_hops(), None));
-        info!(domain, hops = hops.len(), status = %failure.status, reason = %failure.reason, "all next hops failed");
+        info!(domain, hops = hops.len(), status = %failure.status, reason = %Esc(&failure.reason), "all next hops failed");
         vec![RcptResult { outcome: RecipientOutcome::Temporary(failure), remote_mta, next_hop_dsn: false }; count]
     }
 
@@ -168,14 +169,14 @@ impl Inner {
         message: &[u8],
     ) -> Option<Vec<RcptResult>> {
         if conn.next_job(job.clone()).is_err() {
-            debug!(remote_mta = %conn.remote_mta(), "idle connection no longer usable");
+            debug!(remote_mta = %Esc(&conn.remote_mta()), "idle connection no longer usable");
             tokio::spawn(conn.close());
             return None;
         }
         let outcome = conn.run(message).await;
         if failure::try_elsewhere(&outcome) {
             let reason = outcome.failure().map(ToString::to_string).unwrap_or_default();
-            debug!(remote_mta = %conn.remote_mta(), reason, "reused connection failed; trying a new one");
+            debug!(remote_mta = %Esc(&conn.remote_mta()), reason, "reused connection failed; trying a new one");
             tokio::spawn(conn.close());
             return None;
         }
@@ -209,7 +210,7 @@ impl Inner {
             let mut conn = match Connection::open(hop, &self.setup(dest, hop, policy), permits, job.clone()).await {
                 Ok(conn) => conn,
                 Err((failure, remote_mta)) => {
-                    info!(host = %hop.host, addr = %hop.addr, reason = %failure.reason, "outbound connection failed");
+                    info!(host = %Esc(&hop.host), addr = %hop.addr, reason = %Esc(&failure.reason), "outbound connection failed");
                     return Err((failure, remote_mta));
                 }
             };
@@ -226,7 +227,7 @@ impl Inner {
                 // Opportunistic TLS (RFC 7435): a server whose TLS we cannot speak (an old
                 // protocol version, a broken stack) still gets the mail, in clear, as it
                 // would had it not offered STARTTLS.
-                info!(host = %hop.host, addr = %hop.addr, "TLS handshake failed; trying again without TLS");
+                info!(host = %Esc(&hop.host), addr = %hop.addr, "TLS handshake failed; trying again without TLS");
                 policy = TlsPolicy::None;
                 continue;
             }

@@ -11,6 +11,7 @@ pub mod data;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod line;
+pub mod logtext;
 pub mod params;
 pub mod reply;
 pub mod sasl;

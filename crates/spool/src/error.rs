@@ -73,6 +73,16 @@ pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(
 }
 
 impl SpoolError {
+    /// Whether the file system is out of space or the spool's owner out of quota (ENOSPC,
+    /// EDQUOT): a condition that passes when space is freed, which the SMTP server reports
+    /// as "mail system full" rather than as a general local error.
+    pub fn is_full(&self) -> bool {
+        match self {
+            SpoolError::Io { source, .. } => is_full(source),
+            _ => false,
+        }
+    }
+
     /// A copy for another member of a commit round that failed as a whole
     /// (`io::Error` is not `Clone`: kind and message are kept).
     pub(crate) fn duplicate(&self) -> SpoolError {
@@ -85,5 +95,37 @@ impl SpoolError {
             SpoolError::Corrupt { path, reason } => SpoolError::Corrupt { path: path.clone(), reason: reason.clone() },
             other => SpoolError::Io { op: "commit", path: PathBuf::new(), source: io::Error::other(other.to_string()) },
         }
+    }
+}
+
+/// ENOSPC or EDQUOT, by kind (kept through [`SpoolError::duplicate`] and group commit, which
+/// pass errors on as kind and text).
+fn is_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(source: io::Error) -> SpoolError {
+        SpoolError::Io { op: "write", path: PathBuf::from("/spool/tmp/x"), source }
+    }
+
+    #[test]
+    fn out_of_space_and_out_of_quota_are_full() {
+        // ENOSPC and EDQUOT as the kernel reports them (Linux numbers).
+        assert!(io(io::Error::from_raw_os_error(28)).is_full());
+        assert!(io(io::Error::from_raw_os_error(122)).is_full());
+        assert!(io(io::ErrorKind::StorageFull.into()).is_full());
+        // A copy for another member of a commit round is still full.
+        assert!(io(io::Error::from_raw_os_error(28)).duplicate().is_full());
+    }
+
+    #[test]
+    fn other_failures_are_not_full() {
+        assert!(!io(io::Error::from_raw_os_error(5)).is_full(), "EIO");
+        assert!(!io(io::ErrorKind::PermissionDenied.into()).is_full());
+        assert!(!SpoolError::WriterFailed.is_full());
     }
 }

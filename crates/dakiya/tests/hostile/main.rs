@@ -7,4 +7,5 @@ mod common;
 mod admission;
 mod auth;
 mod deadlines;
+mod logs;
 mod shutdown;

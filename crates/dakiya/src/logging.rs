@@ -1,0 +1,244 @@
+//! The server's log: where it goes, how outside text is kept from forging lines, and how
+//! repeated errors are counted instead of written one by one (docs/hardening.md, "Logs").
+
+mod limit;
+
+use dakiya_proto::logtext;
+use limit::{Limiter, grouped};
+use std::io::{self, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tracing::Level;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Logs to stderr, `RUST_LOG` filtering (default `info`), every line escaped by
+/// [`EscapingWriter`]. No ANSI colours even on a terminal: the escaping would show the
+/// formatter's own colour codes as `\x1b[…m`, and a log that can never carry an escape
+/// sequence is simpler to trust than one that carries only "ours".
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(Escaping(io::stderr))
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+    spawn_reporter();
+}
+
+/// Makes [`EscapingWriter`]s around the writers `F` makes.
+pub struct Escaping<F>(pub F);
+
+impl<'a, F, W> MakeWriter<'a> for Escaping<F>
+where
+    F: Fn() -> W,
+    W: Write,
+{
+    type Writer = EscapingWriter<W>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapingWriter(self.0())
+    }
+}
+
+/// Writes each buffer it is given with every control character escaped but a final line
+/// feed ([`logtext::escape_line`]), in one `write_all` to the inner writer. The fmt layer of
+/// tracing-subscriber formats a whole event into one buffer and hands it over in one
+/// `write_all` (tracing-subscriber 0.3, `fmt_layer.rs`, `on_event`), and [`write`] takes all
+/// of a buffer, so each call here sees exactly one whole line: whatever field a line gets,
+/// no raw CR, LF or ESC reaches the log.
+///
+/// [`write`]: Write::write
+pub struct EscapingWriter<W>(W);
+
+impl<W: Write> Write for EscapingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut line = Vec::with_capacity(buf.len() + 16);
+        logtext::escape_line(buf, &mut line);
+        self.0.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// How many lines of one [`Repeated`] kind are written per period.
+const LINES_PER_PERIOD: u32 = 5;
+/// The period of the [`Repeated`] limits.
+const PERIOD: Duration = Duration::from_secs(10);
+
+/// A log line that an outsider can cause once per message or connection: at most
+/// [`LINES_PER_PERIOD`] of them per [`PERIOD`], then one line with the count of the rest.
+pub struct Repeated {
+    /// The line's message, repeated in the count line.
+    what: &'static str,
+    level: Level,
+    limiter: Mutex<Limiter>,
+}
+
+impl Repeated {
+    pub const fn new(what: &'static str, level: Level) -> Repeated {
+        Repeated { what, level, limiter: Mutex::new(Limiter::new(LINES_PER_PERIOD, PERIOD)) }
+    }
+
+    /// The line's message.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// Whether to write a line of this kind now. Reports lines held back in an ended period
+    /// first, so the count comes before the next line shown.
+    pub fn admit(&self) -> bool {
+        let verdict = self.lock().admit(Instant::now());
+        if verdict.hidden_before > 0 {
+            self.report(verdict.hidden_before);
+        }
+        verdict.show
+    }
+
+    /// Reports the lines held back in a period that has ended by `now`, if any.
+    fn flush(&self, now: Instant) {
+        let hidden = self.lock().flush(now);
+        if hidden > 0 {
+            self.report(hidden);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn report(&self, more: u64) {
+        let (what, count, secs) = (self.what, grouped(more), PERIOD.as_secs());
+        // tracing needs the level at compile time.
+        match self.level {
+            Level::ERROR => tracing::error!(more, "{what} … and {count} more in the last {secs} s"),
+            Level::WARN => tracing::warn!(more, "{what} … and {count} more in the last {secs} s"),
+            _ => tracing::info!(more, "{what} … and {count} more in the last {secs} s"),
+        }
+    }
+}
+
+/// The message could not be stored (a full disk refuses every message).
+pub static STORE_FAILED: Repeated = Repeated::new("cannot store message", Level::ERROR);
+/// A message could not be read back (or its envelope rewritten) for verification or signing.
+pub static READ_BACK_FAILED: Repeated = Repeated::new("cannot read back the message for authentication", Level::ERROR);
+/// A connection over the total or per-address limit.
+pub static TOO_MANY_CONNECTIONS: Repeated = Repeated::new("connection refused: too many connections", Level::WARN);
+/// `accept` failed (EMFILE and friends).
+pub static ACCEPT_FAILED: Repeated = Repeated::new("accept failed", Level::WARN);
+
+static ALL: [&Repeated; 4] = [&STORE_FAILED, &READ_BACK_FAILED, &TOO_MANY_CONNECTIONS, &ACCEPT_FAILED];
+
+/// A thread that reports the counts of ended periods within a second, also when no further
+/// line of the kind comes to carry them.
+fn spawn_reporter() {
+    let spawned = std::thread::Builder::new().name("log-counts".into()).spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = Instant::now();
+            for kind in ALL {
+                kind.flush(now);
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the log count reporter; counts come with the next line");
+    }
+}
+
+/// What `f` logs (at every level, without timestamps), as the server would write it.
+#[cfg(test)]
+pub fn capture(f: impl FnOnce()) -> String {
+    let sink = tests::Sink::default();
+    let make = {
+        let sink = sink.clone();
+        move || sink.clone()
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(Escaping(make))
+        .with_max_level(Level::TRACE)
+        .with_ansi(false)
+        .with_target(false)
+        .without_time()
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = sink.0.lock().unwrap().0.clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A shared buffer that records how many writes it got.
+    #[derive(Clone, Default)]
+    pub(super) struct Sink(pub(super) Arc<Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut s = self.0.lock().unwrap();
+            s.0.extend_from_slice(buf);
+            s.1 += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_event_is_one_escaped_line_whatever_field_carries_control_characters() {
+        let forged = "evil\n2026-01-01T00:00:00Z  INFO accepted queue_id=FAKE\x1b[31m\r";
+        let text = capture(|| {
+            tracing::info!(user = %forged, other = forged, "auth {forged}");
+            tracing::warn!("second");
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "one line per event: {text:?}");
+        assert!(lines[0].starts_with(" INFO auth evil\\n2026-01-01T00:00:00Z  INFO accepted"), "{text:?}");
+        assert!(lines[0].contains("user=evil\\n2026"), "{text:?}");
+        assert!(lines[0].contains("FAKE\\x1b[31m\\r"), "{text:?}");
+        assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+        assert_eq!(lines[1], " WARN second");
+    }
+
+    #[test]
+    fn the_formatter_writes_an_event_in_one_call() {
+        let sink = Sink::default();
+        let make = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let subscriber = tracing_subscriber::fmt().with_writer(Escaping(make)).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(a = "x\ny", b = %"z\n", "one\ntwo");
+            tracing::info!("three");
+        });
+        let (bytes, writes) = sink.0.lock().unwrap().clone();
+        assert_eq!(writes, 2, "{:?}", String::from_utf8_lossy(&bytes));
+        assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 2);
+    }
+
+    #[test]
+    fn repeated_lines_are_counted() {
+        static KIND: Repeated = Repeated::new("disk on fire", Level::ERROR);
+        let text = capture(|| {
+            let shown = (0..100).filter(|_| KIND.admit()).count();
+            assert_eq!(shown, LINES_PER_PERIOD as usize);
+            KIND.flush(Instant::now() + PERIOD);
+        });
+        assert_eq!(text, "ERROR disk on fire … and 95 more in the last 10 s more=95\n");
+    }
+
+    #[test]
+    fn a_write_takes_the_whole_buffer() {
+        let mut w = EscapingWriter(Vec::new());
+        assert_eq!(w.write(b"a\x1bb\n").unwrap(), 4);
+        assert_eq!(w.0, b"a\\x1bb\n");
+    }
+}
