@@ -190,8 +190,10 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         match admission.admit(peer.ip(), std::time::Instant::now()) {
             Ok(admitted) => {
-                if let Some(ip) = admitted.evicted {
-                    tracing::info!(peer = %peer, evicted = %ip, "server full: closing the longest idle session to make room");
+                if let Some(ip) = admitted.evicted
+                    && crate::logging::EVICTED.admit()
+                {
+                    tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
                 let shared = shared.clone();
                 tokio::spawn(conn::handle(stream, peer, role, checks, shared, admitted.ticket));

@@ -131,7 +131,13 @@ pub static TOO_MANY_CONNECTIONS: Repeated = Repeated::new("connection refused: t
 /// `accept` failed (EMFILE and friends).
 pub static ACCEPT_FAILED: Repeated = Repeated::new("accept failed", Level::WARN);
 
-static ALL: [&Repeated; 4] = [&STORE_FAILED, &READ_BACK_FAILED, &TOO_MANY_CONNECTIONS, &ACCEPT_FAILED];
+/// A full server closed an idle session to admit a new client (one per connection in a flood).
+pub static EVICTED: Repeated = Repeated::new("server full: closed the longest idle session to make room", Level::INFO);
+/// A password could not be checked (a broken users file fails every AUTH).
+pub static CHECK_FAILED: Repeated = Repeated::new("password check failed", Level::ERROR);
+
+static ALL: [&Repeated; 6] =
+    [&STORE_FAILED, &READ_BACK_FAILED, &TOO_MANY_CONNECTIONS, &ACCEPT_FAILED, &EVICTED, &CHECK_FAILED];
 
 /// A thread that reports the counts of ended periods within a second, also when no further
 /// line of the kind comes to carry them.

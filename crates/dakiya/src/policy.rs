@@ -92,7 +92,9 @@ pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) 
         AuthOutcome::Locked { .. } => ("locked-out", Reply::new(454, Enhanced(4, 7, 0), LOCKED)),
         AuthOutcome::Busy(_) => ("busy", Reply::new(454, Enhanced(4, 7, 0), BUSY)),
         AuthOutcome::Unavailable(e) => {
-            tracing::error!(error = %e, "password check failed");
+            if crate::logging::CHECK_FAILED.admit() {
+                tracing::error!(error = %e, "password check failed");
+            }
             ("error", Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure"))
         }
         // AuthOutcome is non_exhaustive: anything new is a temporary failure until handled.

@@ -64,7 +64,7 @@ fn twenty_hostile_addresses_with_default_limits_cannot_lock_out_a_new_client() {
     stop.store(true, Ordering::Relaxed);
     let held = dripper.join().unwrap();
     assert_eq!(held, 1000, "the hostile addresses should have filled the server");
-    assert!(server.log().contains("closing the longest idle session to make room"));
+    assert!(server.log().contains("closed the longest idle session to make room"));
 }
 
 #[test]
