@@ -14,6 +14,8 @@
 
 mod error;
 mod file;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod hash;
 mod name;
 mod store;

@@ -1,7 +1,7 @@
 //! The connection driver: moves bytes between a socket and the protocol state machine and
 //! carries out its decisions (policy checks, TLS, spooling, commits).
 
-use crate::authn::{self, Decision, HeaderFilter, MailAuth};
+use crate::authn::{self, Decision, MailAuth};
 use crate::envelope;
 use crate::policy::{self, Client};
 use crate::queue::QueueHandle;
@@ -9,7 +9,7 @@ use crate::stream::{Stream, TlsInfo, Wait};
 use crate::tls::TlsManager;
 use dakiya_auth::{Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role, Target};
-use dakiya_mailauth::SpfCheck;
+use dakiya_mailauth::{HeaderFilter, SpfCheck};
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};
 use dakiya_spool::{Envelope, MessageWriter, Spool};
