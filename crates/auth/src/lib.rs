@@ -19,6 +19,8 @@
 mod authenticator;
 mod error;
 mod file;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod hash;
 mod name;
 mod pool;

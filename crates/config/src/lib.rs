@@ -15,6 +15,8 @@ mod access;
 mod build;
 mod emit;
 mod error;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod locate;
 mod mail;
 mod names;

@@ -2,7 +2,7 @@
 //! carries out its decisions (policy checks, TLS, spooling, commits).
 
 use crate::admission::{Activity, Ticket};
-use crate::authn::{self, Decision, HeaderFilter, MailAuth};
+use crate::authn::{self, Decision, MailAuth};
 use crate::envelope;
 use crate::logging;
 use crate::policy::{self, Client};
@@ -13,7 +13,7 @@ use crate::summary::{Counters, Ending};
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, UserStore};
 use dakiya_config::{Checks, Config, Role, Target, Timeouts};
-use dakiya_mailauth::SpfCheck;
+use dakiya_mailauth::{HeaderFilter, SpfCheck};
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};

@@ -6,10 +6,18 @@
 //! then the server closes (see docs/queue-cli.md). Queue contents are private: the socket is
 //! mode 0600, and connections from any user other than the server's own (or root) are
 //! closed without an answer, which also covers the moment between `bind` and `chmod`.
+//!
+//! The wire format (requests, responses, their parsing and encoding) is `dakiya_control`'s;
+//! here is the server side: the socket, who may connect, deadlines, carrying requests out.
 
-use crate::queue::{ControlOp, QueueHandle};
-use dakiya_spool::{BodyType, DsnRet, FailureDetail, Notify, QueueId, QueuedMessage, RcptState, Recipient, Spool};
-use serde::{Deserialize, Serialize};
+use crate::queue::QueueHandle;
+use dakiya_control::{
+    MAX_HEADERS, MAX_REQUEST, MessageDetail, MessageView, RcptDetail, RcptView, Request, Response, StateName,
+    parse_request,
+};
+use dakiya_spool::{QueueId, QueuedMessage, RcptState, Recipient, Spool};
+// Where the server listens is part of the wire contract too; listen.rs names it from here.
+pub use dakiya_control::SOCKET_NAME;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -19,12 +27,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufRead
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-/// The socket's name inside the data directory.
-pub const SOCKET_NAME: &str = "control.sock";
-/// The longest request line accepted, without its line feed. Real requests are under 100 bytes.
-pub const MAX_REQUEST: usize = 4096;
-/// How much of a body `show` reads looking for the end of the header section.
-pub const MAX_HEADERS: u64 = 64 * 1024;
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long carrying out a request may take (listing a large queue reads many files).
@@ -33,208 +35,6 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more wait to be accepted.
 const MAX_CLIENTS: usize = 8;
-
-/// A request, as parsed from its JSON line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// Every queued message with its recipients' states.
-    List,
-    /// One message in detail, with its header section.
-    Show(QueueId),
-    /// A change carried out by the scheduler.
-    Control(ControlOp),
-}
-
-/// Why a request line was refused; the text goes back to the client as `error`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    #[error("request line longer than {MAX_REQUEST} bytes")]
-    TooLong,
-    #[error("empty request")]
-    Empty,
-    #[error("malformed request: {0}")]
-    Malformed(String),
-    #[error("unknown command {0:?}")]
-    UnknownCommand(String),
-    #[error("{0} needs an id")]
-    MissingId(&'static str),
-    #[error("{0}")]
-    Unexpected(&'static str),
-    #[error("invalid queue id: expected 16 uppercase hex digits")]
-    InvalidId,
-}
-
-/// The request line's JSON object, before its fields are checked against the command.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRequest {
-    cmd: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    all: bool,
-}
-
-/// Parses one request line (without its line feed). Never does I/O.
-pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
-    if line.len() > MAX_REQUEST {
-        return Err(RequestError::TooLong);
-    }
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Err(RequestError::Empty);
-    }
-    let malformed = |e: serde_json::Error| RequestError::Malformed(e.to_string());
-    // Through a map first: a derived struct would also accept a JSON array.
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).map_err(malformed)?;
-    let raw: RawRequest = serde_json::from_value(object.into()).map_err(malformed)?;
-    let id = |cmd: &'static str| -> Result<QueueId, RequestError> {
-        let id = raw.id.as_deref().ok_or(RequestError::MissingId(cmd))?;
-        id.parse().map_err(|_| RequestError::InvalidId)
-    };
-    if raw.all && raw.cmd != "retry" {
-        return Err(RequestError::Unexpected("\"all\" is only for retry"));
-    }
-    match raw.cmd.as_str() {
-        "list" if raw.id.is_some() => Err(RequestError::Unexpected("list takes no id")),
-        "list" => Ok(Request::List),
-        "show" => Ok(Request::Show(id("show")?)),
-        "retry" if raw.all && raw.id.is_some() => Err(RequestError::Unexpected("retry takes an id or all, not both")),
-        "retry" if raw.all => Ok(Request::Control(ControlOp::Retry(None))),
-        "retry" => Ok(Request::Control(ControlOp::Retry(Some(id("retry")?)))),
-        "hold" => Ok(Request::Control(ControlOp::Hold(id("hold")?))),
-        "release" => Ok(Request::Control(ControlOp::Release(id("release")?))),
-        "delete" => Ok(Request::Control(ControlOp::Delete(id("delete")?))),
-        _ => Err(RequestError::UnknownCommand(raw.cmd.chars().take(32).collect())),
-    }
-}
-
-impl Request {
-    /// The request as a JSON line, without the line feed (what the client sends).
-    pub fn encode(&self) -> String {
-        let (cmd, id, all) = match self {
-            Request::List => ("list", None, false),
-            Request::Show(id) => ("show", Some(id), false),
-            Request::Control(ControlOp::Retry(None)) => ("retry", None, true),
-            Request::Control(ControlOp::Retry(Some(id))) => ("retry", Some(id), false),
-            Request::Control(ControlOp::Hold(id)) => ("hold", Some(id), false),
-            Request::Control(ControlOp::Release(id)) => ("release", Some(id), false),
-            Request::Control(ControlOp::Delete(id)) => ("delete", Some(id), false),
-        };
-        let raw = RawRequest { cmd: cmd.into(), id: id.map(|id| id.to_string()), all };
-        serde_json::to_string(&raw).unwrap_or_default()
-    }
-}
-
-/// The one response line. `ok` says whether the request was carried out; the other fields
-/// belong to particular commands and are left out when not used.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The server's clock (unix seconds) when it answered `list` or `show`; ages and next
-    /// attempts are relative to it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub now: Option<u64>,
-    /// `list`: every queued message, in queue id order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messages: Option<Vec<MessageView>>,
-    /// `show`: the message, with `detail`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<MessageView>,
-    /// `retry`, `hold`, `release`, `delete`: how many messages the request affected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affected: Option<usize>,
-}
-
-impl Response {
-    fn error(text: impl Into<String>) -> Response {
-        Response { ok: false, error: Some(text.into()), ..Response::default() }
-    }
-}
-
-/// One queued message as `list` and `show` report it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct MessageView {
-    pub id: QueueId,
-    /// When the message was accepted (unix seconds).
-    pub received_at: u64,
-    /// Seconds since `received_at`.
-    pub age: u64,
-    /// The reverse-path without angle brackets; `""` is the null sender `<>`.
-    pub sender: String,
-    /// Body size in bytes.
-    pub size: u64,
-    pub held: bool,
-    pub recipients: Vec<RcptView>,
-    /// `show` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<MessageDetail>,
-}
-
-/// What `show` adds to a message: the rest of the envelope and the header section.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct MessageDetail {
-    pub client_ip: String,
-    pub helo: String,
-    pub body: BodyType,
-    pub smtputf8: bool,
-    pub dsn_ret: Option<DsnRet>,
-    pub dsn_envid: Option<String>,
-    /// The header section (lines joined with `\n`, invalid UTF-8 replaced).
-    pub headers: String,
-    /// No blank line was found in the first [`MAX_HEADERS`] bytes.
-    pub headers_truncated: bool,
-}
-
-/// A recipient's delivery state, by name.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StateName {
-    Pending,
-    Deferred,
-    Delivered,
-    Failed,
-}
-
-/// One recipient as `list` and `show` report it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct RcptView {
-    pub address: String,
-    pub state: StateName,
-    /// Deferred: attempts made so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<u32>,
-    /// Deferred: when the next attempt is due (unix seconds). Pending recipients are due now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt: Option<u64>,
-    /// Delivered or failed: when (unix seconds).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<u64>,
-    /// Deferred or failed: the last error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// `show` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<RcptDetail>,
-}
-
-/// What `show` adds to a recipient.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct RcptDetail {
-    /// The RCPT TO address as the client gave it.
-    pub original: String,
-    pub orcpt: Option<String>,
-    /// `None`: NOTIFY not given; `[]`: NOTIFY=NEVER.
-    pub notify: Option<Vec<Notify>>,
-    /// `domain/mailbox` for local delivery; `None` for remote delivery.
-    pub mailbox: Option<String>,
-    /// The DSN fields of the last failure.
-    pub failure: Option<FailureDetail>,
-    /// Deferred: a delay DSN was sent. Failed: the sender was told.
-    pub notified: bool,
-}
 
 /// The view of `m` at time `now`; `headers` (from `show`) adds the details.
 pub fn message_view(m: &QueuedMessage, now: u64, headers: Option<(String, bool)>) -> MessageView {
@@ -407,7 +207,7 @@ async fn handle(mut stream: UnixStream, ctx: &Ctx) {
             },
         },
     };
-    let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| br#"{"ok":false,"error":"internal error"}"#.into());
+    let mut out = response.encode().into_bytes();
     out.push(b'\n');
     let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
         writer.write_all(&out).await?;
@@ -475,78 +275,13 @@ fn show(spool: &Spool, id: &QueueId) -> Result<(MessageView, u64), String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use dakiya_spool::Envelope;
+    use dakiya_control::RequestError;
+    use dakiya_spool::{BodyType, DsnRet, Envelope, FailureDetail, Notify};
 
     const ID: &str = "0655E5A000000001";
 
     fn id() -> QueueId {
         ID.parse().unwrap()
-    }
-
-    #[test]
-    fn parses_every_command() {
-        let cases = [
-            (r#"{"cmd":"list"}"#, Request::List),
-            (r#"{"cmd":"show","id":"0655E5A000000001"}"#, Request::Show(id())),
-            (r#"{"cmd":"retry","id":"0655E5A000000001"}"#, Request::Control(ControlOp::Retry(Some(id())))),
-            (r#"{"cmd":"retry","all":true}"#, Request::Control(ControlOp::Retry(None))),
-            (r#" {"cmd":"hold","id":"0655E5A000000001"} "#, Request::Control(ControlOp::Hold(id()))),
-            (r#"{"id":"0655E5A000000001","cmd":"release"}"#, Request::Control(ControlOp::Release(id()))),
-            (r#"{"cmd":"delete","id":"0655E5A000000001"}"#, Request::Control(ControlOp::Delete(id()))),
-        ];
-        for (line, want) in cases {
-            assert_eq!(parse_request(line.as_bytes()), Ok(want.clone()), "{line}");
-            // What the client sends parses back to the same request.
-            assert_eq!(parse_request(want.encode().as_bytes()), Ok(want), "{line}");
-        }
-    }
-
-    #[test]
-    fn refuses_bad_requests() {
-        use RequestError::*;
-        let cases: [(&[u8], RequestError); 14] = [
-            (b"", Empty),
-            (b"  \r", Empty),
-            (br#"{"cmd":"list","id":"0655E5A000000001"}"#, Unexpected("list takes no id")),
-            (br#"{"cmd":"show"}"#, MissingId("show")),
-            (br#"{"cmd":"delete","all":true}"#, Unexpected("\"all\" is only for retry")),
-            (br#"{"cmd":"retry"}"#, MissingId("retry")),
-            (br#"{"cmd":"retry","all":false}"#, MissingId("retry")),
-            (
-                br#"{"cmd":"retry","all":true,"id":"0655E5A000000001"}"#,
-                Unexpected("retry takes an id or all, not both"),
-            ),
-            (br#"{"cmd":"hold","id":"../../etc/passwd"}"#, InvalidId),
-            (br#"{"cmd":"hold","id":"0655e5a000000001"}"#, InvalidId),
-            (br#"{"cmd":"flush"}"#, UnknownCommand("flush".into())),
-            (br#"{"cmd":"list"} trailing"#, Malformed(String::new())),
-            (br#"{"cmd":"list","force":true}"#, Malformed(String::new())),
-            (b"\xff\xfe", Malformed(String::new())),
-        ];
-        for (line, want) in cases {
-            let got = parse_request(line).unwrap_err();
-            match want {
-                Malformed(_) => assert!(matches!(got, Malformed(_)), "{line:?}: {got:?}"),
-                want => assert_eq!(got, want, "{line:?}"),
-            }
-        }
-        for line in [r#"["list"]"#, r#"{"cmd":1}"#, r#"{"cmd":"show","id":7}"#, "list", "{"] {
-            assert!(matches!(parse_request(line.as_bytes()), Err(Malformed(_))), "{line}");
-        }
-    }
-
-    #[test]
-    fn long_requests_and_unknown_commands_are_bounded() {
-        let pad = " ".repeat(MAX_REQUEST - r#"{"cmd":"list"}"#.len());
-        let exact = format!("{pad}{}", r#"{"cmd":"list"}"#);
-        assert_eq!(exact.len(), MAX_REQUEST);
-        assert_eq!(parse_request(exact.as_bytes()), Ok(Request::List));
-        let over = format!(" {exact}");
-        assert_eq!(parse_request(over.as_bytes()), Err(RequestError::TooLong));
-        // The error text echoes at most 32 characters of what the client sent.
-        let long = format!(r#"{{"cmd":"{}"}}"#, "x".repeat(1000));
-        let err = parse_request(long.as_bytes()).unwrap_err().to_string();
-        assert!(err.len() < 60, "{err}");
     }
 
     #[tokio::test]
@@ -637,8 +372,7 @@ pub(crate) mod tests {
         assert_eq!(v.recipients[1].detail.as_ref().unwrap().failure.as_ref().unwrap().status, "4.4.1");
         // Round trip: what the server sends, the client reads.
         let response = Response { ok: true, now: Some(1_200), message: Some(v), ..Response::default() };
-        let line = serde_json::to_string(&response).unwrap();
-        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), response);
+        assert_eq!(Response::parse(response.encode().as_bytes()), Ok(response));
     }
 
     #[test]
@@ -651,12 +385,6 @@ pub(crate) mod tests {
         let (h, cut) = header_section(huge.as_bytes()).unwrap();
         assert!(cut);
         assert_eq!(h.len() as u64, MAX_HEADERS);
-    }
-
-    #[test]
-    fn error_response_is_one_small_line() {
-        let line = serde_json::to_string(&Response::error("no message X in the queue")).unwrap();
-        assert_eq!(line, r#"{"ok":false,"error":"no message X in the queue"}"#);
     }
 
     #[tokio::test]

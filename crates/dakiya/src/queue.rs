@@ -7,23 +7,11 @@
 //! a running message is remembered and acted on when the run ends.
 
 use crate::delivery::{self, Ctx, RunOutcome};
+use dakiya_control::ControlOp;
 use dakiya_spool::{QueueId, QueuedMessage, Spool};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-
-/// An operator's request from `dakiya queue` (via the control socket).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ControlOp {
-    /// Deliver now: one message, or every queued message when `None`. Held messages stay held.
-    Retry(Option<QueueId>),
-    /// Stop delivering this message until released (survives restarts).
-    Hold(QueueId),
-    /// Undo [`ControlOp::Hold`] and deliver now.
-    Release(QueueId),
-    /// Remove the message from the queue without delivering it or notifying anyone.
-    Delete(QueueId),
-}
 
 enum Msg {
     Enqueue(QueueId),

@@ -4,8 +4,7 @@
 //! Exit status: 0 done; 1 the server refused (its error is printed) or talking to it failed;
 //! 2 a usage error (such as a malformed queue id); 3 the server is not running.
 
-use crate::control::{MessageView, RcptView, Request, Response, StateName};
-use crate::queue::ControlOp;
+use dakiya_control::{ControlOp, MAX_HEADERS, MessageView, RcptView, Request, Response, SOCKET_NAME, StateName};
 use dakiya_spool::{BodyType, DsnRet, Notify, QueueId};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -73,7 +72,7 @@ enum Failure {
 
 /// Runs a `dakiya queue` command against the server whose data directory is `data_dir`.
 pub fn run(cmd: QueueCmd, data_dir: &Path) -> ExitCode {
-    let socket = data_dir.join(crate::control::SOCKET_NAME);
+    let socket = data_dir.join(SOCKET_NAME);
     match execute(cmd, &socket) {
         Ok(out) => {
             print!("{out}");
@@ -163,7 +162,7 @@ fn exchange(socket: &Path, request: &Request) -> Result<(String, Response), Fail
             socket.display()
         )));
     }
-    let response = serde_json::from_str(&line)
+    let response = Response::parse(line.as_bytes())
         .map_err(|e| Failure::Failed(format!("unreadable response from the server: {e}")))?;
     Ok((line, response))
 }
@@ -245,7 +244,7 @@ pub fn format_show(m: &MessageView, now: u64) -> String {
             let _ = writeln!(out, "{}", clean_keep_tabs(line));
         }
         if d.headers_truncated {
-            let _ = writeln!(out, "[header section longer than {} KiB; cut]", crate::control::MAX_HEADERS / 1024);
+            let _ = writeln!(out, "[header section longer than {} KiB; cut]", MAX_HEADERS / 1024);
         }
     }
     out

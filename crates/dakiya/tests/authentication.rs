@@ -207,6 +207,57 @@ fn forged_results_claiming_our_name_are_removed() {
     assert!(ar.iter().any(|f| f.contains("other.test; spf=pass")));
 }
 
+/// Issue #9 item 8: our host name in its absolute form, with the trailing root dot.
+#[test]
+fn forged_results_naming_our_absolute_name_are_removed() {
+    let (_k, keys) = keys_for("sender.test", Algorithm::Ed25519, "s1");
+    let dns = dns(zone(&keys));
+    let r = receiver(&dns, "", "");
+    let raw = format!(
+        "Authentication-Results: MX.example.test.; dkim=pass header.d=bank.test\r\n{}",
+        message("a@relaxed.test", "forged-ar-dot")
+    );
+    let (_, end) = send(verifying(&r), "a@relaxed.test", "alice@example.test", &raw);
+    assert!(end.starts_with("250"), "{end}");
+    let got = r.wait_for("alice", 1);
+    assert_eq!(auth_results(&got[0]).len(), 1, "only ours: {}", got[0]);
+    assert!(!got[0].contains("bank.test"), "{}", got[0]);
+}
+
+/// A header line longer than the filter's 64 KiB limit, whose end arrives after a pause:
+/// the filter once took its final CRLF for the empty line that ends the header section and
+/// let the forged field below it through.
+#[test]
+fn forged_results_behind_an_over_long_line_are_removed() {
+    let (_k, keys) = keys_for("sender.test", Algorithm::Ed25519, "s1");
+    let dns = dns(zone(&keys));
+    let r = receiver(&dns, "", "");
+    let mut c = Client::connect(verifying(&r), None);
+    assert!(c.cmd("EHLO client.sender.test").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@relaxed.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    // In separate writes with pauses, so that the server's reads end where the writes do:
+    // the second crosses the limit, the line's CRLF comes in the third.
+    let long = format!("X-Long: {}", "a".repeat(65_000));
+    let pause = std::time::Duration::from_millis(300);
+    c.send(long.as_bytes());
+    std::thread::sleep(pause);
+    c.send("b".repeat(600).as_bytes());
+    std::thread::sleep(pause);
+    let rest = format!(
+        "\r\nAuthentication-Results: mx.example.test; dkim=pass header.d=bank.test\r\n{}",
+        message("a@relaxed.test", "forged-ar-long")
+    );
+    c.send(rest.as_bytes());
+    let end = c.cmd(".");
+    assert!(end.starts_with("250"), "{end}");
+    let got = r.wait_for("alice", 1);
+    assert!(got[0].contains(&format!("{long}{}\n", "b".repeat(600))), "the long line is kept whole");
+    assert_eq!(auth_results(&got[0]).len(), 1, "only ours");
+    assert!(!got[0].contains("bank.test"), "the forged field was kept");
+}
+
 #[test]
 fn submitted_mail_is_signed_and_verifies_at_the_next_hop() {
     // The sender's keys: two selectors (rotation), RSA and Ed25519.

@@ -23,7 +23,15 @@ pub fn claims_our_results(field: &[u8], authserv_id: &str) -> bool {
     if !skip_cfws(value, &mut pos) {
         return false;
     }
-    read_value(value, &mut pos).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id.as_bytes()))
+    let ours = without_root_dot(authserv_id.as_bytes());
+    read_value(value, &mut pos).is_some_and(|id| !ours.is_empty() && without_root_dot(&id).eq_ignore_ascii_case(ours))
+}
+
+/// A domain name without the one trailing dot of its absolute form: `mx.example.test.` names
+/// the same host as `mx.example.test` (RFC 1034 §3.1), so a forged field using it claims to
+/// be ours just as much, and a reader comparing names after the same step would trust it.
+fn without_root_dot(name: &[u8]) -> &[u8] {
+    name.strip_suffix(b".").unwrap_or(name)
 }
 
 /// Skips white space, line breaks of folding and (nested) comments (RFC 5322 §3.2.2).
@@ -94,6 +102,18 @@ mod tests {
         assert!(!ours("Authentication-Results: other.example.test; spf=pass\r\n"));
         assert!(!ours("Authentication-Results: mx.example.test.evil; spf=pass\r\n"));
         assert!(!ours("Authentication-Results: example.test; spf=pass\r\n"));
+    }
+
+    #[test]
+    fn absolute_names_with_a_trailing_dot_are_ours_too() {
+        assert!(ours("Authentication-Results: mx.example.test.; spf=pass\r\n"));
+        assert!(ours("Authentication-Results: MX.EXAMPLE.TEST. 1; dkim=pass\r\n"));
+        assert!(ours("Authentication-Results: \"mx.example.test.\"; dkim=pass\r\n"));
+        assert!(claims_our_results(b"Authentication-Results: mx.example.test; none\r\n", "mx.example.test."));
+        assert!(!ours("Authentication-Results: mx.example.test..; spf=pass\r\n"));
+        assert!(!ours("Authentication-Results: mx.example.tes.; spf=pass\r\n"));
+        assert!(!ours("Authentication-Results: .; spf=pass\r\n"));
+        assert!(!claims_our_results(b"Authentication-Results: .; none\r\n", "."));
     }
 
     #[test]

@@ -8,11 +8,15 @@
 //! what it learned as owned data (`results.rs`), from which both the `Authentication-Results`
 //! field and, later, the `ARC-Authentication-Results` of a seal are built. [`KeyStore`]
 //! (`keys.rs`) signs and seals; `keygen.rs` makes and publishes keys; `claims.rs` spots
-//! forged `Authentication-Results` fields.
+//! forged `Authentication-Results` fields and [`HeaderFilter`] (`filter.rs`) removes them
+//! from a message as it streams in.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod claims;
+mod filter;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod keygen;
 mod keys;
 mod names;
@@ -24,6 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 pub use claims::claims_our_results;
+pub use filter::{HeaderFilter, MAX_FIELD};
 pub use keygen::{dns_records, generate_key};
 pub use keys::{KeyStore, SIGNED_HEADERS};
 

@@ -1,0 +1,212 @@
+//! Responses: what the server answers, as one JSON line (docs/queue-cli.md).
+
+use dakiya_spool::{BodyType, DsnRet, FailureDetail, Notify, QueueId};
+use serde::{Deserialize, Serialize};
+
+/// The one response line. `ok` says whether the request was carried out; the other fields
+/// belong to particular commands and are left out when not used.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Response {
+    /// The request was carried out.
+    pub ok: bool,
+    /// Why not, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The server's clock (unix seconds) when it answered `list` or `show`; ages and next
+    /// attempts are relative to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<u64>,
+    /// `list`: every queued message, in queue id order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<MessageView>>,
+    /// `show`: the message, with `detail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<MessageView>,
+    /// `retry`, `hold`, `release`, `delete`: how many messages the request affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affected: Option<usize>,
+}
+
+impl Response {
+    /// A refusal with this text.
+    pub fn error(text: impl Into<String>) -> Response {
+        Response { ok: false, error: Some(text.into()), ..Response::default() }
+    }
+
+    /// The response as one JSON line, without the line feed (what the server sends).
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"ok":false,"error":"internal error"}"#.into())
+    }
+
+    /// Parses one response line (without its line feed). Never does I/O.
+    pub fn parse(line: &[u8]) -> Result<Response, ResponseError> {
+        serde_json::from_slice(line).map_err(|e| ResponseError(e.to_string()))
+    }
+}
+
+/// A response line that is not a [`Response`]; the text is serde's explanation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ResponseError(pub String);
+
+/// One queued message as `list` and `show` report it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MessageView {
+    /// The queue id.
+    pub id: QueueId,
+    /// When the message was accepted (unix seconds).
+    pub received_at: u64,
+    /// Seconds since `received_at`.
+    pub age: u64,
+    /// The reverse-path without angle brackets; `""` is the null sender `<>`.
+    pub sender: String,
+    /// Body size in bytes.
+    pub size: u64,
+    /// Held by the operator: not delivered until released.
+    pub held: bool,
+    /// Every recipient, in RCPT order.
+    pub recipients: Vec<RcptView>,
+    /// `show` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<MessageDetail>,
+}
+
+/// What `show` adds to a message: the rest of the envelope and the header section.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MessageDetail {
+    /// The client's address.
+    pub client_ip: String,
+    /// The client's EHLO/HELO name.
+    pub helo: String,
+    /// `BODY=`.
+    pub body: BodyType,
+    /// `SMTPUTF8` was given.
+    pub smtputf8: bool,
+    /// DSN `RET=`.
+    pub dsn_ret: Option<DsnRet>,
+    /// DSN `ENVID=`.
+    pub dsn_envid: Option<String>,
+    /// The header section (lines joined with `\n`, invalid UTF-8 replaced).
+    pub headers: String,
+    /// No blank line was found in the first [`MAX_HEADERS`](crate::MAX_HEADERS) bytes.
+    pub headers_truncated: bool,
+}
+
+/// A recipient's delivery state, by name.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StateName {
+    /// Not tried yet.
+    Pending,
+    /// Tried, will be tried again.
+    Deferred,
+    /// Delivered.
+    Delivered,
+    /// Failed for good.
+    Failed,
+}
+
+/// One recipient as `list` and `show` report it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RcptView {
+    /// The address delivered to.
+    pub address: String,
+    /// Where delivery stands.
+    pub state: StateName,
+    /// Deferred: attempts made so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Deferred: when the next attempt is due (unix seconds). Pending recipients are due now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<u64>,
+    /// Delivered or failed: when (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// Deferred or failed: the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `show` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<RcptDetail>,
+}
+
+/// What `show` adds to a recipient.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RcptDetail {
+    /// The RCPT TO address as the client gave it.
+    pub original: String,
+    /// DSN `ORCPT=`.
+    pub orcpt: Option<String>,
+    /// `None`: NOTIFY not given; `[]`: NOTIFY=NEVER.
+    pub notify: Option<Vec<Notify>>,
+    /// `domain/mailbox` for local delivery; `None` for remote delivery.
+    pub mailbox: Option<String>,
+    /// The DSN fields of the last failure.
+    pub failure: Option<FailureDetail>,
+    /// Deferred: a delay DSN was sent. Failed: the sender was told.
+    pub notified: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_is_one_small_line() {
+        let line = Response::error("no message X in the queue").encode();
+        assert_eq!(line, r#"{"ok":false,"error":"no message X in the queue"}"#);
+        assert_eq!(Response::parse(line.as_bytes()), Ok(Response::error("no message X in the queue")));
+    }
+
+    #[test]
+    fn a_full_response_round_trips() {
+        let rcpt = RcptView {
+            address: "bob@elsewhere.test".into(),
+            state: StateName::Deferred,
+            attempts: Some(2),
+            next_attempt: Some(1_900),
+            at: None,
+            error: Some("451 4.4.1 connection refused".into()),
+            detail: Some(RcptDetail {
+                original: "BOB@ELSEWHERE.TEST".into(),
+                orcpt: None,
+                notify: Some(vec![Notify::Failure, Notify::Delay]),
+                mailbox: None,
+                failure: Some(FailureDetail { status: "4.4.1".into(), remote_mta: None, diagnostic: None }),
+                notified: false,
+            }),
+        };
+        let message = MessageView {
+            id: "0655E5A000000001".parse().unwrap(),
+            received_at: 1_000,
+            age: 200,
+            sender: String::new(),
+            size: 2048,
+            held: true,
+            recipients: vec![rcpt],
+            detail: Some(MessageDetail {
+                client_ip: "192.0.2.1".into(),
+                helo: "client.test".into(),
+                body: BodyType::EightBitMime,
+                smtputf8: false,
+                dsn_ret: Some(DsnRet::Hdrs),
+                dsn_envid: None,
+                headers: "Subject: \u{1b}[31m\n".into(),
+                headers_truncated: false,
+            }),
+        };
+        let response = Response { ok: true, now: Some(1_200), message: Some(message), ..Response::default() };
+        let line = response.encode();
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(Response::parse(line.as_bytes()), Ok(response));
+    }
+
+    #[test]
+    fn unreadable_responses_are_errors() {
+        for line in [&b""[..], b"{", b"[]", b"{\"ok\":1}", b"{\"ok\":true,\"now\":-1}", b"\xff"] {
+            assert!(Response::parse(line).is_err(), "{line:?}");
+        }
+        // Fields a newer server may add are ignored.
+        assert_eq!(Response::parse(br#"{"ok":true,"later":1}"#), Ok(Response { ok: true, ..Response::default() }));
+    }
+}
