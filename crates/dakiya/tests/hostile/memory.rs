@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 /// Connections per flood: enough that what they cost stands far above the noise of a
 /// debug-build server (several MB), few enough to keep the test short.
-const FLOOD: usize = 1500;
+const FLOOD: usize = 2000;
 const FLOODS: usize = 3;
 /// How long a flood's memory may take to go back: jemalloc purges freed pages gradually over
 /// its decay time (10 s).
 const GIVE_BACK: Duration = Duration::from_secs(30);
 
-const LIMITS: &str = "[limits]\nmax_connections = 4000\nmax_connections_per_ip = 4000\n";
+const LIMITS: &str = "[limits]\nmax_connections = 5000\nmax_connections_per_ip = 5000\n";
 
 /// Resident memory of a process, in bytes (/proc/PID/smaps_rollup, as scripts/flood).
 fn rss(pid: u32) -> u64 {
@@ -85,8 +85,8 @@ fn wait_until(max: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Three floods of 1,500 idle connections, each closed at once: after each, the server's
-/// resident memory comes back to within a quarter of what the first flood took (glibc kept
+/// Three floods of 2,000 idle connections, each closed at once: after each, the server's
+/// resident memory comes back to within half of what the first flood took (glibc kept
 /// over 90% of it, and more with every flood).
 #[test]
 fn connection_floods_give_memory_back() {
@@ -114,10 +114,16 @@ fn connection_floods_give_memory_back() {
         }
         drop(conns);
         assert!(wait_until(Duration::from_secs(15), || sockets(pid) <= idle_sockets), "server kept connections");
-        let bound = base + taken / 4;
+        let bound = base + taken / 2;
+        let t = Instant::now();
         let back = wait_until(GIVE_BACK, || rss(pid) <= bound);
         let after = rss(pid);
-        report.push_str(&format!("; flood {k}: peak {} KB, after {} KB", peak / 1024, after / 1024));
+        report.push_str(&format!(
+            "; flood {k}: peak {} KB, after {} KB in {:.1} s",
+            peak / 1024,
+            after / 1024,
+            t.elapsed().as_secs_f64()
+        ));
         assert!(back, "flood {k} was not given back (bound {} KB): {report}", bound / 1024);
     }
     eprintln!("{report}");
