@@ -73,7 +73,9 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
     let activity = ticket.activity.clone();
     let mut tls_info = None;
     let mut stream = if policy.implicit_tls {
-        let handshake = crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT);
+        // Rare, large awaits are boxed so an idle session's task stays small (docs/hardening.md,
+        // "Memory").
+        let handshake = Box::pin(crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT));
         let result = tokio::select! {
             r = handshake => r,
             _ = activity.evicted() => Err("closed to make room for a new client".into()),
@@ -287,13 +289,13 @@ impl Conn<'_> {
                     };
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
-                        verdict = self.check_spf(server, &sender).await;
+                        verdict = Box::pin(self.check_spf(server, &sender)).await;
                     }
                     server.sender_verdict(verdict);
                 }
                 Event::Authenticate => {
                     let result = match server.pending_auth().cloned() {
-                        Some(creds) => policy::authenticate(self.shared, &self.client, creds).await,
+                        Some(creds) => Box::pin(policy::authenticate(self.shared, &self.client, creds)).await,
                         None => Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure")),
                     };
                     server.auth_result(result);
@@ -305,7 +307,7 @@ impl Conn<'_> {
                     // Whatever the client pipelined after STARTTLS was discarded by the
                     // session; drop anything we had read as well.
                     input = Vec::new();
-                    let handshake = self.stream.upgrade(self.shared.tls.acceptor(), HANDSHAKE_TIMEOUT);
+                    let handshake = Box::pin(self.stream.upgrade(self.shared.tls.acceptor(), HANDSHAKE_TIMEOUT));
                     let result = tokio::select! {
                         r = handshake => r,
                         _ = self.activity.evicted() => Err("closed to make room for a new client".into()),
@@ -332,7 +334,7 @@ impl Conn<'_> {
                     }
                 }
                 Event::Body(bytes) => msg.write(bytes),
-                Event::MessageEnd => match msg.commit(self.shared, &self.checks, self.spf.as_ref()).await {
+                Event::MessageEnd => match Box::pin(msg.commit(self.shared, &self.checks, self.spf.as_ref())).await {
                     Ok(id) => {
                         self.accepted += 1;
                         server.message_committed(Ok(&id));

@@ -22,6 +22,12 @@ mod summary;
 mod tls;
 mod usercli;
 
+/// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
+/// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
+/// back (measured with scripts/flood; docs/hardening.md, "Memory").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use dakiya_config::Config;
 use std::path::PathBuf;

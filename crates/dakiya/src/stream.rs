@@ -118,7 +118,14 @@ impl Stream {
                             match s.try_read_buf(input) {
                                 Ok(0) => return Wait::Closed,
                                 Ok(_) => true,
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+                                // A stale readiness: give the empty buffer back before
+                                // waiting again, or an idle session keeps READ_CHUNK.
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                    if input.is_empty() {
+                                        *input = Vec::new();
+                                    }
+                                    false
+                                }
                                 Err(_) => return Wait::Closed,
                             }
                         }

@@ -8,4 +8,5 @@ mod admission;
 mod auth;
 mod deadlines;
 mod logs;
+mod memory;
 mod shutdown;

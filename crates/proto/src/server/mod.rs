@@ -226,12 +226,11 @@ impl<T> Server<T> {
         &self.out
     }
 
-    /// Marks the output as written, releasing a large buffer.
+    /// Marks the output as written and releases its buffer: a session waiting for its
+    /// client holds no reply buffer, so thousands of idle connections cost only their state
+    /// (docs/hardening.md, "Memory"). The next reply allocates a small one again.
     pub fn clear_output(&mut self) {
-        self.out.clear();
-        if self.out.capacity() > 4096 {
-            self.out = Vec::new();
-        }
+        self.out = Vec::new();
     }
 
     /// The client's EHLO/HELO, if any.
@@ -527,5 +526,30 @@ impl From<Queued> for Event<'_> {
             Queued::MessageAbort => Event::MessageAbort,
             Queued::Close => Event::Close,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle session must not keep the buffer its last replies were written from: with
+    /// thousands of idle connections that buffer was most of what each one cost.
+    #[test]
+    fn written_output_holds_no_buffer() {
+        let cfg = std::sync::Arc::new(ServerConfig {
+            hostname: "mx.example.test".into(),
+            max_message_size: 1000,
+            max_recipients: 3,
+            max_errors: 10,
+        });
+        let mut s: Server<()> = Server::new(cfg);
+        let mut input = b"EHLO client.test\r\n".to_vec();
+        assert!(matches!(s.poll(&mut input), Event::NeedInput));
+        assert!(s.output().starts_with(b"220 "), "greeting and EHLO reply queued");
+        assert!(s.out.capacity() > 0);
+        s.clear_output();
+        assert!(s.output().is_empty());
+        assert_eq!(s.out.capacity(), 0, "the reply buffer is released once written");
     }
 }
