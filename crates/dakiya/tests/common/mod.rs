@@ -279,6 +279,15 @@ impl Client {
         s
     }
 
+    /// EHLO, then MAIL FROM `from` and RCPT TO `to`, each expected to succeed: a transaction
+    /// ready for DATA or BDAT.
+    pub fn begin(&mut self, from: &str, to: &str) {
+        for line in ["EHLO client.test".to_string(), format!("MAIL FROM:<{from}>"), format!("RCPT TO:<{to}>")] {
+            let r = self.cmd(&line);
+            assert!(r.starts_with("250"), "{line}: {r}");
+        }
+    }
+
     /// EHLO, MAIL, RCPT..., DATA, body; returns the final reply.
     pub fn send_mail(&mut self, from: &str, to: &[&str], body: &str) -> String {
         let ehlo = self.cmd("EHLO client.test");

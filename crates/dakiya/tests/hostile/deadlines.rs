@@ -48,9 +48,7 @@ fn byte_dripping_command_is_cut_at_the_command_deadline() {
 fn byte_dripping_message_is_cut_at_the_data_deadline() {
     let server = TestServer::start(SHORT);
     let mut c = Client::connect(server.addr, None);
-    assert!(c.cmd("EHLO drip.test").starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<a@remote.test>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250"));
+    c.begin("a@remote.test", "alice@example.test");
     assert!(c.cmd("DATA").starts_with("354"));
     let (got, took) = drip(&mut c.stream, b"Subject: slow\r\n\r\nxxxxxxxxxxxxxxxxxxxx", Duration::from_secs(1));
     assert!(got.contains("421 4.4.2"), "{got:?}");
@@ -63,9 +61,7 @@ fn byte_dripping_message_is_cut_at_the_data_deadline() {
 fn bdat_chunk_dripping_is_cut_at_the_data_deadline() {
     let server = TestServer::start(SHORT);
     let mut c = Client::connect(server.addr, None);
-    assert!(c.cmd("EHLO drip.test").starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<a@remote.test>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250"));
+    c.begin("a@remote.test", "alice@example.test");
     c.send(b"BDAT 1000 LAST\r\n");
     let (got, took) = drip(&mut c.stream, b"x", Duration::from_secs(1));
     assert!(got.contains("421 4.4.2"), "{got:?}");
@@ -77,9 +73,7 @@ fn a_slow_but_steady_message_within_the_rate_is_accepted() {
     // 2 s of data allowance plus 1 s per 64 bytes: 40-byte bursts every 0.5 s keep up.
     let server = TestServer::start("[timeouts]\ndata = \"2s\"\ndata_min_rate = 64\n");
     let mut c = Client::connect(server.addr, None);
-    assert!(c.cmd("EHLO steady.test").starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<a@remote.test>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<alice@example.test>").starts_with("250"));
+    c.begin("a@remote.test", "alice@example.test");
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(b"Subject: steady\r\n\r\n");
     for _ in 0..8 {
