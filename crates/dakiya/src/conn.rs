@@ -252,7 +252,8 @@ impl Conn<'_> {
                         input = Vec::new();
                     }
                     let (deadline, why) = clock.read_deadline(t, server.in_message(), now);
-                    match self.stream.read_more(&mut input, deadline, &mut self.interrupt).await {
+                    let bulk = server.in_message();
+                    match self.stream.read_more(&mut input, deadline, bulk, &mut self.interrupt).await {
                         Wait::Data => {}
                         Wait::Closed => break Ending::Client,
                         Wait::TimedOut if why == Ending::Shutdown => {

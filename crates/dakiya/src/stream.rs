@@ -14,6 +14,10 @@ use tokio_rustls::server::TlsStream;
 /// session costs only its state machine and socket.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The read buffer of a TLS session waiting for a command (a command line is at most 512
+/// octets, RFC 5321 §4.5.3.1.4; longer AUTH lines take a few reads).
+const TLS_COMMAND_CHUNK: usize = 1024;
+
 /// Why the driver stopped reading.
 pub enum Wait {
     Data,
@@ -105,7 +109,14 @@ impl Stream {
     }
 
     /// Reads more input, waiting at most until `deadline`, or until interrupted.
-    pub async fn read_more(&mut self, input: &mut Vec<u8>, deadline: Instant, interrupt: &mut Interrupt) -> Wait {
+    /// `bulk`: message content is expected (a larger read buffer pays off).
+    pub async fn read_more(
+        &mut self,
+        input: &mut Vec<u8>,
+        deadline: Instant,
+        bulk: bool,
+        interrupt: &mut Interrupt,
+    ) -> Wait {
         loop {
             let ready = match self {
                 // Wait for readability without holding a buffer, then read what is there.
@@ -133,7 +144,9 @@ impl Stream {
                     w = interrupt.next() => return w,
                 },
                 Stream::Tls(s) => {
-                    input.reserve(READ_CHUNK);
+                    // A TLS read cannot wait for readiness without a buffer: an idle session
+                    // waiting for a command holds a small one, message content a large one.
+                    input.reserve(if bulk { READ_CHUNK } else { TLS_COMMAND_CHUNK });
                     tokio::select! {
                         r = tokio::time::timeout_at(deadline, s.read_buf(input)) => match r {
                             Err(_) => return Wait::TimedOut,
