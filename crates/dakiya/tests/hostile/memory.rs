@@ -12,7 +12,7 @@ const FLOOD: usize = 2000;
 const FLOODS: usize = 3;
 /// How long a flood's memory may take to go back: jemalloc purges freed pages gradually over
 /// its decay time (10 s).
-const GIVE_BACK: Duration = Duration::from_secs(30);
+const GIVE_BACK: Duration = Duration::from_secs(45);
 
 const LIMITS: &str = "[limits]\nmax_connections = 5000\nmax_connections_per_ip = 5000\n";
 
