@@ -73,14 +73,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
     let activity = ticket.activity.clone();
     let mut tls_info = None;
     let mut stream = if policy.implicit_tls {
-        // Rare, large awaits are boxed so an idle session's task stays small (docs/hardening.md,
-        // "Memory").
-        let handshake = Box::pin(crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT));
-        let result = tokio::select! {
-            r = handshake => r,
-            _ = activity.evicted() => Err("closed to make room for a new client".into()),
-        };
-        match result {
+        match crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT, &activity).await {
             Ok(tls) => {
                 let info = crate::stream::describe(&tls);
                 tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
@@ -290,6 +283,8 @@ impl Conn<'_> {
                     };
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
+                        // Rare, large awaits (here, for AUTH and the commit) are boxed so an
+                        // idle session's task stays small (docs/hardening.md, "Memory").
                         verdict = Box::pin(self.check_spf(server, &sender)).await;
                     }
                     server.sender_verdict(verdict);
@@ -308,12 +303,8 @@ impl Conn<'_> {
                     // Whatever the client pipelined after STARTTLS was discarded by the
                     // session; drop anything we had read as well.
                     input = Vec::new();
-                    let handshake = Box::pin(self.stream.upgrade(self.shared.tls.acceptor(), HANDSHAKE_TIMEOUT));
-                    let result = tokio::select! {
-                        r = handshake => r,
-                        _ = self.activity.evicted() => Err("closed to make room for a new client".into()),
-                    };
-                    match result {
+                    let acceptor = self.shared.tls.acceptor();
+                    match self.stream.upgrade(acceptor, HANDSHAKE_TIMEOUT, &self.activity).await {
                         Ok(info) => {
                             tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
                             self.tls = Some(info);

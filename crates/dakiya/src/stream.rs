@@ -165,27 +165,39 @@ impl Stream {
     }
 
     /// Runs the server side of a TLS handshake over the plain stream (STARTTLS, RFC 3207).
-    pub async fn upgrade(&mut self, acceptor: tokio_rustls::TlsAcceptor, timeout: Duration) -> Result<TlsInfo, String> {
+    pub async fn upgrade(
+        &mut self,
+        acceptor: tokio_rustls::TlsAcceptor,
+        timeout: Duration,
+        activity: &Activity,
+    ) -> Result<TlsInfo, String> {
         let Stream::Plain(tcp) = std::mem::replace(self, Stream::Gone) else {
             return Err("not a plain connection".into());
         };
-        let tls = accept(acceptor, tcp, timeout).await?;
+        let tls = accept(acceptor, tcp, timeout, activity).await?;
         let info = describe(&tls);
         *self = Stream::Tls(Box::new(tls));
         Ok(info)
     }
 }
 
-/// A TLS handshake with a deadline.
+/// A TLS handshake with a deadline, abandoned if admission asks the session to make room.
+/// The handshake's state is large and rarely alive, so it is boxed: an idle session's task
+/// stays small (docs/hardening.md, "Memory").
 pub async fn accept(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
     timeout: Duration,
+    activity: &Activity,
 ) -> Result<TlsStream<TcpStream>, String> {
-    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("TLS handshake timed out".into()),
+    let handshake = Box::pin(tokio::time::timeout(timeout, acceptor.accept(tcp)));
+    tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(tls)) => Ok(tls),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("TLS handshake timed out".into()),
+        },
+        _ = activity.evicted() => Err("closed to make room for a new client".into()),
     }
 }
 
