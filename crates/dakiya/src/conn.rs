@@ -2,43 +2,21 @@
 //! carries out its decisions (policy checks, TLS, spooling, commits).
 
 use crate::admission::{Activity, Ticket};
-use crate::authn::{self, Decision, MailAuth};
-use crate::envelope;
-use crate::logging;
+use crate::msgauth::Mode;
 use crate::policy::{self, Client};
-use crate::queue::QueueHandle;
-use crate::storage::Failure;
+use crate::receive::Message;
+use crate::shared::Shared;
 use crate::stream::{Interrupt, Stream, TlsInfo, Wait};
-use crate::summary::{Counters, Ending};
-use crate::tls::TlsManager;
-use dakiya_auth::{Authenticator, UserStore};
+use crate::summary::Ending;
 use dakiya_config::{Checks, Config, Role, Target, Timeouts};
-use dakiya_mailauth::{HeaderFilter, SpfCheck};
-use dakiya_proto::logtext::Esc;
+use dakiya_mailauth::SpfCheck;
 use dakiya_proto::server::SessionPolicy;
-use dakiya_proto::{Enhanced, Event, Reply, Server, ServerConfig};
-use dakiya_spool::{Envelope, MessageWriter, Spool, SpoolError};
+use dakiya_proto::{Enhanced, Event, Reply, Server};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// What every connection shares.
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub session: Arc<ServerConfig>,
-    pub spool: Arc<Spool>,
-    pub queue: QueueHandle,
-    pub shutdown: watch::Receiver<bool>,
-    pub tls: Arc<TlsManager>,
-    pub users: Arc<UserStore>,
-    pub authenticator: Authenticator,
-    pub mailauth: Arc<MailAuth>,
-    /// How sessions ended and why connections were refused, for the log summary.
-    pub counters: Counters,
-}
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,18 +110,6 @@ struct Conn<'a> {
     activity: Arc<Activity>,
 }
 
-/// What happens to a message at the end of DATA besides storing it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Auth {
-    /// Nothing (an mx listener with `verify = false`).
-    None,
-    /// Inbound from another server: verify SPF/DKIM/DMARC/ARC, apply the policy, seal
-    /// forwarded copies.
-    Verify,
-    /// Submitted (authenticated or trusted client): DKIM-sign mail from local domains.
-    Sign,
-}
-
 /// The deadlines of the session (style rule 8: a whole command, a whole message, every
 /// write; a byte now and then extends nothing).
 struct Clock {
@@ -177,29 +143,19 @@ impl Clock {
 
 impl Conn<'_> {
     /// What this session does to its messages' authentication.
-    fn auth_mode(&self, server: &Server<Vec<Target>>) -> Auth {
-        if server.auth_user().is_some() || self.client.trusted {
-            Auth::Sign
-        } else if self.checks.verify && self.shared.mailauth.verifier.is_some() {
-            Auth::Verify
-        } else {
-            Auth::None
-        }
+    fn auth_mode(&self, server: &Server<Vec<Target>>) -> Mode {
+        let submitted = server.auth_user().is_some() || self.client.trusted;
+        self.shared.mailauth.mode(submitted, self.checks.verify)
     }
 
-    /// SPF at MAIL time (RFC 7208 §2.4), for verifying sessions; refuses when `spf_reject`
-    /// says so.
+    /// SPF at MAIL time, for verifying sessions; refuses when `spf_reject` says so.
     async fn check_spf(&mut self, server: &Server<Vec<Target>>, sender: &str) -> Result<(), Reply> {
-        self.spf = None;
-        if self.auth_mode(server) != Auth::Verify {
-            return Ok(());
-        }
-        let Some(verifier) = self.shared.mailauth.verifier.as_ref() else { return Ok(()) };
-        let helo = server.hello().map(|h| h.name.clone()).unwrap_or_default();
-        let spf = verifier.check_spf(self.peer.ip().to_canonical(), &helo, sender).await;
-        let refusal =
-            if self.checks.spf_reject { authn::spf_reply(spf.mail_from, &spf.domain, &spf.explanation) } else { None };
-        self.spf = Some(spf);
+        let mode = self.auth_mode(server);
+        let helo = server.hello().map_or("", |h| h.name.as_str());
+        let ip = self.peer.ip().to_canonical();
+        let mailauth = &self.shared.mailauth;
+        let (spf, refusal) = mailauth.check_spf(mode, self.checks.spf_reject, ip, helo, sender).await;
+        self.spf = spf;
         match refusal {
             Some(reply) => Err(reply),
             None => Ok(()),
@@ -291,7 +247,7 @@ impl Conn<'_> {
                 }
                 Event::Authenticate => {
                     let result = match server.pending_auth().cloned() {
-                        Some(creds) => Box::pin(policy::authenticate(self.shared, &self.client, creds)).await,
+                        Some(creds) => Box::pin(policy::check_password(self.shared, &self.client, creds)).await,
                         None => Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure")),
                     };
                     server.auth_result(result);
@@ -319,11 +275,8 @@ impl Conn<'_> {
                 Event::MessageStart => {
                     clock.data_start = Instant::now();
                     clock.data_bytes = 0;
-                    msg.start(self.shared, server, self.peer, self.tls.as_ref());
-                    msg.auth = self.auth_mode(server);
-                    if msg.auth == Auth::Verify {
-                        msg.filter = Some(HeaderFilter::new(&self.shared.config.hostname));
-                    }
+                    let mode = self.auth_mode(server);
+                    msg.start(self.shared, server, self.peer, self.tls.as_ref(), mode);
                 }
                 Event::Body(bytes) => msg.write(bytes),
                 Event::MessageEnd => match Box::pin(msg.commit(self.shared, &self.checks, self.spf.as_ref())).await {
@@ -376,220 +329,4 @@ impl Conn<'_> {
 /// closing).
 fn shutting_down() -> Reply {
     Reply::new(421, Enhanced(4, 3, 2), "Service shutting down, try again later")
-}
-
-/// The message being received: its spool writer, or why it can no longer be stored.
-struct Message {
-    writer: Option<MessageWriter>,
-    failed: Option<SpoolError>,
-    rcpts: usize,
-    sender: String,
-    /// The envelope as given to the writer (the end of DATA may add `prepend`).
-    envelope: Option<Envelope>,
-    auth: Auth,
-    /// Removes forged Authentication-Results fields (verifying sessions).
-    filter: Option<HeaderFilter>,
-}
-
-impl Default for Message {
-    fn default() -> Self {
-        Message {
-            writer: None,
-            failed: None,
-            rcpts: 0,
-            sender: String::new(),
-            envelope: None,
-            auth: Auth::None,
-            filter: None,
-        }
-    }
-}
-
-impl Message {
-    fn start(&mut self, shared: &Shared, server: &Server<Vec<Target>>, peer: SocketAddr, tls: Option<&TlsInfo>) {
-        self.abort();
-        let Some(tx) = server.transaction() else { return };
-        let id = shared.spool.new_id();
-        let env = envelope::build(id, tx, server.hello(), peer);
-        self.rcpts = env.recipients.len();
-        self.sender = env.sender.clone();
-        self.envelope = Some(env.clone());
-        let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
-        let received = envelope::received_header(&shared.config.hostname, &env, tx, &trace);
-        match shared.spool.writer(env) {
-            Ok(mut w) => match w.write(received.as_bytes()) {
-                Ok(()) => self.writer = Some(w),
-                Err(e) => self.failed = Some(e),
-            },
-            Err(e) => self.failed = Some(e),
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        match self.filter.as_mut() {
-            Some(filter) => {
-                let mut out = Vec::with_capacity(bytes.len());
-                filter.push(bytes, &mut out);
-                self.write_raw(&out);
-            }
-            None => self.write_raw(bytes),
-        }
-    }
-
-    fn write_raw(&mut self, bytes: &[u8]) {
-        // Past the spool's memory buffer, writes go to the file: keep that blocking I/O off
-        // the runtime's reactor threads.
-        const SPILL: u64 = 128 * 1024;
-        let Some(w) = self.writer.as_mut() else { return };
-        let result = if w.len() + bytes.len() as u64 > SPILL {
-            tokio::task::block_in_place(|| w.write(bytes))
-        } else {
-            w.write(bytes)
-        };
-        if let Err(e) = result {
-            self.failed = Some(e);
-            self.writer = None;
-        }
-    }
-
-    /// Makes the message durable; only then may the caller answer 250. Verifies or signs
-    /// it first, per the session's [`Auth`] mode.
-    async fn commit(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<String, Reply> {
-        let temp_fail = |why: Failure| {
-            why.refuse(&logging::STORE_FAILED, "Temporary local problem storing the message, try again later")
-        };
-        if let Some(mut filter) = self.filter.take() {
-            let mut rest = Vec::new();
-            filter.finish(&mut rest);
-            self.write_raw(&rest);
-            if filter.removed > 0 {
-                tracing::info!(removed = filter.removed, "removed Authentication-Results fields claiming to be ours");
-            }
-        }
-        if self.auth != Auth::None && self.writer.is_some() {
-            match self.authenticate(shared, checks, spf).await {
-                Ok(()) => {}
-                Err(reply) => {
-                    self.abort();
-                    return Err(reply);
-                }
-            }
-        }
-        let Some(writer) = self.writer.take() else {
-            return Err(temp_fail(self.failed.take().map_or(Failure::NoMessage, Failure::Spool)));
-        };
-        let size = writer.len();
-        match tokio::task::spawn_blocking(move || writer.commit()).await {
-            Ok(Ok(id)) => {
-                tracing::info!(queue_id = %id, from = %Esc(&format!("<{}>", self.sender)), rcpts = self.rcpts, size, "accepted");
-                shared.queue.enqueue(id.clone());
-                Ok(id.to_string())
-            }
-            Ok(Err(e)) => Err(temp_fail(e.into())),
-            Err(e) => Err(temp_fail(e.into())),
-        }
-    }
-
-    /// Verifies (inbound) or signs (submitted) the message and records the header fields to
-    /// put on top of it in the envelope. `Err` is the reply refusing the message.
-    async fn authenticate(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<(), Reply> {
-        let temp = |why: SpoolError| {
-            Failure::from(why).refuse(&logging::READ_BACK_FAILED, "Temporary local problem, try again later")
-        };
-        let mailauth = &shared.mailauth;
-        let cfg = &shared.config;
-        let keys = mailauth.keys();
-        if self.auth == Auth::Sign && keys.is_empty() {
-            return Ok(());
-        }
-        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
-        // Reading back a spilled message is file I/O; a small one is only in memory.
-        let content =
-            if writer.is_spilled() { tokio::task::block_in_place(|| writer.content()) } else { writer.content() }
-                .map_err(temp)?;
-        let Some(mut env) = self.envelope.clone() else { return Ok(()) };
-        let mut prepend = String::new();
-        match self.auth {
-            Auth::Verify => {
-                let Some(verifier) = mailauth.verifier.as_ref() else { return Ok(()) };
-                let spf = match spf {
-                    Some(spf) => spf.clone(),
-                    // MAIL was not checked (cannot happen in a verifying session); check now.
-                    None => verifier.check_spf(std::net::IpAddr::from([0, 0, 0, 0]), &env.helo, &env.sender).await,
-                };
-                let verdict = verifier.verify(&content, &spf).await;
-                let dkim: Vec<String> =
-                    verdict.dkim.iter().map(|d| format!("{}:{:?}", d.domain, d.result).to_lowercase()).collect();
-                tracing::info!(
-                    spf = ?verdict.spf.mail_from,
-                    dkim = %Esc(&dkim.join(",")),
-                    dmarc = ?verdict.dmarc,
-                    policy = ?verdict.dmarc_policy,
-                    from_domain = %Esc(&verdict.from_domain),
-                    arc = ?verdict.arc,
-                    "message authentication"
-                );
-                match authn::decide(&verdict, checks) {
-                    Decision::Refuse(reply) => {
-                        tracing::info!(from = %Esc(&format!("<{}>", self.sender)), reply = %Esc(&reply.lines.join(" ")), "message refused by authentication policy");
-                        return Err(reply);
-                    }
-                    Decision::Accept(header) => {
-                        // ARC-seal a message our aliases forward to other domains (RFC 8617),
-                        // as the alias's domain, so the next hop can trust our results. One
-                        // set per hop (RFC 8617 §4.2.1: one instance per ADMD): the first
-                        // forwarding alias domain with a key seals.
-                        let forwarder = env
-                            .recipients
-                            .iter()
-                            .filter(|r| r.mailbox.is_none())
-                            .filter_map(|r| r.original.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
-                            .find(|d| cfg.is_local_domain(d) && keys.has_keys(d));
-                        if let Some(domain) = forwarder {
-                            match keys.seal(&content, &verdict, &domain) {
-                                Ok(arc) => prepend.push_str(&arc),
-                                Err(e) => tracing::warn!(domain, error = %e, "ARC sealing failed; forwarding unsealed"),
-                            }
-                        }
-                        prepend.push_str(&header);
-                    }
-                }
-            }
-            Auth::Sign => {
-                if let Some(domain) = from_domain(&content).filter(|d| cfg.is_local_domain(d) && keys.has_keys(d)) {
-                    match keys.sign(&content, &domain) {
-                        Ok(sig) => prepend.push_str(&sig),
-                        Err(e) => tracing::warn!(domain, error = %e, "DKIM signing failed; sending unsigned"),
-                    }
-                }
-            }
-            Auth::None => {}
-        }
-        if prepend.is_empty() {
-            return Ok(());
-        }
-        env.prepend = Some(prepend);
-        let writer = self.writer.as_mut().expect("checked above");
-        if writer.is_spilled() {
-            tokio::task::block_in_place(|| writer.set_envelope(env))
-        } else {
-            writer.set_envelope(env)
-        }
-        .map_err(temp)
-    }
-
-    fn abort(&mut self) {
-        self.writer = None;
-        self.failed = None;
-        self.envelope = None;
-        self.filter = None;
-        self.auth = Auth::None;
-    }
-}
-
-/// The domain of the message's `From:` address (lowercase), if there is exactly one usable.
-fn from_domain(message: &[u8]) -> Option<String> {
-    let parsed = mail_parser::MessageParser::default().parse_headers(message)?;
-    let address = parsed.from()?.first()?.address()?;
-    address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())
 }

@@ -1,10 +1,11 @@
 //! Start-up, listeners, connection limits and shutdown.
 
 use crate::admission::{Admission, Limits};
-use crate::authn::MailAuth;
-use crate::conn::{self, Shared};
+use crate::conn;
 use crate::local::Mailboxes;
+use crate::msgauth::MailAuth;
 use crate::queue;
+use crate::shared::Shared;
 use crate::summary::Counters;
 use crate::tls::{TlsManager, TlsSettings};
 use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};

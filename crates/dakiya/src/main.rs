@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 mod admission;
-mod authn;
 mod bounce;
 mod conn;
 mod control;
@@ -13,9 +12,12 @@ mod envelope;
 mod listen;
 mod local;
 mod logging;
+mod msgauth;
 mod policy;
 mod queue;
 mod queuecli;
+mod receive;
+mod shared;
 mod storage;
 mod stream;
 mod summary;

@@ -1,6 +1,6 @@
 //! The decisions the session asks the driver for: who may send, to whom, and who is who.
 
-use crate::conn::Shared;
+use crate::shared::Shared;
 use dakiya_auth::AuthOutcome;
 use dakiya_config::{Config, RcptError, Target};
 use dakiya_proto::address::{ForwardPath, ReversePath};
@@ -78,7 +78,7 @@ pub fn check_sender(cfg: &Config, user: Option<&str>, from: &ReversePath) -> Res
 /// AUTH: the shared [`Authenticator`](dakiya_auth::Authenticator) reserves the attempt
 /// with the throttle, serves its delay, and checks the password on the bounded pool. Only
 /// the mechanism, user name and result are logged — never the password or the AUTH line.
-pub async fn authenticate(shared: &Shared, client: &Client, creds: Credentials) -> Result<String, Reply> {
+pub async fn check_password(shared: &Shared, client: &Client, creds: Credentials) -> Result<String, Reply> {
     let mechanism = creds.mechanism.name();
     let user = creds.username.to_lowercase();
     let outcome = shared.authenticator.authenticate(client.ip, &user, creds.password).await;

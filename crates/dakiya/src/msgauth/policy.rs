@@ -1,56 +1,10 @@
-//! Message authentication in the server: SPF at MAIL, DKIM/DMARC/ARC at the end of DATA on
-//! `mx` listeners, DKIM signing of submitted mail, ARC sealing of forwarded mail. The checks
-//! themselves are `dakiya_mailauth`'s; here are the policy (reject, quarantine, defer) and the
-//! plumbing. See docs/authentication.md.
+//! The listener's message-authentication policy as pure functions: what a verdict means for
+//! the message (accept, mark, defer, refuse) and when SPF refuses MAIL. No I/O; the caller
+//! (`msgauth.rs`) runs the checks and carries the decision out.
 
 use dakiya_config::Checks;
-use dakiya_mailauth::{AuthResult, DmarcPolicy, KeyStore, Verdict, Verifier};
+use dakiya_mailauth::{AuthResult, DmarcPolicy, Verdict};
 use dakiya_proto::{Enhanced, Reply};
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-/// Shared by all connections.
-pub struct MailAuth {
-    /// Present when some listener verifies.
-    pub verifier: Option<Verifier>,
-    keys: RwLock<Arc<KeyStore>>,
-    keys_dir: PathBuf,
-}
-
-/// How often the DKIM key directory is re-read (keys added with `dakiya dkim generate` are
-/// used without a restart).
-const KEY_RELOAD: Duration = Duration::from_secs(30);
-
-impl MailAuth {
-    pub fn new(verifier: Option<Verifier>, keys_dir: PathBuf) -> Result<MailAuth, String> {
-        let keys = KeyStore::load(&keys_dir).map_err(|e| e.to_string())?;
-        Ok(MailAuth { verifier, keys: RwLock::new(Arc::new(keys)), keys_dir })
-    }
-
-    /// The current keys.
-    pub fn keys(&self) -> Arc<KeyStore> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Re-reads the key directory every [`KEY_RELOAD`].
-    pub fn spawn_reloader(self: &Arc<Self>) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(KEY_RELOAD);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let dir = this.keys_dir.clone();
-                match tokio::task::spawn_blocking(move || KeyStore::load(&dir)).await {
-                    Ok(Ok(keys)) => *this.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot reload DKIM keys; keeping the old ones"),
-                    Err(_) => {}
-                }
-            }
-        });
-    }
-}
 
 /// What the end-of-DATA checks decided.
 pub enum Decision {

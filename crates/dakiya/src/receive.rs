@@ -1,0 +1,182 @@
+//! The message being received: from the start of DATA/BDAT into a spool writer (our
+//! `Received:` field first, forged `Authentication-Results:` fields filtered out on verifying
+//! sessions), then verified or signed ([`msgauth`](crate::msgauth)) and committed — durable
+//! before the caller may answer 250.
+
+use crate::envelope;
+use crate::logging;
+use crate::msgauth::{Mode, Received};
+use crate::shared::Shared;
+use crate::storage::Failure;
+use crate::stream::TlsInfo;
+use dakiya_config::{Checks, Target};
+use dakiya_mailauth::{HeaderFilter, SpfCheck};
+use dakiya_proto::logtext::Esc;
+use dakiya_proto::{Reply, Server};
+use dakiya_spool::{Envelope, MessageWriter, SpoolError};
+use std::net::SocketAddr;
+
+/// The message being received: its spool writer, or why it can no longer be stored.
+pub struct Message {
+    writer: Option<MessageWriter>,
+    failed: Option<SpoolError>,
+    rcpts: usize,
+    sender: String,
+    /// The envelope as given to the writer (the end of DATA may add `prepend`).
+    envelope: Option<Envelope>,
+    auth: Mode,
+    /// Removes forged Authentication-Results fields (verifying sessions).
+    filter: Option<HeaderFilter>,
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message {
+            writer: None,
+            failed: None,
+            rcpts: 0,
+            sender: String::new(),
+            envelope: None,
+            auth: Mode::None,
+            filter: None,
+        }
+    }
+}
+
+impl Message {
+    /// Starts storing the content of the session's transaction; `auth` says what happens to
+    /// it at the end besides storing it.
+    pub fn start(
+        &mut self,
+        shared: &Shared,
+        server: &Server<Vec<Target>>,
+        peer: SocketAddr,
+        tls: Option<&TlsInfo>,
+        auth: Mode,
+    ) {
+        self.abort();
+        self.auth = auth;
+        if auth == Mode::Verify {
+            self.filter = Some(HeaderFilter::new(&shared.config.hostname));
+        }
+        let Some(tx) = server.transaction() else { return };
+        let id = shared.spool.new_id();
+        let env = envelope::build(id, tx, server.hello(), peer);
+        self.rcpts = env.recipients.len();
+        self.sender = env.sender.clone();
+        self.envelope = Some(env.clone());
+        let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
+        let received = envelope::received_header(&shared.config.hostname, &env, tx, &trace);
+        match shared.spool.writer(env) {
+            Ok(mut w) => match w.write(received.as_bytes()) {
+                Ok(()) => self.writer = Some(w),
+                Err(e) => self.failed = Some(e),
+            },
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    /// Appends content (dot-unstuffed, as the session hands it over).
+    pub fn write(&mut self, bytes: &[u8]) {
+        match self.filter.as_mut() {
+            Some(filter) => {
+                let mut out = Vec::with_capacity(bytes.len());
+                filter.push(bytes, &mut out);
+                self.write_raw(&out);
+            }
+            None => self.write_raw(bytes),
+        }
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) {
+        // Past the spool's memory buffer, writes go to the file: keep that blocking I/O off
+        // the runtime's reactor threads.
+        const SPILL: u64 = 128 * 1024;
+        let Some(w) = self.writer.as_mut() else { return };
+        let result = if w.len() + bytes.len() as u64 > SPILL {
+            tokio::task::block_in_place(|| w.write(bytes))
+        } else {
+            w.write(bytes)
+        };
+        if let Err(e) = result {
+            self.failed = Some(e);
+            self.writer = None;
+        }
+    }
+
+    /// Makes the message durable; only then may the caller answer 250. Verifies or signs
+    /// it first, per the session's [`Mode`].
+    pub async fn commit(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<String, Reply> {
+        let temp_fail = |why: Failure| {
+            why.refuse(&logging::STORE_FAILED, "Temporary local problem storing the message, try again later")
+        };
+        if let Some(mut filter) = self.filter.take() {
+            let mut rest = Vec::new();
+            filter.finish(&mut rest);
+            self.write_raw(&rest);
+            if filter.removed > 0 {
+                tracing::info!(removed = filter.removed, "removed Authentication-Results fields claiming to be ours");
+            }
+        }
+        if self.auth != Mode::None && self.writer.is_some() {
+            match self.add_auth_fields(shared, checks, spf).await {
+                Ok(()) => {}
+                Err(reply) => {
+                    self.abort();
+                    return Err(reply);
+                }
+            }
+        }
+        let Some(writer) = self.writer.take() else {
+            return Err(temp_fail(self.failed.take().map_or(Failure::NoMessage, Failure::Spool)));
+        };
+        let size = writer.len();
+        match tokio::task::spawn_blocking(move || writer.commit()).await {
+            Ok(Ok(id)) => {
+                tracing::info!(queue_id = %id, from = %Esc(&format!("<{}>", self.sender)), rcpts = self.rcpts, size, "accepted");
+                shared.queue.enqueue(id.clone());
+                Ok(id.to_string())
+            }
+            Ok(Err(e)) => Err(temp_fail(e.into())),
+            Err(e) => Err(temp_fail(e.into())),
+        }
+    }
+
+    /// Reads the message back, has it verified or signed, and records the header fields to
+    /// put on top of it in the envelope. `Err` is the reply refusing the message.
+    async fn add_auth_fields(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<(), Reply> {
+        let temp = |why: SpoolError| {
+            Failure::from(why).refuse(&logging::READ_BACK_FAILED, "Temporary local problem, try again later")
+        };
+        let mailauth = &shared.mailauth;
+        let Some(keys) = mailauth.keys_for(self.auth) else { return Ok(()) };
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
+        // Reading back a spilled message is file I/O; a small one is only in memory.
+        let content =
+            if writer.is_spilled() { tokio::task::block_in_place(|| writer.content()) } else { writer.content() }
+                .map_err(temp)?;
+        let Some(mut env) = self.envelope.clone() else { return Ok(()) };
+        let received = Received { content: &content, envelope: &env, spf };
+        let prepend = mailauth.verify_or_sign(&keys, &shared.config, self.auth, checks, received).await?;
+        if prepend.is_empty() {
+            return Ok(());
+        }
+        env.prepend = Some(prepend);
+        let writer = self.writer.as_mut().expect("checked above");
+        if writer.is_spilled() {
+            tokio::task::block_in_place(|| writer.set_envelope(env))
+        } else {
+            writer.set_envelope(env)
+        }
+        .map_err(temp)
+    }
+
+    /// Drops whatever was received (a message never committed is not in the queue).
+    pub fn abort(&mut self) {
+        self.writer = None;
+        self.failed = None;
+        self.envelope = None;
+        self.filter = None;
+        self.auth = Mode::None;
+    }
+}
