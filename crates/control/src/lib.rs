@@ -4,7 +4,8 @@
 //! One JSON request line per connection, answered by one JSON response line, then the server
 //! closes (docs/queue-cli.md). [`parse_request`] and [`Response::parse`] take bytes and never
 //! do I/O; [`Request::encode`] and [`Response::encode`] give the lines back, and each parses to
-//! what was encoded (the `control` fuzz target checks both ways). The socket itself — binding,
+//! what was encoded (the `control` fuzz target checks both ways). [`message_view`] builds what
+//! `list` and `show` report from what the spool holds. The socket itself — binding,
 //! who may connect, deadlines, carrying requests out — is the server's (`crates/dakiya`,
 //! `control.rs`).
 #![forbid(unsafe_code)]
@@ -14,9 +15,13 @@
 pub mod fuzz;
 mod request;
 mod response;
+#[cfg(any(test, feature = "testdata"))]
+pub mod testdata;
+mod view;
 
 pub use request::{ControlOp, Request, RequestError, parse_request};
 pub use response::{MessageDetail, MessageView, RcptDetail, RcptView, Response, ResponseError, StateName};
+pub use view::{header_section, message_view, rcpt_view};
 
 /// The socket's name inside the data directory.
 pub const SOCKET_NAME: &str = "control.sock";

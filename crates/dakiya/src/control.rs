@@ -7,18 +7,16 @@
 //! mode 0600, and connections from any user other than the server's own (or root) are
 //! closed without an answer, which also covers the moment between `bind` and `chmod`.
 //!
-//! The wire format (requests, responses, their parsing and encoding) is `dakiya_control`'s;
-//! here is the server side: the socket, who may connect, deadlines, carrying requests out.
+//! The wire format (requests, responses, their parsing and encoding, and the views built from
+//! spool data) is `dakiya_control`'s; here is the server side: the socket, who may connect,
+//! deadlines, carrying requests out.
 
 use crate::queue::QueueHandle;
-use dakiya_control::{
-    MAX_HEADERS, MAX_REQUEST, MessageDetail, MessageView, RcptDetail, RcptView, Request, Response, StateName,
-    parse_request,
-};
-use dakiya_spool::{QueueId, QueuedMessage, RcptState, Recipient, Spool};
+use dakiya_control::{MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request};
+use dakiya_spool::{QueueId, Spool};
 // Where the server listens is part of the wire contract too; listen.rs names it from here.
 pub use dakiya_control::SOCKET_NAME;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,97 +33,6 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more wait to be accepted.
 const MAX_CLIENTS: usize = 8;
-
-/// The view of `m` at time `now`; `headers` (from `show`) adds the details.
-pub fn message_view(m: &QueuedMessage, now: u64, headers: Option<(String, bool)>) -> MessageView {
-    let env = &m.envelope;
-    let with_detail = headers.is_some();
-    let recipients = env
-        .recipients
-        .iter()
-        .zip(m.states.iter().chain(std::iter::repeat(&RcptState::Pending)))
-        .map(|(r, s)| rcpt_view(r, s, with_detail))
-        .collect();
-    let detail = headers.map(|(headers, headers_truncated)| MessageDetail {
-        client_ip: env.client_ip.clone(),
-        helo: env.helo.clone(),
-        body: env.body,
-        smtputf8: env.smtputf8,
-        dsn_ret: env.dsn_ret,
-        dsn_envid: env.dsn_envid.clone(),
-        headers,
-        headers_truncated,
-    });
-    MessageView {
-        id: env.id.clone(),
-        received_at: env.received_at,
-        age: now.saturating_sub(env.received_at),
-        sender: env.sender.clone(),
-        size: m.size,
-        held: m.held,
-        recipients,
-        detail,
-    }
-}
-
-fn rcpt_view(r: &Recipient, s: &RcptState, with_detail: bool) -> RcptView {
-    let base = RcptView {
-        address: r.address.clone(),
-        state: StateName::Pending,
-        attempts: None,
-        next_attempt: None,
-        at: None,
-        error: None,
-        detail: None,
-    };
-    let (mut v, failure, notified) = match s {
-        RcptState::Pending => (base, None, false),
-        RcptState::Delivered { at } => (RcptView { state: StateName::Delivered, at: Some(*at), ..base }, None, false),
-        RcptState::Deferred { attempts, next_attempt, error, detail, delay_notified } => {
-            let v = RcptView {
-                state: StateName::Deferred,
-                attempts: Some(*attempts),
-                next_attempt: Some(*next_attempt),
-                error: Some(error.clone()),
-                ..base
-            };
-            (v, detail.clone(), *delay_notified)
-        }
-        RcptState::Failed { at, error, detail, notified } => {
-            let v = RcptView { state: StateName::Failed, at: Some(*at), error: Some(error.clone()), ..base };
-            (v, detail.clone(), *notified)
-        }
-    };
-    if with_detail {
-        v.detail = Some(RcptDetail {
-            original: r.original.clone(),
-            orcpt: r.orcpt.clone(),
-            notify: r.notify.clone(),
-            mailbox: r.mailbox.as_ref().map(|(domain, mailbox)| format!("{domain}/{mailbox}")),
-            failure,
-            notified,
-        });
-    }
-    v
-}
-
-/// The header section at the start of `body`: everything before the first empty line
-/// (RFC 5322 §2.1), read no further than [`MAX_HEADERS`] bytes. Lines come back joined by `\n`;
-/// the flag says the limit was reached before the empty line.
-pub fn header_section(body: impl Read) -> io::Result<(String, bool)> {
-    let mut buf = Vec::new();
-    body.take(MAX_HEADERS).read_to_end(&mut buf)?;
-    let (end, truncated) = if buf.starts_with(b"\r\n") {
-        (0, false)
-    } else {
-        match buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            Some(pos) => (pos + 2, false),
-            None => (buf.len(), buf.len() as u64 >= MAX_HEADERS),
-        }
-    };
-    let text = String::from_utf8_lossy(&buf[..end]).replace("\r\n", "\n");
-    Ok((text, truncated))
-}
 
 /// What the connection handlers share.
 struct Ctx {
@@ -273,16 +180,9 @@ fn show(spool: &Spool, id: &QueueId) -> Result<(MessageView, u64), String> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use dakiya_control::RequestError;
-    use dakiya_spool::{BodyType, DsnRet, Envelope, FailureDetail, Notify};
-
-    const ID: &str = "0655E5A000000001";
-
-    fn id() -> QueueId {
-        ID.parse().unwrap()
-    }
 
     #[tokio::test]
     async fn reads_one_line_and_no_more_than_the_limit() {
@@ -298,93 +198,6 @@ pub(crate) mod tests {
         let mut exact = vec![b' '; MAX_REQUEST];
         exact.push(b'\n');
         assert_eq!(read(exact).await.len(), MAX_REQUEST);
-    }
-
-    pub(crate) fn sample() -> QueuedMessage {
-        let rcpt = |address: &str, mailbox: Option<(&str, &str)>| Recipient {
-            address: address.into(),
-            original: address.to_uppercase(),
-            orcpt: None,
-            notify: Some(vec![Notify::Failure]),
-            mailbox: mailbox.map(|(d, m)| (d.into(), m.into())),
-        };
-        QueuedMessage {
-            envelope: Envelope {
-                id: id(),
-                received_at: 1_000,
-                sender: "a@remote.test".into(),
-                client_ip: "192.0.2.1".into(),
-                helo: "client.test".into(),
-                body: BodyType::EightBitMime,
-                smtputf8: false,
-                dsn_ret: Some(DsnRet::Hdrs),
-                dsn_envid: Some("env-1".into()),
-                prepend: None,
-                recipients: vec![
-                    rcpt("alice@example.test", Some(("example.test", "alice"))),
-                    rcpt("bob@elsewhere.test", None),
-                    rcpt("carol@elsewhere.test", None),
-                ],
-            },
-            states: vec![
-                RcptState::Delivered { at: 1_001 },
-                RcptState::Deferred {
-                    attempts: 2,
-                    next_attempt: 1_900,
-                    error: "451 4.4.1 connection refused".into(),
-                    detail: Some(FailureDetail { status: "4.4.1".into(), remote_mta: None, diagnostic: None }),
-                    delay_notified: false,
-                },
-            ],
-            size: 2048,
-            held: false,
-        }
-    }
-
-    #[test]
-    fn list_view_has_states_but_no_details() {
-        let v = message_view(&sample(), 1_200, None);
-        assert_eq!((v.age, v.size, v.held, v.detail.is_none()), (200, 2048, false, true));
-        let states: Vec<StateName> = v.recipients.iter().map(|r| r.state).collect();
-        // A recipient without a status record is pending.
-        assert_eq!(states, [StateName::Delivered, StateName::Deferred, StateName::Pending]);
-        assert_eq!(v.recipients[0].at, Some(1_001));
-        assert_eq!(v.recipients[1].next_attempt, Some(1_900));
-        assert_eq!(v.recipients[1].attempts, Some(2));
-        assert!(v.recipients.iter().all(|r| r.detail.is_none()));
-        let json = serde_json::to_value(&v).unwrap();
-        assert_eq!(json["recipients"][1]["state"], "deferred");
-        assert_eq!(json["recipients"][1]["error"], "451 4.4.1 connection refused");
-        assert!(json["recipients"][2].get("error").is_none());
-    }
-
-    #[test]
-    fn show_view_adds_envelope_and_recipient_details() {
-        let v = message_view(&sample(), 1_200, Some(("Subject: x\n".into(), false)));
-        let d = v.detail.as_ref().unwrap();
-        assert_eq!(
-            (d.client_ip.as_str(), d.helo.as_str(), d.dsn_ret),
-            ("192.0.2.1", "client.test", Some(DsnRet::Hdrs))
-        );
-        let r = v.recipients[0].detail.as_ref().unwrap();
-        assert_eq!(r.mailbox.as_deref(), Some("example.test/alice"));
-        assert_eq!(r.original, "ALICE@EXAMPLE.TEST");
-        assert_eq!(v.recipients[1].detail.as_ref().unwrap().failure.as_ref().unwrap().status, "4.4.1");
-        // Round trip: what the server sends, the client reads.
-        let response = Response { ok: true, now: Some(1_200), message: Some(v), ..Response::default() };
-        assert_eq!(Response::parse(response.encode().as_bytes()), Ok(response));
-    }
-
-    #[test]
-    fn header_section_ends_at_the_first_blank_line() {
-        let (h, cut) = header_section(&b"Received: x\r\n\tby y\r\nSubject: hi\r\n\r\nbody\r\n\r\nmore"[..]).unwrap();
-        assert_eq!((h.as_str(), cut), ("Received: x\n\tby y\nSubject: hi\n", false));
-        assert_eq!(header_section(&b"\r\nbody"[..]).unwrap(), (String::new(), false));
-        assert_eq!(header_section(&b"Subject: only\r\n"[..]).unwrap(), ("Subject: only\n".into(), false));
-        let huge = format!("X-Long: {}\r\n\r\nbody", "a".repeat(100_000));
-        let (h, cut) = header_section(huge.as_bytes()).unwrap();
-        assert!(cut);
-        assert_eq!(h.len() as u64, MAX_HEADERS);
     }
 
     #[tokio::test]

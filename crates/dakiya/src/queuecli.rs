@@ -1,5 +1,6 @@
 //! `dakiya queue list|show|retry|hold|release|delete`: look at and manage the queue of a
-//! running server through its control socket (see `control.rs` and docs/queue-cli.md).
+//! running server through its control socket (the wire format and the views are
+//! `dakiya_control`'s; see docs/queue-cli.md).
 //!
 //! Exit status: 0 done; 1 the server refused (its error is printed) or talking to it failed;
 //! 2 a usage error (such as a malformed queue id); 3 the server is not running.
@@ -379,8 +380,8 @@ fn clean_keep_tabs(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::message_view;
-    use crate::control::tests::sample;
+    use dakiya_control::message_view;
+    use dakiya_control::testdata::sample;
     use dakiya_spool::RcptState;
 
     #[test]
