@@ -4,6 +4,7 @@
 
 mod admission;
 mod bounce;
+mod checkconfig;
 mod conn;
 mod control;
 mod delivery;
@@ -88,16 +89,7 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::CheckConfig { file } => match Config::from_file(&file) {
-            Ok(cfg) => {
-                print!("{}", cfg.to_toml());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("dakiya: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Cmd::CheckConfig { file } => checkconfig::run(&file),
         Cmd::User { config, command } => match load(config) {
             Ok(cfg) => usercli::run(command, &cfg.auth.users_file),
             Err(code) => code,

@@ -88,6 +88,25 @@ pub enum TlsError {
     Config(rustls::Error),
 }
 
+impl TlsError {
+    /// The file the error is about, if there is one (for a key that does not match the
+    /// certificate: the key; for half a generated pair: the half that is there).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            TlsError::Read { path, .. }
+            | TlsError::Pem { path, .. }
+            | TlsError::NoCertificate { path }
+            | TlsError::BadCertificate { path, .. }
+            | TlsError::NoKey { path }
+            | TlsError::BadKey { path, .. }
+            | TlsError::Write { path, .. } => Some(path),
+            TlsError::KeyMismatch { key, .. } => Some(key),
+            TlsError::Partial { present, .. } => Some(present),
+            TlsError::Incomplete { .. } | TlsError::Generate { .. } | TlsError::Config(_) => None,
+        }
+    }
+}
+
 /// Owns the current rustls configuration and replaces it when the certificate files change.
 pub struct TlsManager {
     cert_path: PathBuf,
@@ -111,16 +130,12 @@ impl TlsManager {
     /// hostname, "localhost", 127.0.0.1, ::1; key file 0600) if both are absent. A self-signed
     /// certificate in use is logged as a warning.
     pub fn new(settings: TlsSettings) -> Result<Arc<TlsManager>, TlsError> {
-        let (cert_path, key_path) = match (settings.cert, settings.key) {
-            (Some(cert), Some(key)) => (cert, key),
-            (None, None) => {
-                let dir = settings.data_dir.join("tls");
-                let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let (cert_path, key_path) = match files(&settings)? {
+            Files::Configured { cert, key } => (cert, key),
+            Files::Generated { dir, cert, key } => {
                 ensure_self_signed(&settings.hostname, &dir, &cert, &key)?;
                 (cert, key)
             }
-            (Some(_), None) => return Err(TlsError::Incomplete { set: "cert", missing: "key" }),
-            (None, Some(_)) => return Err(TlsError::Incomplete { set: "key", missing: "cert" }),
         };
         let stamps = stamps(&cert_path, &key_path);
         let loaded = load(&cert_path, &key_path)?;
@@ -135,6 +150,22 @@ impl TlsManager {
             current: RwLock::new(loaded),
             attempted: Mutex::new(stamps),
         }))
+    }
+
+    /// Loads and checks what [`TlsManager::new`] would serve, without generating or keeping
+    /// anything (`dakiya check-config`). With neither file configured, the generated pair in
+    /// DATA_DIR/tls is checked when present; when both are absent, the server would generate it.
+    pub fn check(settings: &TlsSettings) -> Result<(), TlsError> {
+        let (cert, key) = match files(settings)? {
+            Files::Configured { cert, key } => (cert, key),
+            Files::Generated { cert, key, .. } => {
+                if !generated_pair_exists(&cert, &key)? {
+                    return Ok(());
+                }
+                (cert, key)
+            }
+        };
+        load(&cert, &key).map(drop)
     }
 
     /// The acceptor for new handshakes (cheap: clones an Arc of the current configuration).
@@ -384,14 +415,44 @@ fn stamps(cert: &Path, key: &Path) -> Stamps {
     [stamp(cert), stamp(key)]
 }
 
+/// Where the certificate and key come from.
+enum Files {
+    /// `[tls] cert` and `key`.
+    Configured { cert: PathBuf, key: PathBuf },
+    /// Neither: the self-signed pair in DATA_DIR/tls (`dir`), generated if absent.
+    Generated { dir: PathBuf, cert: PathBuf, key: PathBuf },
+}
+
+/// The files `settings` name; only one of `cert` and `key` is an error.
+fn files(settings: &TlsSettings) -> Result<Files, TlsError> {
+    match (&settings.cert, &settings.key) {
+        (Some(cert), Some(key)) => Ok(Files::Configured { cert: cert.clone(), key: key.clone() }),
+        (None, None) => {
+            let dir = settings.data_dir.join("tls");
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            Ok(Files::Generated { dir, cert, key })
+        }
+        (Some(_), None) => Err(TlsError::Incomplete { set: "cert", missing: "key" }),
+        (None, Some(_)) => Err(TlsError::Incomplete { set: "key", missing: "cert" }),
+    }
+}
+
+/// Whether the generated pair is there: both files (true), neither (false), or only one of
+/// them (an error: it is not replaced behind the operator's back).
+fn generated_pair_exists(cert: &Path, key: &Path) -> Result<bool, TlsError> {
+    match (cert.exists(), key.exists()) {
+        (true, true) => Ok(true),
+        (false, false) => Ok(false),
+        (true, false) => Err(TlsError::Partial { present: cert.to_owned(), missing: key.to_owned() }),
+        (false, true) => Err(TlsError::Partial { present: key.to_owned(), missing: cert.to_owned() }),
+    }
+}
+
 /// Generates the self-signed pair unless both files exist. The key is renamed into place
 /// before the certificate, so an existing cert.pem means a complete pair.
 fn ensure_self_signed(hostname: &str, dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsError> {
-    match (cert.exists(), key.exists()) {
-        (true, true) => return Ok(()),
-        (false, false) => {}
-        (true, false) => return Err(TlsError::Partial { present: cert.to_owned(), missing: key.to_owned() }),
-        (false, true) => return Err(TlsError::Partial { present: key.to_owned(), missing: cert.to_owned() }),
+    if generated_pair_exists(cert, key)? {
+        return Ok(());
     }
     let (cert_pem, key_pem) =
         self_signed_pem(hostname).map_err(|source| TlsError::Generate { hostname: hostname.to_owned(), source })?;
