@@ -89,3 +89,28 @@ pub fn spf_reply(result: AuthResult, domain: &str, explanation: &str) -> Option<
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spf_refuses_mail_only_on_fail_or_a_dns_error() {
+        let text = |r: Option<Reply>| r.map(|r| format!("{} {} {}", r.code, r.enhanced.unwrap(), r.lines.join(" ")));
+        assert_eq!(
+            text(spf_reply(AuthResult::Fail, "forged.test", "")),
+            Some("550 5.7.23 SPF check failed for forged.test".into())
+        );
+        assert_eq!(
+            text(spf_reply(AuthResult::Fail, "forged.test", "not allowed")),
+            Some("550 5.7.23 SPF check failed for forged.test: not allowed".into())
+        );
+        assert_eq!(
+            text(spf_reply(AuthResult::TempError, "slow.test", "")),
+            Some("451 4.7.24 SPF check for slow.test failed temporarily (DNS); try again later".into())
+        );
+        for result in [AuthResult::Pass, AuthResult::None, AuthResult::SoftFail, AuthResult::Neutral] {
+            assert!(spf_reply(result, "x.test", "").is_none(), "{result:?}");
+        }
+    }
+}
