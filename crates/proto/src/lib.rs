@@ -12,10 +12,11 @@ pub mod data;
 pub mod fuzz;
 pub mod line;
 pub mod logtext;
+pub mod next_hop;
 pub mod params;
 pub mod reply;
 pub mod sasl;
 pub mod server;
 
-pub use reply::{Enhanced, Reply};
+pub use reply::{BadEnhanced, Enhanced, Reply};
 pub use server::{Event, Server, ServerConfig};
