@@ -212,14 +212,15 @@ mod tests {
 
     #[test]
     fn the_show_line_is_unchanged() {
-        let detail = |original: &str, orcpt: Option<&str>, notify, mailbox: Option<&str>, failure, notified| RcptDetail {
-            original: original.into(),
-            orcpt: orcpt.map(Into::into),
-            notify,
-            mailbox: mailbox.map(Into::into),
-            failure,
-            notified,
-        };
+        let detail =
+            |original: &str, orcpt: Option<&str>, notify, mailbox: Option<&str>, failure, notified| RcptDetail {
+                original: original.into(),
+                orcpt: orcpt.map(Into::into),
+                notify,
+                mailbox: mailbox.map(Into::into),
+                failure,
+                notified,
+            };
         let bob = RcptView {
             address: "bob@elsewhere.test".into(),
             state: StateName::Deferred,

@@ -100,7 +100,7 @@ fn rcpt_view(r: &Recipient, s: &RcptState, with_detail: bool) -> RcptView {
         v.detail = Some(RcptDetail {
             original: r.original.clone(),
             orcpt: r.orcpt.clone(),
-            notify: r.notify.clone(),
+            notify: r.notify,
             mailbox: r.mailbox.as_ref().map(|(domain, mailbox)| format!("{domain}/{mailbox}")),
             failure,
             notified,
@@ -276,7 +276,7 @@ fn show(spool: &Spool, id: &QueueId) -> Result<(MessageView, u64), String> {
 pub(crate) mod tests {
     use super::*;
     use dakiya_control::RequestError;
-    use dakiya_spool::{BodyType, DsnRet, Envelope, FailureDetail, Notify};
+    use dakiya_spool::{BodyType, Enhanced, Envelope, FailureDetail, Notify, Ret};
 
     const ID: &str = "0655E5A000000001";
 
@@ -305,7 +305,7 @@ pub(crate) mod tests {
             address: address.into(),
             original: address.to_uppercase(),
             orcpt: None,
-            notify: Some(vec![Notify::Failure]),
+            notify: Some(Notify { success: false, failure: true, delay: false }),
             mailbox: mailbox.map(|(d, m)| (d.into(), m.into())),
         };
         QueuedMessage {
@@ -317,7 +317,7 @@ pub(crate) mod tests {
                 helo: "client.test".into(),
                 body: BodyType::EightBitMime,
                 smtputf8: false,
-                dsn_ret: Some(DsnRet::Hdrs),
+                dsn_ret: Some(Ret::Hdrs),
                 dsn_envid: Some("env-1".into()),
                 prepend: None,
                 recipients: vec![
@@ -332,7 +332,7 @@ pub(crate) mod tests {
                     attempts: 2,
                     next_attempt: 1_900,
                     error: "451 4.4.1 connection refused".into(),
-                    detail: Some(FailureDetail { status: "4.4.1".into(), remote_mta: None, diagnostic: None }),
+                    detail: Some(FailureDetail::new(Enhanced(4, 4, 1))),
                     delay_notified: false,
                 },
             ],
@@ -362,14 +362,11 @@ pub(crate) mod tests {
     fn show_view_adds_envelope_and_recipient_details() {
         let v = message_view(&sample(), 1_200, Some(("Subject: x\n".into(), false)));
         let d = v.detail.as_ref().unwrap();
-        assert_eq!(
-            (d.client_ip.as_str(), d.helo.as_str(), d.dsn_ret),
-            ("192.0.2.1", "client.test", Some(DsnRet::Hdrs))
-        );
+        assert_eq!((d.client_ip.as_str(), d.helo.as_str(), d.dsn_ret), ("192.0.2.1", "client.test", Some(Ret::Hdrs)));
         let r = v.recipients[0].detail.as_ref().unwrap();
         assert_eq!(r.mailbox.as_deref(), Some("example.test/alice"));
         assert_eq!(r.original, "ALICE@EXAMPLE.TEST");
-        assert_eq!(v.recipients[1].detail.as_ref().unwrap().failure.as_ref().unwrap().status, "4.4.1");
+        assert_eq!(v.recipients[1].detail.as_ref().unwrap().failure.as_ref().unwrap().status, Enhanced(4, 4, 1));
         // Round trip: what the server sends, the client reads.
         let response = Response { ok: true, now: Some(1_200), message: Some(v), ..Response::default() };
         assert_eq!(Response::parse(response.encode().as_bytes()), Ok(response));

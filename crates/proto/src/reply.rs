@@ -145,7 +145,8 @@ mod tests {
 
     #[test]
     fn enhanced_code_text_round_trips() {
-        for (text, code) in [("5.1.1", Enhanced(5, 1, 1)), ("4.4.7", Enhanced(4, 4, 7)), ("2.123.999", Enhanced(2, 123, 999))]
+        for (text, code) in
+            [("5.1.1", Enhanced(5, 1, 1)), ("4.4.7", Enhanced(4, 4, 7)), ("2.123.999", Enhanced(2, 123, 999))]
         {
             assert_eq!(text.parse(), Ok(code), "{text}");
             assert_eq!(code.to_string(), text);
@@ -156,7 +157,8 @@ mod tests {
 
     #[test]
     fn malformed_enhanced_codes_are_refused() {
-        for bad in ["", "5", "5.1", "5.1.1.1", "x.1.1", "55.1.1", "5.1000.1", "5.1.1000", "5..1", "+5.1.1", "5.1.1 ", " 5.1.1"]
+        for bad in
+            ["", "5", "5.1", "5.1.1.1", "x.1.1", "55.1.1", "5.1000.1", "5.1.1000", "5..1", "+5.1.1", "5.1.1 ", " 5.1.1"]
         {
             assert_eq!(bad.parse::<Enhanced>(), Err(BadEnhanced), "{bad:?}");
         }

@@ -36,7 +36,8 @@ pub mod notify {
     /// Writes `null` or the list.
     pub fn serialize<S: Serializer>(notify: &Option<Notify>, s: S) -> Result<S::Ok, S::Error> {
         let words = notify.map(|n| {
-            let flags = [(n.success, NotifyWord::Success), (n.failure, NotifyWord::Failure), (n.delay, NotifyWord::Delay)];
+            let flags =
+                [(n.success, NotifyWord::Success), (n.failure, NotifyWord::Failure), (n.delay, NotifyWord::Delay)];
             flags.into_iter().filter_map(|(on, word)| on.then_some(word)).collect::<Vec<_>>()
         });
         words.serialize(s)

@@ -81,11 +81,7 @@ pub enum RcptState {
         /// The last error, for logs and DSNs.
         error: String,
         /// The DSN fields of the last failure, when known.
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "crate::codec::deferred_detail"
-        )]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::codec::deferred_detail")]
         detail: Option<FailureDetail>,
         /// A delay notice (DSN, RFC 3464 `Action: delayed`) has been sent for this recipient.
         #[serde(default, skip_serializing_if = "is_false")]

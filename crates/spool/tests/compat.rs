@@ -36,7 +36,7 @@ fn rcpt(i: usize, notify: Option<Notify>) -> Recipient {
         original: format!("User{i}@Example.com"),
         orcpt: (i == 0).then(|| format!("rfc822;User{i}@Example.com")),
         notify,
-        mailbox: (i % 2 == 0).then(|| ("example.com".into(), format!("user{i}"))),
+        mailbox: i.is_multiple_of(2).then(|| ("example.com".into(), format!("user{i}"))),
     }
 }
 
@@ -125,7 +125,8 @@ fn envelopes_written_before_read_the_same_and_are_written_the_same() {
         ..full_envelope()
     };
     let no_ret = Envelope { dsn_ret: None, recipients: vec![], ..seven_bit.clone() };
-    for (line, envelope) in [(ENVELOPE_FULL, full_envelope()), (ENVELOPE_SEVEN_BIT_FULL, seven_bit), (ENVELOPE_NO_RET, no_ret)]
+    for (line, envelope) in
+        [(ENVELOPE_FULL, full_envelope()), (ENVELOPE_SEVEN_BIT_FULL, seven_bit), (ENVELOPE_NO_RET, no_ret)]
     {
         assert_eq!(serde_json::from_str::<Envelope>(line).unwrap(), envelope, "{line}");
         assert_eq!(serde_json::to_string(&envelope).unwrap(), line);
@@ -223,8 +224,18 @@ fn the_codec_spells_each_value_as_before() {
     }
     let cases = [
         (r#"{"notify":null,"body":"seven_bit","ret":null,"status":"2.0.0"}"#, None, BodyType::SevenBit, None),
-        (r#"{"notify":[],"body":"eight_bit_mime","ret":"full","status":"2.0.0"}"#, Some(Notify::NEVER), BodyType::EightBitMime, Some(Ret::Full)),
-        (r#"{"notify":["success","delay"],"body":"seven_bit","ret":"hdrs","status":"2.0.0"}"#, notify(true, false, true), BodyType::SevenBit, Some(Ret::Hdrs)),
+        (
+            r#"{"notify":[],"body":"eight_bit_mime","ret":"full","status":"2.0.0"}"#,
+            Some(Notify::NEVER),
+            BodyType::EightBitMime,
+            Some(Ret::Full),
+        ),
+        (
+            r#"{"notify":["success","delay"],"body":"seven_bit","ret":"hdrs","status":"2.0.0"}"#,
+            notify(true, false, true),
+            BodyType::SevenBit,
+            Some(Ret::Hdrs),
+        ),
     ];
     for (json, notify, body, ret) in cases {
         let all = All { notify, body, ret, status: Enhanced(2, 0, 0) };
