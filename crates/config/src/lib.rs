@@ -37,6 +37,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+/// The next-hop vocabulary, defined once in `dakiya_proto::next_hop`: a route's or relay
+/// host's [`HostPort`] (here its host is always a lowercase name without trailing dot or an IP
+/// address in canonical form), the TLS mode towards it ([`OutboundTls`], `"none"`,
+/// `"opportunistic"`, `"require"`, `"verify"`) and the address families to use
+/// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
+pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
 pub use error::{ConfigError, RcptError};
 pub use names::is_valid_mailbox_name;
 pub use resolve::Target;
@@ -317,81 +323,6 @@ impl Outbound {
             idle_timeout: Duration::from_secs(5),
             relay_host: None,
             routes: BTreeMap::new(),
-        }
-    }
-}
-
-/// When and how to use TLS towards another server (RFC 3207 STARTTLS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboundTls {
-    /// Never (`"none"`).
-    None,
-    /// STARTTLS when offered, certificate not checked, plain text otherwise
-    /// (`"opportunistic"`, RFC 7435).
-    Opportunistic,
-    /// TLS must be used, certificate not checked (`"require"`).
-    Require,
-    /// TLS must be used and the certificate must be valid for the host name (`"verify"`).
-    Verify,
-}
-
-impl OutboundTls {
-    /// The name used in TOML.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboundTls::None => "none",
-            OutboundTls::Opportunistic => "opportunistic",
-            OutboundTls::Require => "require",
-            OutboundTls::Verify => "verify",
-        }
-    }
-}
-
-/// Address families for next hops (`"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`,
-/// `"ipv6_only"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpPreference {
-    /// AAAA then A.
-    Ipv6First,
-    /// A then AAAA.
-    Ipv4First,
-    /// A only.
-    Ipv4Only,
-    /// AAAA only.
-    Ipv6Only,
-}
-
-impl IpPreference {
-    /// The name used in TOML.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IpPreference::Ipv6First => "ipv6_first",
-            IpPreference::Ipv4First => "ipv4_first",
-            IpPreference::Ipv4Only => "ipv4_only",
-            IpPreference::Ipv6Only => "ipv6_only",
-        }
-    }
-}
-
-/// A host and maybe a port, as written in a route: `host`, `host:port`, `192.0.2.1:25`,
-/// `[2001:db8::1]:25`. The host is a name (resolved by A/AAAA, never MX) or an IP address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPort {
-    /// Host name (lowercase, no trailing dot) or IP address (in its canonical form, e.g.
-    /// `2001:db8::1`), without brackets.
-    pub host: String,
-    /// The port; `None` means `smtp_port`.
-    pub port: Option<u16>,
-}
-
-/// As written in the configuration: `host`, `host:port`, `[2001:db8::1]:port`, `[2001:db8::1]`.
-impl fmt::Display for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.host.contains(':'), self.port) {
-            (true, Some(port)) => write!(f, "[{}]:{port}", self.host),
-            (true, None) => write!(f, "[{}]", self.host),
-            (false, Some(port)) => write!(f, "{}:{port}", self.host),
-            (false, None) => f.write_str(&self.host),
         }
     }
 }

@@ -73,9 +73,7 @@ pub(crate) fn outbound(
 
 /// `tls`: one of the four [`OutboundTls`] names.
 fn tls_mode(cx: &Ctx, key: &str, value: &SStr) -> Result<OutboundTls, ConfigError> {
-    const ALL: [OutboundTls; 4] =
-        [OutboundTls::None, OutboundTls::Opportunistic, OutboundTls::Require, OutboundTls::Verify];
-    ALL.into_iter().find(|t| t.as_str() == value.get_ref()).ok_or_else(|| {
+    value.get_ref().parse().map_err(|_| {
         cx.err(
             key,
             Some(value.span()),
@@ -88,9 +86,7 @@ fn tls_mode(cx: &Ctx, key: &str, value: &SStr) -> Result<OutboundTls, ConfigErro
 }
 
 fn ip_preference(cx: &Ctx, key: &str, value: &SStr) -> Result<IpPreference, ConfigError> {
-    const ALL: [IpPreference; 4] =
-        [IpPreference::Ipv6First, IpPreference::Ipv4First, IpPreference::Ipv4Only, IpPreference::Ipv6Only];
-    ALL.into_iter().find(|p| p.as_str() == value.get_ref()).ok_or_else(|| {
+    value.get_ref().parse().map_err(|_| {
         cx.err(
             key,
             Some(value.span()),

@@ -1,6 +1,6 @@
 //! Responses: what the server answers, as one JSON line (docs/queue-cli.md).
 
-use dakiya_spool::{BodyType, DsnRet, FailureDetail, Notify, QueueId};
+use dakiya_spool::{BodyType, FailureDetail, Notify, QueueId, Ret};
 use serde::{Deserialize, Serialize};
 
 /// The one response line. `ok` says whether the request was carried out; the other fields
@@ -78,12 +78,14 @@ pub struct MessageDetail {
     pub client_ip: String,
     /// The client's EHLO/HELO name.
     pub helo: String,
-    /// `BODY=`.
+    /// `BODY=`, spelled as in the spool (`dakiya_spool::codec`).
+    #[serde(with = "dakiya_spool::codec::body_type")]
     pub body: BodyType,
     /// `SMTPUTF8` was given.
     pub smtputf8: bool,
-    /// DSN `RET=`.
-    pub dsn_ret: Option<DsnRet>,
+    /// DSN `RET=`, spelled as in the spool.
+    #[serde(default, with = "dakiya_spool::codec::ret")]
+    pub dsn_ret: Option<Ret>,
     /// DSN `ENVID=`.
     pub dsn_envid: Option<String>,
     /// The header section (lines joined with `\n`, invalid UTF-8 replaced).
@@ -137,8 +139,10 @@ pub struct RcptDetail {
     pub original: String,
     /// DSN `ORCPT=`.
     pub orcpt: Option<String>,
-    /// `None`: NOTIFY not given; `[]`: NOTIFY=NEVER.
-    pub notify: Option<Vec<Notify>>,
+    /// `None`: NOTIFY not given; [`Notify::NEVER`], written `[]`: NOTIFY=NEVER. Spelled as
+    /// in the spool.
+    #[serde(default, with = "dakiya_spool::codec::notify")]
+    pub notify: Option<Notify>,
     /// `domain/mailbox` for local delivery; `None` for remote delivery.
     pub mailbox: Option<String>,
     /// The DSN fields of the last failure.
@@ -150,6 +154,7 @@ pub struct RcptDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dakiya_spool::Enhanced;
 
     #[test]
     fn error_response_is_one_small_line() {
@@ -170,9 +175,9 @@ mod tests {
             detail: Some(RcptDetail {
                 original: "BOB@ELSEWHERE.TEST".into(),
                 orcpt: None,
-                notify: Some(vec![Notify::Failure, Notify::Delay]),
+                notify: Some(Notify { success: false, failure: true, delay: true }),
                 mailbox: None,
-                failure: Some(FailureDetail { status: "4.4.1".into(), remote_mta: None, diagnostic: None }),
+                failure: Some(FailureDetail::new(Enhanced(4, 4, 1))),
                 notified: false,
             }),
         };
@@ -189,7 +194,7 @@ mod tests {
                 helo: "client.test".into(),
                 body: BodyType::EightBitMime,
                 smtputf8: false,
-                dsn_ret: Some(DsnRet::Hdrs),
+                dsn_ret: Some(Ret::Hdrs),
                 dsn_envid: None,
                 headers: "Subject: \u{1b}[31m\n".into(),
                 headers_truncated: false,
@@ -199,6 +204,100 @@ mod tests {
         let line = response.encode();
         assert!(!line.contains('\n'), "{line}");
         assert_eq!(Response::parse(line.as_bytes()), Ok(response));
+    }
+
+    /// A `show` response as the server wrote it before NOTIFY, RET, BODY and the status code
+    /// became `dakiya_proto`'s types: the same values encode to the same line.
+    const SHOW_LINE: &str = r#"{"ok":true,"now":1200,"message":{"id":"0655E5A000000001","received_at":1000,"age":200,"sender":"","size":2048,"held":true,"recipients":[{"address":"bob@elsewhere.test","state":"deferred","attempts":2,"next_attempt":1900,"error":"451 4.4.1 connection refused","detail":{"original":"BOB@ELSEWHERE.TEST","orcpt":null,"notify":["failure","delay"],"mailbox":null,"failure":{"status":"4.4.1","remote_mta":"mx.elsewhere.test [192.0.2.9]","diagnostic":"smtp; 451 4.4.1 refused"},"notified":false}},{"address":"carol@elsewhere.test","state":"failed","at":1950,"error":"550 5.1.1 no","detail":{"original":"carol@elsewhere.test","orcpt":"rfc822;carol@elsewhere.test","notify":[],"mailbox":"elsewhere.test/carol","failure":{"status":"5.1.10"},"notified":true}},{"address":"dave@x.test","state":"pending","detail":{"original":"dave@x.test","orcpt":null,"notify":null,"mailbox":null,"failure":null,"notified":false}}],"detail":{"client_ip":"192.0.2.1","helo":"client.test","body":"eight_bit_mime","smtputf8":false,"dsn_ret":"hdrs","dsn_envid":null,"headers":"Subject: \u001b[31m\n","headers_truncated":false}}}"#;
+
+    #[test]
+    fn the_show_line_is_unchanged() {
+        let detail =
+            |original: &str, orcpt: Option<&str>, notify, mailbox: Option<&str>, failure, notified| RcptDetail {
+                original: original.into(),
+                orcpt: orcpt.map(Into::into),
+                notify,
+                mailbox: mailbox.map(Into::into),
+                failure,
+                notified,
+            };
+        let bob = RcptView {
+            address: "bob@elsewhere.test".into(),
+            state: StateName::Deferred,
+            attempts: Some(2),
+            next_attempt: Some(1_900),
+            at: None,
+            error: Some("451 4.4.1 connection refused".into()),
+            detail: Some(detail(
+                "BOB@ELSEWHERE.TEST",
+                None,
+                Some(Notify { success: false, failure: true, delay: true }),
+                None,
+                Some(FailureDetail {
+                    status: Enhanced(4, 4, 1),
+                    remote_mta: Some("mx.elsewhere.test [192.0.2.9]".into()),
+                    diagnostic: Some("smtp; 451 4.4.1 refused".into()),
+                }),
+                false,
+            )),
+        };
+        let carol = RcptView {
+            address: "carol@elsewhere.test".into(),
+            state: StateName::Failed,
+            attempts: None,
+            next_attempt: None,
+            at: Some(1_950),
+            error: Some("550 5.1.1 no".into()),
+            detail: Some(detail(
+                "carol@elsewhere.test",
+                Some("rfc822;carol@elsewhere.test"),
+                Some(Notify::NEVER),
+                Some("elsewhere.test/carol"),
+                Some(FailureDetail::new(Enhanced(5, 1, 10))),
+                true,
+            )),
+        };
+        let dave = RcptView {
+            address: "dave@x.test".into(),
+            state: StateName::Pending,
+            attempts: None,
+            next_attempt: None,
+            at: None,
+            error: None,
+            detail: Some(detail("dave@x.test", None, None, None, None, false)),
+        };
+        let message = MessageView {
+            id: "0655E5A000000001".parse().unwrap(),
+            received_at: 1_000,
+            age: 200,
+            sender: String::new(),
+            size: 2048,
+            held: true,
+            recipients: vec![bob, carol, dave],
+            detail: Some(MessageDetail {
+                client_ip: "192.0.2.1".into(),
+                helo: "client.test".into(),
+                body: BodyType::EightBitMime,
+                smtputf8: false,
+                dsn_ret: Some(Ret::Hdrs),
+                dsn_envid: None,
+                headers: "Subject: \u{1b}[31m\n".into(),
+                headers_truncated: false,
+            }),
+        };
+        let response = Response { ok: true, now: Some(1_200), message: Some(message), ..Response::default() };
+        assert_eq!(response.encode(), SHOW_LINE);
+        assert_eq!(Response::parse(SHOW_LINE.as_bytes()), Ok(response.clone()));
+        // The other BODY and RET values, as written before.
+        let mut other = response.message.unwrap().detail.unwrap();
+        other.body = BodyType::SevenBit;
+        other.dsn_ret = Some(Ret::Full);
+        let line = r#"{"client_ip":"192.0.2.1","helo":"client.test","body":"seven_bit","smtputf8":false,"dsn_ret":"full","dsn_envid":null,"headers":"Subject: \u001b[31m\n","headers_truncated":false}"#;
+        assert_eq!(serde_json::to_string(&other).unwrap(), line);
+        other.body = BodyType::EightBitMime;
+        other.dsn_ret = None;
+        let line = r#"{"client_ip":"192.0.2.1","helo":"client.test","body":"eight_bit_mime","smtputf8":false,"dsn_ret":null,"dsn_envid":null,"headers":"Subject: \u001b[31m\n","headers_truncated":false}"#;
+        assert_eq!(serde_json::to_string(&other).unwrap(), line);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A queued message to build views from, for tests here and in `dakiya` (the `testdata`
 //! feature).
 
-use dakiya_spool::{BodyType, DsnRet, Envelope, FailureDetail, Notify, QueueId, QueuedMessage, RcptState, Recipient};
+use dakiya_spool::{
+    BodyType, Enhanced, Envelope, FailureDetail, Notify, QueueId, QueuedMessage, RcptState, Recipient, Ret,
+};
 
 /// The queue id of [`sample`].
 pub const ID: &str = "0655E5A000000001";
@@ -17,7 +19,7 @@ pub fn sample() -> QueuedMessage {
         address: address.into(),
         original: address.to_uppercase(),
         orcpt: None,
-        notify: Some(vec![Notify::Failure]),
+        notify: Some(Notify { success: false, failure: true, delay: false }),
         mailbox: mailbox.map(|(d, m)| (d.into(), m.into())),
     };
     QueuedMessage {
@@ -29,7 +31,7 @@ pub fn sample() -> QueuedMessage {
             helo: "client.test".into(),
             body: BodyType::EightBitMime,
             smtputf8: false,
-            dsn_ret: Some(DsnRet::Hdrs),
+            dsn_ret: Some(Ret::Hdrs),
             dsn_envid: Some("env-1".into()),
             prepend: None,
             recipients: vec![
@@ -44,7 +46,7 @@ pub fn sample() -> QueuedMessage {
                 attempts: 2,
                 next_attempt: 1_900,
                 error: "451 4.4.1 connection refused".into(),
-                detail: Some(FailureDetail { status: "4.4.1".into(), remote_mta: None, diagnostic: None }),
+                detail: Some(FailureDetail::new(Enhanced(4, 4, 1))),
                 delay_notified: false,
             },
         ],

@@ -71,7 +71,7 @@ pub fn rcpt_view(r: &Recipient, s: &RcptState, with_detail: bool) -> RcptView {
         v.detail = Some(RcptDetail {
             original: r.original.clone(),
             orcpt: r.orcpt.clone(),
-            notify: r.notify.clone(),
+            notify: r.notify,
             mailbox: r.mailbox.as_ref().map(|(domain, mailbox)| format!("{domain}/{mailbox}")),
             failure,
             notified,
@@ -103,7 +103,7 @@ mod tests {
     use super::*;
     use crate::Response;
     use crate::testdata::sample;
-    use dakiya_spool::DsnRet;
+    use dakiya_spool::{Enhanced, Ret};
 
     #[test]
     fn list_view_has_states_but_no_details() {
@@ -126,14 +126,11 @@ mod tests {
     fn show_view_adds_envelope_and_recipient_details() {
         let v = message_view(&sample(), 1_200, Some(("Subject: x\n".into(), false)));
         let d = v.detail.as_ref().unwrap();
-        assert_eq!(
-            (d.client_ip.as_str(), d.helo.as_str(), d.dsn_ret),
-            ("192.0.2.1", "client.test", Some(DsnRet::Hdrs))
-        );
+        assert_eq!((d.client_ip.as_str(), d.helo.as_str(), d.dsn_ret), ("192.0.2.1", "client.test", Some(Ret::Hdrs)));
         let r = v.recipients[0].detail.as_ref().unwrap();
         assert_eq!(r.mailbox.as_deref(), Some("example.test/alice"));
         assert_eq!(r.original, "ALICE@EXAMPLE.TEST");
-        assert_eq!(v.recipients[1].detail.as_ref().unwrap().failure.as_ref().unwrap().status, "4.4.1");
+        assert_eq!(v.recipients[1].detail.as_ref().unwrap().failure.as_ref().unwrap().status, Enhanced(4, 4, 1));
         // Round trip: what the server sends, the client reads.
         let response = Response { ok: true, now: Some(1_200), message: Some(v), ..Response::default() };
         assert_eq!(Response::parse(response.encode().as_bytes()), Ok(response));

@@ -4,8 +4,8 @@
 
 use crate::delivery::Ctx;
 use dakiya_config::Target;
-use dakiya_dsn::{Action, DsnInput, Kind, RcptReport, Ret, Time, build_dsn};
-use dakiya_spool::{BodyType, DsnRet, Envelope, QueueId, QueuedMessage, RcptState, Recipient};
+use dakiya_dsn::{Action, DsnInput, Kind, RcptReport, Time, build_dsn};
+use dakiya_spool::{BodyType, Enhanced, Envelope, Notify, QueueId, QueuedMessage, RcptState, Recipient};
 
 /// Builds and queues one notice of `kind` about recipients `which` of `m` (index and the
 /// action to report). `Ok(None)` when
@@ -29,15 +29,15 @@ pub fn send(
         .map(|&(i, action)| {
             let rcpt = &env.recipients[i];
             let (default_status, detail) = match &states[i] {
-                RcptState::Failed { detail, .. } => ((5, 0, 0), detail.as_ref()),
-                RcptState::Deferred { detail, .. } => ((4, 0, 0), detail.as_ref()),
-                _ => ((2, 0, 0), None),
+                RcptState::Failed { detail, .. } => (Enhanced(5, 0, 0), detail.as_ref()),
+                RcptState::Deferred { detail, .. } => (Enhanced(4, 0, 0), detail.as_ref()),
+                _ => (Enhanced(2, 0, 0), None),
             };
             RcptReport {
                 final_recipient: rcpt.address.clone(),
                 original_recipient: rcpt.orcpt.clone(),
                 action,
-                status: detail.and_then(|d| parse_status(&d.status)).unwrap_or(default_status),
+                status: detail.map_or(default_status, |d| d.status),
                 // Stored as `host [address]`; Remote-MTA names the host (RFC 3464 §2.3.5).
                 remote_mta: detail
                     .and_then(|d| d.remote_mta.as_deref())
@@ -59,10 +59,7 @@ pub fn send(
         arrival_date: time(env.received_at),
         now: time(now),
         envid: env.dsn_envid.as_deref(),
-        ret: env.dsn_ret.map(|r| match r {
-            DsnRet::Full => Ret::Full,
-            DsnRet::Hdrs => Ret::Hdrs,
-        }),
+        ret: env.dsn_ret,
         original: &mut original,
         return_limit: dakiya_dsn::DEFAULT_RETURN_LIMIT,
         recipients: &recipients,
@@ -87,7 +84,7 @@ pub fn send(
             };
             // NOTIFY=NEVER: a notice about a notice is never sent (RFC 3461 §4.1, RFC 5321
             // §4.5.5); the null sender says so already.
-            Recipient { address, original: env.sender.clone(), orcpt: None, notify: Some(Vec::new()), mailbox }
+            Recipient { address, original: env.sender.clone(), orcpt: None, notify: Some(Notify::NEVER), mailbox }
         })
         .collect();
     let envelope = Envelope {
@@ -124,28 +121,5 @@ fn sender_targets(ctx: &Ctx, sender: &str) -> Option<Vec<Target>> {
             tracing::warn!(sender, error = %e, "the sender has no local mailbox; no delivery status notification is sent");
             None
         }
-    }
-}
-
-/// `"5.1.1"` → `(5, 1, 1)`.
-fn parse_status(s: &str) -> Option<(u8, u16, u16)> {
-    let mut parts = s.split('.');
-    let class = parts.next()?.parse().ok()?;
-    let subject = parts.next()?.parse().ok()?;
-    let detail = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some((class, subject, detail))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_status;
-
-    #[test]
-    fn status_parsing() {
-        assert_eq!(parse_status("5.1.1"), Some((5, 1, 1)));
-        assert_eq!(parse_status("4.4.7"), Some((4, 4, 7)));
-        assert_eq!(parse_status("5.1"), None);
-        assert_eq!(parse_status("5.1.1.1"), None);
-        assert_eq!(parse_status("x.1.1"), None);
     }
 }

@@ -10,14 +10,13 @@
 use crate::bounce;
 use crate::local::{self, Mailboxes};
 use dakiya_auth::UserStore;
-use dakiya_config::{Config, OutboundTls};
+use dakiya_config::Config;
 use dakiya_dsn::{Action, Kind, should_notify};
-use dakiya_outbound::{Outbound, OutboundConfig, RcptResult, RelaySettings, TlsMode};
+use dakiya_outbound::{Outbound, OutboundConfig, RcptResult, RelaySettings};
 use dakiya_proto::address::{Mailbox, ReversePath, parse_mailbox};
 use dakiya_proto::client::{AuthCredentials, Failure, Job, JobRecipient, RecipientOutcome};
 use dakiya_proto::logtext::Esc;
-use dakiya_proto::params::{Notify as ProtoNotify, Ret};
-use dakiya_spool::{DsnRet, FailureDetail, Notify, QueueId, QueuedMessage, RcptState, Spool, next_retry_delay};
+use dakiya_spool::{Enhanced, FailureDetail, QueueId, QueuedMessage, RcptState, Spool, next_retry_delay};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
@@ -149,7 +148,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
             let error = format!("mail loop: the message has {received} Received: headers (limit {MAX_RECEIVED})");
             tracing::warn!(queue_id = %id, received, "mail loop detected; failing the message");
             for &i in &due {
-                let detail = FailureDetail { status: "5.4.6".into(), remote_mta: None, diagnostic: None };
+                let detail = FailureDetail::new(Enhanced(5, 4, 6));
                 run.set(i, RcptState::Failed { at: now, error: error.clone(), detail: Some(detail), notified: false });
             }
             return Step::Done(finish(ctx, run));
@@ -234,7 +233,7 @@ async fn remote_step(ctx: &Ctx, run: &mut Run) {
         match parse_mailbox(address) {
             Ok(mailbox) => groups.entry(mailbox.domain.to_ascii_lowercase()).or_default().push((i, mailbox)),
             Err(e) => {
-                let detail = FailureDetail { status: "5.1.3".into(), remote_mta: None, diagnostic: None };
+                let detail = FailureDetail::new(Enhanced(5, 1, 3));
                 let error = format!("invalid recipient address {address}: {e}");
                 run.set(i, RcptState::Failed { at: run.now, error, detail: Some(detail), notified: false });
             }
@@ -252,7 +251,7 @@ async fn remote_step(ctx: &Ctx, run: &mut Run) {
                     let r = &env.recipients[*i];
                     JobRecipient {
                         mailbox: mailbox.clone(),
-                        notify: r.notify.as_deref().map(proto_notify),
+                        notify: r.notify,
                         orcpt: r.orcpt.as_deref().and_then(|o| o.split_once(';')).map(|(t, a)| (t.into(), a.into())),
                     }
                 })
@@ -260,10 +259,7 @@ async fn remote_step(ctx: &Ctx, run: &mut Run) {
             size: Some(body.len() as u64),
             eight_bit,
             smtputf8: env.smtputf8,
-            ret: env.dsn_ret.map(|r| match r {
-                DsnRet::Full => Ret::Full,
-                DsnRet::Hdrs => Ret::Hdrs,
-            }),
+            ret: env.dsn_ret,
             envid: env.dsn_envid.clone(),
         };
         let (outbound, body) = (ctx.outbound.clone(), body.clone());
@@ -293,7 +289,7 @@ async fn remote_step(ctx: &Ctx, run: &mut Run) {
 fn defer_all(ctx: &Ctx, run: &mut Run, error: &str) {
     tracing::warn!(queue_id = %run.m.envelope.id, error, "remote delivery deferred");
     for i in run.remote.clone() {
-        let detail = FailureDetail { status: "4.3.0".into(), remote_mta: None, diagnostic: None };
+        let detail = FailureDetail::new(Enhanced(4, 3, 0));
         let state = temporary(ctx, &run.m, &run.states[i], run.now, error.to_string(), detail);
         run.set(i, state);
     }
@@ -305,7 +301,7 @@ fn remote_state(ctx: &Ctx, run: &Run, i: usize, result: RcptResult) -> RcptState
     let rcpt = &run.m.envelope.recipients[i].address;
     let mta = result.remote_mta.as_deref().unwrap_or("-");
     let failure = |f: &Failure| FailureDetail {
-        status: f.status.to_string(),
+        status: f.status,
         remote_mta: result.remote_mta.clone(),
         diagnostic: f.diagnostic_code(),
     };
@@ -325,7 +321,7 @@ fn remote_state(ctx: &Ctx, run: &Run, i: usize, result: RcptResult) -> RcptState
         }
         other => {
             let error = format!("unexpected delivery result {other:?}");
-            let detail = FailureDetail { status: "4.0.0".into(), remote_mta: None, diagnostic: None };
+            let detail = FailureDetail::new(Enhanced(4, 0, 0));
             temporary(ctx, &run.m, &run.states[i], run.now, error, detail)
         }
     }
@@ -357,8 +353,10 @@ fn temporary(
 /// "delivery time expired" (RFC 3463 §3.5: "useful only as a persistent transient error"),
 /// keeping the last attempt's remote MTA and diagnostic.
 pub fn expired(now: u64, attempts: u32, error: &str, last: Option<FailureDetail>) -> RcptState {
-    let last = last.unwrap_or_default();
-    let detail = FailureDetail { status: "4.4.7".into(), ..last };
+    let detail = match last {
+        Some(last) => FailureDetail { status: Enhanced(4, 4, 7), ..last },
+        None => FailureDetail::new(Enhanced(4, 4, 7)),
+    };
     RcptState::Failed {
         at: now,
         error: format!("gave up after {attempts} attempts, the message is too old; last error: {error}"),
@@ -367,28 +365,9 @@ pub fn expired(now: u64, attempts: u32, error: &str, last: Option<FailureDetail>
     }
 }
 
-fn proto_notify(list: &[Notify]) -> ProtoNotify {
-    ProtoNotify {
-        success: list.contains(&Notify::Success),
-        failure: list.contains(&Notify::Failure),
-        delay: list.contains(&Notify::Delay),
-    }
-}
-
-fn dsn_notify(list: &[Notify]) -> Vec<dakiya_dsn::Notify> {
-    list.iter()
-        .map(|n| match n {
-            Notify::Success => dakiya_dsn::Notify::Success,
-            Notify::Failure => dakiya_dsn::Notify::Failure,
-            Notify::Delay => dakiya_dsn::Notify::Delay,
-        })
-        .collect()
-}
-
 /// Whether recipient `i` of `m` wants a notice of `kind`.
 fn wants(m: &QueuedMessage, i: usize, kind: Kind) -> bool {
-    let notify = m.envelope.recipients[i].notify.as_deref().map(dsn_notify);
-    should_notify(notify.as_deref(), kind)
+    should_notify(m.envelope.recipients[i].notify, kind)
 }
 
 /// Sends the notices this run calls for, then makes the new states durable: the message
@@ -491,24 +470,12 @@ pub fn next_attempt(states: &[RcptState], now: u64) -> Option<u64> {
 /// and the extra trust anchors.
 pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
     let o = &cfg.outbound;
-    let host_port = |h: &dakiya_config::HostPort| dakiya_route::HostPort::new(h.host.clone(), h.port);
-    let mode = |t: OutboundTls| match t {
-        OutboundTls::None => TlsMode::None,
-        OutboundTls::Opportunistic => TlsMode::Opportunistic,
-        OutboundTls::Require => TlsMode::Require,
-        OutboundTls::Verify => TlsMode::Verify,
-    };
     let route = dakiya_route::RouteConfig {
         nameservers: o.nameservers.clone(),
-        static_routes: o.routes.iter().map(|(d, r)| (d.clone(), r.hosts.iter().map(host_port).collect())).collect(),
-        relay_host: o.relay_host.as_ref().map(|r| host_port(&r.host)),
+        static_routes: o.routes.iter().map(|(d, r)| (d.clone(), r.hosts.clone())).collect(),
+        relay_host: o.relay_host.as_ref().map(|r| r.host.clone()),
         smtp_port: o.smtp_port,
-        ip_preference: match o.ip_preference {
-            dakiya_config::IpPreference::Ipv6First => dakiya_route::IpPreference::Ipv6First,
-            dakiya_config::IpPreference::Ipv4First => dakiya_route::IpPreference::Ipv4First,
-            dakiya_config::IpPreference::Ipv4Only => dakiya_route::IpPreference::Ipv4Only,
-            dakiya_config::IpPreference::Ipv6Only => dakiya_route::IpPreference::Ipv6Only,
-        },
+        ip_preference: o.ip_preference,
         ..dakiya_route::RouteConfig::default()
     };
     let relay = match &o.relay_host {
@@ -524,7 +491,7 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
                 }
                 _ => None,
             };
-            Some(RelaySettings { tls: mode(r.tls), implicit_tls: r.implicit_tls, credentials })
+            Some(RelaySettings { tls: r.tls, implicit_tls: r.implicit_tls, credentials })
         }
     };
     let mut extra_roots = Vec::new();
@@ -539,8 +506,8 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
     Ok(OutboundConfig {
         helo_name: o.helo_name.clone(),
         route,
-        default_tls: mode(o.tls),
-        route_tls: o.routes.iter().map(|(d, r)| (d.clone(), mode(r.tls))).collect(),
+        default_tls: o.tls,
+        route_tls: o.routes.iter().map(|(d, r)| (d.clone(), r.tls)).collect(),
         relay,
         extra_roots,
         connect_timeout: o.connect_timeout,

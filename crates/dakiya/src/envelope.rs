@@ -1,7 +1,6 @@
 //! From a finished SMTP transaction to the spool's envelope and the `Received:` header.
 
 use dakiya_config::Target;
-use dakiya_proto::params::{BodyType, Ret};
 use dakiya_proto::server::{Hello, Transaction};
 use dakiya_spool::{self as spool, Envelope, QueueId};
 use std::collections::HashSet;
@@ -18,19 +17,7 @@ pub fn build(id: QueueId, tx: &Transaction<Vec<Target>>, hello: Option<&Hello>, 
             dakiya_proto::address::ForwardPath::Postmaster => "postmaster".to_string(),
             dakiya_proto::address::ForwardPath::Mailbox(m) => m.to_string(),
         };
-        let notify = rcpt.params.notify.map(|n| {
-            let mut v = Vec::new();
-            if n.success {
-                v.push(spool::Notify::Success);
-            }
-            if n.failure {
-                v.push(spool::Notify::Failure);
-            }
-            if n.delay {
-                v.push(spool::Notify::Delay);
-            }
-            v
-        });
+        let notify = rcpt.params.notify;
         let orcpt = rcpt.params.orcpt.as_ref().map(|(kind, addr)| format!("{kind};{addr}"));
         for target in &rcpt.data {
             if !seen.insert(target.clone()) {
@@ -46,7 +33,7 @@ pub fn build(id: QueueId, tx: &Transaction<Vec<Target>>, hello: Option<&Hello>, 
                 address,
                 original: original.clone(),
                 orcpt: orcpt.clone(),
-                notify: notify.clone(),
+                notify,
                 mailbox,
             });
         }
@@ -57,15 +44,9 @@ pub fn build(id: QueueId, tx: &Transaction<Vec<Target>>, hello: Option<&Hello>, 
         sender: tx.from.to_string(),
         client_ip: peer.ip().to_canonical().to_string(),
         helo: hello.map(|h| h.name.clone()).unwrap_or_default(),
-        body: match tx.params.body {
-            BodyType::SevenBit => spool::BodyType::SevenBit,
-            BodyType::EightBitMime => spool::BodyType::EightBitMime,
-        },
+        body: tx.params.body,
         smtputf8: tx.params.smtputf8,
-        dsn_ret: tx.params.ret.map(|r| match r {
-            Ret::Full => spool::DsnRet::Full,
-            Ret::Hdrs => spool::DsnRet::Hdrs,
-        }),
+        dsn_ret: tx.params.ret,
         dsn_envid: tx.params.envid.clone(),
         recipients,
         prepend: None,

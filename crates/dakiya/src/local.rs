@@ -3,7 +3,7 @@
 use dakiya_config::Config;
 use dakiya_deliver::{FailureKind, Maildir};
 use dakiya_proto::logtext::Esc;
-use dakiya_spool::{FailureDetail, QueuedMessage, RcptState, Spool, next_retry_delay};
+use dakiya_spool::{Enhanced, FailureDetail, QueuedMessage, RcptState, Spool, next_retry_delay};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -64,7 +64,7 @@ pub fn deliver_one(
         }
         Err(e) if e.kind == FailureKind::Permanent => {
             tracing::warn!(queue_id = %id, rcpt = %Esc(address), result = %"failed", error = %e, "delivered");
-            let detail = FailureDetail { status: "5.2.0".into(), remote_mta: None, diagnostic: None };
+            let detail = FailureDetail::new(Enhanced(5, 2, 0));
             RcptState::Failed { at: now, error: e.to_string(), detail: Some(detail), notified: false }
         }
         Err(e) => {
@@ -79,7 +79,7 @@ pub fn deliver_one(
             let delay = next_retry_delay(attempts, &cfg.delivery.retry_schedule);
             let next_attempt = now + delay.as_secs().max(1);
             tracing::warn!(queue_id = %id, rcpt = %Esc(address), result = %"deferred", attempts, retry_in = delay.as_secs(), error = %e, "delivered");
-            let detail = FailureDetail { status: "4.2.0".into(), remote_mta: None, diagnostic: None };
+            let detail = FailureDetail::new(Enhanced(4, 2, 0));
             let delay_notified = matches!(previous, RcptState::Deferred { delay_notified: true, .. });
             RcptState::Deferred { attempts, next_attempt, error: e.to_string(), detail: Some(detail), delay_notified }
         }

@@ -6,7 +6,7 @@
 //! 2 a usage error (such as a malformed queue id); 3 the server is not running.
 
 use dakiya_control::{ControlOp, MAX_HEADERS, MessageView, RcptView, Request, Response, SOCKET_NAME, StateName};
-use dakiya_spool::{BodyType, DsnRet, Notify, QueueId};
+use dakiya_spool::QueueId;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -217,18 +217,12 @@ pub fn format_show(m: &MessageView, now: u64) -> String {
     let _ = writeln!(out, "Sender:      {}", sender(&m.sender));
     if let Some(d) = &m.detail {
         let _ = writeln!(out, "Client:      {} (HELO {})", clean(&d.client_ip), clean(&d.helo));
-        let body = match d.body {
-            BodyType::SevenBit => "7BIT",
-            BodyType::EightBitMime => "8BITMIME",
-        };
+        let body = d.body.keyword();
         let utf8 = if d.smtputf8 { ", SMTPUTF8" } else { "" };
         let _ = writeln!(out, "Size:        {} bytes (BODY={body}{utf8})", m.size);
-        let ret = d.dsn_ret.map(|r| match r {
-            DsnRet::Full => "RET=FULL",
-            DsnRet::Hdrs => "RET=HDRS",
-        });
+        let ret = d.dsn_ret.map(|r| format!("RET={}", r.keyword()));
         let envid = d.dsn_envid.as_ref().map(|e| format!("ENVID={}", clean(e)));
-        let dsn: Vec<String> = ret.map(String::from).into_iter().chain(envid).collect();
+        let dsn: Vec<String> = ret.into_iter().chain(envid).collect();
         let _ = writeln!(out, "DSN:         {}", if dsn.is_empty() { "-".into() } else { dsn.join(" ") });
     } else {
         let _ = writeln!(out, "Size:        {} bytes", m.size);
@@ -258,16 +252,8 @@ fn format_rcpt(out: &mut String, r: &RcptView, held: bool, now: u64) {
         let route = d.mailbox.as_ref().map_or("remote".to_string(), |mb| format!("local mailbox {}", clean(mb)));
         let _ = writeln!(out, "{indent}RCPT TO:<{}>, {route}", clean(&d.original));
         let mut dsn = Vec::new();
-        if let Some(notify) = &d.notify {
-            let words: Vec<&str> = notify
-                .iter()
-                .map(|n| match n {
-                    Notify::Success => "SUCCESS",
-                    Notify::Failure => "FAILURE",
-                    Notify::Delay => "DELAY",
-                })
-                .collect();
-            dsn.push(format!("NOTIFY={}", if words.is_empty() { "NEVER".into() } else { words.join(",") }));
+        if let Some(notify) = d.notify {
+            dsn.push(format!("NOTIFY={notify}"));
         }
         if let Some(orcpt) = &d.orcpt {
             dsn.push(format!("ORCPT={}", clean(orcpt)));
@@ -290,7 +276,7 @@ fn format_rcpt(out: &mut String, r: &RcptView, held: bool, now: u64) {
         let _ = writeln!(out, "{indent}{}", clean(&last_error(r, error)));
     }
     if let Some(f) = r.detail.as_ref().and_then(|d| d.failure.as_ref()) {
-        let mut parts = vec![format!("status {}", clean(&f.status))];
+        let mut parts = vec![format!("status {}", f.status)];
         if let Some(mta) = &f.remote_mta {
             parts.push(format!("remote MTA {}", clean(mta)));
         }

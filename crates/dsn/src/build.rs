@@ -9,6 +9,8 @@ use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 
+use dakiya_proto::Enhanced;
+
 use crate::clean::{check_address, check_hostname, id_chars};
 use crate::original::{self, Returned};
 use crate::{DsnError, DsnInput, Kind, Ret, status, text};
@@ -99,10 +101,10 @@ fn validate(input: &DsnInput<'_>) -> Result<(), DsnError> {
     check_address("original sender", input.original_sender)?;
     for rcpt in input.recipients {
         check_address("final recipient", &rcpt.final_recipient)?;
-        let (class, subject, detail) = rcpt.status;
+        let Enhanced(class, subject, detail) = rcpt.status;
         // RFC 3463 §2: class 2, 4 or 5; subject and detail 0-999.
         if !matches!(class, 2 | 4 | 5) || subject > 999 || detail > 999 {
-            return Err(DsnError::BadStatus(class, subject, detail));
+            return Err(DsnError::BadStatus(rcpt.status));
         }
     }
     Ok(())

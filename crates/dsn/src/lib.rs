@@ -20,7 +20,7 @@ mod types;
 
 pub use build::build_dsn;
 pub use notify::should_notify;
-pub use types::{Action, DEFAULT_RETURN_LIMIT, DsnInput, Kind, Notify, RcptReport, Ret, Time};
+pub use types::{Action, DEFAULT_RETURN_LIMIT, DsnInput, Enhanced, Kind, Notify, RcptReport, Ret, Time};
 
 /// Why no notice could be built. Each is a bug or a bad record in the caller,
 /// not a condition to retry, except [`DsnError::Io`].
@@ -48,8 +48,8 @@ pub enum DsnError {
     BadHostname(String),
     /// The status code is not `class.subject.detail` with class 2, 4 or 5
     /// and subject and detail up to 999 (RFC 3463).
-    #[error("invalid status code {0}.{1}.{2}")]
-    BadStatus(u8, u16, u16),
+    #[error("invalid status code {0}")]
+    BadStatus(Enhanced),
     /// Reading the original message failed.
     #[error("reading the original message: {0}")]
     Io(#[from] std::io::Error),

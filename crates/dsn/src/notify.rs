@@ -8,38 +8,41 @@ use crate::{Kind, Notify};
 /// - `None` (no `NOTIFY=` given): failures, and delays too. RFC 3461 §4.1
 ///   leaves delay notices to the MTA's discretion; we send them, because a
 ///   sender who hears nothing for days assumes the mail arrived.
-/// - `Some(&[])` (`NOTIFY=NEVER`): nothing, not even a bounce.
+/// - `Some(Notify::NEVER)`: nothing, not even a bounce.
 /// - otherwise: exactly the kinds listed. Success is only ever sent on request.
-pub fn should_notify(notify: Option<&[Notify]>, kind: Kind) -> bool {
-    let wanted = match kind {
-        Kind::Failure => Notify::Failure,
-        Kind::Delay => Notify::Delay,
-        Kind::Success => Notify::Success,
-    };
+pub fn should_notify(notify: Option<Notify>, kind: Kind) -> bool {
     match notify {
         None => kind != Kind::Success,
-        Some(list) => list.contains(&wanted),
+        Some(n) => match kind {
+            Kind::Failure => n.failure,
+            Kind::Delay => n.delay,
+            Kind::Success => n.success,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Notify::{Delay, Failure, Success};
+
+    /// `NOTIFY=` with the given keywords.
+    fn given(success: bool, failure: bool, delay: bool) -> Option<Notify> {
+        Some(Notify { success, failure, delay })
+    }
 
     #[test]
     fn table() {
         let kinds = [Kind::Failure, Kind::Delay, Kind::Success];
         // (NOTIFY=, expected for Failure, Delay, Success)
-        let table: &[(Option<&[Notify]>, [bool; 3])] = &[
+        let table: &[(Option<Notify>, [bool; 3])] = &[
             (None, [true, true, false]),
-            (Some(&[]), [false, false, false]),
-            (Some(&[Failure]), [true, false, false]),
-            (Some(&[Delay]), [false, true, false]),
-            (Some(&[Success]), [false, false, true]),
-            (Some(&[Success, Failure]), [true, false, true]),
-            (Some(&[Failure, Delay]), [true, true, false]),
-            (Some(&[Success, Failure, Delay]), [true, true, true]),
+            (Some(Notify::NEVER), [false, false, false]),
+            (given(false, true, false), [true, false, false]),
+            (given(false, false, true), [false, true, false]),
+            (given(true, false, false), [false, false, true]),
+            (given(true, true, false), [true, false, true]),
+            (given(false, true, true), [true, true, false]),
+            (given(true, true, true), [true, true, true]),
         ];
         for (notify, expected) in table {
             for (kind, want) in kinds.iter().zip(expected) {

@@ -102,8 +102,7 @@ fn render_recipient(out: &mut String, rcpt: &RcptReport, global: bool) {
     }
     push_field(out, "Final-Recipient", &address_value("rfc822", &rcpt.final_recipient, global));
     push_field(out, "Action", rcpt.action.keyword());
-    let (class, subject, detail) = rcpt.status;
-    push_field(out, "Status", &format!("{class}.{subject}.{detail}"));
+    push_field(out, "Status", &rcpt.status.to_string());
     if let Some(mta) = rcpt.remote_mta.as_deref().map(remote_mta).filter(|m| !m.is_empty()) {
         push_field(out, "Remote-MTA", &format!("dns; {mta}"));
     }

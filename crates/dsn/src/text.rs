@@ -48,7 +48,7 @@ pub(crate) fn render(input: &DsnInput<'_>, original: &Original, global: bool) ->
 }
 
 fn recipient_lines(lines: &mut Vec<String>, rcpt: &RcptReport, global: bool) {
-    let (class, subject, detail) = rcpt.status;
+    let status = rcpt.status;
     let mut head = format!("<{}>", rcpt.final_recipient);
     if let Some((_, orig)) = rcpt.original_recipient.as_deref().map(original_recipient)
         && orig != rcpt.final_recipient
@@ -56,8 +56,8 @@ fn recipient_lines(lines: &mut Vec<String>, rcpt: &RcptReport, global: bool) {
         let _ = write!(head, " (originally <{}>)", one_line(&orig, global, 512));
     }
     let _ = match rcpt.action {
-        Action::Failed => write!(head, ": delivery failed (status {class}.{subject}.{detail})"),
-        Action::Delayed => write!(head, ": delivery delayed (status {class}.{subject}.{detail})"),
+        Action::Failed => write!(head, ": delivery failed (status {status})"),
+        Action::Delayed => write!(head, ": delivery delayed (status {status})"),
         Action::Delivered => write!(head, ": delivered"),
         Action::Relayed => write!(head, ": relayed to a system that does not send delivery reports"),
         Action::Expanded => write!(head, ": delivered to an alias or list, which was expanded"),

@@ -3,8 +3,12 @@
 //! These types mirror the spool's envelope (`dakiya_spool::Envelope`,
 //! `Recipient`, `RcptState`) without depending on it: the queue manager maps
 //! one into the other, so this crate builds whatever the spool looks like.
+//! The vocabulary (NOTIFY, RET, enhanced status codes) is `dakiya_proto`'s,
+//! shared with the spool.
 
 use std::io::Read;
+
+pub use dakiya_proto::Enhanced;
 
 /// A point in time with its UTC offset, as it is written into the notice.
 pub type Time = chrono::DateTime<chrono::FixedOffset>;
@@ -27,25 +31,9 @@ pub enum Kind {
     Success,
 }
 
-/// DSN `RET=` (RFC 3461 §4.3): how much of the original a failure notice returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Ret {
-    /// The whole message (`RET=FULL`), up to the return limit.
-    Full,
-    /// Its header section only (`RET=HDRS`).
-    Hdrs,
-}
-
-/// One DSN `NOTIFY=` keyword (RFC 3461 §4.1). `NEVER` is the empty list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Notify {
-    /// Notify on successful delivery.
-    Success,
-    /// Notify on failure.
-    Failure,
-    /// Notify on delay.
-    Delay,
-}
+/// DSN `RET=` (RFC 3461 §4.3), how much of the original a failure notice returns, and
+/// `NOTIFY=` (RFC 3461 §4.1), which notices a recipient wants: the SMTP server's types.
+pub use dakiya_proto::params::{Notify, Ret};
 
 /// The `Action` of one recipient (RFC 3464 §2.3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,8 +74,8 @@ pub struct RcptReport {
     /// The outcome.
     pub action: Action,
     /// The enhanced status code `class.subject.detail` (RFC 3463), e.g.
-    /// `(5, 1, 1)`. The class must be 2, 4 or 5.
-    pub status: (u8, u16, u16),
+    /// `Enhanced(5, 1, 1)`. The class must be 2, 4 or 5.
+    pub status: Enhanced,
     /// The host name of the remote MTA that gave the answer, if any.
     pub remote_mta: Option<String>,
     /// The diagnostic as `type; text`, e.g. `smtp; 550 5.1.1 no such user`.

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use dakiya_dsn::{Action, DEFAULT_RETURN_LIMIT, Kind, RcptReport, Ret};
+use dakiya_dsn::{Action, DEFAULT_RETURN_LIMIT, Enhanced, Kind, RcptReport, Ret};
 use mail_parser::MimeHeaders;
 
 #[test]
@@ -172,7 +172,7 @@ fn relayed_and_expanded_actions() {
 #[test]
 fn several_recipients_in_one_notice() {
     let mut third = failed("carol@example.net");
-    third.status = (5, 2, 2);
+    third.status = Enhanced(5, 2, 2);
     third.diagnostic = Some("smtp; 552 5.2.2 Mailbox full".into());
     third.original_recipient = Some("rfc822;carol@example.net".into());
     let case = Case::new(Kind::Failure, vec![failed("bob@example.net"), failed("dave@example.net"), third]);
@@ -199,7 +199,7 @@ fn without_envid_orcpt_and_optional_fields() {
         final_recipient: "bob@example.net".into(),
         original_recipient: None,
         action: Action::Failed,
-        status: (5, 0, 0),
+        status: Enhanced(5, 0, 0),
         remote_mta: None,
         diagnostic: None,
         last_attempt: None,

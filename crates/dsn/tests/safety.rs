@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use dakiya_dsn::{DEFAULT_RETURN_LIMIT, DsnError, DsnInput, Kind, RcptReport, Ret, build_dsn};
+use dakiya_dsn::{DEFAULT_RETURN_LIMIT, DsnError, DsnInput, Enhanced, Kind, RcptReport, Ret, build_dsn};
 use mail_parser::MimeHeaders;
 
 #[test]
@@ -146,7 +146,7 @@ fn refuses_bad_input() {
     let case = Case::new(Kind::Failure, vec![failed("bob@example.net>\r\nX: y")]);
     assert!(matches!(case.build(), Err(DsnError::BadAddress { what: "final recipient", .. })));
 
-    for status in [(3, 0, 0), (5, 1000, 0), (4, 0, 1000), (0, 0, 0)] {
+    for status in [Enhanced(3, 0, 0), Enhanced(5, 1000, 0), Enhanced(4, 0, 1000), Enhanced(0, 0, 0)] {
         let case = Case::new(Kind::Failure, vec![RcptReport { status, ..failed("bob@example.net") }]);
         assert!(matches!(case.build(), Err(DsnError::BadStatus(..))), "{status:?}");
     }

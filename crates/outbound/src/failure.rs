@@ -14,9 +14,8 @@ pub(crate) fn remote_mta(hop: &NextHop) -> String {
 /// (RFC 7505 §4.2 5.1.10 for a null MX, 5.1.2, 5.4.4, 4.4.3, 4.3.5; see `RouteError`).
 pub(crate) fn route(e: &RouteError) -> RecipientOutcome {
     let permanent = e.is_permanent();
-    let status =
-        parse_status(e.enhanced_status()).unwrap_or(if permanent { Enhanced(5, 4, 4) } else { Enhanced(4, 4, 3) });
     // The router's status class follows permanence; make sure of it anyway.
+    let status = e.enhanced_status();
     let status = Enhanced(if permanent { 5 } else { 4 }, status.1, status.2);
     let failure = Failure {
         phase: Phase::Idle,
@@ -26,15 +25,6 @@ pub(crate) fn route(e: &RouteError) -> RecipientOutcome {
         reason: format!("no route to the destination: {e}"),
     };
     if permanent { RecipientOutcome::Permanent(failure) } else { RecipientOutcome::Temporary(failure) }
-}
-
-/// `5.1.10` → `Enhanced(5, 1, 10)`.
-fn parse_status(s: &str) -> Option<Enhanced> {
-    let mut parts = s.split('.');
-    let class = parts.next()?.parse().ok()?;
-    let subject = parts.next()?.parse().ok()?;
-    let detail = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some(Enhanced(class, subject, detail))
 }
 
 /// The TCP connection could not be made (refused, unreachable, timed out): RFC 3463 §3.5
@@ -155,9 +145,6 @@ mod tests {
         let RecipientOutcome::Temporary(f) = route(&RouteError::Temporary("x".into())) else { panic!() };
         assert_eq!(f.status, Enhanced(4, 4, 3));
         assert!(f.reason.contains("temporary DNS failure"), "{}", f.reason);
-        assert_eq!(parse_status("5.1.10"), Some(Enhanced(5, 1, 10)));
-        assert_eq!(parse_status("5.1"), None);
-        assert_eq!(parse_status("5.1.1.1"), None);
     }
 
     #[test]

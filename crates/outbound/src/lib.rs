@@ -25,18 +25,8 @@ use rustls_pki_types::CertificateDer;
 
 use crate::deliver::Inner;
 
-/// How to use TLS towards a next hop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TlsMode {
-    /// Never use TLS.
-    None,
-    /// STARTTLS when offered, certificate not checked (RFC 7435); clear text otherwise.
-    Opportunistic,
-    /// TLS must be used; the certificate is not checked.
-    Require,
-    /// TLS must be used and the certificate must be valid for the next hop's host name.
-    Verify,
-}
+/// How to use TLS towards a next hop: the one definition, shared with the configuration.
+pub use dakiya_proto::next_hop::TlsMode;
 
 /// The smart host's connection settings (its address is `route.relay_host`).
 #[derive(Debug, Clone)]

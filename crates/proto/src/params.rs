@@ -30,13 +30,33 @@ pub enum BodyType {
     EightBitMime,
 }
 
+impl BodyType {
+    /// The value as written after `BODY=`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            BodyType::SevenBit => "7BIT",
+            BodyType::EightBitMime => "8BITMIME",
+        }
+    }
+}
+
 /// RET= of RFC 3461 §4.3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ret {
     /// Return the full message in a failure DSN.
     Full,
     /// Return only the headers.
     Hdrs,
+}
+
+impl Ret {
+    /// The value as written after `RET=`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Ret::Full => "FULL",
+            Ret::Hdrs => "HDRS",
+        }
+    }
 }
 
 /// Parameters of MAIL FROM.
@@ -54,8 +74,9 @@ pub struct MailParams {
     pub envid: Option<String>,
 }
 
-/// NOTIFY= of RFC 3461 §4.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// NOTIFY= of RFC 3461 §4.1: the kinds of notice a recipient asked for. All false is
+/// `NOTIFY=NEVER` ([`Notify::NEVER`], also the `Default`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Notify {
     /// NOTIFY=SUCCESS.
     pub success: bool,
@@ -66,9 +87,36 @@ pub struct Notify {
 }
 
 impl Notify {
+    /// `NOTIFY=NEVER`: no notice at all.
+    pub const NEVER: Notify = Notify { success: false, failure: false, delay: false };
+
     /// NOTIFY=NEVER.
     pub fn is_never(&self) -> bool {
         !self.success && !self.failure && !self.delay
+    }
+
+    /// The keywords given, in the order SUCCESS, FAILURE, DELAY; none for NEVER.
+    pub fn keywords(self) -> impl Iterator<Item = &'static str> {
+        [(self.success, "SUCCESS"), (self.failure, "FAILURE"), (self.delay, "DELAY")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+    }
+}
+
+/// The value as written after `NOTIFY=`: `NEVER` or a comma list of SUCCESS, FAILURE, DELAY
+/// (RFC 3461 §4.1).
+impl std::fmt::Display for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_never() {
+            return f.write_str("NEVER");
+        }
+        for (i, word) in self.keywords().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(word)?;
+        }
+        Ok(())
     }
 }
 
@@ -319,6 +367,23 @@ mod tests {
         assert_eq!(rcpt("ORCPT=a@b"), Err(ParamError::BadValue("ORCPT")));
         assert_eq!(rcpt("ORCPT=rfc822;"), Err(ParamError::BadValue("ORCPT")));
         assert_eq!(rcpt("SIZE=1"), Err(ParamError::Unknown("SIZE".into())));
+    }
+
+    #[test]
+    fn parameter_values_are_written_as_parsed() {
+        for value in ["NEVER", "SUCCESS", "FAILURE,DELAY", "SUCCESS,FAILURE,DELAY", "SUCCESS,DELAY"] {
+            let notify = parse_notify(value).unwrap();
+            assert_eq!(notify.to_string(), value);
+            assert_eq!(parse_notify(&notify.to_string()), Ok(notify));
+        }
+        assert_eq!(Notify::NEVER, Notify::default());
+        assert_eq!(parse_notify("delay,success").unwrap().to_string(), "SUCCESS,DELAY");
+        for body in [BodyType::SevenBit, BodyType::EightBitMime] {
+            assert_eq!(mail(&format!("BODY={}", body.keyword())).unwrap().body, body);
+        }
+        for ret in [Ret::Full, Ret::Hdrs] {
+            assert_eq!(mail(&format!("RET={}", ret.keyword())).unwrap().ret, Some(ret));
+        }
     }
 
     #[test]

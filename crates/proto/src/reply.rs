@@ -1,14 +1,60 @@
 //! SMTP replies (RFC 5321 §4.2) carrying enhanced status codes (RFC 2034, RFC 3463).
 
 use std::fmt;
+use std::str::FromStr;
 
 /// An enhanced status code `class.subject.detail` (RFC 3463 §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The one type for these codes everywhere: replies, the spool's failure details (written as
+/// its [`Display`](fmt::Display) form `"5.1.1"`) and delivery status notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Enhanced(pub u8, pub u16, pub u16);
 
+impl Enhanced {
+    /// The class: 2 success, 4 persistent transient failure, 5 permanent failure
+    /// (RFC 3463 §3.1).
+    pub fn class(self) -> u8 {
+        self.0
+    }
+
+    /// Class 5, "permanent failure" (RFC 3463 §3.1).
+    pub fn is_permanent(self) -> bool {
+        self.0 == 5
+    }
+}
+
+/// `class.subject.detail` as in a reply or a DSN `Status:` field, e.g. `5.1.1`.
 impl fmt::Display for Enhanced {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// Text that is not an enhanced status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an enhanced status code (class.subject.detail)")]
+pub struct BadEnhanced;
+
+/// Parses `class.subject.detail`: the syntax of RFC 3463 §2, a one-digit class and a subject
+/// and detail of one to three digits each. The class is not restricted to 2, 4 and 5 here
+/// (that is a rule about its meaning; a reply parser checks the class against the reply
+/// code, a DSN builder against the classes RFC 3463 defines).
+impl FromStr for Enhanced {
+    type Err = BadEnhanced;
+
+    fn from_str(s: &str) -> Result<Enhanced, BadEnhanced> {
+        let number = |s: Option<&str>, max_len: usize| -> Result<u16, BadEnhanced> {
+            let s = s.ok_or(BadEnhanced)?;
+            let digits = !s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_digit());
+            if digits { s.parse().map_err(|_| BadEnhanced) } else { Err(BadEnhanced) }
+        };
+        let mut parts = s.split('.');
+        let class = number(parts.next(), 1)?;
+        let (subject, detail) = (number(parts.next(), 3)?, number(parts.next(), 3)?);
+        if parts.next().is_some() {
+            return Err(BadEnhanced);
+        }
+        Ok(Enhanced(class as u8, subject, detail))
     }
 }
 
@@ -96,6 +142,27 @@ impl fmt::Display for Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enhanced_code_text_round_trips() {
+        for (text, code) in
+            [("5.1.1", Enhanced(5, 1, 1)), ("4.4.7", Enhanced(4, 4, 7)), ("2.123.999", Enhanced(2, 123, 999))]
+        {
+            assert_eq!(text.parse(), Ok(code), "{text}");
+            assert_eq!(code.to_string(), text);
+        }
+        assert_eq!("5.1.10".parse::<Enhanced>().map(Enhanced::class), Ok(5));
+        assert!(Enhanced(5, 7, 1).is_permanent() && !Enhanced(4, 7, 1).is_permanent());
+    }
+
+    #[test]
+    fn malformed_enhanced_codes_are_refused() {
+        for bad in
+            ["", "5", "5.1", "5.1.1.1", "x.1.1", "55.1.1", "5.1000.1", "5.1.1000", "5..1", "+5.1.1", "5.1.1 ", " 5.1.1"]
+        {
+            assert_eq!(bad.parse::<Enhanced>(), Err(BadEnhanced), "{bad:?}");
+        }
+    }
 
     #[test]
     fn single_line_with_enhanced_code() {

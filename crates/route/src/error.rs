@@ -1,5 +1,7 @@
 //! Why a domain has no next hop, split into permanent and temporary failures.
 
+use dakiya_proto::Enhanced;
+
 /// Why [`Router::resolve`](crate::Router::resolve) found no next hop.
 ///
 /// [`RouteError::is_permanent`] decides between a bounce and a retry (RFC 5321 §5.1: a
@@ -50,13 +52,13 @@ impl RouteError {
     /// 5.1.2 "bad destination system address"; no usable address is 5.4.4 "unable to
     /// route"; temporary DNS trouble is 4.4.3 "directory server failure"; a bad routing
     /// configuration is 4.3.5 "system incorrectly configured".
-    pub fn enhanced_status(&self) -> &'static str {
+    pub fn enhanced_status(&self) -> Enhanced {
         match self {
-            RouteError::NullMx => "5.1.10",
-            RouteError::NoSuchDomain | RouteError::InvalidDomain(_) => "5.1.2",
-            RouteError::NoAddresses => "5.4.4",
-            RouteError::Temporary(_) => "4.4.3",
-            RouteError::Config(_) => "4.3.5",
+            RouteError::NullMx => Enhanced(5, 1, 10),
+            RouteError::NoSuchDomain | RouteError::InvalidDomain(_) => Enhanced(5, 1, 2),
+            RouteError::NoAddresses => Enhanced(5, 4, 4),
+            RouteError::Temporary(_) => Enhanced(4, 4, 3),
+            RouteError::Config(_) => Enhanced(4, 3, 5),
         }
     }
 }
@@ -76,8 +78,8 @@ mod tests {
             RouteError::Config("c".into()),
         ];
         for e in all {
-            let class = if e.is_permanent() { "5." } else { "4." };
-            assert!(e.enhanced_status().starts_with(class), "{e:?}");
+            let class = if e.is_permanent() { 5 } else { 4 };
+            assert_eq!(e.enhanced_status().class(), class, "{e:?}");
         }
     }
 }

@@ -8,7 +8,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::{Name, ResolveError, TokioResolver};
 use rand::seq::SliceRandom;
 
-use crate::config::{Family, IpPreference};
+use crate::config::{Family, IpPreference, families};
 
 /// Why a query gave no records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub(crate) async fn addresses(
     name: &Name,
     pref: IpPreference,
 ) -> Result<Vec<IpAddr>, Failure> {
-    let families = pref.families();
+    let families = families(pref);
     let wants = |family| families.contains(&family);
     let v4 = async {
         if !wants(Family::V4) {

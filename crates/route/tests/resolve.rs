@@ -157,7 +157,7 @@ async fn null_mx_is_permanent() {
     let err = router.resolve("nomail.test").await.unwrap_err();
     assert_eq!(err, RouteError::NullMx);
     assert!(err.is_permanent());
-    assert_eq!(err.enhanced_status(), "5.1.10");
+    assert_eq!(err.enhanced_status().to_string(), "5.1.10");
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! The envelope of a queued message and the per-recipient delivery state.
 
+use dakiya_proto::Enhanced;
+use dakiya_proto::params::{BodyType, Notify, Ret};
 use serde::{Deserialize, Serialize};
 
 use crate::QueueId;
@@ -20,13 +22,14 @@ pub struct Envelope {
     /// The EHLO/HELO argument given by the client.
     pub helo: String,
     /// The declared body type (RFC 6152 `BODY=`).
+    #[serde(with = "crate::codec::body_type")]
     pub body: BodyType,
     /// Whether the client asked for SMTPUTF8 (RFC 6531).
     #[serde(default)]
     pub smtputf8: bool,
     /// DSN `RET=` (RFC 3461 §4.3).
-    #[serde(default)]
-    pub dsn_ret: Option<DsnRet>,
+    #[serde(default, with = "crate::codec::ret")]
+    pub dsn_ret: Option<Ret>,
     /// DSN `ENVID=` (RFC 3461 §4.4), as given (xtext-decoded by the caller).
     #[serde(default)]
     pub dsn_envid: Option<String>,
@@ -49,44 +52,12 @@ pub struct Recipient {
     /// DSN `ORCPT=` (RFC 3461 §4.2), if given.
     #[serde(default)]
     pub orcpt: Option<String>,
-    /// DSN `NOTIFY=` (RFC 3461 §4.1): `None` = not given, `Some(vec![])` = NEVER.
-    #[serde(default)]
-    pub notify: Option<Vec<Notify>>,
+    /// DSN `NOTIFY=` (RFC 3461 §4.1): `None` = not given, `Some(Notify::NEVER)` = NEVER.
+    #[serde(default, with = "crate::codec::notify")]
+    pub notify: Option<Notify>,
     /// `(domain, mailbox)` for local delivery; `None` for remote delivery.
     #[serde(default)]
     pub mailbox: Option<(String, String)>,
-}
-
-/// The body type declared with `BODY=` (RFC 6152).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BodyType {
-    /// 7-bit content (the default).
-    SevenBit,
-    /// `BODY=8BITMIME`.
-    EightBitMime,
-}
-
-/// DSN `RET=` (RFC 3461 §4.3): how much of the message a DSN returns.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum DsnRet {
-    /// Return the full message.
-    Full,
-    /// Return the headers only.
-    Hdrs,
-}
-
-/// One DSN `NOTIFY=` keyword (RFC 3461 §4.1).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Notify {
-    /// Notify on successful delivery.
-    Success,
-    /// Notify on permanent failure.
-    Failure,
-    /// Notify on delay.
-    Delay,
 }
 
 /// The delivery state of one recipient. Recorded in the message's status log;
@@ -110,7 +81,7 @@ pub enum RcptState {
         /// The last error, for logs and DSNs.
         error: String,
         /// The DSN fields of the last failure, when known.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::codec::deferred_detail")]
         detail: Option<FailureDetail>,
         /// A delay notice (DSN, RFC 3464 `Action: delayed`) has been sent for this recipient.
         #[serde(default, skip_serializing_if = "is_false")]
@@ -123,7 +94,7 @@ pub enum RcptState {
         /// The error, for logs and DSNs.
         error: String,
         /// The DSN fields of the failure, when known.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::codec::failed_detail")]
         detail: Option<FailureDetail>,
         /// The sender has been told (a failure DSN was queued), or needs no notice.
         #[serde(default, skip_serializing_if = "is_false")]
@@ -132,16 +103,25 @@ pub enum RcptState {
 }
 
 /// What a delivery status notification reports about a failure (RFC 3464 §2.3).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FailureDetail {
-    /// The enhanced status code (RFC 3463), e.g. `"5.1.1"`.
-    pub status: String,
+    /// The enhanced status code (RFC 3463), written as `"5.1.1"`. In a recipient state an
+    /// unreadable one reads as X.0.0 (see `codec`).
+    #[serde(with = "crate::codec::enhanced")]
+    pub status: Enhanced,
     /// The remote MTA that answered (`Remote-MTA`), when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_mta: Option<String>,
     /// The remote reply as `smtp; 550 5.1.1 text` (`Diagnostic-Code`), when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostic: Option<String>,
+}
+
+impl FailureDetail {
+    /// A detail with only a status: no remote MTA answered, no diagnostic.
+    pub fn new(status: Enhanced) -> FailureDetail {
+        FailureDetail { status, remote_mta: None, diagnostic: None }
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod codec;
 mod commit;
 mod envelope;
 mod error;
@@ -27,7 +28,11 @@ mod status;
 mod writer;
 
 pub use commit::CommitStats;
-pub use envelope::{BodyType, DsnRet, Envelope, FailureDetail, Notify, QueuedMessage, RcptState, Recipient};
+/// The vocabulary of the envelope, defined once in `dakiya_proto` (spelled on disk by
+/// [`codec`]).
+pub use dakiya_proto::Enhanced;
+pub use dakiya_proto::params::{BodyType, Notify, Ret};
+pub use envelope::{Envelope, FailureDetail, QueuedMessage, RcptState, Recipient};
 pub use error::SpoolError;
 pub use group::{GroupSync, SyncTarget};
 pub use id::{InvalidQueueId, QueueId};

@@ -195,7 +195,7 @@ pub(crate) fn complete_len(data: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FailureDetail;
+    use crate::{Enhanced, FailureDetail};
 
     fn id(n: u64) -> QueueId {
         format!("{n:016X}").parse().unwrap()
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn failure_details_and_notice_flags_are_written_only_when_set() {
         let detail = FailureDetail {
-            status: "5.1.1".into(),
+            status: Enhanced(5, 1, 1),
             remote_mta: Some("mx.example.net".into()),
             diagnostic: Some("smtp; 550 5.1.1 no such user".into()),
         };
@@ -351,7 +351,7 @@ mod tests {
             attempts: 3,
             next_attempt: 99,
             error: "451".into(),
-            detail: Some(FailureDetail { status: "4.4.1".into(), ..FailureDetail::default() }),
+            detail: Some(FailureDetail::new(Enhanced(4, 4, 1))),
             delay_notified: true,
         };
         assert_eq!(
@@ -403,7 +403,7 @@ mod tests {
         assert_eq!(parsed.states(&second, 2, false).0[1], old_form);
         let states = parsed.states(&third, 2, false).0;
         assert!(matches!(&states[0], RcptState::Deferred { attempts: 3, delay_notified: true, detail: Some(d), .. }
-            if d.status == "4.4.1" && d.remote_mta.as_deref() == Some("mx.example.com") && d.diagnostic.is_none()));
+            if d.status == Enhanced(4, 4, 1) && d.remote_mta.as_deref() == Some("mx.example.com") && d.diagnostic.is_none()));
         assert!(matches!(&states[1], RcptState::Failed { notified: true, detail: Some(d), .. }
             if d.diagnostic.as_deref() == Some("smtp; 550 5.1.1 <bob@example.net>: no such user")));
     }

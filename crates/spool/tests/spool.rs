@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use dakiya_spool::{BodyType, DsnRet, Envelope, Notify, QueueId, RcptState, Recipient, Spool, SpoolError};
+use dakiya_spool::{BodyType, Envelope, Notify, QueueId, RcptState, Recipient, Ret, Spool, SpoolError};
 
 fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
     Envelope {
@@ -18,7 +18,7 @@ fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
         helo: "client.example.org".into(),
         body: BodyType::EightBitMime,
         smtputf8: true,
-        dsn_ret: Some(DsnRet::Hdrs),
+        dsn_ret: Some(Ret::Hdrs),
         dsn_envid: Some("env-1".into()),
         prepend: None,
         recipients: (0..rcpts)
@@ -26,7 +26,7 @@ fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
                 address: format!("user{i}@example.com"),
                 original: format!("User{i}@Example.com"),
                 orcpt: Some(format!("rfc822;User{i}@Example.com")),
-                notify: Some(vec![Notify::Failure, Notify::Delay]),
+                notify: Some(Notify { success: false, failure: true, delay: true }),
                 mailbox: (i % 2 == 0).then(|| ("example.com".into(), format!("user{i}"))),
             })
             .collect(),

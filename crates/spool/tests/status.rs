@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use dakiya_spool::{BodyType, Envelope, FailureDetail, QueueId, RcptState, Recipient, Spool, SpoolError};
+use dakiya_spool::{BodyType, Enhanced, Envelope, FailureDetail, QueueId, RcptState, Recipient, Spool, SpoolError};
 
 fn commit(spool: &Spool, rcpts: usize) -> QueueId {
     let envelope = Envelope {
@@ -163,7 +163,7 @@ fn failure_details_and_notice_flags_survive_reopen() {
         next_attempt: 1_700_014_400,
         error: "451 4.4.1 timeout".into(),
         detail: Some(FailureDetail {
-            status: "4.4.1".into(),
+            status: Enhanced(4, 4, 1),
             remote_mta: Some("mx.example.com".into()),
             diagnostic: None,
         }),
@@ -173,7 +173,7 @@ fn failure_details_and_notice_flags_survive_reopen() {
         at: 1_700_003_000,
         error: "550 5.1.1 no such user".into(),
         detail: Some(FailureDetail {
-            status: "5.1.1".into(),
+            status: Enhanced(5, 1, 1),
             remote_mta: Some("mx.example.net".into()),
             diagnostic: Some("smtp; 550 5.1.1 <user1@example.com>: no such user \"quoted\"".into()),
         }),
@@ -183,7 +183,7 @@ fn failure_details_and_notice_flags_survive_reopen() {
     let local = RcptState::Failed {
         at: 1_700_003_001,
         error: "no MX".into(),
-        detail: Some(FailureDetail { status: "5.4.4".into(), ..FailureDetail::default() }),
+        detail: Some(FailureDetail::new(Enhanced(5, 4, 4))),
         notified: false,
     };
     let quiet = RcptState::Deferred {

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 use chrono::{DateTime, FixedOffset};
-use dakiya_dsn::{Action, DEFAULT_RETURN_LIMIT, DsnError, DsnInput, Kind, RcptReport, Ret, build_dsn};
+use dakiya_dsn::{Action, DEFAULT_RETURN_LIMIT, DsnError, DsnInput, Enhanced, Kind, RcptReport, Ret, build_dsn};
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders};
 
 pub const HOST: &str = "mx.example.org";
@@ -73,7 +73,7 @@ pub fn failed(addr: &str) -> RcptReport {
         final_recipient: addr.into(),
         original_recipient: None,
         action: Action::Failed,
-        status: (5, 1, 1),
+        status: Enhanced(5, 1, 1),
         remote_mta: Some("mx.example.net".into()),
         diagnostic: Some(format!("smtp; 550 5.1.1 <{addr}>: Recipient address rejected: User unknown")),
         last_attempt: Some(at("2025-07-01T10:00:04+02:00")),
@@ -84,7 +84,7 @@ pub fn failed(addr: &str) -> RcptReport {
 pub fn delayed(addr: &str) -> RcptReport {
     RcptReport {
         action: Action::Delayed,
-        status: (4, 4, 1),
+        status: Enhanced(4, 4, 1),
         diagnostic: Some("smtp; 451 4.4.1 Connection timed out".into()),
         will_retry_until: Some(at("2025-07-06T09:58:00+02:00")),
         ..failed(addr)
@@ -94,7 +94,7 @@ pub fn delayed(addr: &str) -> RcptReport {
 pub fn delivered(addr: &str) -> RcptReport {
     RcptReport {
         action: Action::Delivered,
-        status: (2, 0, 0),
+        status: Enhanced(2, 0, 0),
         diagnostic: Some("smtp; 250 2.0.0 Ok: queued as 4bQxyz".into()),
         will_retry_until: Some(at("2025-07-06T09:58:00+02:00")), // ignored: not delayed
         ..failed(addr)

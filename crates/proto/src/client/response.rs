@@ -160,17 +160,10 @@ fn clean_text(text: &[u8]) -> String {
 /// must agree with the reply code (RFC 2034 §4); otherwise the text is plain text.
 fn enhanced_prefix(text: &str, code: u16) -> Option<(Enhanced, &str)> {
     let end = text.find(' ').unwrap_or(text.len());
-    let mut parts = text[..end].split('.');
-    let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
-    let number = |s: &str, max_len: usize| -> Option<u16> {
-        let digits = !s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_digit());
-        if digits { s.parse().ok() } else { None }
-    };
-    let class = number(class, 1)?;
-    if parts.next().is_some() || class != code / 100 {
+    let enhanced: Enhanced = text[..end].parse().ok()?;
+    if u16::from(enhanced.class()) != code / 100 {
         return None;
     }
-    let enhanced = Enhanced(class as u8, number(subject, 3)?, number(detail, 3)?);
     Some((enhanced, text[end..].strip_prefix(' ').unwrap_or("")))
 }
 

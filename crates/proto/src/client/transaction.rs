@@ -3,7 +3,7 @@
 
 use super::{Client, Cmd, Extensions, Failure, FailureKind, Job, JobRecipient, Outcome, Phase, RcptState};
 use super::{RecipientOutcome, State, Tx};
-use crate::params::{Notify, Ret, encode_xtext};
+use crate::params::encode_xtext;
 use crate::reply::{Enhanced, Reply};
 
 /// The most commands in one pipelined write. RFC 2920 §3.1 warns of a deadlock when the
@@ -234,10 +234,9 @@ fn mail_line(job: &Job, ext: &Extensions) -> Option<String> {
     // RFC 3461 §4: the DSN parameters only to a server that offers DSN; otherwise we are
     // the last DSN-aware hop (and report "relayed" when asked for success notices).
     if ext.dsn {
-        match job.ret {
-            Some(Ret::Full) => line.push_str(" RET=FULL"),
-            Some(Ret::Hdrs) => line.push_str(" RET=HDRS"),
-            None => {}
+        if let Some(ret) = job.ret {
+            line.push_str(" RET=");
+            line.push_str(ret.keyword());
         }
         if let Some(envid) = &job.envid {
             line.push_str(" ENVID=");
@@ -253,7 +252,7 @@ fn rcpt_line(rcpt: &JobRecipient, ext: &Extensions) -> Option<String> {
     if ext.dsn {
         if let Some(notify) = rcpt.notify {
             line.push_str(" NOTIFY=");
-            line.push_str(&notify_value(notify));
+            line.push_str(&notify.to_string());
         }
         // addr-type is an atom (RFC 3461 §4.2); one that is not is dropped, not sent broken.
         if let Some((kind, addr)) = &rcpt.orcpt
@@ -266,15 +265,6 @@ fn rcpt_line(rcpt: &JobRecipient, ext: &Extensions) -> Option<String> {
     without_controls(line)
 }
 
-/// `NEVER` or a comma list of SUCCESS, FAILURE, DELAY (RFC 3461 §4.1).
-fn notify_value(n: Notify) -> String {
-    if n.is_never() {
-        return "NEVER".into();
-    }
-    let flags = [(n.success, "SUCCESS"), (n.failure, "FAILURE"), (n.delay, "DELAY")];
-    flags.iter().filter(|(on, _)| *on).map(|(_, name)| *name).collect::<Vec<_>>().join(",")
-}
-
 /// A command line must never carry CR, LF or other controls: they would inject commands.
 fn without_controls(line: String) -> Option<String> {
     if line.chars().any(char::is_control) { None } else { Some(line) }
@@ -284,6 +274,7 @@ fn without_controls(line: String) -> Option<String> {
 mod tests {
     use super::*;
     use crate::address::{Mailbox, ReversePath, parse_path};
+    use crate::params::{Notify, Ret};
 
     fn ext_all() -> Extensions {
         Extensions { size: true, eight_bit_mime: true, smtputf8: true, dsn: true, ..Extensions::default() }

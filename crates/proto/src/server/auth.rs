@@ -1,6 +1,7 @@
 //! STARTTLS (RFC 3207) and AUTH (RFC 4954) in the session.
 
 use super::{Awaiting, Phase, SaslStep, Server, Step, replies};
+use crate::reply::Enhanced;
 use crate::sasl::{self, Credentials, Mechanism, SaslError};
 
 impl<T> Server<T> {
@@ -65,7 +66,7 @@ impl<T> Server<T> {
             (Mechanism::Plain, Some(resp)) => self.sasl_response(SaslStep::PlainResponse, resp.as_bytes()),
             (Mechanism::Plain, None) => {
                 // RFC 4954 §4: an empty challenge.
-                self.reply(replies::r(334, (0, 0, 0), "").without_enhanced());
+                self.reply(replies::r(334, Enhanced(0, 0, 0), "").without_enhanced());
                 self.phase = Phase::Sasl(SaslStep::PlainResponse);
                 None
             }
@@ -79,7 +80,7 @@ impl<T> Server<T> {
     }
 
     fn challenge(&mut self, text: &str) {
-        self.reply(replies::r(334, (0, 0, 0), &sasl::encode_challenge(text)).without_enhanced());
+        self.reply(replies::r(334, Enhanced(0, 0, 0), &sasl::encode_challenge(text)).without_enhanced());
     }
 
     /// One client response line during AUTH.

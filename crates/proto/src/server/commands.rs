@@ -5,7 +5,7 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::command::{self, Command, CommandError};
 use crate::data::DataDecoder;
 use crate::params::{MailParams, ParamError, RcptParams};
-use crate::reply::Reply;
+use crate::reply::{Enhanced, Reply};
 
 impl<T> Server<T> {
     /// Handles one command line; returns an event for the driver, if any.
@@ -194,13 +194,15 @@ fn command_error_reply(e: &CommandError) -> Reply {
     match e {
         CommandError::Unknown => replies::unknown_command(),
         CommandError::Invalid => replies::invalid_chars(),
-        CommandError::Syntax(text) => replies::r(501, (5, 5, 2), &format!("Syntax error: {text}")),
-        CommandError::Sender(err) => replies::r(501, (5, 1, 7), &format!("Bad sender address syntax: {err}")),
-        CommandError::Recipient(err) => replies::r(501, (5, 1, 3), &format!("Bad recipient address syntax: {err}")),
+        CommandError::Syntax(text) => replies::r(501, Enhanced(5, 5, 2), &format!("Syntax error: {text}")),
+        CommandError::Sender(err) => replies::r(501, Enhanced(5, 1, 7), &format!("Bad sender address syntax: {err}")),
+        CommandError::Recipient(err) => {
+            replies::r(501, Enhanced(5, 1, 3), &format!("Bad recipient address syntax: {err}"))
+        }
         CommandError::Param(ParamError::Unknown(k)) => {
             // RFC 5321 §4.1.1.11: unrecognised parameters get 555.
-            replies::r(555, (5, 5, 4), &format!("Parameter {k} not recognized"))
+            replies::r(555, Enhanced(5, 5, 4), &format!("Parameter {k} not recognized"))
         }
-        CommandError::Param(p) => replies::r(501, (5, 5, 4), &format!("Invalid parameter: {p}")),
+        CommandError::Param(p) => replies::r(501, Enhanced(5, 5, 4), &format!("Invalid parameter: {p}")),
     }
 }

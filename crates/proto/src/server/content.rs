@@ -1,7 +1,7 @@
 //! Message content: DATA and BDAT bodies, size limits, and the end of a message.
 
 use super::{Awaiting, Phase, Queued, Server, Step, replies};
-use crate::reply::Reply;
+use crate::reply::{Enhanced, Reply};
 
 impl<T> Server<T> {
     /// Accounts decoded DATA content in `scratch`; at the end, finishes the message.
@@ -72,7 +72,7 @@ impl<T> Server<T> {
                     self.reply(replies::size_exceeded());
                     Some(Queued::MessageAbort)
                 } else {
-                    self.reply(replies::r(250, (2, 0, 0), &format!("{size} octets received")));
+                    self.reply(replies::r(250, Enhanced(2, 0, 0), &format!("{size} octets received")));
                     None
                 }
             }

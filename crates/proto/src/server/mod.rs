@@ -17,7 +17,7 @@ use crate::address::{ForwardPath, ReversePath};
 use crate::data::{CrlfChecker, DataDecoder};
 use crate::line::{self, LineError, MAX_COMMAND_LINE};
 use crate::params::{MailParams, RcptParams};
-use crate::reply::Reply;
+use crate::reply::{Enhanced, Reply};
 use crate::sasl::Credentials;
 
 /// Limits and identity for a session.
@@ -350,7 +350,7 @@ impl<T> Server<T> {
         }
         self.tx = None;
         match result {
-            Ok(id) => self.reply(replies::r(250, (2, 0, 0), &format!("Ok: queued as {id}"))),
+            Ok(id) => self.reply(replies::r(250, Enhanced(2, 0, 0), &format!("Ok: queued as {id}"))),
             Err(reply) => self.reply(reply),
         }
     }

@@ -18,7 +18,7 @@ fn envelope(n: u64, rcpts: usize) -> Envelope {
                 address: format!("r{i}@x"),
                 original: format!("R{i}@x"),
                 orcpt: None,
-                notify: Some(vec![]),
+                notify: Some(crate::Notify::NEVER),
                 mailbox: None,
             })
             .collect(),
