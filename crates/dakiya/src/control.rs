@@ -10,11 +10,11 @@
 //! The wire format (requests, responses, their parsing and encoding) is `dakiya_control`'s;
 //! here is the server side: the socket, who may connect, deadlines, carrying requests out.
 
-use crate::queue::QueueHandle;
 use dakiya_control::{
     MAX_HEADERS, MAX_REQUEST, MessageDetail, MessageView, RcptDetail, RcptView, Request, Response, StateName,
     parse_request,
 };
+use dakiya_queue::QueueHandle;
 use dakiya_spool::{QueueId, QueuedMessage, RcptState, Recipient, Spool};
 // Where the server listens is part of the wire contract too; listen.rs names it from here.
 pub use dakiya_control::SOCKET_NAME;

@@ -4,18 +4,15 @@
 
 mod admission;
 mod authn;
-mod bounce;
 mod conn;
 mod control;
-mod delivery;
 mod dkimcli;
 mod envelope;
 mod listen;
-mod local;
 mod logging;
 mod policy;
-mod queue;
 mod queuecli;
+mod setup;
 mod storage;
 mod stream;
 mod summary;

@@ -1,17 +1,17 @@
 //! Delivery status notifications (RFC 3461, 3464): maps a message's recipient states into
 //! `dakiya_dsn`'s input, builds the notice and queues it like any other message, from the
-//! null reverse-path `<>` to the original sender (RFC 5321 §4.5.5).
+//! null reverse-path `<>` to the original sender (RFC 5321 §4.5.5). Which notices a run
+//! calls for is the planner's decision (`plan.rs`); this file only carries one out.
 
-use crate::delivery::Ctx;
+use crate::ctx::Ctx;
 use dakiya_config::Target;
 use dakiya_dsn::{Action, DsnInput, Kind, RcptReport, Ret, Time, build_dsn};
 use dakiya_spool::{BodyType, DsnRet, Envelope, QueueId, QueuedMessage, RcptState, Recipient};
 
 /// Builds and queues one notice of `kind` about recipients `which` of `m` (index and the
-/// action to report). `Ok(None)` when
-/// no notice can be sent at all (the sender's address cannot receive mail, say: logged);
-/// `Err` when queueing failed and should be tried again.
-pub fn send(
+/// action to report). `Ok(None)` when no notice can be sent at all (the sender's address
+/// cannot receive mail, say: logged); `Err` when queueing failed and should be tried again.
+pub(crate) fn send(
     ctx: &Ctx,
     m: &QueuedMessage,
     kind: Kind,
