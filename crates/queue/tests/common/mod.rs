@@ -142,9 +142,12 @@ pub fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A minimal SMTP server on loopback without the DSN extension that accepts everything and
-/// keeps what it was sent: (its port, the transcripts of the messages, the commands).
-pub fn sink() -> (u16, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) {
+/// Lines kept by the [`sink`], shared with its thread.
+pub type Kept = Arc<Mutex<Vec<String>>>;
+
+/// A minimal SMTP server on loopback without the DSN extension that accepts everything but
+/// `nobody@` and keeps what it was sent: (its port, the messages, the commands).
+pub fn sink() -> (u16, Kept, Kept) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (messages, commands) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
