@@ -11,8 +11,8 @@
 //! spool data) is `dakiya_control`'s; here is the server side: the socket, who may connect,
 //! deadlines, carrying requests out.
 
-use crate::queue::QueueHandle;
 use dakiya_control::{MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request};
+use dakiya_queue::QueueHandle;
 use dakiya_spool::{QueueId, Spool};
 // Where the server listens is part of the wire contract too; listen.rs names it from here.
 pub use dakiya_control::SOCKET_NAME;

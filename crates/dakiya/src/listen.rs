@@ -2,9 +2,7 @@
 
 use crate::admission::{Admission, Limits};
 use crate::conn;
-use crate::local::Mailboxes;
 use crate::msgauth::MailAuth;
-use crate::queue;
 use crate::shared::Shared;
 use crate::summary::Counters;
 use crate::tls::{TlsManager, TlsSettings};
@@ -18,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -57,17 +55,10 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     let recovered =
         spool.recover().map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
     let users = Arc::new(UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?);
-    let outbound_cfg = crate::delivery::outbound_config(&cfg).map_err(StartError::Outbound)?;
+    let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(StartError::Outbound)?;
     let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
-    let ctx = Arc::new(crate::delivery::Ctx {
-        cfg: cfg.clone(),
-        spool: spool.clone(),
-        users: users.clone(),
-        boxes: Mailboxes::default(),
-        local_limit: Semaphore::new(cfg.delivery.local_concurrency.max(1)),
-        outbound,
-    });
-    let queue = queue::start(ctx, recovered);
+    let ctx = Arc::new(dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound));
+    let queue = dakiya_queue::start(ctx, recovered);
     let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
     tokio::spawn({
         let (spool, queue) = (spool.clone(), queue.clone());

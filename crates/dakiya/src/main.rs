@@ -3,21 +3,18 @@
 #![forbid(unsafe_code)]
 
 mod admission;
-mod bounce;
 mod checkconfig;
 mod conn;
 mod control;
-mod delivery;
 mod dkimcli;
 mod envelope;
 mod listen;
-mod local;
 mod logging;
 mod msgauth;
 mod policy;
-mod queue;
 mod queuecli;
 mod receive;
+mod setup;
 mod shared;
 mod storage;
 mod stream;

@@ -3,12 +3,12 @@
 //! Built once at start (`listen.rs`); the connection driver and the policy checks read it.
 
 use crate::msgauth::MailAuth;
-use crate::queue::QueueHandle;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, UserStore};
 use dakiya_config::Config;
 use dakiya_proto::ServerConfig;
+use dakiya_queue::QueueHandle;
 use dakiya_spool::Spool;
 use std::sync::Arc;
 use tokio::sync::watch;

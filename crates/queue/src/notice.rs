@@ -1,17 +1,17 @@
 //! Delivery status notifications (RFC 3461, 3464): maps a message's recipient states into
 //! `dakiya_dsn`'s input, builds the notice and queues it like any other message, from the
-//! null reverse-path `<>` to the original sender (RFC 5321 §4.5.5).
+//! null reverse-path `<>` to the original sender (RFC 5321 §4.5.5). Which notices a run
+//! calls for is the planner's decision (`plan.rs`); this file only carries one out.
 
-use crate::delivery::Ctx;
+use crate::ctx::Ctx;
 use dakiya_config::Target;
 use dakiya_dsn::{Action, DsnInput, Kind, RcptReport, Time, build_dsn};
 use dakiya_spool::{BodyType, Enhanced, Envelope, Notify, QueueId, QueuedMessage, RcptState, Recipient};
 
 /// Builds and queues one notice of `kind` about recipients `which` of `m` (index and the
-/// action to report). `Ok(None)` when
-/// no notice can be sent at all (the sender's address cannot receive mail, say: logged);
-/// `Err` when queueing failed and should be tried again.
-pub fn send(
+/// action to report). `Ok(None)` when no notice can be sent at all (the sender's address
+/// cannot receive mail, say: logged); `Err` when queueing failed and should be tried again.
+pub(crate) fn send(
     ctx: &Ctx,
     m: &QueuedMessage,
     kind: Kind,
@@ -21,33 +21,8 @@ pub fn send(
 ) -> Result<Option<QueueId>, String> {
     let env = &m.envelope;
     let cfg = &ctx.cfg;
-    let time =
-        |secs: u64| -> Time { chrono::DateTime::from_timestamp(secs as i64, 0).unwrap_or_default().fixed_offset() };
     let retry_until = time(env.received_at + cfg.delivery.max_age.as_secs());
-    let recipients: Vec<RcptReport> = which
-        .iter()
-        .map(|&(i, action)| {
-            let rcpt = &env.recipients[i];
-            let (default_status, detail) = match &states[i] {
-                RcptState::Failed { detail, .. } => (Enhanced(5, 0, 0), detail.as_ref()),
-                RcptState::Deferred { detail, .. } => (Enhanced(4, 0, 0), detail.as_ref()),
-                _ => (Enhanced(2, 0, 0), None),
-            };
-            RcptReport {
-                final_recipient: rcpt.address.clone(),
-                original_recipient: rcpt.orcpt.clone(),
-                action,
-                status: detail.map_or(default_status, |d| d.status),
-                // Stored as `host [address]`; Remote-MTA names the host (RFC 3464 §2.3.5).
-                remote_mta: detail
-                    .and_then(|d| d.remote_mta.as_deref())
-                    .map(|m| m.split(" [").next().unwrap_or(m).to_string()),
-                diagnostic: detail.and_then(|d| d.diagnostic.clone()),
-                last_attempt: Some(time(now)),
-                will_retry_until: (action == Action::Delayed).then_some(retry_until),
-            }
-        })
-        .collect();
+    let recipients = reports(m, which, states, now, retry_until);
     let from = format!("MAILER-DAEMON@{}", cfg.hostname);
     let mut original = ctx.spool.body(&env.id).map_err(|e| e.to_string())?;
     let built = build_dsn(DsnInput {
@@ -75,6 +50,55 @@ pub fn send(
     let Some(targets) = sender_targets(ctx, &env.sender) else {
         return Ok(None);
     };
+    let envelope = notice_envelope(ctx, m, targets, &notice, now);
+    let mut writer = ctx.spool.writer(envelope).map_err(|e| e.to_string())?;
+    writer.write(&notice).map_err(|e| e.to_string())?;
+    writer.commit().map(Some).map_err(|e| e.to_string())
+}
+
+/// Unix seconds as a DSN date.
+fn time(secs: u64) -> Time {
+    chrono::DateTime::from_timestamp(secs as i64, 0).unwrap_or_default().fixed_offset()
+}
+
+/// What the notice says about each of recipients `which` (index and action), from their
+/// states' failure details.
+fn reports(
+    m: &QueuedMessage,
+    which: &[(usize, Action)],
+    states: &[RcptState],
+    now: u64,
+    retry_until: Time,
+) -> Vec<RcptReport> {
+    which
+        .iter()
+        .map(|&(i, action)| {
+            let rcpt = &m.envelope.recipients[i];
+            let (default_status, detail) = match &states[i] {
+                RcptState::Failed { detail, .. } => (Enhanced(5, 0, 0), detail.as_ref()),
+                RcptState::Deferred { detail, .. } => (Enhanced(4, 0, 0), detail.as_ref()),
+                _ => (Enhanced(2, 0, 0), None),
+            };
+            RcptReport {
+                final_recipient: rcpt.address.clone(),
+                original_recipient: rcpt.orcpt.clone(),
+                action,
+                status: detail.map_or(default_status, |d| d.status),
+                // Stored as `host [address]`; Remote-MTA names the host (RFC 3464 §2.3.5).
+                remote_mta: detail
+                    .and_then(|d| d.remote_mta.as_deref())
+                    .map(|m| m.split(" [").next().unwrap_or(m).to_string()),
+                diagnostic: detail.and_then(|d| d.diagnostic.clone()),
+                last_attempt: Some(time(now)),
+                will_retry_until: (action == Action::Delayed).then_some(retry_until),
+            }
+        })
+        .collect()
+}
+
+/// The envelope of a notice about `m`: from `<>` to the sender's `targets`.
+fn notice_envelope(ctx: &Ctx, m: &QueuedMessage, targets: Vec<Target>, notice: &[u8], now: u64) -> Envelope {
+    let env = &m.envelope;
     let recipients = targets
         .into_iter()
         .map(|t| {
@@ -87,22 +111,19 @@ pub fn send(
             Recipient { address, original: env.sender.clone(), orcpt: None, notify: Some(Notify::NEVER), mailbox }
         })
         .collect();
-    let envelope = Envelope {
+    Envelope {
         id: ctx.spool.new_id(),
         received_at: now,
         sender: String::new(),
         client_ip: String::new(),
-        helo: cfg.hostname.clone(),
+        helo: ctx.cfg.hostname.clone(),
         body: if notice.iter().any(|&b| b >= 0x80) { BodyType::EightBitMime } else { BodyType::SevenBit },
         smtputf8: env.smtputf8 || !env.sender.is_ascii(),
         dsn_ret: None,
         dsn_envid: None,
         recipients,
         prepend: None,
-    };
-    let mut writer = ctx.spool.writer(envelope).map_err(|e| e.to_string())?;
-    writer.write(&notice).map_err(|e| e.to_string())?;
-    writer.commit().map(Some).map_err(|e| e.to_string())
+    }
 }
 
 /// Where a notice to `sender` goes: its local mailbox(es), or the address itself when it is

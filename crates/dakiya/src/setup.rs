@@ -1,0 +1,58 @@
+//! What the server sets up from the configuration before it starts: the outbound service's
+//! settings, read from `[outbound]` and the files it names (the relay password file, the
+//! extra trust anchors).
+
+use dakiya_config::Config;
+use dakiya_outbound::{OutboundConfig, RelaySettings};
+use dakiya_proto::client::AuthCredentials;
+
+/// The outbound service's settings from the configuration; reads the relay password file
+/// and the extra trust anchors.
+pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
+    let o = &cfg.outbound;
+    let route = dakiya_route::RouteConfig {
+        nameservers: o.nameservers.clone(),
+        static_routes: o.routes.iter().map(|(d, r)| (d.clone(), r.hosts.clone())).collect(),
+        relay_host: o.relay_host.as_ref().map(|r| r.host.clone()),
+        smtp_port: o.smtp_port,
+        ip_preference: o.ip_preference,
+        ..dakiya_route::RouteConfig::default()
+    };
+    let relay = match &o.relay_host {
+        None => None,
+        Some(r) => {
+            let credentials = match (&r.username, &r.password_file) {
+                (Some(username), Some(file)) => {
+                    let text = std::fs::read_to_string(file).map_err(|e| {
+                        format!("outbound.relay_host.password_file: cannot read {}: {e}", file.display())
+                    })?;
+                    let password = text.lines().next().unwrap_or("").to_string();
+                    Some(AuthCredentials { username: username.clone(), password })
+                }
+                _ => None,
+            };
+            Some(RelaySettings { tls: r.tls, implicit_tls: r.implicit_tls, credentials })
+        }
+    };
+    let mut extra_roots = Vec::new();
+    if let Some(file) = &o.tls_ca_file {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(file)
+            .map_err(|e| format!("outbound.tls_ca_file: cannot read {}: {e}", file.display()))?;
+        for cert in certs {
+            extra_roots.push(cert.map_err(|e| format!("outbound.tls_ca_file: {}: {e}", file.display()))?);
+        }
+    }
+    Ok(OutboundConfig {
+        helo_name: o.helo_name.clone(),
+        route,
+        default_tls: o.tls,
+        route_tls: o.routes.iter().map(|(d, r)| (d.clone(), r.tls)).collect(),
+        relay,
+        extra_roots,
+        connect_timeout: o.connect_timeout,
+        max_connections: o.concurrency,
+        max_per_destination: o.per_destination,
+        idle_timeout: o.idle_timeout,
+    })
+}

@@ -1,0 +1,71 @@
+//! [`Ctx`]: what every delivery run shares, and the [`Clock`] the queue reads time from.
+
+use crate::local::Mailboxes;
+use dakiya_auth::UserStore;
+use dakiya_config::Config;
+use dakiya_outbound::Outbound;
+use dakiya_spool::Spool;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Where the queue reads the time from, in unix seconds. The server uses the system clock;
+/// tests set their own.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        }))
+    }
+
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    /// The time now, in unix seconds.
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
+/// Everything a delivery run needs, shared by all runs.
+pub struct Ctx {
+    /// The server's configuration (`[delivery]`, local domains, host name).
+    pub cfg: Arc<Config>,
+    /// The queue on disk.
+    pub spool: Arc<Spool>,
+    /// The users, to resolve a local sender's mailbox for a notice.
+    pub users: Arc<UserStore>,
+    /// Open Maildirs, shared by concurrent local deliveries.
+    pub boxes: Mailboxes,
+    /// Bounds the blocking steps (Maildir deliveries and status records) running at once.
+    pub local_limit: Semaphore,
+    /// The outbound SMTP service.
+    pub outbound: Outbound,
+    /// The time.
+    pub clock: Clock,
+}
+
+impl Ctx {
+    /// The context with the system clock and `delivery.local_concurrency` blocking steps.
+    pub fn new(cfg: Arc<Config>, spool: Arc<Spool>, users: Arc<UserStore>, outbound: Outbound) -> Ctx {
+        let local_limit = Semaphore::new(cfg.delivery.local_concurrency.max(1));
+        Ctx { cfg, spool, users, boxes: Mailboxes::default(), local_limit, outbound, clock: Clock::system() }
+    }
+
+    /// The same context reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Ctx {
+        self.clock = clock;
+        self
+    }
+}

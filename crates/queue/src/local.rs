@@ -1,0 +1,116 @@
+//! Local delivery: one copy of a queued message into a recipient's Maildir.
+
+use crate::outcome::Outcome;
+use crate::state::{RetryPolicy, Transition};
+use dakiya_config::Config;
+use dakiya_deliver::{DeliverError, Maildir};
+use dakiya_proto::logtext::Esc;
+use dakiya_spool::{QueuedMessage, RcptState, Spool};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Open Maildirs, one per mailbox, shared by concurrent deliveries so that they share the
+/// group-committed fsyncs of each `new/` directory.
+const MAX_OPEN_MAILDIRS: usize = 512;
+
+/// The Maildirs open for delivery, at most [`MAX_OPEN_MAILDIRS`] of them.
+#[derive(Default)]
+pub struct Mailboxes {
+    open: Mutex<HashMap<(String, String), Arc<Maildir>>>,
+}
+
+impl Mailboxes {
+    fn get(&self, cfg: &Config, domain: &str, mailbox: &str) -> Result<Arc<Maildir>, DeliverError> {
+        let key = (domain.to_string(), mailbox.to_string());
+        if let Some(md) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(md.clone());
+        }
+        let dir = cfg.data_dir.join("mail").join(domain).join(mailbox);
+        let md = Arc::new(Maildir::open_or_create(&dir)?);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        // Each entry holds a directory descriptor; with `any_mailbox` the set of mailboxes is
+        // chosen by senders, so keep the cache bounded.
+        if open.len() >= MAX_OPEN_MAILDIRS {
+            open.clear();
+        }
+        open.insert(key, md.clone());
+        Ok(md)
+    }
+}
+
+/// One local recipient: its address and its mailbox (domain, mailbox name).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The recipient address, for `Delivered-To:` and logs.
+    pub address: &'a str,
+    /// The local domain.
+    pub domain: &'a str,
+    /// The mailbox in that domain.
+    pub mailbox: &'a str,
+}
+
+/// Delivers one copy into a local Maildir and returns what came of it and the recipient's
+/// new state; temporary failures are retried on the schedule until `max_age`.
+pub fn deliver_one(
+    cfg: &Config,
+    spool: &Spool,
+    boxes: &Mailboxes,
+    m: &QueuedMessage,
+    target: Target,
+    previous: &RcptState,
+    now: u64,
+) -> (Outcome, RcptState) {
+    let result = write_copy(cfg, spool, boxes, m, target);
+    let outcome = Outcome::from_local(result.as_ref().map(|_| ()));
+    let policy = RetryPolicy::of(&cfg.delivery);
+    let state = RcptState::after(previous, &outcome, now, m.envelope.received_at, &policy);
+    log(m, target.address, &result, &outcome, &state, &policy);
+    (outcome, state)
+}
+
+/// Writes the copy: `Return-Path:` and `Delivered-To:` on top of the stored message.
+fn write_copy(
+    cfg: &Config,
+    spool: &Spool,
+    boxes: &Mailboxes,
+    m: &QueuedMessage,
+    target: Target,
+) -> Result<PathBuf, DeliverError> {
+    // RFC 5321 §4.4: Return-Path is added at final delivery; Delivered-To records which
+    // mailbox this copy was for (and lets loops be detected).
+    let mut prefix = format!("Return-Path: <{}>\r\nDelivered-To: {}\r\n", m.envelope.sender, target.address);
+    // Authentication-Results, DKIM-Signature and ARC fields decided at the end of DATA.
+    prefix.push_str(m.envelope.prepend.as_deref().unwrap_or(""));
+    boxes.get(cfg, target.domain, target.mailbox).and_then(|md| {
+        let mut body = spool.body(&m.envelope.id).map_err(DeliverError::temporary)?;
+        md.deliver(prefix.as_bytes(), &mut body, &cfg.hostname)
+    })
+}
+
+fn log(
+    m: &QueuedMessage,
+    address: &str,
+    result: &Result<PathBuf, DeliverError>,
+    outcome: &Outcome,
+    state: &RcptState,
+    policy: &RetryPolicy,
+) {
+    let id = &m.envelope.id;
+    let rcpt = Esc(address);
+    match (result, outcome, state) {
+        (Ok(path), _, _) => {
+            tracing::info!(queue_id = %id, rcpt = %rcpt, result = %"delivered", file = %path.display(), "delivered");
+        }
+        (Err(e), Outcome::Permanent(_), _) => {
+            tracing::warn!(queue_id = %id, rcpt = %rcpt, result = %"failed", error = %e, "delivered");
+        }
+        (Err(e), _, RcptState::Deferred { attempts, .. }) => {
+            let (attempts, retry_in) = (*attempts, policy.delay(*attempts).as_secs());
+            tracing::warn!(queue_id = %id, rcpt = %rcpt, result = %"deferred", attempts, retry_in, error = %e, "delivered");
+        }
+        (Err(e), _, _) => {
+            tracing::warn!(queue_id = %id, rcpt = %rcpt, result = %"expired", error = %e, "delivered");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The queue manager's task: one scheduler with a due-time index (not a task sleeping per
+//! message), a bounded number of concurrent delivery runs, retries on the configured schedule,
+//! and the operator's controls (retry, hold, release, delete).
+//!
+//! The bookkeeping is [`Book`]'s, pure and unit-tested; this task only feeds it messages,
+//! run results, the time and the spool's answers, and starts the runs it asks for.
+
+use crate::book::{Book, unknown};
+use crate::ctx::Ctx;
+use crate::run::{self, RunOutcome};
+use dakiya_control::ControlOp;
+use dakiya_spool::{QueueId, QueuedMessage, Spool};
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+enum Msg {
+    Enqueue(QueueId),
+    Control(ControlOp, oneshot::Sender<Result<usize, String>>),
+}
+
+/// Hands newly accepted messages and operator requests to the scheduler.
+#[derive(Clone)]
+pub struct QueueHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl QueueHandle {
+    /// Carries out an operator's request; `Ok(n)` is how many messages it affected, `Err` a
+    /// message for the operator (such as an unknown queue id).
+    pub async fn control(&self, op: ControlOp) -> Result<usize, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Control(op, tx)).map_err(|_| "the queue manager is shutting down".to_string())?;
+        rx.await.map_err(|_| "the queue manager is shutting down".to_string())?
+    }
+
+    /// Schedules a just-committed message for immediate delivery.
+    pub fn enqueue(&self, id: QueueId) {
+        // If the scheduler is gone we are shutting down; the message is safe in the spool
+        // and is recovered at the next start.
+        let _ = self.tx.send(Msg::Enqueue(id));
+    }
+}
+
+/// Starts the scheduler with what recovery found in the spool. Runs on the current tokio
+/// runtime; at most `delivery.local_concurrency + outbound.concurrency` runs at once.
+pub fn start(ctx: Arc<Ctx>, recovered: Vec<QueuedMessage>) -> QueueHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let runs = ctx.cfg.delivery.local_concurrency + ctx.cfg.outbound.concurrency;
+    let now = ctx.clock.now();
+    let book = Book::recover(recovered.iter().map(|m| (m.envelope.id.clone(), m.held, &m.states[..])), now);
+    let counts = book.counts();
+    if counts.ready > 0 || counts.scheduled > 0 || counts.held > 0 {
+        tracing::info!(
+            ready = counts.ready,
+            scheduled = counts.scheduled,
+            held = counts.held,
+            "recovered queued messages"
+        );
+    }
+    let sched = Scheduler { book, limit: Arc::new(Semaphore::new(runs.max(1))), ctx };
+    tokio::spawn(sched.run(rx));
+    QueueHandle { tx }
+}
+
+struct Scheduler {
+    ctx: Arc<Ctx>,
+    book: Book,
+    limit: Arc<Semaphore>,
+}
+
+impl Scheduler {
+    async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Msg>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<RunOutcome>();
+        loop {
+            self.dispatch(&done_tx);
+            let next_due = self.book.next_due();
+            let clock = self.ctx.clock.clone();
+            let sleep = async move {
+                match next_due {
+                    Some(t) => {
+                        let wait = t.saturating_sub(clock.now());
+                        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                msg = incoming.recv() => match msg {
+                    Some(Msg::Enqueue(id)) => self.book.enqueue(id),
+                    Some(Msg::Control(op, reply)) => {
+                        let result = self.control(op).await;
+                        let _ = reply.send(result);
+                    }
+                    None => return,
+                },
+                Some(o) = done_rx.recv() => self.book.finished(o.id, o.retry_at, o.notices),
+                _ = sleep => self.book.promote_due(self.ctx.clock.now()),
+            }
+        }
+    }
+
+    /// Starts delivery runs while there is work and capacity.
+    fn dispatch(&mut self, done: &mpsc::UnboundedSender<RunOutcome>) {
+        while self.book.has_ready() {
+            let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+                return;
+            };
+            let Some(start) = self.book.start_next() else {
+                return;
+            };
+            let (ctx, done) = (self.ctx.clone(), done.clone());
+            tokio::spawn(async move {
+                let outcome = run::run(ctx, start.id, start.force).await;
+                drop(permit);
+                let _ = done.send(outcome);
+            });
+        }
+    }
+
+    /// Whether `id` is in the queue at all (the spool's index is the authority).
+    async fn exists(&self, id: &QueueId) -> bool {
+        let (spool, id) = (self.ctx.spool.clone(), id.clone());
+        tokio::task::spawn_blocking(move || spool.load(&id).is_ok()).await.unwrap_or(false)
+    }
+
+    async fn control(&mut self, op: ControlOp) -> Result<usize, String> {
+        match op {
+            ControlOp::Retry(None) => Ok(self.book.retry_all()),
+            ControlOp::Retry(Some(id)) => {
+                let exists = self.exists(&id).await;
+                self.book.retry(&id, exists)
+            }
+            ControlOp::Hold(id) => {
+                self.set_held(&id, true).await?;
+                self.book.hold(&id);
+                Ok(1)
+            }
+            ControlOp::Release(id) => {
+                if !self.book.is_held(&id) {
+                    return Err(if self.exists(&id).await {
+                        format!("message {id} is not held")
+                    } else {
+                        unknown(&id)
+                    });
+                }
+                self.set_held(&id, false).await?;
+                self.book.release(&id);
+                Ok(1)
+            }
+            ControlOp::Delete(id) => {
+                let (spool, target) = (self.ctx.spool.clone(), id.clone());
+                let removed = tokio::task::spawn_blocking(move || spool.remove(&target))
+                    .await
+                    .map_err(|e| format!("delete failed: {e}"))?;
+                match removed {
+                    Ok(()) => {}
+                    Err(dakiya_spool::SpoolError::NotFound(_)) => return Err(unknown(&id)),
+                    Err(e) => return Err(format!("delete failed: {e}")),
+                }
+                tracing::info!(queue_id = %id, "deleted from the queue by the operator");
+                self.book.delete(&id);
+                Ok(1)
+            }
+        }
+    }
+
+    async fn set_held(&self, id: &QueueId, held: bool) -> Result<(), String> {
+        let (spool, target): (Arc<Spool>, QueueId) = (self.ctx.spool.clone(), id.clone());
+        match tokio::task::spawn_blocking(move || spool.set_held(&target, held)).await {
+            Ok(Ok(())) => {
+                let what = if held { "held" } else { "released" };
+                tracing::info!(queue_id = %id, "{what} by the operator");
+                Ok(())
+            }
+            Ok(Err(dakiya_spool::SpoolError::NotFound(_))) => Err(unknown(id)),
+            Ok(Err(e)) => Err(format!("cannot record the hold: {e}")),
+            Err(e) => Err(format!("cannot record the hold: {e}")),
+        }
+    }
+}

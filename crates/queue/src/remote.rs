@@ -1,0 +1,132 @@
+//! Remote delivery of one message: one SMTP job per destination domain, all at once, each
+//! recipient's result mapped to an [`Outcome`].
+
+use crate::ctx::Ctx;
+use crate::outcome::{Failure, Outcome};
+use dakiya_outbound::RcptResult;
+use dakiya_proto::Enhanced;
+use dakiya_proto::address::{Mailbox, ReversePath, parse_mailbox};
+use dakiya_proto::client::{Job, JobRecipient, RecipientOutcome};
+use dakiya_proto::logtext::Esc;
+use dakiya_spool::{QueueId, QueuedMessage};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+/// Delivers recipients `remote` of `m` (indices into its envelope) and returns each one's
+/// outcome, in no particular order. A recipient whose job's task panicked is left out: it
+/// stays as it was and is retried.
+pub async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> Vec<(usize, Outcome)> {
+    let id = &m.envelope.id;
+    let body = match read_body(ctx, id, m.envelope.prepend.clone().unwrap_or_default()).await {
+        Ok(body) => body,
+        Err(error) => return defer_all(id, remote, &error),
+    };
+    let from = if m.envelope.sender.is_empty() {
+        ReversePath::Null
+    } else {
+        match parse_mailbox(&m.envelope.sender) {
+            Ok(m) => ReversePath::Mailbox(m),
+            // Accepted by our own parser at MAIL time, so this cannot happen; be safe anyway.
+            Err(_) => ReversePath::Null,
+        }
+    };
+    let mut outcomes = Vec::new();
+    let mut groups: BTreeMap<String, Vec<(usize, Mailbox)>> = BTreeMap::new();
+    for &i in remote {
+        let address = &m.envelope.recipients[i].address;
+        match parse_mailbox(address) {
+            Ok(mailbox) => groups.entry(mailbox.domain.to_ascii_lowercase()).or_default().push((i, mailbox)),
+            Err(e) => {
+                let error = format!("invalid recipient address {address}: {e}");
+                outcomes.push((i, Outcome::Permanent(Failure::local(Enhanced(5, 1, 3), error))));
+            }
+        }
+    }
+    let eight_bit = body.iter().any(|&b| b >= 0x80);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (domain, rcpts) in groups {
+        let job = job(m, &from, &rcpts, body.len(), eight_bit);
+        let (outbound, body) = (ctx.outbound.clone(), body.clone());
+        let indices: Vec<usize> = rcpts.iter().map(|(i, _)| *i).collect();
+        tasks.spawn(async move {
+            let results = outbound.deliver(&domain, &job, body).await;
+            (indices, results)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((indices, results)) = joined else { continue };
+        for (i, result) in indices.into_iter().zip(results) {
+            log(id, &m.envelope.recipients[i].address, &result);
+            outcomes.push((i, Outcome::from_remote(&result)));
+        }
+    }
+    outcomes
+}
+
+/// The message as sent: the header fields decided at the end of DATA (Authentication-Results,
+/// DKIM, ARC) on top, as for local delivery, then the stored message.
+async fn read_body(ctx: &Ctx, id: &QueueId, prepend: String) -> Result<Arc<[u8]>, String> {
+    let (spool, id) = (ctx.spool.clone(), id.clone());
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut body = spool.body(&id).map_err(std::io::Error::other)?;
+        let mut data = prepend.into_bytes();
+        data.reserve(body.len() as usize);
+        body.read_to_end(&mut data)?;
+        Ok(data)
+    })
+    .await;
+    match read {
+        Ok(Ok(data)) => Ok(data.into()),
+        Ok(Err(e)) => Err(format!("cannot read the queued message: {e}")),
+        Err(e) => Err(format!("cannot read the queued message: {e}")),
+    }
+}
+
+/// Defers every due remote recipient with `error` (a problem on our side): 4.3.0.
+fn defer_all(id: &QueueId, remote: &[usize], error: &str) -> Vec<(usize, Outcome)> {
+    tracing::warn!(queue_id = %id, error, "remote delivery deferred");
+    remote.iter().map(|&i| (i, Outcome::Temporary(Failure::local(Enhanced(4, 3, 0), error)))).collect()
+}
+
+/// The SMTP job for recipients `rcpts` of `m`, with their DSN parameters (RFC 3461).
+fn job(m: &QueuedMessage, from: &ReversePath, rcpts: &[(usize, Mailbox)], size: usize, eight_bit: bool) -> Job {
+    let env = &m.envelope;
+    Job {
+        from: from.clone(),
+        recipients: rcpts
+            .iter()
+            .map(|(i, mailbox)| {
+                let r = &env.recipients[*i];
+                JobRecipient {
+                    mailbox: mailbox.clone(),
+                    notify: r.notify,
+                    orcpt: r.orcpt.as_deref().and_then(|o| o.split_once(';')).map(|(t, a)| (t.into(), a.into())),
+                }
+            })
+            .collect(),
+        size: Some(size as u64),
+        eight_bit,
+        smtputf8: env.smtputf8,
+        ret: env.dsn_ret,
+        envid: env.dsn_envid.clone(),
+    }
+}
+
+/// The log line of one remote recipient's result.
+fn log(id: &QueueId, rcpt: &str, result: &RcptResult) {
+    let mta = result.remote_mta.as_deref().unwrap_or("-");
+    match &result.outcome {
+        RecipientOutcome::Delivered(reply) => {
+            let reply = reply.lines.join(" ");
+            tracing::info!(queue_id = %id, rcpt = %Esc(rcpt), result = %"sent", relay = %Esc(mta), reply = %Esc(&reply), "delivered");
+        }
+        RecipientOutcome::Permanent(f) => {
+            tracing::warn!(queue_id = %id, rcpt = %Esc(rcpt), result = %"bounced", relay = %Esc(mta), error = %Esc(&f.to_string()), "delivered");
+        }
+        RecipientOutcome::Temporary(f) => {
+            tracing::warn!(queue_id = %id, rcpt = %Esc(rcpt), result = %"deferred", relay = %Esc(mta), error = %Esc(&f.to_string()), "delivered");
+        }
+        _ => {}
+    }
+}
