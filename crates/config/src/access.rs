@@ -9,12 +9,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::Spanned;
 
-use crate::build::{count, duration, path, written};
 use crate::error::{ConfigError, Ctx};
 use crate::locate::path as key_path;
 use crate::names::{is_valid_domain, normalize_domain, normalize_local, parse_address};
 use crate::raw::{RawAuth, RawTls, SStr, SValue};
 use crate::units::format_duration;
+use crate::value::{count, duration, path, written};
 use crate::{Auth, Tls};
 
 /// `[tls]`: certificate and key come together or not at all.

@@ -25,6 +25,7 @@ mod raw;
 mod resolve;
 mod sender;
 mod units;
+mod value;
 
 #[cfg(test)]
 mod tests;

@@ -7,11 +7,11 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::build::{count, duration, duration_or_zero, path, written};
 use crate::error::{ConfigError, Ctx};
 use crate::locate::path as key_path;
 use crate::names::{is_valid_domain, normalize_domain};
 use crate::raw::{RawOutbound, RawRelayHost, RawRoute, SStr};
+use crate::value::{count, duration, duration_or_zero, path, written};
 use crate::{Domain, HostPort, IpPreference, Outbound, OutboundTls, RelayHost, Route};
 
 /// The DNS port, for name servers given without one.

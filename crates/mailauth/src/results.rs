@@ -115,6 +115,10 @@ pub(crate) fn split(result: &DkimResult) -> (AuthResult, Option<String>) {
     }
 }
 
+/// Why an rsa-sha1 signature fails (RFC 8301 §3.1): `verify.rs` turns a passing one into a
+/// failure carrying this text, which [`reason`] passes on unchanged.
+pub(crate) const SHA1_REFUSED: &str = "rsa-sha1 signatures are not accepted (RFC 8301)";
+
 /// A short reason for logs and reply texts, in RFC 6376 §6.1 wording where there is one.
 fn reason(err: &Error) -> String {
     match err {
@@ -130,7 +134,7 @@ fn reason(err: &Error) -> String {
         Error::Dkim(DkimError::SignatureLength) => "l= tag not accepted".into(),
         Error::Dkim(DkimError::FailedAuidMatch) => "i= domain does not match d=".into(),
         Error::Crypto(CryptoError::IncompatibleAlgorithms) => "key does not match the signature algorithm".into(),
-        Error::Io(text) if text == crate::verify::SHA1_REFUSED => text.clone(),
+        Error::Io(text) if text == SHA1_REFUSED => text.clone(),
         other => other.to_string(),
     }
 }

@@ -10,7 +10,7 @@ use mail_auth::hickory_resolver::config::{
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, SpfOutput};
 
-use crate::results::{self, DkimEntry, Results};
+use crate::results::{self, DkimEntry, Results, SHA1_REFUSED};
 use crate::{AuthError, AuthResult, DmarcPolicy, SpfCheck, Verdict, Verifier, spf};
 
 /// How long one DNS query may take. Checks run while the client waits (at MAIL and at the
@@ -44,9 +44,6 @@ pub(crate) fn new(nameservers: &[SocketAddr], authserv_id: &str) -> Result<Verif
     let auth = MessageAuthenticator::new(config, opts).map_err(|e| AuthError::Resolver(e.to_string()))?;
     Ok(Verifier { authserv_id: authserv_id.to_string(), auth })
 }
-
-/// Why an rsa-sha1 signature fails.
-pub(crate) const SHA1_REFUSED: &str = "rsa-sha1 signatures are not accepted (RFC 8301)";
 
 /// DKIM and ARC (side by side: both only read the message), then DMARC, which needs the
 /// DKIM results.

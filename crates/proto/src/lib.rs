@@ -13,7 +13,7 @@ pub mod address;
 pub mod client;
 pub mod command;
 pub mod data;
-#[doc(hidden)]
+#[cfg(feature = "fuzz")]
 pub mod fuzz;
 pub mod line;
 pub mod logtext;

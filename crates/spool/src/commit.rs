@@ -25,7 +25,7 @@ use std::thread::{self, Thread};
 use crate::error::io_err;
 use crate::format::{self, BATCH_HEADER_LEN, Extent};
 use crate::index::BatchFile;
-use crate::spool::Inner;
+use crate::inner::Inner;
 use crate::{QueueId, SpoolError};
 
 /// A round's small messages go into one batch file up to these limits, then

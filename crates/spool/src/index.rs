@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::format::Extent;
 use crate::{GroupSync, QueueId, SpoolError, SyncTarget};
 
+/// The extension of a batch file in `queue/`.
+pub(crate) const MSG_EXT: &str = "msg";
+/// The extension of a batch's status log in `queue/`.
+pub(crate) const STATUS_EXT: &str = "status";
+
 /// One batch file in `queue/` and its status log.
 pub(crate) struct BatchFile {
     /// The batch's name: the id of its first message.
@@ -33,8 +38,8 @@ pub(crate) struct BatchFile {
 impl BatchFile {
     pub fn new(name: QueueId, queue: &Path, messages: usize, log_durable: bool) -> BatchFile {
         BatchFile {
-            path: queue.join(format!("{name}.{}", crate::spool::MSG_EXT)),
-            log_sync: GroupSync::new(LogFile(queue.join(format!("{name}.{}", crate::spool::STATUS_EXT)))),
+            path: queue.join(format!("{name}.{}", MSG_EXT)),
+            log_sync: GroupSync::new(LogFile(queue.join(format!("{name}.{}", STATUS_EXT)))),
             name,
             lock: Mutex::new(()),
             log_durable: AtomicBool::new(log_durable),

@@ -21,6 +21,7 @@ mod format;
 mod group;
 mod id;
 mod index;
+mod inner;
 mod retry;
 mod scan;
 mod spool;

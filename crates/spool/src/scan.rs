@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use crate::error::io_err;
 use crate::format::{self, DecodeError, Found};
-use crate::index::{BatchFile, Foreign, Loc};
-use crate::spool::{CORRUPT_DIR, MSG_EXT, STATUS_EXT, ignore_missing};
+use crate::index::{BatchFile, Foreign, Loc, MSG_EXT, STATUS_EXT};
+use crate::spool::{CORRUPT_DIR, ignore_missing};
 use crate::status::StatusLog;
 use crate::{QueueId, QueuedMessage, Spool, SpoolError};
 

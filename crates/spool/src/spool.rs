@@ -3,13 +3,14 @@
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::commit::{CommitStats, Committer};
 use crate::error::io_err;
-use crate::index::{BatchFile, Index};
+use crate::index::{BatchFile, MSG_EXT, STATUS_EXT};
+use crate::inner::Inner;
 use crate::status::{self, STATUS_HEADER};
 use crate::{Envelope, GroupSync, MessageWriter, QueueId, RcptState, SpoolError};
 
@@ -20,8 +21,6 @@ const QUEUE_DIR: &str = "queue";
 /// Subdirectory for files recovery could not decode; never cleaned.
 pub(crate) const CORRUPT_DIR: &str = "corrupt";
 const LOCK_FILE: &str = "lock";
-pub(crate) const MSG_EXT: &str = "msg";
-pub(crate) const STATUS_EXT: &str = "status";
 
 /// The durable message queue. Cheap to clone; `Send + Sync`.
 ///
@@ -32,34 +31,8 @@ pub(crate) const STATUS_EXT: &str = "status";
 #[derive(Clone)]
 pub struct Spool {
     pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub root: PathBuf,
-    pub tmp: PathBuf,
-    pub queue: PathBuf,
-    /// Group commit of fsyncs of the queue directory.
-    pub queue_sync: GroupSync<File>,
     /// Group commit of messages into batch files.
-    pub committer: Committer,
-    index: Mutex<Index>,
-    /// Held (flock) for the life of the spool.
-    _lock: File,
-}
-
-impl Inner {
-    pub fn tmp_path(&self, id: &QueueId) -> PathBuf {
-        self.tmp.join(id.as_str())
-    }
-
-    pub fn index(&self) -> MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Makes renames, creations and unlinks in the queue directory durable.
-    pub fn sync_queue_dir(&self) -> Result<(), SpoolError> {
-        self.queue_sync.sync().map_err(io_err("fsync", &self.queue))
-    }
+    committer: Arc<Committer>,
 }
 
 impl Spool {
@@ -85,16 +58,8 @@ impl Spool {
         }
         let queue = dir.join(QUEUE_DIR);
         let queue_handle = File::open(&queue).map_err(io_err("open", &queue))?;
-        let inner = Inner {
-            root: dir.to_owned(),
-            tmp: dir.join(TMP_DIR),
-            queue,
-            queue_sync: GroupSync::new(queue_handle),
-            committer: Committer::new(),
-            index: Mutex::new(Index::default()),
-            _lock: lock,
-        };
-        let spool = Spool { inner: Arc::new(inner) };
+        let inner = Inner::new(dir.to_owned(), dir.join(TMP_DIR), queue, GroupSync::new(queue_handle), lock);
+        let spool = Spool { inner: Arc::new(inner), committer: Arc::new(Committer::new()) };
         spool.remove_temporaries()?;
         spool.load_queue()?;
         // Entries a dead process left unsynced, and our deletions, become
@@ -116,7 +81,7 @@ impl Spool {
 
     /// How commits were grouped into batch files so far (for metrics).
     pub fn commit_stats(&self) -> CommitStats {
-        self.inner.committer.stats()
+        self.committer.stats()
     }
 
     /// Issues a queue id not used by any message or file in the spool.
@@ -137,7 +102,7 @@ impl Spool {
 
     /// Starts a message. Nothing is durable until [`MessageWriter::commit`].
     pub fn writer(&self, envelope: Envelope) -> Result<MessageWriter, SpoolError> {
-        MessageWriter::new(Arc::clone(&self.inner), envelope)
+        MessageWriter::new(Arc::clone(&self.inner), Arc::clone(&self.committer), envelope)
     }
 
     /// Appends `state` for recipient `rcpt_index` of message `id` to the

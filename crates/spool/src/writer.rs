@@ -6,10 +6,10 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::commit::Payload;
+use crate::commit::{Committer, Payload};
 use crate::error::io_err;
 use crate::format::{self, BATCH_HEADER_LEN, SPILLED_BODY_LEN_AT};
-use crate::spool::Inner;
+use crate::inner::Inner;
 use crate::{Envelope, QueueId, SpoolError};
 
 /// At most this much of a message is held in memory; beyond it the message
@@ -26,6 +26,7 @@ const BUFFER_START: usize = 8 * 1024;
 /// its temporary file, if any, is removed.
 pub struct MessageWriter {
     spool: Arc<Inner>,
+    committer: Arc<Committer>,
     id: QueueId,
     /// The message's record line: id, lengths (body length not yet filled
     /// in) and envelope. Once spilled, the temporary file holds the same
@@ -45,9 +46,14 @@ pub struct MessageWriter {
 }
 
 impl MessageWriter {
-    pub(crate) fn new(spool: Arc<Inner>, envelope: Envelope) -> Result<MessageWriter, SpoolError> {
+    pub(crate) fn new(
+        spool: Arc<Inner>,
+        committer: Arc<Committer>,
+        envelope: Envelope,
+    ) -> Result<MessageWriter, SpoolError> {
         Ok(MessageWriter {
             spool,
+            committer,
             id: envelope.id.clone(),
             head: format::encode_record_line(&envelope)?,
             buf: Vec::new(),
@@ -235,7 +241,7 @@ impl MessageWriter {
         // a repeated id can never replace a queued message.
         self.spool.index().reserve(&self.id)?;
         let spool = Arc::clone(&self.spool);
-        let result = self.finish().and_then(|payload| spool.committer.commit(&spool, self.id.clone(), payload));
+        let result = self.finish().and_then(|payload| self.committer.commit(&spool, self.id.clone(), payload));
         match result {
             Ok(()) => {
                 // Renamed into queue/.

@@ -47,7 +47,7 @@
 
 mod ehlo;
 mod encoder;
-#[doc(hidden)]
+#[cfg(feature = "fuzz")]
 pub mod fuzz;
 mod job;
 mod outcome;

@@ -43,7 +43,7 @@ fn writer(spool: &Spool, rcpts: usize, body: &[u8]) -> MessageWriter {
 
 /// Commits `writers` from one thread each, all in one round.
 fn commit_together(spool: &Spool, writers: Vec<MessageWriter>) -> Vec<QueueId> {
-    let committer = &spool.inner.committer;
+    let committer = &spool.committer;
     committer.pause();
     let n = writers.len();
     thread::scope(|s| {

@@ -1,0 +1,41 @@
+//! The state an open spool shares between its handles, its writers and the committer: the
+//! directories, the group-committed fsync of `queue/`, the in-memory index and the lock.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::error::io_err;
+use crate::index::Index;
+use crate::{GroupSync, QueueId, SpoolError};
+
+pub(crate) struct Inner {
+    pub root: PathBuf,
+    pub tmp: PathBuf,
+    pub queue: PathBuf,
+    /// Group commit of fsyncs of the queue directory.
+    pub queue_sync: GroupSync<File>,
+    index: Mutex<Index>,
+    /// Held (flock) for the life of the spool.
+    _lock: File,
+}
+
+impl Inner {
+    /// The state of a spool whose lock is held, with an empty index.
+    pub fn new(root: PathBuf, tmp: PathBuf, queue: PathBuf, queue_sync: GroupSync<File>, lock: File) -> Inner {
+        Inner { root, tmp, queue, queue_sync, index: Mutex::new(Index::default()), _lock: lock }
+    }
+
+    pub fn tmp_path(&self, id: &QueueId) -> PathBuf {
+        self.tmp.join(id.as_str())
+    }
+
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes renames, creations and unlinks in the queue directory durable.
+    pub fn sync_queue_dir(&self) -> Result<(), SpoolError> {
+        self.queue_sync.sync().map_err(io_err("fsync", &self.queue))
+    }
+}
