@@ -1,0 +1,35 @@
+//! dakiya: a mail transfer agent. This library holds the effects — sockets, files, the
+//! async runtime — around the sans-IO protocol crate. The `dakiya` binary runs it with
+//! [`run`]; tests start it in-process with [`Server::start`].
+#![forbid(unsafe_code)]
+
+mod admission;
+mod authn;
+mod bounce;
+mod conn;
+mod control;
+mod delivery;
+mod envelope;
+mod inproc;
+mod listen;
+mod local;
+mod logging;
+mod policy;
+mod queue;
+mod storage;
+mod stream;
+mod summary;
+mod tls;
+
+// The subcommands of the binary other than `serve`: not an API of the library.
+#[doc(hidden)]
+pub mod dkimcli;
+#[doc(hidden)]
+pub mod queuecli;
+#[doc(hidden)]
+pub mod usercli;
+
+pub use inproc::{Listener, Server};
+#[doc(hidden)]
+pub use logging::init as init_logging;
+pub use listen::{StartError, run};
