@@ -30,6 +30,6 @@ pub mod queuecli;
 pub mod usercli;
 
 pub use inproc::{Listener, Server};
+pub use listen::{StartError, run};
 #[doc(hidden)]
 pub use logging::init as init_logging;
-pub use listen::{StartError, run};

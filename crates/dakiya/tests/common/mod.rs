@@ -212,13 +212,19 @@ impl TestServer {
         std::mem::replace(&mut self.dir, dir)
     }
 
-    /// Shuts an in-process server down as SIGTERM would, waits until it has, and hands back
-    /// its data directory (to restart in it, or to look at what it left).
-    pub fn stop(mut self) -> tempfile::TempDir {
+    /// Shuts an in-process server down as SIGTERM would and waits until it has; its log
+    /// stays readable.
+    pub fn shutdown(&mut self) {
         match &mut self.run {
             Run::InProcess(server) => server.shutdown(),
-            Run::Child { .. } => panic!("stop is for in-process servers; signal a child with sigterm"),
+            Run::Child { .. } => panic!("shutdown is for in-process servers; signal a child with sigterm"),
         }
+    }
+
+    /// Shuts an in-process server down ([`TestServer::shutdown`]) and hands back its data
+    /// directory (to restart in it, or to look at what it left).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
     }
@@ -241,7 +247,7 @@ impl Drop for TestServer {
 }
 
 /// Writes the configuration (`extra` and the base) into `dir`; returns its path.
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let data = dir.join("data");
     // Top-level keys in `extra` (before its first table) must precede every table.
     let mut split = extra.len();
