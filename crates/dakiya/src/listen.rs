@@ -22,20 +22,28 @@ use tokio::sync::{Semaphore, watch};
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The tokio runtime (or the thread of an in-process server) could not be started.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The spool could not be opened or recovered.
     #[error("cannot open the spool in {path}: {source}")]
     Spool { path: String, source: dakiya_spool::SpoolError },
+    /// A listener's address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
+    /// The certificate and key could not be loaded or made.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The users file could not be read.
     #[error("user store: {0}")]
     Users(String),
+    /// The password check threads could not be started.
     #[error("cannot start the password check threads: {0}")]
     CheckPool(std::io::Error),
+    /// Outbound delivery could not be set up (such as an unreadable relay-host password file).
     #[error("outbound delivery: {0}")]
     Outbound(String),
+    /// Message authentication could not be set up (its DNS resolver, the DKIM keys).
     #[error("message authentication: {0}")]
     Auth(String),
 }
