@@ -212,17 +212,21 @@ impl TestServer {
         std::mem::replace(&mut self.dir, dir)
     }
 
-    /// Shuts an in-process server down as SIGTERM would and waits until it has; its log
-    /// stays readable.
+    /// Shuts the server down as SIGTERM does (a child gets SIGTERM) and waits until it has;
+    /// its log stays readable.
     pub fn shutdown(&mut self) {
         match &mut self.run {
             Run::InProcess(server) => server.shutdown(),
-            Run::Child { .. } => panic!("shutdown is for in-process servers; signal a child with sigterm"),
+            Run::Child { child, .. } => {
+                let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+                assert!(status.success());
+                let _ = child.wait();
+            }
         }
     }
 
-    /// Shuts an in-process server down ([`TestServer::shutdown`]) and hands back its data
-    /// directory (to restart in it, or to look at what it left).
+    /// Shuts the server down ([`TestServer::shutdown`]) and hands back its data directory (to
+    /// restart in it, or to look at what it left).
     pub fn stop(mut self) -> tempfile::TempDir {
         self.shutdown();
         let dir = tempfile::tempdir().unwrap();
