@@ -62,9 +62,14 @@ impl CheckPool {
         let workers = workers.clamp(1, MAX_CHECK_WORKERS);
         let (jobs, queue) = channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
+        // The workers log where their creator logs (one server's log when several run in
+        // one process).
+        let log = tracing::dispatcher::get_default(|d| d.clone());
         for i in 0..workers {
-            let queue = queue.clone();
-            std::thread::Builder::new().name(format!("auth-check-{i}")).spawn(move || work(&queue))?;
+            let (queue, log) = (queue.clone(), log.clone());
+            std::thread::Builder::new()
+                .name(format!("auth-check-{i}"))
+                .spawn(move || tracing::dispatcher::with_default(&log, || work(&queue)))?;
         }
         Ok(CheckPool { permits: Arc::new(Semaphore::new(workers)), jobs, workers, queue_timeout })
     }

@@ -6,7 +6,8 @@
 //! is not). Each problem names the configuration file, the key and the file.
 
 use crate::msgauth::MailAuth;
-use crate::tls::{TlsManager, TlsSettings};
+use crate::setup::tls_settings;
+use crate::tls::TlsManager;
 use dakiya_auth::UserStore;
 use dakiya_config::{Config, ConfigError};
 use dakiya_outbound::{Outbound, OutboundError};
@@ -87,17 +88,6 @@ fn check_outbound(cfg: &Config) -> Result<(), ConfigError> {
             None => Err(problem(cfg, "outbound", format!("TLS: {e}"))),
         },
         Err(e) => Err(problem(cfg, "outbound", e.to_string())),
-    }
-}
-
-/// The TLS settings the server starts with.
-fn tls_settings(cfg: &Config) -> TlsSettings {
-    TlsSettings {
-        cert: cfg.tls.cert.clone(),
-        key: cfg.tls.key.clone(),
-        data_dir: cfg.data_dir.clone(),
-        hostname: cfg.hostname.clone(),
-        check_interval: cfg.tls.check_interval,
     }
 }
 

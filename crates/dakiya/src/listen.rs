@@ -5,7 +5,7 @@ use crate::conn;
 use crate::msgauth::MailAuth;
 use crate::shared::Shared;
 use crate::summary::Counters;
-use crate::tls::{TlsManager, TlsSettings};
+use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role};
 use dakiya_mailauth::Verifier;
@@ -21,20 +21,28 @@ use tokio::sync::watch;
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The tokio runtime (or the thread of an in-process server) could not be started.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// The spool could not be opened or recovered.
     #[error("cannot open the spool in {path}: {source}")]
     Spool { path: String, source: dakiya_spool::SpoolError },
+    /// A listener's address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
+    /// The certificate and key could not be loaded or made.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The users file could not be read.
     #[error("user store: {0}")]
     Users(String),
+    /// The password check threads could not be started.
     #[error("cannot start the password check threads: {0}")]
     CheckPool(std::io::Error),
+    /// Outbound delivery could not be set up (such as an unreadable relay-host password file).
     #[error("outbound delivery: {0}")]
     Outbound(String),
+    /// Message authentication could not be set up (its DNS resolver, the DKIM keys).
     #[error("message authentication: {0}")]
     Auth(String),
 }
@@ -42,10 +50,28 @@ pub enum StartError {
 /// Runs the server until SIGINT or SIGTERM.
 pub fn run(cfg: Config) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(StartError::Runtime)?;
-    rt.block_on(serve(cfg))
+    rt.block_on(async {
+        start(cfg).await?.serve_until(wait_for_signal()).await;
+        Ok(())
+    })
 }
 
-async fn serve(cfg: Config) -> Result<(), StartError> {
+/// A started server: its listeners bound and accepting, its queue and control socket running.
+/// [`Started::serve_until`] keeps it running until a trigger, then drains it.
+pub(crate) struct Started {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    admission: Arc<Admission>,
+    /// The accept loops, one per listener.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    summary: tokio::task::JoinHandle<()>,
+    shutdown_tx: watch::Sender<bool>,
+    /// Every listener: its bound address (the real port where the configuration says 0).
+    listeners: Vec<(SocketAddr, Role)>,
+}
+
+/// Starts everything and logs "dakiya started"; must run inside a multi-threaded tokio runtime.
+pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let spool_dir = cfg.data_dir.join("spool");
     let spool = Spool::open(&spool_dir)
         .map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
@@ -74,14 +100,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         max_recipients: cfg.limits.max_recipients,
         max_errors: cfg.limits.max_errors,
     });
-    let tls = TlsManager::new(TlsSettings {
-        cert: cfg.tls.cert.clone(),
-        key: cfg.tls.key.clone(),
-        data_dir: cfg.data_dir.clone(),
-        hostname: cfg.hostname.clone(),
-        check_interval: cfg.tls.check_interval,
-    })
-    .map_err(|e| StartError::Tls(e.to_string()))?;
+    let tls = TlsManager::new(crate::setup::tls_settings(&cfg)).map_err(|e| StartError::Tls(e.to_string()))?;
     tls.spawn_watcher();
     let a = &cfg.auth;
     let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
@@ -118,31 +137,46 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         async move { shared.counters.log_periodically().await }
     });
     let mut tasks = Vec::new();
+    let mut listeners = Vec::new();
     for l in &cfg.listeners {
         let listener =
             TcpListener::bind(l.address).await.map_err(|source| StartError::Bind { address: l.address, source })?;
         let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
         tracing::info!(address = %local, role = %l.role.as_str(), "listening");
+        listeners.push((local, l.role));
         let task = accept_loop(listener, l.role, l.checks, shared.clone(), admission.clone());
         tasks.push(tokio::spawn(task));
     }
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
-    wait_for_signal().await;
-    tracing::info!("shutting down: no new connections; draining sessions");
-    for t in &tasks {
-        t.abort();
+    Ok(Started { cfg, shared, admission, tasks, summary, shutdown_tx, listeners })
+}
+
+impl Started {
+    /// Every listener: its bound address and role, in the order of the configuration.
+    pub(crate) fn listeners(&self) -> &[(SocketAddr, Role)] {
+        &self.listeners
     }
-    let _ = shutdown_tx.send(true);
-    // Idle sessions close at once; a session inside a transaction gets `shutdown_grace` to
-    // finish it, and every final write has a short deadline. The spool is crash-safe, so
-    // anything cut short here was never acknowledged.
-    let grace = cfg.timeouts.shutdown_grace + std::time::Duration::from_secs(5);
-    if !admission.drained(tokio::time::Instant::now() + grace).await {
-        tracing::warn!(sessions = admission.len(), "some sessions did not finish within the shutdown grace");
+
+    /// Serves until `trigger` completes (a signal, or a test's request), then shuts down:
+    /// no new connections, sessions drained.
+    pub(crate) async fn serve_until(self, trigger: impl std::future::Future<Output = ()>) {
+        trigger.await;
+        let Started { cfg, shared, admission, tasks, summary, shutdown_tx, listeners: _ } = self;
+        tracing::info!("shutting down: no new connections; draining sessions");
+        for t in &tasks {
+            t.abort();
+        }
+        let _ = shutdown_tx.send(true);
+        // Idle sessions close at once; a session inside a transaction gets `shutdown_grace` to
+        // finish it, and every final write has a short deadline. The spool is crash-safe, so
+        // anything cut short here was never acknowledged.
+        let grace = cfg.timeouts.shutdown_grace + std::time::Duration::from_secs(5);
+        if !admission.drained(tokio::time::Instant::now() + grace).await {
+            tracing::warn!(sessions = admission.len(), "some sessions did not finish within the shutdown grace");
+        }
+        summary.abort();
+        shared.counters.log("since the last summary");
     }
-    summary.abort();
-    shared.counters.log("since the last summary");
-    Ok(())
 }
 
 async fn wait_for_signal() {

@@ -5,11 +5,13 @@ mod limit;
 
 use dakiya_proto::logtext;
 use limit::{Limiter, grouped};
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Level;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 /// Logs to stderr, `RUST_LOG` filtering (default `info`), every line escaped by
 /// [`EscapingWriter`]. No ANSI colours even on a terminal: the escaping would show the
@@ -25,6 +27,56 @@ pub fn init() {
         .with_target(false)
         .init();
     spawn_reporter();
+}
+
+/// A log kept in memory: what a server started in-process ([`crate::Server`]) writes.
+#[derive(Clone, Default)]
+pub struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Buffer {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lock()).into_owned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The log of one in-process server: the lines [`init`] would write to stderr (`info` and
+/// above, whatever `RUST_LOG` says), written into `buffer`, with its own counts of
+/// [`Repeated`] lines, so that servers in one process neither mix their lines nor share
+/// their limits. The caller installs it on every thread of that server.
+pub fn to_buffer(buffer: Buffer) -> tracing::Dispatch {
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(Escaping(move || buffer.clone()))
+        .with_ansi(false)
+        .with_target(false)
+        .finish()
+        .with(Counts::default());
+    tracing::Dispatch::new(subscriber)
+}
+
+/// Reports the counts of ended periods every second, as the thread of [`init`] does, for the
+/// server whose dispatcher the calling task runs under ([`to_buffer`]).
+pub async fn report_counts() {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        flush_all(Instant::now());
+    }
 }
 
 /// Makes [`EscapingWriter`]s around the writers `F` makes.
@@ -92,7 +144,11 @@ impl Repeated {
     /// Whether to write a line of this kind now. Reports lines held back in an ended period
     /// first, so the count comes before the next line shown.
     pub fn admit(&self) -> bool {
-        let verdict = self.lock().admit(Instant::now());
+        let now = Instant::now();
+        let verdict = match own_counts() {
+            Some(counts) => lock(&counts).entry(self.what).or_insert_with(new_limiter).admit(now),
+            None => self.lock().admit(now),
+        };
         if verdict.hidden_before > 0 {
             self.report(verdict.hidden_before);
         }
@@ -101,12 +157,16 @@ impl Repeated {
 
     /// Reports the lines held back in a period that has ended by `now`, if any.
     fn flush(&self, now: Instant) {
-        let hidden = self.lock().flush(now);
+        let hidden = match own_counts() {
+            Some(counts) => lock(&counts).get_mut(self.what).map_or(0, |l| l.flush(now)),
+            None => self.lock().flush(now),
+        };
         if hidden > 0 {
             self.report(hidden);
         }
     }
 
+    /// The limiter of the process (the counts of the server run by `dakiya serve`).
     fn lock(&self) -> std::sync::MutexGuard<'_, Limiter> {
         self.limiter.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -139,16 +199,41 @@ pub static CHECK_FAILED: Repeated = Repeated::new("password check failed", Level
 static ALL: [&Repeated; 6] =
     [&STORE_FAILED, &READ_BACK_FAILED, &TOO_MANY_CONNECTIONS, &ACCEPT_FAILED, &EVICTED, &CHECK_FAILED];
 
+/// The limiters of one in-process server, by [`Repeated::what`]: a layer of its dispatcher
+/// ([`to_buffer`]) that only holds them. Under any other dispatcher (`dakiya serve`, unit
+/// tests) each [`Repeated`] uses its own limiter.
+#[derive(Default)]
+struct Counts(Arc<Mutex<HashMap<&'static str, Limiter>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counts {}
+
+/// The limiters of the in-process server whose dispatcher is the current one, if any.
+fn own_counts() -> Option<Arc<Mutex<HashMap<&'static str, Limiter>>>> {
+    tracing::dispatcher::get_default(|d| d.downcast_ref::<Counts>().map(|c| c.0.clone()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn new_limiter() -> Limiter {
+    Limiter::new(LINES_PER_PERIOD, PERIOD)
+}
+
+/// Reports the lines of every kind held back in periods that have ended by `now`.
+fn flush_all(now: Instant) {
+    for kind in ALL {
+        kind.flush(now);
+    }
+}
+
 /// A thread that reports the counts of ended periods within a second, also when no further
 /// line of the kind comes to carry them.
 fn spawn_reporter() {
     let spawned = std::thread::Builder::new().name("log-counts".into()).spawn(|| {
         loop {
             std::thread::sleep(Duration::from_secs(1));
-            let now = Instant::now();
-            for kind in ALL {
-                kind.flush(now);
-            }
+            flush_all(Instant::now());
         }
     });
     if let Err(e) = spawned {

@@ -1,26 +1,8 @@
-//! dakiya: a mail transfer agent. This binary holds the effects — sockets, files, the
-//! async runtime — around the sans-IO protocol crate.
+//! dakiya: a mail transfer agent. This binary is the command line around the `dakiya`
+//! library (the server), plus the process-wide choices: the allocator and the log.
 #![forbid(unsafe_code)]
 
-mod admission;
-mod checkconfig;
-mod conn;
-mod control;
-mod dkimcli;
-mod envelope;
-mod listen;
-mod logging;
-mod msgauth;
-mod policy;
-mod queuecli;
-mod receive;
-mod setup;
-mod shared;
-mod storage;
-mod stream;
-mod summary;
-mod tls;
-mod usercli;
+use dakiya::{checkconfig, dkimcli, queuecli, usercli};
 
 /// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
 /// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
@@ -100,12 +82,12 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Cmd::Serve { config } => {
-            logging::init();
+            dakiya::init_logging();
             let cfg = match load(config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match listen::run(cfg) {
+            match dakiya::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

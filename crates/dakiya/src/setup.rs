@@ -1,7 +1,9 @@
 //! What the server sets up from the configuration before it starts: the outbound service's
 //! settings, read from `[outbound]` and the files it names (the relay password file, the
-//! extra trust anchors).
+//! extra trust anchors), and the TLS settings. `serve` and `check-config` both start from
+//! here, so they cannot disagree about a file.
 
+use crate::tls::TlsSettings;
 use dakiya_config::Config;
 use dakiya_outbound::{OutboundConfig, RelaySettings};
 use dakiya_proto::client::AuthCredentials;
@@ -55,4 +57,16 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
         max_per_destination: o.per_destination,
         idle_timeout: o.idle_timeout,
     })
+}
+
+/// The TLS settings the server starts with (`[tls]`, and the data directory for a generated
+/// certificate).
+pub fn tls_settings(cfg: &Config) -> TlsSettings {
+    TlsSettings {
+        cert: cfg.tls.cert.clone(),
+        key: cfg.tls.key.clone(),
+        data_dir: cfg.data_dir.clone(),
+        hostname: cfg.hostname.clone(),
+        check_interval: cfg.tls.check_interval,
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn sigkill_mid_load_loses_nothing_acknowledged() {
-    let server = TestServer::start("");
+    let server = TestServer::spawn("");
     let addr = server.addr;
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -20,9 +20,11 @@ fn remote(extra: &str) -> TestServer {
 
 /// The sending dakiya: trusts 127.0.0.1 to relay, retries every second.
 fn sender(extra_top: &str, tables: &str) -> TestServer {
-    TestServer::start(&format!(
-        "trusted_networks = [\"127.0.0.1/32\"]\n{extra_top}\n[delivery]\nretry_schedule = [\"1s\"]\n{tables}"
-    ))
+    TestServer::start(&sender_config(extra_top, tables))
+}
+
+fn sender_config(extra_top: &str, tables: &str) -> String {
+    format!("trusted_networks = [\"127.0.0.1/32\"]\n{extra_top}\n[delivery]\nretry_schedule = [\"1s\"]\n{tables}")
 }
 
 fn route_to(port: u16, tls: &str) -> String {
@@ -242,7 +244,8 @@ fn null_sender_failures_are_never_bounced() {
 #[test]
 fn unreachable_host_is_retried_across_a_restart_then_delivered() {
     let port = closed_port();
-    let a = sender("", &route_to(port, "opportunistic"));
+    // A process, to be killed (SIGKILL) in the middle of retrying.
+    let a = TestServer::spawn(&sender_config("", &route_to(port, "opportunistic")));
     let r = a.connect().send_mail("alice@example.test", &["bob@remote.test"], &message("patience"));
     assert!(r.starts_with("250"), "{r}");
     wait_until("two deferrals", &a, || a.log().matches("result=deferred").count() >= 2);
@@ -474,7 +477,7 @@ fn smarthost_with_starttls_and_auth() {
     assert_eq!(a2.spooled_envelopes().len(), 1);
     // Fixed and restarted, the queued message goes out.
     std::fs::write(&password_file, "relay-secret-1\n").unwrap();
-    let dir = a2.kill();
+    let dir = a2.stop();
     let a3 = TestServer::start_in(
         dir,
         &format!("trusted_networks = [\"127.0.0.1/32\"]\n[delivery]\nretry_schedule = [\"1s\"]\n{tables}"),

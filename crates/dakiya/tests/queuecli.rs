@@ -54,7 +54,12 @@ fn socket(s: &TestServer) -> PathBuf {
 /// A server that relays for 127.0.0.1 and sends remote.test to a closed port, retrying every
 /// 90 minutes.
 fn server() -> TestServer {
-    let s = TestServer::start(&format!(
+    server_with(TestServer::start)
+}
+
+/// [`server`] started with `start` (in-process or as a child process).
+fn server_with(start: fn(&str) -> TestServer) -> TestServer {
+    let s = start(&format!(
         "trusted_networks = [\"127.0.0.1/32\"]\n[delivery]\nretry_schedule = [\"90m\"]\n\
          [outbound]\nhelo_name = \"sender.test\"\n[outbound.routes.\"remote.test\"]\n\
          hosts = [\"127.0.0.1:{}\"]\ntls = \"opportunistic\"\n",
@@ -147,7 +152,8 @@ fn show_prints_envelope_and_header_section() {
 
 #[test]
 fn errors_and_exit_codes() {
-    let s = server();
+    // A process, to be killed: SIGKILL leaves the control socket behind.
+    let s = server_with(TestServer::spawn);
     let missing = cli(&s.config_path(), &["show", "0000000000000001"]);
     assert_eq!(missing.code, 1, "{}", missing.stderr);
     assert!(missing.stderr.contains("0000000000000001") && missing.stderr.contains("not found"), "{}", missing.stderr);

@@ -18,9 +18,10 @@ fn full_transaction_is_delivered_with_trace_headers() {
     assert!(m.contains(&format!("with ESMTP id {id}")), "{m}");
     assert!(m.contains("for <alice@example.test>;"), "{m}");
     assert!(m.ends_with("Subject: hello\n\nHi Alice.\n"), "{m}");
+    // The "delivered" line is written just after the file appears: wait for it.
+    assert!(common::wait_log(&s, "result=delivered", 10) || s.log().contains("result=\"delivered\""), "{}", s.log());
     let log = s.log();
     assert!(log.contains(&format!("queue_id={id}")) && log.contains("accepted"), "{log}");
-    assert!(log.contains("result=\"delivered\"") || log.contains("result=delivered"), "{log}");
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! Test kit: runs the real `dakiya` binary on a loopback port and talks SMTP to it.
+//! Test kit: runs a dakiya server on loopback ports and talks SMTP to it. The server runs
+//! inside the test process ([`TestServer::start`]) unless a test needs a process of its own
+//! to kill, signal or measure ([`TestServer::spawn`]); docs/testing.md says which to use.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -8,15 +10,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A running server process with its own data directory.
+/// A running server with its own data directory.
 pub struct TestServer {
-    pub child: Child,
+    run: Run,
     /// The first listener's address.
     pub addr: SocketAddr,
     /// Every listener: (address, role).
     pub listeners: Vec<(SocketAddr, String)>,
     pub dir: tempfile::TempDir,
-    pub log: Arc<Mutex<String>>,
+}
+
+/// Where the server runs.
+enum Run {
+    /// In this process, on its own runtime and threads, logging into memory.
+    InProcess(dakiya::Server),
+    /// The `dakiya serve` binary, its stderr read into `log` line by line.
+    Child { child: Child, log: Arc<Mutex<String>> },
 }
 
 pub const BASE_CONFIG: &str = r#"
@@ -35,30 +44,33 @@ mailboxes = ["alice", "bob", "carol", "postmaster"]
 "#;
 
 impl TestServer {
-    /// Starts the server with `extra` TOML appended to the base configuration.
+    /// Starts the server in this process with `extra` TOML appended to the base configuration.
     pub fn start(extra: &str) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         TestServer::start_in(dir, extra)
     }
 
-    /// Starts (or restarts) the server in an existing data directory.
+    /// Starts (or restarts) the server in this process in an existing data directory.
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
-        let data = dir.path().join("data");
-        // Top-level keys in `extra` (before its first table) must precede every table.
-        let mut split = extra.len();
-        let mut offset = 0;
-        for line in extra.split_inclusive('\n') {
-            if line.trim_start().starts_with('[') {
-                split = offset;
-                break;
-            }
-            offset += line.len();
-        }
-        let (top, tables) = extra.split_at(split);
-        let tables = loopback_dns(tables);
-        let cfg = format!("data_dir = {:?}\n{top}\n{BASE_CONFIG}\n{tables}", data.display().to_string());
-        let cfg_path = dir.path().join("dakiya.toml");
-        std::fs::write(&cfg_path, cfg).unwrap();
+        raise_open_files_limit();
+        let cfg_path = write_config(dir.path(), extra);
+        let cfg = dakiya_config::Config::from_file(&cfg_path).unwrap_or_else(|e| panic!("bad test config: {e}"));
+        let server = dakiya::Server::start(cfg).unwrap_or_else(|e| panic!("server did not start: {e}"));
+        let listeners: Vec<(SocketAddr, String)> =
+            server.listeners().iter().map(|l| (l.address, l.role.as_str().to_string())).collect();
+        TestServer { run: Run::InProcess(server), addr: listeners[0].0, listeners, dir }
+    }
+
+    /// Starts the server as a child process (`dakiya serve`), for tests that kill it
+    /// ([`TestServer::kill`]), signal it ([`sigterm`]) or measure the process ([`TestServer::pid`]).
+    pub fn spawn(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        TestServer::spawn_in(dir, extra)
+    }
+
+    /// Starts (or restarts) the server as a child process in an existing data directory.
+    pub fn spawn_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
+        let cfg_path = write_config(dir.path(), extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_dakiya"))
             .args(["serve", "--config"])
             .arg(&cfg_path)
@@ -97,7 +109,23 @@ impl TestServer {
                 panic!("server did not start; log:\n{}", log.lock().unwrap());
             }
         };
-        TestServer { child, addr: listeners[0].0, listeners, dir, log }
+        TestServer { run: Run::Child { child, log }, addr: listeners[0].0, listeners, dir }
+    }
+
+    /// The process ID of a server started with [`TestServer::spawn`].
+    pub fn pid(&self) -> u32 {
+        match &self.run {
+            Run::Child { child, .. } => child.id(),
+            Run::InProcess(_) => panic!("an in-process server has no process of its own: use TestServer::spawn"),
+        }
+    }
+
+    /// The child process of a server started with [`TestServer::spawn`].
+    pub fn child(&mut self) -> &mut Child {
+        match &mut self.run {
+            Run::Child { child, .. } => child,
+            Run::InProcess(_) => panic!("an in-process server has no process of its own: use TestServer::spawn"),
+        }
     }
 
     /// The address of the listener with `role`.
@@ -166,14 +194,41 @@ impl TestServer {
         Client::connect(self.addr, None)
     }
 
+    /// Everything the server has logged so far, one line per event.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        match &self.run {
+            Run::InProcess(server) => server.log(),
+            Run::Child { log, .. } => log.lock().unwrap().clone(),
+        }
     }
 
-    /// Kills the server with SIGKILL and hands back its data directory.
+    /// Kills a server started with [`TestServer::spawn`] with SIGKILL (a crash: nothing is
+    /// drained or flushed) and hands back its data directory.
     pub fn kill(mut self) -> tempfile::TempDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child();
+        let _ = child.kill();
+        let _ = child.wait();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// Shuts the server down as SIGTERM does (a child gets SIGTERM) and waits until it has;
+    /// its log stays readable.
+    pub fn shutdown(&mut self) {
+        match &mut self.run {
+            Run::InProcess(server) => server.shutdown(),
+            Run::Child { child, .. } => {
+                let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+                assert!(status.success());
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Shuts the server down ([`TestServer::shutdown`]) and hands back its data directory (to
+    /// restart in it, or to look at what it left).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
     }
@@ -181,12 +236,48 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.run {
+            // Before the data directory goes.
+            Run::InProcess(server) => server.shutdown(),
+            Run::Child { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
         if std::thread::panicking() {
             eprintln!("--- server log ---\n{}", self.log());
         }
     }
+}
+
+/// Writes the configuration (`extra` and the base) into `dir`; returns its path.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let data = dir.join("data");
+    // Top-level keys in `extra` (before its first table) must precede every table.
+    let mut split = extra.len();
+    let mut offset = 0;
+    for line in extra.split_inclusive('\n') {
+        if line.trim_start().starts_with('[') {
+            split = offset;
+            break;
+        }
+        offset += line.len();
+    }
+    let (top, tables) = extra.split_at(split);
+    let tables = loopback_dns(tables);
+    let cfg = format!("data_dir = {:?}\n{top}\n{BASE_CONFIG}\n{tables}", data.display().to_string());
+    let cfg_path = dir.join("dakiya.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    cfg_path
+}
+
+/// In-process servers share the test process's open-files limit (a child had a table of its
+/// own): the soft limit goes up to the hard one, once.
+fn raise_open_files_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+    });
 }
 
 /// Files in `dir` (contents, by name), waiting up to 30 s for at least `n`.
@@ -342,9 +433,9 @@ pub fn wait_log(server: &TestServer, needle: &str, secs: u64) -> bool {
     false
 }
 
-/// Sends SIGTERM to the server.
+/// Sends SIGTERM to a server started with [`TestServer::spawn`].
 pub fn sigterm(server: &TestServer) {
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
     assert!(status.success());
 }
 

@@ -101,11 +101,11 @@ fn concurrent_guesses_from_one_address_get_max_failures_checks() {
 #[test]
 fn concurrent_auth_from_many_addresses_keeps_memory_bounded() {
     let pool: u64 = 2;
-    let s = TestServer::start(&format!(
+    let s = TestServer::spawn(&format!(
         "[auth]\nplaintext_on_loopback = true\nmax_concurrent_checks = {pool}\n{SUBMISSION}"
     ));
     s.add_user(USER, PASSWORD);
-    let pid = s.child.id();
+    let pid = s.pid();
     let clients: Vec<(Client, String)> = (1..=200)
         .map(|i| {
             // One address per /24, so the per-network connection limit does not interfere.

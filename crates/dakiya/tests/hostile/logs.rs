@@ -195,7 +195,7 @@ fn full_disk_is_452_and_logged_with_a_count() {
     std::fs::remove_file(filler).unwrap();
     let r = c.send_mail("a@remote.test", &["alice@example.test"], "Subject: again\r\n\r\nhi");
     assert!(r.starts_with("250"), "{r}");
-    let dir = s.kill();
+    let dir = s.stop();
     drop(tmpfs);
     drop(dir);
 }
@@ -222,7 +222,7 @@ fn sigterm_during_delivery_logs_no_error() {
     // starts a blocking step while the runtime shuts down finds it cancelled (what logged
     // "delivery run failed … task N was cancelled").
     let (port, _held) = silent_mx();
-    let s = TestServer::start(&format!(
+    let s = TestServer::spawn(&format!(
         "trusted_networks = [\"127.0.0.1/32\"]\n[delivery]\nlocal_concurrency = 1\n[outbound]\n[outbound.routes.\"remote.test\"]\nhosts = [\"127.0.0.1:{port}\"]\ntls = \"none\"\n"
     ));
     let mut c = s.connect();
@@ -236,12 +236,12 @@ fn sigterm_during_delivery_logs_no_error() {
         c.send(format!("Subject: {i}\r\n\r\nhi\r\n.\r\n").as_bytes());
         assert!(c.reply().starts_with("250"));
     }
-    let pid = s.child.id().to_string();
+    let pid = s.pid().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let mut s = s;
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
+        if let Some(status) = s.child().try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "no exit after SIGTERM; log:\n{}", s.log());

@@ -94,8 +94,8 @@ fn connection_floods_give_memory_back() {
     let want = (2 * FLOOD + 512) as u64;
     let limit = rlimit::increase_nofile_limit(want).expect("raise the open-files limit");
     assert!(limit >= want, "open-files limit {limit} < {want}: raise the hard limit (ulimit -Hn)");
-    let server = TestServer::start(LIMITS);
-    let pid = server.child.id();
+    let server = TestServer::spawn(LIMITS);
+    let pid = server.pid();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // A first connection, so that everything the server sets up once is in the baseline.
     drop(flood(&rt, server.addr, 1));

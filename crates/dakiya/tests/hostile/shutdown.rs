@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn sigterm_mid_data_lets_the_message_finish() {
-    let server = TestServer::start("");
+    let server = TestServer::spawn("");
     let mut idle = Client::connect(server.addr, None);
     assert!(idle.cmd("EHLO idle.test").starts_with("250"));
     let mut c = Client::connect(server.addr, None);
@@ -34,7 +34,7 @@ fn sigterm_mid_data_lets_the_message_finish() {
 
 #[test]
 fn a_transaction_that_outlives_the_grace_is_cut() {
-    let server = TestServer::start("[timeouts]\nshutdown_grace = \"2s\"\n");
+    let server = TestServer::spawn("[timeouts]\nshutdown_grace = \"2s\"\n");
     let mut c = Client::connect(server.addr, None);
     assert!(c.cmd("EHLO slow.test").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@remote.test>").starts_with("250"));

@@ -1,0 +1,136 @@
+//! A server started inside the calling process (tests): on its own runtime and threads,
+//! with its own log, stopped by the same shutdown as a signal stops `dakiya serve`.
+
+use crate::listen::{self, StartError};
+use crate::logging::{self, Buffer};
+use dakiya_config::{Config, Role};
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// Worker threads of an in-process server's runtime: a few servers run at once in a test
+/// binary, and two workers keep the concurrency of a multi-threaded runtime.
+const WORKERS: usize = 2;
+
+/// A listener of a running [`Server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// The bound address: the real port where the configuration says port 0.
+    pub address: SocketAddr,
+    /// What the listener is for.
+    pub role: Role,
+}
+
+/// A dakiya server running in this process, as `dakiya serve` runs it: its own tokio
+/// runtime on its own threads, logging into memory (see [`Server::log`]) instead of stderr.
+/// Dropping it shuts it down ([`Server::shutdown`]).
+pub struct Server {
+    listeners: Vec<Listener>,
+    log: Buffer,
+    /// Fires the shutdown; `None` once fired.
+    stop: Option<oneshot::Sender<()>>,
+    /// The thread that runs the server and ends when it has shut down.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("listeners", &self.listeners).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Starts a server with `cfg` and returns once every listener accepts connections (the
+    /// log says "dakiya started"), or with the error that stopped it (as `dakiya serve`
+    /// would exit with it).
+    pub fn start(cfg: Config) -> Result<Server, StartError> {
+        let log = Buffer::default();
+        let dispatch = logging::to_buffer(log.clone());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("dakiya-server".into())
+            .spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
+                let rt = match runtime(&dispatch) {
+                    Ok(rt) => rt,
+                    Err(e) => return drop(ready_tx.send(Err(e))),
+                };
+                rt.block_on(async move {
+                    tokio::spawn(logging::report_counts());
+                    let started = match listen::start(cfg).await {
+                        Ok(started) => started,
+                        Err(e) => return drop(ready_tx.send(Err(e))),
+                    };
+                    let listeners = started.listeners().iter().map(|&(address, role)| Listener { address, role });
+                    let _ = ready_tx.send(Ok(listeners.collect()));
+                    // A dropped sender (the `Server` gone without a shutdown) stops it too.
+                    started.serve_until(async move { _ = stopped.await }).await;
+                });
+                // The runtime goes down here, while the log is still this server's.
+                drop(rt);
+            })
+            .map_err(StartError::Runtime)?;
+        let started = ready_rx.recv();
+        match started {
+            Ok(Ok(listeners)) => Ok(Server { listeners, log, stop: Some(stop), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            // The thread ended without a word: it panicked.
+            Err(_) => match thread.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the server thread always reports its start"),
+            },
+        }
+    }
+
+    /// Every listener, in the order of the configuration.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Everything the server has logged so far: the lines `dakiya serve` writes to stderr
+    /// at the `info` level, one per event, each ending in a line feed.
+    pub fn log(&self) -> String {
+        self.log.text()
+    }
+
+    /// Shuts the server down as SIGTERM shuts down `dakiya serve` (no new connections, idle
+    /// sessions told at once, transactions given the shutdown grace) and waits until it
+    /// has, and its threads have ended.
+    pub fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && let Err(panic) = thread.join()
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The runtime of `dakiya serve` with `dispatch` as the log of each of its threads (the
+/// workers and the blocking pool).
+fn runtime(dispatch: &tracing::Dispatch) -> Result<tokio::runtime::Runtime, StartError> {
+    let dispatch = dispatch.clone();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name("dakiya-worker")
+        .on_thread_start(move || {
+            // For the thread's whole life: the guard would only restore "no log".
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)
+}
