@@ -5,7 +5,7 @@
 //! closes (docs/queue-cli.md). [`parse_request`] and [`Response::parse`] take bytes and never
 //! do I/O; [`Request::encode`] and [`Response::encode`] give the lines back, and each parses to
 //! what was encoded (the `control` fuzz target checks both ways). [`message_view`] builds what
-//! `list` and `show` report from what the spool holds. The socket itself — binding,
+//! `list` and `show` report from what the spool holds, [`queue_stats`] what `stats` reports. The socket itself — binding,
 //! who may connect, deadlines, carrying requests out — is the server's (`crates/dakiya`,
 //! `control.rs`).
 #![forbid(unsafe_code)]
@@ -15,12 +15,14 @@
 pub mod fuzz;
 mod request;
 mod response;
+mod stats;
 #[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
 mod view;
 
 pub use request::{ControlOp, Request, RequestError, parse_request};
 pub use response::{MessageDetail, MessageView, RcptDetail, RcptView, Response, ResponseError, StateName};
+pub use stats::{AGE_EDGES_MINUTES, Counts, DomainStats, QueueStats, age_bucket, queue_stats};
 pub use view::{header_section, message_view, rcpt_view};
 
 /// The socket's name inside the data directory.

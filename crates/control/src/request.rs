@@ -27,6 +27,9 @@ pub enum Request {
     Show(QueueId),
     /// A change carried out by the scheduler.
     Control(ControlOp),
+    /// The queue by destination domain, age and state, with at most this many domains
+    /// (never 0), or all of them when `None`.
+    Stats(Option<u32>),
 }
 
 /// Why a request line was refused; the text goes back to the client as `error`.
@@ -65,6 +68,8 @@ struct RawRequest {
     id: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     all: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    top: Option<u32>,
 }
 
 /// Parses one request line (without its line feed). Never does I/O.
@@ -86,9 +91,15 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     if raw.all && raw.cmd != "retry" {
         return Err(RequestError::Unexpected("\"all\" is only for retry"));
     }
+    if raw.top.is_some() && raw.cmd != "stats" {
+        return Err(RequestError::Unexpected("\"top\" is only for stats"));
+    }
     match raw.cmd.as_str() {
         "list" if raw.id.is_some() => Err(RequestError::Unexpected("list takes no id")),
         "list" => Ok(Request::List),
+        "stats" if raw.id.is_some() => Err(RequestError::Unexpected("stats takes no id")),
+        "stats" if raw.top == Some(0) => Err(RequestError::Unexpected("\"top\" must be at least 1")),
+        "stats" => Ok(Request::Stats(raw.top)),
         "show" => Ok(Request::Show(id("show")?)),
         "retry" if raw.all && raw.id.is_some() => Err(RequestError::Unexpected("retry takes an id or all, not both")),
         "retry" if raw.all => Ok(Request::Control(ControlOp::Retry(None))),
@@ -103,16 +114,17 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
 impl Request {
     /// The request as a JSON line, without the line feed (what the client sends).
     pub fn encode(&self) -> String {
-        let (cmd, id, all) = match self {
-            Request::List => ("list", None, false),
-            Request::Show(id) => ("show", Some(id), false),
-            Request::Control(ControlOp::Retry(None)) => ("retry", None, true),
-            Request::Control(ControlOp::Retry(Some(id))) => ("retry", Some(id), false),
-            Request::Control(ControlOp::Hold(id)) => ("hold", Some(id), false),
-            Request::Control(ControlOp::Release(id)) => ("release", Some(id), false),
-            Request::Control(ControlOp::Delete(id)) => ("delete", Some(id), false),
+        let (cmd, id, all, top) = match self {
+            Request::List => ("list", None, false, None),
+            Request::Stats(top) => ("stats", None, false, *top),
+            Request::Show(id) => ("show", Some(id), false, None),
+            Request::Control(ControlOp::Retry(None)) => ("retry", None, true, None),
+            Request::Control(ControlOp::Retry(Some(id))) => ("retry", Some(id), false, None),
+            Request::Control(ControlOp::Hold(id)) => ("hold", Some(id), false, None),
+            Request::Control(ControlOp::Release(id)) => ("release", Some(id), false, None),
+            Request::Control(ControlOp::Delete(id)) => ("delete", Some(id), false, None),
         };
-        let raw = RawRequest { cmd: cmd.into(), id: id.map(|id| id.to_string()), all };
+        let raw = RawRequest { cmd: cmd.into(), id: id.map(|id| id.to_string()), all, top };
         serde_json::to_string(&raw).unwrap_or_default()
     }
 }
@@ -137,6 +149,9 @@ mod tests {
             (r#" {"cmd":"hold","id":"0655E5A000000001"} "#, Request::Control(ControlOp::Hold(id()))),
             (r#"{"id":"0655E5A000000001","cmd":"release"}"#, Request::Control(ControlOp::Release(id()))),
             (r#"{"cmd":"delete","id":"0655E5A000000001"}"#, Request::Control(ControlOp::Delete(id()))),
+            (r#"{"cmd":"stats"}"#, Request::Stats(None)),
+            (r#"{"cmd":"stats","top":20}"#, Request::Stats(Some(20))),
+            (r#"{"top":1,"cmd":"stats"}"#, Request::Stats(Some(1))),
         ];
         for (line, want) in cases {
             assert_eq!(parse_request(line.as_bytes()), Ok(want.clone()), "{line}");
@@ -148,7 +163,7 @@ mod tests {
     #[test]
     fn refuses_bad_requests() {
         use RequestError::*;
-        let cases: [(&[u8], RequestError); 14] = [
+        let cases: [(&[u8], RequestError); 18] = [
             (b"", Empty),
             (b"  \r", Empty),
             (br#"{"cmd":"list","id":"0655E5A000000001"}"#, Unexpected("list takes no id")),
@@ -166,6 +181,10 @@ mod tests {
             (br#"{"cmd":"list"} trailing"#, Malformed(String::new())),
             (br#"{"cmd":"list","force":true}"#, Malformed(String::new())),
             (b"\xff\xfe", Malformed(String::new())),
+            (br#"{"cmd":"stats","id":"0655E5A000000001"}"#, Unexpected("stats takes no id")),
+            (br#"{"cmd":"stats","top":0}"#, Unexpected("\"top\" must be at least 1")),
+            (br#"{"cmd":"list","top":5}"#, Unexpected("\"top\" is only for stats")),
+            (br#"{"cmd":"stats","top":-1}"#, Malformed(String::new())),
         ];
         for (line, want) in cases {
             let got = parse_request(line).unwrap_err();
@@ -174,7 +193,16 @@ mod tests {
                 want => assert_eq!(got, want, "{line:?}"),
             }
         }
-        for line in [r#"["list"]"#, r#"{"cmd":1}"#, r#"{"cmd":"show","id":7}"#, "list", "{"] {
+        for line in [
+            r#"["list"]"#,
+            r#"{"cmd":1}"#,
+            r#"{"cmd":"show","id":7}"#,
+            "list",
+            "{",
+            r#"{"cmd":"stats","top":4294967296}"#,
+            r#"{"cmd":"stats","top":"5"}"#,
+            r#"{"cmd":"stats","top":1.5}"#,
+        ] {
             assert!(matches!(parse_request(line.as_bytes()), Err(Malformed(_))), "{line}");
         }
     }

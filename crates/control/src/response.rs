@@ -1,5 +1,6 @@
 //! Responses: what the server answers, as one JSON line (docs/queue-cli.md).
 
+use crate::stats::QueueStats;
 use dakiya_spool::{BodyType, FailureDetail, Notify, QueueId, Ret};
 use serde::{Deserialize, Serialize};
 
@@ -12,8 +13,8 @@ pub struct Response {
     /// Why not, when `ok` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The server's clock (unix seconds) when it answered `list` or `show`; ages and next
-    /// attempts are relative to it.
+    /// The server's clock (unix seconds) when it answered `list`, `show` or `stats`; ages and
+    /// next attempts are relative to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub now: Option<u64>,
     /// `list`: every queued message, in queue id order.
@@ -25,6 +26,9 @@ pub struct Response {
     /// `retry`, `hold`, `release`, `delete`: how many messages the request affected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affected: Option<usize>,
+    /// `stats`: the queue by destination domain, age and state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<QueueStats>,
 }
 
 impl Response {
@@ -298,6 +302,37 @@ mod tests {
         other.dsn_ret = None;
         let line = r#"{"client_ip":"192.0.2.1","helo":"client.test","body":"eight_bit_mime","smtputf8":false,"dsn_ret":null,"dsn_envid":null,"headers":"Subject: \u001b[31m\n","headers_truncated":false}"#;
         assert_eq!(serde_json::to_string(&other).unwrap(), line);
+    }
+
+    /// A `stats` response as documented in docs/queue-cli.md.
+    const STATS_LINE: &str = r#"{"ok":true,"now":1200,"stats":{"buckets":[300,600,1200,2400,4800,9600,19200,38400,76800],"total":{"messages":3,"ages":[2,0,1,0,0,0,0,0,0,0],"recipients":3,"pending":1,"deferred":1,"held":1},"domains":[{"domain":"remote.test","local":false,"messages":2,"ages":[1,0,1,0,0,0,0,0,0,0],"recipients":2,"pending":0,"deferred":1,"held":1},{"domain":"example.test","local":true,"messages":1,"ages":[1,0,0,0,0,0,0,0,0,0],"recipients":1,"pending":1,"deferred":0,"held":0}],"more_domains":0}}"#;
+
+    #[test]
+    fn the_stats_line_round_trips() {
+        use crate::queue_stats;
+        use dakiya_spool::RcptState;
+        let sample = crate::testdata::sample;
+        // alice (local) pending, bob and carol delivered; 200 s old.
+        let mut fresh = sample();
+        fresh.states = vec![RcptState::Pending, RcptState::Delivered { at: 1_100 }, RcptState::Delivered { at: 1_100 }];
+        // alice delivered, bob@remote.test deferred but held; 700 s old.
+        let mut held = sample();
+        held.envelope.id = "0655E5A000000002".parse().unwrap();
+        held.envelope.received_at = 500;
+        held.envelope.recipients[1].address = "bob@Remote.TEST".into();
+        held.envelope.recipients.truncate(2);
+        held.held = true;
+        // dan@remote.test deferred; 100 s old.
+        let mut other = sample();
+        other.envelope.id = "0655E5A000000003".parse().unwrap();
+        other.envelope.received_at = 1_100;
+        other.envelope.recipients = vec![other.envelope.recipients[1].clone()];
+        other.envelope.recipients[0].address = "dan@remote.test".into();
+        other.states.remove(0);
+        let stats = queue_stats([&fresh, &held, &other], 1_200, Some(20));
+        let response = Response { ok: true, now: Some(1_200), stats: Some(stats), ..Response::default() };
+        assert_eq!(response.encode(), STATS_LINE);
+        assert_eq!(Response::parse(STATS_LINE.as_bytes()), Ok(response));
     }
 
     #[test]
