@@ -11,9 +11,11 @@
 //! spool data) is `dakiya_control`'s; here is the server side: the socket, who may connect,
 //! deadlines, carrying requests out.
 
-use dakiya_control::{MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request};
+use dakiya_control::{
+    MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request, queue_stats,
+};
 use dakiya_queue::QueueHandle;
-use dakiya_spool::{QueueId, Spool};
+use dakiya_spool::{QueueId, QueuedMessage, Spool, SpoolError};
 // Where the server listens is part of the wire contract too; listen.rs names it from here.
 pub use dakiya_control::SOCKET_NAME;
 use std::io;
@@ -142,18 +144,24 @@ async fn execute(req: Request, ctx: &Ctx) -> Response {
     let spool = ctx.spool.clone();
     match req {
         Request::List => {
-            let listed = tokio::task::spawn_blocking(move || spool.list()).await;
-            let now = crate::envelope::now();
-            match listed {
-                Ok(Ok(messages)) => Response {
-                    ok: true,
-                    now: Some(now),
-                    messages: Some(messages.iter().map(|m| message_view(m, now, None)).collect()),
-                    ..Response::default()
-                },
-                Ok(Err(e)) => Response::error(format!("cannot read the queue: {e}")),
-                Err(e) => Response::error(format!("internal error: {e}")),
-            }
+            let views = |messages: &[QueuedMessage], now| messages.iter().map(|m| message_view(m, now, None)).collect();
+            from_queue(spool, move |messages, now| Response {
+                ok: true,
+                now: Some(now),
+                messages: Some(views(messages, now)),
+                ..Response::default()
+            })
+            .await
+        }
+        // Counted here, in one pass: a large queue is never shipped to the client.
+        Request::Stats(top) => {
+            from_queue(spool, move |messages, now| Response {
+                ok: true,
+                now: Some(now),
+                stats: Some(queue_stats(messages, now, top.map(|n| n as usize))),
+                ..Response::default()
+            })
+            .await
         }
         Request::Show(id) => match tokio::task::spawn_blocking(move || show(&spool, &id)).await {
             Ok(Ok((view, now))) => Response { ok: true, now: Some(now), message: Some(view), ..Response::default() },
@@ -167,6 +175,23 @@ async fn execute(req: Request, ctx: &Ctx) -> Response {
                 Err(e) => Response::error(e),
             }
         }
+    }
+}
+
+/// `list` and `stats`: reads every queued message and answers with `answer(messages, now)`,
+/// off the async threads (a large queue takes a while).
+async fn from_queue(
+    spool: Arc<Spool>,
+    answer: impl FnOnce(&[QueuedMessage], u64) -> Response + Send + 'static,
+) -> Response {
+    let answered = tokio::task::spawn_blocking(move || {
+        let messages = spool.list()?;
+        Ok::<_, SpoolError>(answer(&messages, crate::envelope::now()))
+    });
+    match answered.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => Response::error(format!("cannot read the queue: {e}")),
+        Err(e) => Response::error(format!("internal error: {e}")),
     }
 }
 

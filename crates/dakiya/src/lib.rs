@@ -12,12 +12,14 @@ mod listen;
 mod logging;
 mod msgauth;
 mod policy;
+mod queuestats;
 mod receive;
 mod setup;
 mod shared;
 mod storage;
 mod stream;
 mod summary;
+mod termtext;
 mod tls;
 
 // The subcommands of the binary other than `serve`: not an API of the library.

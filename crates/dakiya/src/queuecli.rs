@@ -1,10 +1,13 @@
-//! `dakiya queue list|show|retry|hold|release|delete`: look at and manage the queue of a
-//! running server through its control socket (the wire format and the views are
-//! `dakiya_control`'s; see docs/queue-cli.md).
+//! `dakiya queue list|show|stats|retry|hold|release|delete`: look at and manage the queue of
+//! a running server through its control socket (the wire format, the views and the stats are
+//! `dakiya_control`'s; see docs/queue-cli.md). With `--json`, every command prints the
+//! server's response line as is: one JSON object.
 //!
 //! Exit status: 0 done; 1 the server refused (its error is printed) or talking to it failed;
 //! 2 a usage error (such as a malformed queue id); 3 the server is not running.
 
+use crate::queuestats::format_stats;
+use crate::termtext::{clean, clean_keep_tabs, plural};
 use dakiya_control::{ControlOp, MAX_HEADERS, MessageView, RcptView, Request, Response, SOCKET_NAME, StateName};
 use dakiya_spool::QueueId;
 use std::fmt::Write as _;
@@ -34,6 +37,16 @@ pub enum QueueCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The queue's shape: waiting messages and recipients by destination domain, message age
+    /// and state (like Postfix's qshape).
+    Stats {
+        /// List at most N domains, those with the most messages (0: all of them).
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        top: u32,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Try to deliver a message (or every message) now instead of at its next scheduled time.
     Retry {
         /// The queue id.
@@ -42,21 +55,33 @@ pub enum QueueCmd {
         /// Retry every queued message (held messages stay held).
         #[arg(long)]
         all: bool,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop delivering a message until it is released (survives restarts).
     Hold {
         /// The queue id.
         id: String,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Release a held message and deliver it now.
     Release {
         /// The queue id.
         id: String,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a message from the queue without delivering it and without telling the sender.
     Delete {
         /// The queue id.
         id: String,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -105,9 +130,10 @@ fn execute(cmd: QueueCmd, socket: &Path) -> Result<String, Failure> {
         return Ok(format!("{line}\n"));
     }
     let now = response.now.unwrap_or_else(crate::envelope::now);
-    Ok(match (&request, response.messages, response.message) {
-        (Request::List, Some(messages), _) => format_list(&messages, now),
-        (Request::Show(_), _, Some(message)) => format_show(&message, now),
+    Ok(match (&request, response.messages, response.message, response.stats) {
+        (Request::List, Some(messages), ..) => format_list(&messages, now),
+        (Request::Show(_), _, Some(message), _) => format_show(&message, now),
+        (Request::Stats(_), .., Some(stats)) => format_stats(&stats),
         (Request::Control(op), ..) => format_done(op, response.affected.unwrap_or(0)),
         _ => return Err(Failure::Failed("unexpected response from the server".into())),
     })
@@ -118,11 +144,13 @@ fn request_for(cmd: QueueCmd) -> Result<(Request, bool), Failure> {
     Ok(match cmd {
         QueueCmd::List { json } => (Request::List, json),
         QueueCmd::Show { id, json } => (Request::Show(queue_id(&id)?), json),
-        QueueCmd::Retry { id: None, .. } => (Request::Control(ControlOp::Retry(None)), false),
-        QueueCmd::Retry { id: Some(id), .. } => (Request::Control(ControlOp::Retry(Some(queue_id(&id)?))), false),
-        QueueCmd::Hold { id } => (Request::Control(ControlOp::Hold(queue_id(&id)?)), false),
-        QueueCmd::Release { id } => (Request::Control(ControlOp::Release(queue_id(&id)?)), false),
-        QueueCmd::Delete { id } => (Request::Control(ControlOp::Delete(queue_id(&id)?)), false),
+        // 0 is "no limit" on the command line; the request says so by leaving `top` out.
+        QueueCmd::Stats { top, json } => (Request::Stats(Some(top).filter(|&n| n > 0)), json),
+        QueueCmd::Retry { id: None, json, .. } => (Request::Control(ControlOp::Retry(None)), json),
+        QueueCmd::Retry { id: Some(id), json, .. } => (Request::Control(ControlOp::Retry(Some(queue_id(&id)?))), json),
+        QueueCmd::Hold { id, json } => (Request::Control(ControlOp::Hold(queue_id(&id)?)), json),
+        QueueCmd::Release { id, json } => (Request::Control(ControlOp::Release(queue_id(&id)?)), json),
+        QueueCmd::Delete { id, json } => (Request::Control(ControlOp::Delete(queue_id(&id)?)), json),
     })
 }
 
@@ -344,25 +372,6 @@ fn sender(s: &str) -> String {
     format!("<{}>", clean(s))
 }
 
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 { word.into() } else { format!("{word}s") }
-}
-
-/// `s` with control characters and bidirectional overrides escaped: addresses, errors and
-/// headers come from other machines and must not be able to send escape sequences to the
-/// operator's terminal or make text display in a misleading order.
-fn clean(s: &str) -> String {
-    let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    s.chars().map(|c| if unsafe_char(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
-}
-
-/// Like [`clean`], but keeps tabs (header continuation lines start with one).
-fn clean_keep_tabs(s: &str) -> String {
-    s.split('\t').map(clean).collect::<Vec<_>>().join("\t")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,19 +445,37 @@ QUEUE ID           AGE   SIZE  SENDER
     }
 
     #[test]
-    fn terminal_control_characters_are_escaped() {
-        assert_eq!(clean("a\u{1b}]0;x\u{7}b\r\n"), "a\\u{1b}]0;x\\u{7}b\\r\\n");
-        assert_eq!(clean("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
-        assert_eq!(clean("jörg@exämple.test"), "jörg@exämple.test");
-        assert_eq!(clean_keep_tabs("\tby x\u{0}"), "\tby x\\u{0}");
-    }
-
-    #[test]
     fn spans_and_sizes() {
         let spans: Vec<String> = [0, 59, 60, 3599, 3600, 86_399, 86_400, 10 * 86_400].into_iter().map(span).collect();
         assert_eq!(spans, ["0s", "59s", "1m", "59m", "1h", "23h", "1d", "10d"]);
         let sizes: Vec<String> = [0, 1023, 1024, 1536, 5 << 20, 3 << 30].into_iter().map(size).collect();
         assert_eq!(sizes, ["0", "1023", "1.0K", "1.5K", "5.0M", "3.0G"]);
+    }
+
+    #[test]
+    fn every_command_takes_json_and_stats_takes_top() {
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(subcommand)]
+            cmd: QueueCmd,
+        }
+        let request = |args: &[&str]| {
+            let args = <Args as clap::Parser>::try_parse_from(["queue"].iter().chain(args)).unwrap();
+            request_for(args.cmd).unwrap()
+        };
+        const ID: &str = "0655E5A000000001";
+        let id = || ID.parse::<QueueId>().unwrap();
+        assert_eq!(request(&["stats"]), (Request::Stats(Some(20)), false));
+        assert_eq!(request(&["stats", "--top", "3", "--json"]), (Request::Stats(Some(3)), true));
+        assert_eq!(request(&["stats", "--top", "0"]), (Request::Stats(None), false));
+        assert_eq!(request(&["list", "--json"]), (Request::List, true));
+        assert_eq!(request(&["show", ID, "--json"]), (Request::Show(id()), true));
+        assert_eq!(request(&["retry", "--all", "--json"]), (Request::Control(ControlOp::Retry(None)), true));
+        assert_eq!(request(&["retry", ID, "--json"]), (Request::Control(ControlOp::Retry(Some(id()))), true));
+        assert_eq!(request(&["hold", ID, "--json"]), (Request::Control(ControlOp::Hold(id())), true));
+        assert_eq!(request(&["release", ID, "--json"]), (Request::Control(ControlOp::Release(id())), true));
+        assert_eq!(request(&["delete", ID, "--json"]), (Request::Control(ControlOp::Delete(id())), true));
+        assert_eq!(request(&["delete", ID]), (Request::Control(ControlOp::Delete(id())), false));
     }
 
     #[test]
