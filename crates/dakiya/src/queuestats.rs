@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 /// The columns after the domain: messages in all, by age, then recipients by state.
 fn headings(buckets: &[u64]) -> Vec<String> {
-    let label = |secs: u64| if secs % 60 == 0 { format!("{}m", secs / 60) } else { format!("{secs}s") };
+    let label = |secs: u64| if secs.is_multiple_of(60) { format!("{}m", secs / 60) } else { format!("{secs}s") };
     let mut cols = vec!["T".to_string()];
     cols.extend(buckets.iter().map(|&b| label(b)));
     if let Some(&last) = buckets.last() {

@@ -1,6 +1,7 @@
 //! `dakiya queue ...` against a running server: the CLI talks to the control socket in the
-//! data directory. A message to `bob@remote.test` is routed to a closed port, so after its
-//! first attempt it stays queued (deferred, next attempt in 90 minutes) for the CLI to look at.
+//! data directory. Mail to `remote.test` and `other.test` is routed to a closed port, so after
+//! its first attempt it stays queued (deferred, next attempt in 90 minutes) for the CLI to look
+//! at.
 
 mod common;
 
@@ -51,8 +52,8 @@ fn socket(s: &TestServer) -> PathBuf {
     s.data().join("control.sock")
 }
 
-/// A server that relays for 127.0.0.1 and sends remote.test to a closed port, retrying every
-/// 90 minutes.
+/// A server that relays for 127.0.0.1 and sends remote.test and other.test to a closed port,
+/// retrying every 90 minutes.
 fn server() -> TestServer {
     server_with(TestServer::start)
 }
@@ -62,8 +63,9 @@ fn server_with(start: fn(&str) -> TestServer) -> TestServer {
     let s = start(&format!(
         "trusted_networks = [\"127.0.0.1/32\"]\n[delivery]\nretry_schedule = [\"90m\"]\n\
          [outbound]\nhelo_name = \"sender.test\"\n[outbound.routes.\"remote.test\"]\n\
-         hosts = [\"127.0.0.1:{}\"]\ntls = \"opportunistic\"\n",
-        closed_port()
+         hosts = [\"127.0.0.1:{port}\"]\ntls = \"opportunistic\"\n\
+         [outbound.routes.\"other.test\"]\nhosts = [\"127.0.0.1:{port}\"]\ntls = \"opportunistic\"\n",
+        port = closed_port()
     ));
     wait_until("the control socket", &s, || s.log().contains("control socket listening"));
     s
@@ -82,6 +84,24 @@ fn state(s: &TestServer, id: &str, rcpt: usize) -> Option<serde_json::Value> {
     let listing = list(s);
     let m = listing["messages"].as_array().unwrap().iter().find(|m| m["id"] == id)?.clone();
     Some(m["recipients"][rcpt].clone())
+}
+
+/// Runs the CLI with `--json` added, expects success, and parses the one JSON object it prints.
+fn json(s: &TestServer, args: &[&str]) -> serde_json::Value {
+    let out = ok(s, &[args, &["--json"]].concat());
+    assert!(out.ends_with('\n') && out.lines().count() == 1, "{out:?}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Sends one message to `rcpts` and waits for every recipient to be deferred after its first
+/// attempt. Returns the queue id.
+fn queue_deferred(s: &TestServer, rcpts: &[&str]) -> String {
+    let r = s.connect().send_mail("app@example.test", rcpts, "Subject: deferred\r\n\r\nhello\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    let id = queue_id(&r);
+    let all_deferred = || (0..rcpts.len()).all(|i| state(s, &id, i).is_some_and(|r| r["state"] == "deferred"));
+    wait_until("the first attempts", s, all_deferred);
+    id
 }
 
 /// Sends one message to a local and a remote recipient and waits for the remote one to be
@@ -171,6 +191,8 @@ fn errors_and_exit_codes() {
     let config = dir.path().join(config.file_name().unwrap());
     let stale = cli(&config, &["list"]);
     assert_eq!(stale.code, 3, "{}", stale.stderr);
+    let stale_json = cli(&config, &["stats", "--json"]);
+    assert_eq!((stale_json.code, stale_json.stdout.as_str()), (3, ""), "{}", stale_json.stderr);
     assert!(stale.stderr.starts_with("dakiya: dakiya is not running"), "{}", stale.stderr);
     std::fs::remove_file(dir.path().join("data/control.sock")).unwrap();
     let gone = cli(&config, &["list"]);
@@ -257,4 +279,116 @@ fn delete_removes_the_message() {
     assert!(s.spooled_envelopes().is_empty());
     let again = cli(&s.config_path(), &["delete", &id]);
     assert_eq!(again.code, 1, "{}", again.stderr);
+}
+
+/// The numbers of one row of `stats --json` (a domain or the total).
+fn counts(row: &serde_json::Value) -> [u64; 5] {
+    ["messages", "recipients", "pending", "deferred", "held"].map(|k| row[k].as_u64().unwrap())
+}
+
+#[test]
+fn stats_by_domain_age_and_state() {
+    let s = server();
+    assert_eq!(ok(&s, &["stats"]), "The queue is empty.\n");
+    let empty = json(&s, &["stats"]);
+    assert_eq!((&empty["ok"], &empty["stats"]["domains"]), (&serde_json::json!(true), &serde_json::json!([])));
+    assert_eq!(counts(&empty["stats"]["total"]), [0; 5]);
+    // alice is delivered at once (local), so only bob waits: delivered recipients do not count.
+    queue_one(&s);
+    // Two recipients at remote.test in one message: one message, two recipients there.
+    queue_deferred(&s, &["carol@remote.test", "dave@remote.test", "erin@other.test"]);
+    let held = queue_deferred(&s, &["frank@Other.Test"]);
+    ok(&s, &["hold", &held]);
+
+    let v = json(&s, &["stats"]);
+    let stats = &v["stats"];
+    assert!(v["now"].as_u64().is_some(), "{v}");
+    assert_eq!(stats["buckets"], serde_json::json!([300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 76800]));
+    // [messages, recipients, pending, deferred, held]
+    assert_eq!(counts(&stats["total"]), [3, 5, 0, 4, 1]);
+    // Every message is minutes old: all in the first bucket.
+    assert_eq!(stats["total"]["ages"], serde_json::json!([3, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    let domains = stats["domains"].as_array().unwrap();
+    let rows: Vec<(&str, bool, [u64; 5])> =
+        domains.iter().map(|d| (d["domain"].as_str().unwrap(), d["local"].as_bool().unwrap(), counts(d))).collect();
+    // Most messages first; the tie on messages is broken by recipients.
+    assert_eq!(rows, [("remote.test", false, [2, 3, 0, 3, 0]), ("other.test", false, [2, 2, 0, 1, 1])]);
+    assert_eq!(domains[1]["ages"], serde_json::json!([2, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(stats["more_domains"], 0);
+
+    let table = ok(&s, &["stats"]);
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines[0],
+        "DOMAIN T 5m 10m 20m 40m 80m 160m 320m 640m 1280m 1280m+ RCPTS PENDING DEFERRED HELD"
+            .split(' ')
+            .collect::<Vec<_>>(),
+        "{table}"
+    );
+    assert_eq!(lines[1], ["TOTAL", "3", "3", "0", "0", "0", "0", "0", "0", "0", "0", "0", "5", "0", "4", "1"]);
+    assert_eq!(lines[2][..3], ["remote.test", "2", "2"], "{table}");
+    assert_eq!(lines[3][..3], ["other.test", "2", "2"], "{table}");
+    assert_eq!(lines.len(), 4, "{table}");
+
+    let top = json(&s, &["stats", "--top", "1"]);
+    assert_eq!(top["stats"]["domains"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (&top["stats"]["domains"][0]["domain"], &top["stats"]["more_domains"]),
+        (&"remote.test".into(), &1.into())
+    );
+    assert_eq!(counts(&top["stats"]["total"]), [3, 5, 0, 4, 1]);
+    assert!(ok(&s, &["stats", "--top", "1"]).ends_with("\n-- 1 more domain (--top 0 lists all)\n"));
+    assert_eq!(json(&s, &["stats", "--top", "0"])["stats"]["domains"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn every_subcommand_prints_one_json_object() {
+    let s = server();
+    let id = queue_one(&s);
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+
+    let shown = json(&s, &["show", &id]);
+    assert_eq!(shown["ok"], true);
+    assert!(shown["now"].as_u64().unwrap().abs_diff(now()) < 60, "{shown}");
+    let m = &shown["message"];
+    assert_eq!(
+        (m["id"].as_str(), m["sender"].as_str(), m["held"].as_bool()),
+        (Some(&*id), Some("app@example.test"), Some(false))
+    );
+    assert!(m["size"].as_u64().unwrap() > 0 && m["age"].as_u64().unwrap() < 60, "{m}");
+    assert_eq!(m["detail"]["client_ip"], "127.0.0.1");
+    assert_eq!(m["detail"]["body"], "seven_bit");
+    assert!(m["detail"]["headers"].as_str().unwrap().contains("Subject: queued\n"), "{m}");
+    let alice = &m["recipients"][0];
+    assert_eq!((alice["address"].as_str(), alice["state"].as_str()), (Some("alice@example.test"), Some("delivered")));
+    assert_eq!(alice["detail"]["mailbox"], "example.test/alice");
+    let bob = &m["recipients"][1];
+    assert_eq!((bob["state"].as_str(), bob["attempts"].as_u64()), (Some("deferred"), Some(1)));
+    assert_eq!(
+        (&bob["detail"]["original"], &bob["detail"]["mailbox"]),
+        (&"bob@remote.test".into(), &serde_json::Value::Null)
+    );
+
+    let affected = |v: serde_json::Value| {
+        assert_eq!(v["ok"], true, "{v}");
+        assert!(v.get("error").is_none(), "{v}");
+        v["affected"].as_u64().unwrap()
+    };
+    assert_eq!(affected(json(&s, &["hold", &id])), 1);
+    assert_eq!(json(&s, &["list"])["messages"][0]["held"], true);
+    assert_eq!(affected(json(&s, &["release", &id])), 1);
+    wait_until("the second attempt", &s, || state(&s, &id, 1).is_some_and(|r| r["attempts"] == 2));
+    assert_eq!(affected(json(&s, &["retry", &id])), 1);
+    wait_until("the third attempt", &s, || state(&s, &id, 1).is_some_and(|r| r["attempts"] == 3));
+    assert_eq!(affected(json(&s, &["retry", "--all"])), 1);
+    wait_until("the fourth attempt", &s, || state(&s, &id, 1).is_some_and(|r| r["attempts"] == 4));
+    assert_eq!(affected(json(&s, &["delete", &id])), 1);
+    assert_eq!(json(&s, &["list"])["messages"], serde_json::json!([]));
+
+    // Errors stay on stderr, with the usual exit status, and nothing on stdout.
+    let refused = cli(&s.config_path(), &["delete", &id, "--json"]);
+    assert_eq!((refused.code, refused.stdout.as_str()), (1, ""), "{}", refused.stderr);
+    assert!(refused.stderr.starts_with("dakiya: ") && refused.stderr.contains(&id), "{}", refused.stderr);
+    let usage = cli(&s.config_path(), &["hold", "nonsense", "--json"]);
+    assert_eq!((usage.code, usage.stdout.as_str()), (2, ""), "{}", usage.stderr);
 }
