@@ -144,11 +144,10 @@ async fn execute(req: Request, ctx: &Ctx) -> Response {
     let spool = ctx.spool.clone();
     match req {
         Request::List => {
-            let views = |messages: &[QueuedMessage], now| messages.iter().map(|m| message_view(m, now, None)).collect();
-            from_queue(spool, move |messages, now| Response {
+            from_queue(spool, |messages, now| Response {
                 ok: true,
                 now: Some(now),
-                messages: Some(views(messages, now)),
+                messages: Some(messages.iter().map(|m| message_view(m, now, None)).collect()),
                 ..Response::default()
             })
             .await
