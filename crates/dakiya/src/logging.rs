@@ -1,9 +1,12 @@
 //! The server's log: where it goes, how outside text is kept from forging lines, and how
 //! repeated errors are counted instead of written one by one (docs/hardening.md, "Logs").
 
+mod format;
 mod limit;
 
+use dakiya_config::Log;
 use dakiya_proto::logtext;
+use format::{Style, layer};
 use limit::{Limiter, grouped};
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -12,20 +15,19 @@ use std::time::{Duration, Instant};
 use tracing::Level;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Logs to stderr, `RUST_LOG` filtering (default `info`), every line escaped by
-/// [`EscapingWriter`]. No ANSI colours even on a terminal: the escaping would show the
-/// formatter's own colour codes as `\x1b[…m`, and a log that can never carry an escape
-/// sequence is simpler to trust than one that carries only "ours".
-pub fn init() {
+/// Logs to stderr, `RUST_LOG` filtering (default `info`), in the format `log` names, every
+/// line escaped ([`EscapingWriter`], or its JSON counterpart). No ANSI colours even on a
+/// terminal: the escaping would show the formatter's own colour codes as `\x1b[…m`, and a
+/// log that can never carry an escape sequence is simpler to trust than one that carries
+/// only "ours". Text lines leave out the time when stderr is systemd's journal, unless
+/// `log.timestamps` says otherwise.
+pub fn init(log: &Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(Escaping(io::stderr))
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    let style = Style::new(log, format::stderr_is_journal());
+    tracing_subscriber::registry().with(filter).with(layer(style, io::stderr)).init();
     spawn_reporter();
 }
 
@@ -58,14 +60,12 @@ impl Write for Buffer {
 /// The log of one in-process server: the lines [`init`] would write to stderr (`info` and
 /// above, whatever `RUST_LOG` says), written into `buffer`, with its own counts of
 /// [`Repeated`] lines, so that servers in one process neither mix their lines nor share
-/// their limits. The caller installs it on every thread of that server.
-pub fn to_buffer(buffer: Buffer) -> tracing::Dispatch {
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(Escaping(move || buffer.clone()))
-        .with_ansi(false)
-        .with_target(false)
-        .finish()
+/// their limits. The lines take the format `log` names (a buffer is never the journal).
+/// The caller installs it on every thread of that server.
+pub fn to_buffer(buffer: Buffer, log: &Log) -> tracing::Dispatch {
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(layer(Style::new(log, false), move || buffer.clone()))
         .with(Counts::default());
     tracing::Dispatch::new(subscriber)
 }
@@ -324,6 +324,50 @@ mod tests {
             KIND.flush(Instant::now() + PERIOD);
         });
         assert_eq!(text, "ERROR disk on fire … and 95 more in the last 10 s more=95\n");
+    }
+
+    /// What `f` logs in JSON (without timestamps), one value per line.
+    fn capture_json(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        use dakiya_config::{LogFormat, Timestamps};
+        let sink = Sink::default();
+        let make = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let style = Style::new(&Log { format: LogFormat::Json, timestamps: Timestamps::Never }, false);
+        let subscriber = tracing_subscriber::registry().with(layer(style, make));
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(sink.0.lock().unwrap().0.clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"))).collect()
+    }
+
+    #[test]
+    fn a_json_event_is_one_line_whose_values_round_trip() {
+        let hostile = "mx.evil\r\n\u{1b}[31m\u{202e}gnp.exe\u{2066}\u{9b}\u{7f}\u{2028}end\"}";
+        let lines = capture_json(|| {
+            tracing::info!(helo = hostile, queue_id = %"ABC", size = 12_u64, "hello {hostile}");
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["helo"], hostile);
+        assert_eq!(line["message"], format!("hello {hostile}"));
+        assert_eq!(line["queue_id"], "ABC");
+        assert_eq!(line["size"], 12);
+        assert_eq!(line["level"], "INFO");
+    }
+
+    #[test]
+    fn repeated_lines_are_counted_in_json_too() {
+        static KIND: Repeated = Repeated::new("disk melting", Level::WARN);
+        let lines = capture_json(|| {
+            let shown = (0..20).filter(|_| KIND.admit()).count();
+            assert_eq!(shown, LINES_PER_PERIOD as usize);
+            KIND.flush(Instant::now() + PERIOD);
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["message"], "disk melting … and 15 more in the last 10 s");
+        assert_eq!(lines[0]["more"], 15);
+        assert_eq!(lines[0]["level"], "WARN");
     }
 
     #[test]

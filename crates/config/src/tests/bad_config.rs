@@ -350,7 +350,12 @@ fn log_format_unknown() {
 
 #[test]
 fn log_timestamps_unknown() {
-    bad("[log]\nformat = \"json\"\ntimestamps = \"yes\"\n", "log.timestamps", 3, "expected \"auto\", \"always\", \"never\"");
+    bad(
+        "[log]\nformat = \"json\"\ntimestamps = \"yes\"\n",
+        "log.timestamps",
+        3,
+        "expected \"auto\", \"always\", \"never\"",
+    );
 }
 
 #[test]
