@@ -41,6 +41,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         trusted_networks: access::trusted_networks(&cx, raw.trusted_networks)?,
         send_as: access::send_as(&cx, raw.send_as)?,
         outbound,
+        log: crate::log::log(&cx, raw.log)?,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;

@@ -95,6 +95,9 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("delay_notice", quote(&notice));
     access(&mut out, c);
     outbound(&mut out, &c.outbound);
+    out.table("[log]");
+    out.kv("format", quote(c.log.format.as_str()));
+    out.kv("timestamps", quote(c.log.timestamps.as_str()));
     out.0
 }
 

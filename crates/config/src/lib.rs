@@ -18,6 +18,7 @@ mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 mod locate;
+mod log;
 mod mail;
 mod names;
 mod outbound;
@@ -45,6 +46,7 @@ use ipnet::IpNet;
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
 pub use error::{ConfigError, RcptError};
+pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
 pub use resolve::Target;
 
@@ -89,6 +91,8 @@ pub struct Config {
     pub send_as: BTreeMap<String, Vec<String>>,
     /// Outbound delivery to other mail servers, `[outbound]`.
     pub outbound: Outbound,
+    /// The server's log, `[log]`.
+    pub log: Log,
 }
 
 /// One listening socket.

@@ -44,6 +44,8 @@ pub(crate) struct RawConfig {
     pub send_as: BTreeMap<SStr, Spanned<Vec<SStr>>>,
     #[serde(default)]
     pub outbound: RawOutbound,
+    #[serde(default)]
+    pub log: RawLog,
 }
 
 /// One `[[listen]]` entry. The message authentication switches are optional here so that
@@ -127,6 +129,14 @@ pub(crate) struct RawAuth {
     pub lockout: Option<SValue>,
     pub max_concurrent_checks: Option<Spanned<i64>>,
     pub check_queue_timeout: Option<SValue>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub format: Option<SStr>,
+    pub timestamps: Option<SStr>,
 }
 
 /// `[outbound]`.

@@ -12,7 +12,7 @@
 //! deadlines, carrying requests out.
 
 use dakiya_control::{
-    MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request, queue_stats,
+    ControlOp, MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request, queue_stats,
 };
 use dakiya_queue::QueueHandle;
 use dakiya_spool::{QueueId, QueuedMessage, Spool, SpoolError};
@@ -168,7 +168,10 @@ async fn execute(req: Request, ctx: &Ctx) -> Response {
             Err(e) => Response::error(format!("internal error: {e}")),
         },
         Request::Control(op) => {
-            tracing::info!(?op, "control socket: queue operation");
+            match op_id(&op) {
+                Some(id) => tracing::info!(queue_id = %id, ?op, "control socket: queue operation"),
+                None => tracing::info!(?op, "control socket: queue operation"),
+            }
             match ctx.queue.control(op).await {
                 Ok(n) => Response { ok: true, affected: Some(n), ..Response::default() },
                 Err(e) => Response::error(e),
@@ -201,6 +204,15 @@ fn show(spool: &Spool, id: &QueueId) -> Result<(MessageView, u64), String> {
     let headers = header_section(body).map_err(|e| format!("reading message {id}: {e}"))?;
     let now = crate::envelope::now();
     Ok((message_view(&m, now, Some(headers)), now))
+}
+
+/// The message an operation is about, if it names one (issue #16: every line about a message
+/// carries its queue ID).
+fn op_id(op: &ControlOp) -> Option<&QueueId> {
+    match op {
+        ControlOp::Retry(id) => id.as_ref(),
+        ControlOp::Hold(id) | ControlOp::Release(id) | ControlOp::Delete(id) => Some(id),
+    }
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ impl Server {
     /// would exit with it).
     pub fn start(cfg: Config) -> Result<Server, StartError> {
         let log = Buffer::default();
-        let dispatch = logging::to_buffer(log.clone());
+        let dispatch = logging::to_buffer(log.clone(), &cfg.log);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()

@@ -1,31 +1,32 @@
 //! The server's log: where it goes, how outside text is kept from forging lines, and how
 //! repeated errors are counted instead of written one by one (docs/hardening.md, "Logs").
 
+mod escape;
+mod format;
 mod limit;
 
-use dakiya_proto::logtext;
+use dakiya_config::Log;
+use format::{Style, layer};
 use limit::{Limiter, grouped};
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Level;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-/// Logs to stderr, `RUST_LOG` filtering (default `info`), every line escaped by
-/// [`EscapingWriter`]. No ANSI colours even on a terminal: the escaping would show the
-/// formatter's own colour codes as `\x1b[…m`, and a log that can never carry an escape
-/// sequence is simpler to trust than one that carries only "ours".
-pub fn init() {
+/// Logs to stderr, `RUST_LOG` filtering (default `info`), in the format `log` names, every
+/// line escaped ([`EscapingWriter`], or its JSON counterpart). No ANSI colours even on a
+/// terminal: the escaping would show the formatter's own colour codes as `\x1b[…m`, and a
+/// log that can never carry an escape sequence is simpler to trust than one that carries
+/// only "ours". Text lines leave out the time when stderr is systemd's journal, unless
+/// `log.timestamps` says otherwise.
+pub fn init(log: &Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(Escaping(io::stderr))
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    let style = Style::new(log, format::stderr_is_journal());
+    tracing_subscriber::registry().with(filter).with(layer(style, io::stderr)).init();
     spawn_reporter();
 }
 
@@ -58,14 +59,12 @@ impl Write for Buffer {
 /// The log of one in-process server: the lines [`init`] would write to stderr (`info` and
 /// above, whatever `RUST_LOG` says), written into `buffer`, with its own counts of
 /// [`Repeated`] lines, so that servers in one process neither mix their lines nor share
-/// their limits. The caller installs it on every thread of that server.
-pub fn to_buffer(buffer: Buffer) -> tracing::Dispatch {
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(Escaping(move || buffer.clone()))
-        .with_ansi(false)
-        .with_target(false)
-        .finish()
+/// their limits. The lines take the format `log` names (a buffer is never the journal).
+/// The caller installs it on every thread of that server.
+pub fn to_buffer(buffer: Buffer, log: &Log) -> tracing::Dispatch {
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::new("info"))
+        .with(layer(Style::new(log, false), move || buffer.clone()))
         .with(Counts::default());
     tracing::Dispatch::new(subscriber)
 }
@@ -76,44 +75,6 @@ pub async fn report_counts() {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         flush_all(Instant::now());
-    }
-}
-
-/// Makes [`EscapingWriter`]s around the writers `F` makes.
-pub struct Escaping<F>(pub F);
-
-impl<'a, F, W> MakeWriter<'a> for Escaping<F>
-where
-    F: Fn() -> W,
-    W: Write,
-{
-    type Writer = EscapingWriter<W>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        EscapingWriter(self.0())
-    }
-}
-
-/// Writes each buffer it is given with every control character escaped but a final line
-/// feed ([`logtext::escape_line`]), in one `write_all` to the inner writer. The fmt layer of
-/// tracing-subscriber formats a whole event into one buffer and hands it over in one
-/// `write_all` (tracing-subscriber 0.3, `fmt_layer.rs`, `on_event`), and [`write`] takes all
-/// of a buffer, so each call here sees exactly one whole line: whatever field a line gets,
-/// no raw CR, LF or ESC reaches the log.
-///
-/// [`write`]: Write::write
-pub struct EscapingWriter<W>(W);
-
-impl<W: Write> Write for EscapingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut line = Vec::with_capacity(buf.len() + 16);
-        logtext::escape_line(buf, &mut line);
-        self.0.write_all(&line)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
     }
 }
 
@@ -250,7 +211,7 @@ pub fn capture(f: impl FnOnce()) -> String {
         move || sink.clone()
     };
     let subscriber = tracing_subscriber::fmt()
-        .with_writer(Escaping(make))
+        .with_writer(escape::Escaping(make))
         .with_max_level(Level::TRACE)
         .with_ansi(false)
         .with_target(false)
@@ -263,6 +224,7 @@ pub fn capture(f: impl FnOnce()) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::escape::{Escaping, EscapingWriter};
     use super::*;
     use std::sync::Arc;
 
@@ -324,6 +286,50 @@ mod tests {
             KIND.flush(Instant::now() + PERIOD);
         });
         assert_eq!(text, "ERROR disk on fire … and 95 more in the last 10 s more=95\n");
+    }
+
+    /// What `f` logs in JSON (without timestamps), one value per line.
+    fn capture_json(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        use dakiya_config::{LogFormat, Timestamps};
+        let sink = Sink::default();
+        let make = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let style = Style::new(&Log { format: LogFormat::Json, timestamps: Timestamps::Never }, false);
+        let subscriber = tracing_subscriber::registry().with(layer(style, make));
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(sink.0.lock().unwrap().0.clone()).unwrap();
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"))).collect()
+    }
+
+    #[test]
+    fn a_json_event_is_one_line_whose_values_round_trip() {
+        let hostile = "mx.evil\r\n\u{1b}[31m\u{202e}gnp.exe\u{2066}\u{9b}\u{7f}\u{2028}end\"}";
+        let lines = capture_json(|| {
+            tracing::info!(helo = hostile, queue_id = %"ABC", size = 12_u64, "hello {hostile}");
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["helo"], hostile);
+        assert_eq!(line["message"], format!("hello {hostile}"));
+        assert_eq!(line["queue_id"], "ABC");
+        assert_eq!(line["size"], 12);
+        assert_eq!(line["level"], "INFO");
+    }
+
+    #[test]
+    fn repeated_lines_are_counted_in_json_too() {
+        static KIND: Repeated = Repeated::new("disk melting", Level::WARN);
+        let lines = capture_json(|| {
+            let shown = (0..20).filter(|_| KIND.admit()).count();
+            assert_eq!(shown, LINES_PER_PERIOD as usize);
+            KIND.flush(Instant::now() + PERIOD);
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["message"], "disk melting … and 15 more in the last 10 s");
+        assert_eq!(lines[0]["more"], 15);
+        assert_eq!(lines[0]["level"], "WARN");
     }
 
     #[test]

@@ -82,11 +82,11 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Cmd::Serve { config } => {
-            dakiya::init_logging();
             let cfg = match load(config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            dakiya::init_logging(&cfg.log);
             match dakiya::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -145,6 +145,7 @@ impl MailAuth {
                 let dkim: Vec<String> =
                     verdict.dkim.iter().map(|d| format!("{}:{:?}", d.domain, d.result).to_lowercase()).collect();
                 tracing::info!(
+                    queue_id = %env.id,
                     spf = ?verdict.spf.mail_from,
                     dkim = %Esc(&dkim.join(",")),
                     dmarc = ?verdict.dmarc,
@@ -155,14 +156,16 @@ impl MailAuth {
                 );
                 match policy::decide(&verdict, checks) {
                     Decision::Refuse(reply) => {
-                        tracing::info!(from = %Esc(&format!("<{}>", env.sender)), reply = %Esc(&reply.lines.join(" ")), "message refused by authentication policy");
+                        tracing::info!(queue_id = %env.id, from = %Esc(&format!("<{}>", env.sender)), reply = %Esc(&reply.lines.join(" ")), "message refused by authentication policy");
                         return Err(reply);
                     }
                     Decision::Accept(header) => {
                         if let Some(domain) = sealing_domain(cfg, keys, env) {
                             match keys.seal(msg.content, &verdict, &domain) {
                                 Ok(arc) => prepend.push_str(&arc),
-                                Err(e) => tracing::warn!(domain, error = %e, "ARC sealing failed; forwarding unsealed"),
+                                Err(e) => {
+                                    tracing::warn!(queue_id = %env.id, domain, error = %e, "ARC sealing failed; forwarding unsealed")
+                                }
                             }
                         }
                         prepend.push_str(&header);
@@ -173,7 +176,9 @@ impl MailAuth {
                 if let Some(domain) = from_domain(msg.content).filter(|d| cfg.is_local_domain(d) && keys.has_keys(d)) {
                     match keys.sign(msg.content, &domain) {
                         Ok(sig) => prepend.push_str(&sig),
-                        Err(e) => tracing::warn!(domain, error = %e, "DKIM signing failed; sending unsigned"),
+                        Err(e) => {
+                            tracing::warn!(queue_id = %msg.envelope.id, domain, error = %e, "DKIM signing failed; sending unsigned")
+                        }
                     }
                 }
             }

@@ -115,7 +115,8 @@ impl Message {
             filter.finish(&mut rest);
             self.write_raw(&rest);
             if filter.removed > 0 {
-                tracing::info!(removed = filter.removed, "removed Authentication-Results fields claiming to be ours");
+                let id = self.envelope.as_ref().map(|e| e.id.to_string()).unwrap_or_default();
+                tracing::info!(queue_id = %id, removed = filter.removed, "removed Authentication-Results fields claiming to be ours");
             }
         }
         if self.auth != Mode::None && self.writer.is_some() {

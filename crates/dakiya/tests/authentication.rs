@@ -125,6 +125,11 @@ fn signed_and_aligned_mail_passes_dkim_and_dmarc() {
     assert!(ar.contains("header.d=sender.test"), "{ar}");
     assert!(ar.contains("dmarc=pass"), "{ar}");
     assert!(!got[0].contains("X-Spam-Flag"));
+    // The verdict line names the message it is about (issue #16).
+    let id = queue_id(&end);
+    let log = r.log();
+    let verdict = log.lines().find(|l| l.contains(" message authentication")).unwrap_or_else(|| panic!("{log}"));
+    assert!(verdict.contains(&format!("queue_id={id} ")), "{verdict}");
 }
 
 #[test]
@@ -137,6 +142,15 @@ fn dmarc_reject_refuses_forged_mail_at_the_end_of_data() {
     assert!(end.contains("strict.test"), "{end}");
     assert!(r.spooled_envelopes().is_empty(), "nothing kept");
     assert!(r.messages("alice").is_empty());
+    // The verdict and the refusal carry the queue ID the message would have had (issue #16).
+    let log = r.log();
+    let id_of = |what: &str| {
+        let line = log.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what:?} in\n{log}"));
+        let id = line.split(" queue_id=").nth(1).and_then(|v| v.split(' ').next()).unwrap_or_default();
+        assert!(!id.is_empty(), "{line}");
+        id.to_string()
+    };
+    assert_eq!(id_of(" message authentication"), id_of(" message refused by authentication policy"));
     // The same mail on a listener with dmarc_reject = false is marked instead.
     let lenient = receiver(&dns, "dmarc_reject = false", "");
     let (_, end) = send(verifying(&lenient), "ceo@strict.test", "alice@example.test", &message("ceo@strict.test", "x"));
@@ -205,6 +219,9 @@ fn forged_results_claiming_our_name_are_removed() {
     assert_eq!(ar.len(), 2, "ours and other.test's: {ar:?}");
     assert!(!got[0].contains("bank.test"), "{}", got[0]);
     assert!(ar.iter().any(|f| f.contains("other.test; spf=pass")));
+    let log = r.log();
+    let removed = log.lines().find(|l| l.contains("removed Authentication-Results")).unwrap_or_else(|| panic!("{log}"));
+    assert!(removed.contains(&format!("queue_id={} ", queue_id(&end))), "{removed}");
 }
 
 /// Issue #9 item 8: our host name in its absolute form, with the trailing root dot.

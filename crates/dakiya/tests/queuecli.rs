@@ -268,6 +268,12 @@ fn retry_one_and_all() {
     wait_until("the second attempt", &s, || state(&s, &id, 1).is_some_and(|r| r["attempts"] == 2));
     assert_eq!(ok(&s, &["retry", "--all"]), "1 message scheduled for delivery now\n");
     wait_until("the third attempt", &s, || state(&s, &id, 1).is_some_and(|r| r["attempts"] == 3));
+    // The operation on one message names it (issue #16); the one on all names none.
+    let log = s.log();
+    let ops: Vec<&str> = log.lines().filter(|l| l.contains("control socket: queue operation")).collect();
+    assert_eq!(ops.len(), 2, "{log}");
+    assert!(ops[0].contains(&format!("queue_id={id} ")), "{}", ops[0]);
+    assert!(!ops[1].contains("queue_id="), "{}", ops[1]);
 }
 
 #[test]

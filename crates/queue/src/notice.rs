@@ -47,7 +47,7 @@ pub(crate) fn send(
             return Ok(None);
         }
     };
-    let Some(targets) = sender_targets(ctx, &env.sender) else {
+    let Some(targets) = sender_targets(ctx, env) else {
         return Ok(None);
     };
     let envelope = notice_envelope(ctx, m, targets, &notice, now);
@@ -128,7 +128,8 @@ fn notice_envelope(ctx: &Ctx, m: &QueuedMessage, targets: Vec<Target>, notice: &
 
 /// Where a notice to `sender` goes: its local mailbox(es), or the address itself when it is
 /// in another domain. `None` (logged) when a local sender has no mailbox.
-fn sender_targets(ctx: &Ctx, sender: &str) -> Option<Vec<Target>> {
+fn sender_targets(ctx: &Ctx, env: &Envelope) -> Option<Vec<Target>> {
+    let sender = env.sender.as_str();
     let (local, domain) = sender.rsplit_once('@')?;
     let cfg = &ctx.cfg;
     if !cfg.is_local_domain(domain) {
@@ -139,7 +140,7 @@ fn sender_targets(ctx: &Ctx, sender: &str) -> Option<Vec<Target>> {
         Ok(targets) if !targets.is_empty() => Some(targets),
         Ok(_) => None,
         Err(e) => {
-            tracing::warn!(sender, error = %e, "the sender has no local mailbox; no delivery status notification is sent");
+            tracing::warn!(queue_id = %env.id, sender, error = %e, "the sender has no local mailbox; no delivery status notification is sent");
             None
         }
     }

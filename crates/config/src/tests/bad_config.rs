@@ -340,3 +340,35 @@ fn display_names_file_line_and_key() {
     let e = parse(&with_listener("[limits]\nmax_errors = 0\n")).unwrap_err();
     assert_eq!(e.to_string(), "test.toml: line 2: key `limits.max_errors`: must be at least 1, not 0");
 }
+
+// --- [log] -----------------------------------------------------------------------------------
+
+#[test]
+fn log_format_unknown() {
+    bad("[log]\nformat = \"xml\"\n", "log.format", 2, "unknown value \"xml\" (expected \"text\", \"json\")");
+}
+
+#[test]
+fn log_timestamps_unknown() {
+    bad(
+        "[log]\nformat = \"json\"\ntimestamps = \"yes\"\n",
+        "log.timestamps",
+        3,
+        "expected \"auto\", \"always\", \"never\"",
+    );
+}
+
+#[test]
+fn log_unknown_key() {
+    bad("[log]\nlevel = \"debug\"\n", "log.level", 2, "unknown field `level`");
+}
+
+#[test]
+fn log_keys_read() {
+    let c = parse(&with_listener("[log]\nformat = \"json\"\ntimestamps = \"never\"\n")).unwrap();
+    assert_eq!(c.log, crate::Log { format: crate::LogFormat::Json, timestamps: crate::Timestamps::Never });
+    let d = parse(&with_listener("")).unwrap();
+    assert_eq!(d.log, crate::Log { format: crate::LogFormat::Text, timestamps: crate::Timestamps::Auto });
+    let again = parse(&c.to_toml()).unwrap();
+    assert_eq!(again.log, c.log);
+}
