@@ -161,13 +161,22 @@ def spool_messages(data_dir) -> list[tuple[object, dict]]:
     if not queue.is_dir():
         return out
     for path in sorted(queue.glob("*.msg")):
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            # The server removed the batch (its last message left the queue) between the
+            # listing and the read: nothing of it is queued any more.
+            continue
         header, _, rest = data.partition(b"\n")
         assert header.startswith(b"DAKIYA-SPOOL 2 "), f"{path}: unexpected version line {header!r}"
         done = set()
         status = path.with_suffix(".status")
-        if status.exists():
-            for line in status.read_bytes().split(b"\n")[1:]:
+        try:
+            status_lines = status.read_bytes().split(b"\n")[1:]
+        except FileNotFoundError:
+            status_lines = []
+        if status_lines:
+            for line in status_lines:
                 try:
                     rec = json.loads(line)
                 except ValueError:
