@@ -70,11 +70,7 @@ pub fn check_files(cfg: &Config) -> Vec<ConfigError> {
 /// What the server builds outbound delivery from: the relay host's password file and the
 /// extra CA file are read, and the CA certificates parsed as trust anchors.
 fn check_outbound(cfg: &Config) -> Result<(), ConfigError> {
-    // The message names the key first: `outbound.relay_host.password_file: cannot read …`.
-    let outbound = crate::setup::outbound_config(cfg).map_err(|message| match message.split_once(": ") {
-        Some((key, rest)) if key.starts_with("outbound.") && !key.contains(' ') => problem(cfg, key, rest.into()),
-        _ => ConfigError { file: cfg.source.clone(), line: None, key: None, message },
-    })?;
+    let outbound = crate::setup::outbound_config(cfg).map_err(|e| problem(cfg, e.key, e.message))?;
     // The resolver it builds belongs to a runtime; nothing is spawned until delivery.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

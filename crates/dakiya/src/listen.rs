@@ -81,7 +81,7 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let recovered =
         spool.recover().map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
     let users = Arc::new(UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?);
-    let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(StartError::Outbound)?;
+    let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let ctx = Arc::new(dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound));
     let queue = dakiya_queue::start(ctx, recovered);

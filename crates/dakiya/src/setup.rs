@@ -8,9 +8,27 @@ use dakiya_config::Config;
 use dakiya_outbound::{OutboundConfig, RelaySettings};
 use dakiya_proto::client::AuthCredentials;
 
+/// A file named by the configuration that cannot be used: the key that names it and what is
+/// wrong. Displayed as `KEY: MESSAGE` (the start-up error); `check-config` reports the key
+/// and the message apart.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct FileError {
+    /// The configuration key, e.g. `outbound.tls_ca_file`.
+    pub key: &'static str,
+    /// What is wrong, naming the file.
+    pub message: String,
+}
+
+impl FileError {
+    fn new(key: &'static str, message: String) -> FileError {
+        FileError { key, message }
+    }
+}
+
 /// The outbound service's settings from the configuration; reads the relay password file
 /// and the extra trust anchors.
-pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
+pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, FileError> {
     let o = &cfg.outbound;
     let route = dakiya_route::RouteConfig {
         nameservers: o.nameservers.clone(),
@@ -26,7 +44,8 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
             let credentials = match (&r.username, &r.password_file) {
                 (Some(username), Some(file)) => {
                     let text = std::fs::read_to_string(file).map_err(|e| {
-                        format!("outbound.relay_host.password_file: cannot read {}: {e}", file.display())
+                        let message = format!("cannot read {}: {e}", file.display());
+                        FileError::new("outbound.relay_host.password_file", message)
                     })?;
                     let password = text.lines().next().unwrap_or("").to_string();
                     Some(AuthCredentials { username: username.clone(), password })
@@ -36,13 +55,14 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, String> {
             Some(RelaySettings { tls: r.tls, implicit_tls: r.implicit_tls, credentials })
         }
     };
+    const KEY_CA: &str = "outbound.tls_ca_file";
     let mut extra_roots = Vec::new();
     if let Some(file) = &o.tls_ca_file {
         use rustls_pki_types::pem::PemObject;
         let certs = rustls_pki_types::CertificateDer::pem_file_iter(file)
-            .map_err(|e| format!("outbound.tls_ca_file: cannot read {}: {e}", file.display()))?;
+            .map_err(|e| FileError::new(KEY_CA, format!("cannot read {}: {e}", file.display())))?;
         for cert in certs {
-            extra_roots.push(cert.map_err(|e| format!("outbound.tls_ca_file: {}: {e}", file.display()))?);
+            extra_roots.push(cert.map_err(|e| FileError::new(KEY_CA, format!("{}: {e}", file.display())))?);
         }
     }
     Ok(OutboundConfig {
