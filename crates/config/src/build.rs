@@ -42,6 +42,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         send_as: access::send_as(&cx, raw.send_as)?,
         outbound,
         log: crate::log::log(&cx, raw.log)?,
+        history: crate::history::history(&cx, raw.history)?,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;

@@ -98,6 +98,9 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.table("[log]");
     out.kv("format", quote(c.log.format.as_str()));
     out.kv("timestamps", quote(c.log.timestamps.as_str()));
+    out.table("[history]");
+    out.kv("enabled", c.history.enabled.to_string());
+    out.kv("days", c.history.days.to_string());
     out.0
 }
 

@@ -18,6 +18,7 @@ mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 mod locate;
+mod history;
 mod log;
 mod mail;
 mod names;
@@ -46,6 +47,7 @@ use ipnet::IpNet;
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
 pub use error::{ConfigError, RcptError};
+pub use history::History;
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
 pub use resolve::Target;
@@ -93,6 +95,8 @@ pub struct Config {
     pub outbound: Outbound,
     /// The server's log, `[log]`.
     pub log: Log,
+    /// The message history `dakiya trace` reads, `[history]`.
+    pub history: History,
 }
 
 /// One listening socket.

@@ -46,6 +46,8 @@ pub(crate) struct RawConfig {
     pub outbound: RawOutbound,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub history: RawHistory,
 }
 
 /// One `[[listen]]` entry. The message authentication switches are optional here so that
@@ -137,6 +139,14 @@ pub(crate) struct RawAuth {
 pub(crate) struct RawLog {
     pub format: Option<SStr>,
     pub timestamps: Option<SStr>,
+}
+
+/// `[history]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHistory {
+    pub enabled: Option<Spanned<bool>>,
+    pub days: Option<Spanned<i64>>,
 }
 
 /// `[outbound]`.

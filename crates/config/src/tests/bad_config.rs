@@ -372,3 +372,28 @@ fn log_keys_read() {
     let again = parse(&c.to_toml()).unwrap();
     assert_eq!(again.log, c.log);
 }
+
+// --- [history] -------------------------------------------------------------------------------
+
+#[test]
+fn history_days_zero() {
+    bad("[history]\ndays = 0\n", "history.days", 2, "at least 1");
+}
+
+#[test]
+fn history_enabled_not_a_bool() {
+    check(&with_listener("[history]\nenabled = \"yes\"\n"), Some("history.enabled"), Some(2), "invalid type");
+}
+
+#[test]
+fn history_unknown_key() {
+    bad("[history]\nkeep = 3\n", "history.keep", 2, "unknown field `keep`");
+}
+
+#[test]
+fn history_keys_read() {
+    let c = parse(&with_listener("[history]\nenabled = false\ndays = 30\n")).unwrap();
+    assert_eq!(c.history, crate::History { enabled: false, days: 30 });
+    assert_eq!(parse(&with_listener("")).unwrap().history, crate::History { enabled: true, days: 7 });
+    assert_eq!(parse(&c.to_toml()).unwrap().history, c.history);
+}
