@@ -17,8 +17,8 @@ mod emit;
 mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
-mod locate;
 mod history;
+mod locate;
 mod log;
 mod mail;
 mod names;

@@ -48,6 +48,7 @@ fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
 pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks, shared: Arc<Shared>, ticket: Ticket) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
     let policy = session_policy(&shared.config, role, peer);
+    let listener = tcp.local_addr().map_or_else(|_| role.as_str().to_string(), |a| format!("{} {a}", role.as_str()));
     let activity = ticket.activity.clone();
     let mut tls_info = None;
     let mut stream = if policy.implicit_tls {
@@ -76,6 +77,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
         peer,
         client,
         tls: tls_info,
+        listener,
         accepted: 0,
         checks,
         spf: None,
@@ -102,6 +104,8 @@ struct Conn<'a> {
     peer: SocketAddr,
     client: Client,
     tls: Option<TlsInfo>,
+    /// The listener's role and address, for the message history.
+    listener: String,
     accepted: u32,
     checks: Checks,
     /// SPF results of the current transaction (verifying sessions only).
@@ -276,7 +280,7 @@ impl Conn<'_> {
                     clock.data_start = Instant::now();
                     clock.data_bytes = 0;
                     let mode = self.auth_mode(server);
-                    msg.start(self.shared, server, self.peer, self.tls.as_ref(), mode);
+                    msg.start(self.shared, server, self.peer, self.tls.as_ref(), mode, &self.listener);
                 }
                 Event::Body(bytes) => msg.write(bytes),
                 Event::MessageEnd => match Box::pin(msg.commit(self.shared, &self.checks, self.spf.as_ref())).await {

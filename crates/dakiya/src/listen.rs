@@ -83,7 +83,9 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let users = Arc::new(UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?);
     let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
-    let ctx = Arc::new(dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound));
+    let history = crate::setup::history(&cfg);
+    let ctx = dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound);
+    let ctx = Arc::new(ctx.with_history(history.clone()));
     let queue = dakiya_queue::start(ctx, recovered);
     let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
     tokio::spawn({
@@ -126,6 +128,7 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         authenticator,
         mailauth,
         counters: Counters::default(),
+        history,
     });
     let admission = Admission::new(Limits {
         total: cfg.limits.max_connections,

@@ -10,6 +10,7 @@ use crate::shared::Shared;
 use crate::storage::Failure;
 use crate::stream::TlsInfo;
 use dakiya_config::{Checks, Target};
+use dakiya_history::{Event, MessageIdScanner, Verdict};
 use dakiya_mailauth::{HeaderFilter, SpfCheck};
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::{Reply, Server};
@@ -27,6 +28,12 @@ pub struct Message {
     auth: Mode,
     /// Removes forged Authentication-Results fields (verifying sessions).
     filter: Option<HeaderFilter>,
+    /// The message's arrival as the history records it, completed at commit.
+    history: Option<dakiya_history::Received>,
+    /// Finds the Message-ID for the history.
+    message_id: MessageIdScanner,
+    /// The authentication results decided at the end of DATA, for the history.
+    verdicts: Vec<Verdict>,
 }
 
 impl Default for Message {
@@ -39,6 +46,9 @@ impl Default for Message {
             envelope: None,
             auth: Mode::None,
             filter: None,
+            history: None,
+            message_id: MessageIdScanner::default(),
+            verdicts: Vec::new(),
         }
     }
 }
@@ -53,6 +63,7 @@ impl Message {
         peer: SocketAddr,
         tls: Option<&TlsInfo>,
         auth: Mode,
+        listener: &str,
     ) {
         self.abort();
         self.auth = auth;
@@ -65,6 +76,7 @@ impl Message {
         self.rcpts = env.recipients.len();
         self.sender = env.sender.clone();
         self.envelope = Some(env.clone());
+        self.history = Some(arrival(&env, tls, server.auth_user(), listener));
         let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
         let received = envelope::received_header(&shared.config.hostname, &env, tx, &trace);
         match shared.spool.writer(env) {
@@ -78,6 +90,7 @@ impl Message {
 
     /// Appends content (dot-unstuffed, as the session hands it over).
     pub fn write(&mut self, bytes: &[u8]) {
+        self.message_id.push(bytes);
         match self.filter.as_mut() {
             Some(filter) => {
                 let mut out = Vec::with_capacity(bytes.len());
@@ -135,6 +148,7 @@ impl Message {
         match tokio::task::spawn_blocking(move || writer.commit()).await {
             Ok(Ok(id)) => {
                 tracing::info!(queue_id = %id, from = %Esc(&format!("<{}>", self.sender)), rcpts = self.rcpts, size, "accepted");
+                self.record(shared, id.as_str(), size);
                 shared.queue.enqueue(id.clone());
                 Ok(id.to_string())
             }
@@ -162,6 +176,7 @@ impl Message {
         if prepend.is_empty() {
             return Ok(());
         }
+        self.verdicts = dakiya_history::verdicts(&prepend);
         env.prepend = Some(prepend);
         let writer = self.writer.as_mut().expect("checked above");
         if writer.is_spilled() {
@@ -179,5 +194,37 @@ impl Message {
         self.envelope = None;
         self.filter = None;
         self.auth = Mode::None;
+        self.history = None;
+        self.message_id = MessageIdScanner::default();
+        self.verdicts.clear();
+    }
+
+    /// Records the committed message `id` of `size` bytes, and the verdicts, in the history.
+    fn record(&mut self, shared: &Shared, id: &str, size: u64) {
+        let Some(mut rx) = self.history.take() else { return };
+        rx.size = size;
+        rx.message_id = std::mem::take(&mut self.message_id).finish();
+        shared.history.record(id, Event::Received(rx.clipped()));
+        if !self.verdicts.is_empty() {
+            shared.history.record(id, Event::Checks { results: std::mem::take(&mut self.verdicts) });
+        }
+    }
+}
+
+/// The arrival of a message as the history records it; the size and Message-ID are added at
+/// commit. Only the user name of an authenticated session is kept.
+fn arrival(env: &Envelope, tls: Option<&TlsInfo>, user: Option<&str>, listener: &str) -> dakiya_history::Received {
+    dakiya_history::Received {
+        client: env.client_ip.clone(),
+        client_name: None,
+        helo: env.helo.clone(),
+        tls: tls.map(|t| format!("{} {}", t.version, t.cipher)),
+        user: user.map(str::to_string),
+        size: 0,
+        message_id: None,
+        sender: env.sender.clone(),
+        rcpts: env.recipients.iter().map(|r| r.address.clone()).collect(),
+        nrcpt: env.recipients.len(),
+        listener: listener.to_string(),
     }
 }

@@ -90,3 +90,17 @@ pub fn tls_settings(cfg: &Config) -> TlsSettings {
         check_interval: cfg.tls.check_interval,
     }
 }
+
+/// The message history's writer (`[history]`, docs/history.md), or a disabled one when it is
+/// turned off or its directory cannot be made: the history is a diagnostic aid, so the server
+/// runs without it rather than not at all (and says so).
+pub fn history(cfg: &Config) -> dakiya_history::History {
+    if !cfg.history.enabled {
+        return dakiya_history::History::disabled();
+    }
+    let dir = cfg.data_dir.join("history");
+    dakiya_history::History::start(dir.clone(), cfg.history.days).unwrap_or_else(|e| {
+        tracing::error!(dir = %dir.display(), error = %e, "cannot start the message history; `dakiya trace` will find nothing new");
+        dakiya_history::History::disabled()
+    })
+}

@@ -7,6 +7,7 @@ use crate::summary::Counters;
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, UserStore};
 use dakiya_config::Config;
+use dakiya_history::History;
 use dakiya_proto::ServerConfig;
 use dakiya_queue::QueueHandle;
 use dakiya_spool::Spool;
@@ -26,4 +27,6 @@ pub struct Shared {
     pub mailauth: Arc<MailAuth>,
     /// How sessions ended and why connections were refused, for the log summary.
     pub counters: Counters,
+    /// The message history (`dakiya trace`): each committed message is recorded here.
+    pub history: History,
 }

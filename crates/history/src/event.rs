@@ -251,10 +251,8 @@ pub fn verdicts(fields: &str) -> Vec<Verdict> {
             let first = resinfo.split_whitespace().next()?;
             let (method, result) = first.split_once('=')?;
             let ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            (ok(method) && ok(result)).then(|| Verdict {
-                method: method.to_ascii_lowercase(),
-                result: result.to_ascii_lowercase(),
-            })
+            (ok(method) && ok(result))
+                .then(|| Verdict { method: method.to_ascii_lowercase(), result: result.to_ascii_lowercase() })
         })
         .collect()
 }

@@ -86,10 +86,7 @@ pub fn find(records: &[Record], q: &Query) -> Vec<Trace> {
         events.sort_by_key(|r| r.t);
     }
     let mut matched: Vec<&str> = by_id.iter().filter(|(id, ev)| q.matches(id, ev)).map(|(id, _)| *id).collect();
-    let notices_of_matched: BTreeSet<&str> = matched
-        .iter()
-        .flat_map(|id| notice_ids(&by_id[id]))
-        .collect();
+    let notices_of_matched: BTreeSet<&str> = matched.iter().flat_map(|id| notice_ids(&by_id[id])).collect();
     matched.retain(|id| !notices_of_matched.contains(id));
     matched.sort_by_key(|id| (by_id[id].first().map_or(0, |r| r.t), *id));
     matched.iter().map(|id| build(&by_id, id, 0)).collect()
@@ -104,11 +101,8 @@ fn notice_ids<'a>(events: &[&'a Record]) -> impl Iterator<Item = &'a str> {
 
 fn build(by_id: &BTreeMap<&str, Vec<&Record>>, id: &str, depth: usize) -> Trace {
     let events: Vec<&Record> = by_id.get(id).cloned().unwrap_or_default();
-    let notices = if depth < MAX_DEPTH {
-        notice_ids(&events).map(|n| build(by_id, n, depth + 1)).collect()
-    } else {
-        Vec::new()
-    };
+    let notices =
+        if depth < MAX_DEPTH { notice_ids(&events).map(|n| build(by_id, n, depth + 1)).collect() } else { Vec::new() };
     Trace { id: id.to_string(), events: events.into_iter().cloned().collect(), notices }
 }
 
@@ -136,7 +130,15 @@ mod tests {
 
     fn history() -> Vec<Record> {
         let attempt = |rcpt: &str, state| {
-            Event::Attempt(Attempt { rcpt: rcpt.into(), local: false, hop: None, tls: None, reply: None, state, until: None })
+            Event::Attempt(Attempt {
+                rcpt: rcpt.into(),
+                local: false,
+                hop: None,
+                tls: None,
+                reply: None,
+                state,
+                until: None,
+            })
         };
         vec![
             rec(20, B, received("Alice@Example.org", "carol@example.net", "<b@example.org>")),

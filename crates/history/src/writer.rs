@@ -54,9 +54,7 @@ impl History {
     pub fn start(dir: PathBuf, days: u32) -> std::io::Result<History> {
         std::fs::create_dir_all(&dir)?;
         let (tx, rx) = sync_channel(CHANNEL);
-        std::thread::Builder::new()
-            .name("history".into())
-            .spawn(move || Writer { dir, days, file: None }.run(rx))?;
+        std::thread::Builder::new().name("history".into()).spawn(move || Writer { dir, days, file: None }.run(rx))?;
         Ok(History { inner: Some(Arc::new(Inner { tx, dropped: AtomicU64::new(0), last_warning: Mutex::new(None) })) })
     }
 
@@ -168,9 +166,9 @@ impl Writer {
 
 /// Removes the history files in `dir` that have expired at `now` with `days` kept.
 pub(crate) fn remove_expired(dir: &Path, now: u64, days: u32) -> std::io::Result<Vec<String>> {
-    let names: Vec<String> =
-        std::fs::read_dir(dir)?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
-    let old: Vec<String> = files::expired(names.iter().map(String::as_str), now, days).into_iter().map(String::from).collect();
+    let names: Vec<String> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let old: Vec<String> =
+        files::expired(names.iter().map(String::as_str), now, days).into_iter().map(String::from).collect();
     for name in &old {
         std::fs::remove_file(dir.join(name))?;
         tracing::info!(file = %name, "removed expired message history");

@@ -3,6 +3,7 @@
 use crate::local::Mailboxes;
 use dakiya_auth::UserStore;
 use dakiya_config::Config;
+use dakiya_history::History;
 use dakiya_outbound::Outbound;
 use dakiya_spool::Spool;
 use std::sync::Arc;
@@ -54,13 +55,30 @@ pub struct Ctx {
     pub outbound: Outbound,
     /// The time.
     pub clock: Clock,
+    /// Where delivery attempts, notices and operator actions are recorded (`dakiya trace`).
+    pub history: History,
 }
 
 impl Ctx {
     /// The context with the system clock and `delivery.local_concurrency` blocking steps.
     pub fn new(cfg: Arc<Config>, spool: Arc<Spool>, users: Arc<UserStore>, outbound: Outbound) -> Ctx {
         let local_limit = Semaphore::new(cfg.delivery.local_concurrency.max(1));
-        Ctx { cfg, spool, users, boxes: Mailboxes::default(), local_limit, outbound, clock: Clock::system() }
+        Ctx {
+            cfg,
+            spool,
+            users,
+            boxes: Mailboxes::default(),
+            local_limit,
+            outbound,
+            clock: Clock::system(),
+            history: History::disabled(),
+        }
+    }
+
+    /// The same context recording message events in `history`.
+    pub fn with_history(mut self, history: History) -> Ctx {
+        self.history = history;
+        self
     }
 
     /// The same context reading the time from `clock`.

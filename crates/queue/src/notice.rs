@@ -51,9 +51,11 @@ pub(crate) fn send(
         return Ok(None);
     };
     let envelope = notice_envelope(ctx, m, targets, &notice, now);
-    let mut writer = ctx.spool.writer(envelope).map_err(|e| e.to_string())?;
+    let mut writer = ctx.spool.writer(envelope.clone()).map_err(|e| e.to_string())?;
     writer.write(&notice).map_err(|e| e.to_string())?;
-    writer.commit().map(Some).map_err(|e| e.to_string())
+    let id = writer.commit().map_err(|e| e.to_string())?;
+    crate::history::queued_notice(ctx, &envelope, &id, notice.len());
+    Ok(Some(id))
 }
 
 /// Unix seconds as a DSN date.

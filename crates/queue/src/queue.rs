@@ -7,6 +7,7 @@
 
 use crate::book::{Book, unknown};
 use crate::ctx::Ctx;
+use crate::history;
 use crate::run::{self, RunOutcome};
 use dakiya_control::ControlOp;
 use dakiya_spool::{QueueId, QueuedMessage, Spool};
@@ -128,10 +129,13 @@ impl Scheduler {
             ControlOp::Retry(None) => Ok(self.book.retry_all()),
             ControlOp::Retry(Some(id)) => {
                 let exists = self.exists(&id).await;
-                self.book.retry(&id, exists)
+                let n = self.book.retry(&id, exists)?;
+                history::operator(&self.ctx, &id, "retry");
+                Ok(n)
             }
             ControlOp::Hold(id) => {
                 self.set_held(&id, true).await?;
+                history::operator(&self.ctx, &id, "hold");
                 self.book.hold(&id);
                 Ok(1)
             }
@@ -144,6 +148,7 @@ impl Scheduler {
                     });
                 }
                 self.set_held(&id, false).await?;
+                history::operator(&self.ctx, &id, "release");
                 self.book.release(&id);
                 Ok(1)
             }
@@ -158,6 +163,7 @@ impl Scheduler {
                     Err(e) => return Err(format!("delete failed: {e}")),
                 }
                 tracing::info!(queue_id = %id, "deleted from the queue by the operator");
+                history::operator(&self.ctx, &id, "delete");
                 self.book.delete(&id);
                 Ok(1)
             }

@@ -2,6 +2,7 @@
 //! recipient's result mapped to an [`Outcome`].
 
 use crate::ctx::Ctx;
+use crate::history::Via;
 use crate::outcome::{Failure, Outcome};
 use dakiya_outbound::RcptResult;
 use dakiya_proto::Enhanced;
@@ -14,9 +15,9 @@ use std::io::Read;
 use std::sync::Arc;
 
 /// Delivers recipients `remote` of `m` (indices into its envelope) and returns each one's
-/// outcome, in no particular order. A recipient whose job's task panicked is left out: it
+/// outcome and the next hop that gave it, in no particular order. A recipient whose job's task panicked is left out: it
 /// stays as it was and is retried.
-pub async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> Vec<(usize, Outcome)> {
+pub(crate) async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> Vec<(usize, Outcome, Via)> {
     let id = &m.envelope.id;
     let body = match read_body(ctx, id, m.envelope.prepend.clone().unwrap_or_default()).await {
         Ok(body) => body,
@@ -39,7 +40,7 @@ pub async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> Vec<(usi
             Ok(mailbox) => groups.entry(mailbox.domain.to_ascii_lowercase()).or_default().push((i, mailbox)),
             Err(e) => {
                 let error = format!("invalid recipient address {address}: {e}");
-                outcomes.push((i, Outcome::Permanent(Failure::local(Enhanced(5, 1, 3), error))));
+                outcomes.push((i, Outcome::Permanent(Failure::local(Enhanced(5, 1, 3), error)), Via::default()));
             }
         }
     }
@@ -58,7 +59,7 @@ pub async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> Vec<(usi
         let Ok((indices, results)) = joined else { continue };
         for (i, result) in indices.into_iter().zip(results) {
             log(id, &m.envelope.recipients[i].address, &result);
-            outcomes.push((i, Outcome::from_remote(&result)));
+            outcomes.push((i, Outcome::from_remote(&result), via(&result)));
         }
     }
     outcomes
@@ -84,9 +85,18 @@ async fn read_body(ctx: &Ctx, id: &QueueId, prepend: String) -> Result<Arc<[u8]>
 }
 
 /// Defers every due remote recipient with `error` (a problem on our side): 4.3.0.
-fn defer_all(id: &QueueId, remote: &[usize], error: &str) -> Vec<(usize, Outcome)> {
+fn defer_all(id: &QueueId, remote: &[usize], error: &str) -> Vec<(usize, Outcome, Via)> {
     tracing::warn!(queue_id = %id, error, "remote delivery deferred");
-    remote.iter().map(|&i| (i, Outcome::Temporary(Failure::local(Enhanced(4, 3, 0), error)))).collect()
+    remote.iter().map(|&i| (i, Outcome::Temporary(Failure::local(Enhanced(4, 3, 0), error)), Via::default())).collect()
+}
+
+/// The next hop that answered and, for a delivery, its reply (for the message history).
+fn via(result: &RcptResult) -> Via {
+    let reply = match &result.outcome {
+        RecipientOutcome::Delivered(reply) => Some(format!("{} {}", reply.code, reply.lines.join(" "))),
+        _ => None,
+    };
+    Via { local: false, hop: result.remote_mta.clone(), reply }
 }
 
 /// The SMTP job for recipients `rcpts` of `m`, with their DSN parameters (RFC 3461).

@@ -9,6 +9,7 @@
 //! pure core: [`Transition::after`] for each recipient, [`Plan`] for the end of the run.
 
 use crate::ctx::Ctx;
+use crate::history::{self, Via};
 use crate::local::{self, Target};
 use crate::loops::{count_received, loop_failure};
 use crate::notice;
@@ -57,9 +58,10 @@ impl Run {
     }
 
     /// Records the outcome of an attempt to recipient `i`.
-    fn apply(&mut self, ctx: &Ctx, i: usize, outcome: &Outcome) {
+    fn apply(&mut self, ctx: &Ctx, i: usize, outcome: &Outcome, via: &Via) {
         let policy = RetryPolicy::of(&ctx.cfg.delivery);
         let state = RcptState::after(&self.states[i], outcome, self.now, self.m.envelope.received_at, &policy);
+        history::attempt(ctx, &self.m, i, outcome, &state, via);
         self.record(i, outcome, state);
     }
 
@@ -94,8 +96,8 @@ pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
             return retry_soon();
         }
     };
-    for (i, outcome) in remote::deliver(&ctx, &run.m, &run.remote).await {
-        run.apply(&ctx, i, &outcome);
+    for (i, outcome, via) in remote::deliver(&ctx, &run.m, &run.remote).await {
+        run.apply(&ctx, i, &outcome, &via);
     }
     let Ok(_permit) = ctx.local_limit.acquire().await else { return retry_soon() };
     let c = ctx.clone();
@@ -142,7 +144,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
         if let Some(failure) = loop_failure(received) {
             tracing::warn!(queue_id = %id, received, "mail loop detected; failing the message");
             for &i in &due {
-                run.apply(ctx, i, &failure);
+                run.apply(ctx, i, &failure, &Via::default());
             }
             return Step::Done(finish(ctx, run));
         }
@@ -154,6 +156,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
                 let target = Target { address: &rcpt.address, domain, mailbox };
                 let (outcome, state) =
                     local::deliver_one(&ctx.cfg, &ctx.spool, &ctx.boxes, &run.m, target, &run.states[i], now);
+                history::attempt(ctx, &run.m, i, &outcome, &state, &Via::local());
                 run.record(i, &outcome, state);
             }
             None => run.remote.push(i),
@@ -174,6 +177,7 @@ fn finish(ctx: &Ctx, run: Run) -> RunOutcome {
         match notice::send(ctx, &run.m, n.kind, &n.recipients, plan.states(), run.now) {
             Ok(Some(dsn)) => {
                 tracing::info!(queue_id = %id, notice = %dsn, kind = ?n.kind, recipients = n.recipients.len(), "queued delivery status notification");
+                history::notice(ctx, &id, &dsn, n.kind);
                 notices.push(dsn);
             }
             Ok(None) => {}
@@ -183,8 +187,10 @@ fn finish(ctx: &Ctx, run: Run) -> RunOutcome {
             }
         }
     }
+    let states = plan.states().to_vec();
     match plan.settle() {
         Settlement::Remove => {
+            history::done(ctx, &id, &states);
             if let Err(e) = ctx.spool.remove(&id) {
                 tracing::warn!(queue_id = %id, error = %e, "cannot remove delivered message from the spool");
             }
