@@ -51,6 +51,7 @@ pub use history::History;
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
 pub use resolve::Target;
+pub use units::parse_duration;
 
 /// The validated configuration. Build it with [`Config::parse`], [`Config::from_file`] or
 /// [`Config::embedded_default`]; it is not meant to be changed afterwards.

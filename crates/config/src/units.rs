@@ -44,7 +44,7 @@ pub(crate) fn format_size(bytes: u64) -> String {
 }
 
 /// Parses a humantime duration ("90s", "5m", "1h 30m", "5d").
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+pub fn parse_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text.trim()).ok()
 }
 

@@ -30,6 +30,8 @@ pub mod dkimcli;
 #[doc(hidden)]
 pub mod queuecli;
 #[doc(hidden)]
+pub mod tracecli;
+#[doc(hidden)]
 pub mod usercli;
 
 pub use inproc::{Listener, Server};

@@ -2,7 +2,7 @@
 //! library (the server), plus the process-wide choices: the allocator and the log.
 #![forbid(unsafe_code)]
 
-use dakiya::{checkconfig, dkimcli, queuecli, usercli};
+use dakiya::{checkconfig, dkimcli, queuecli, tracecli, usercli};
 
 /// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
 /// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
@@ -63,6 +63,16 @@ enum Cmd {
         #[command(subcommand)]
         command: queuecli::QueueCmd,
     },
+    /// The whole history of a message: received, checks, each delivery attempt, notices,
+    /// operator actions and its final state, also after it left the queue. Reads the history
+    /// files in the data directory (the server need not run). Exit status 1: nothing matches.
+    Trace {
+        /// Configuration file (for the data directory); default: the embedded one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: tracecli::TraceArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +89,10 @@ fn main() -> ExitCode {
         },
         Cmd::Queue { config, command } => match load(config) {
             Ok(cfg) => queuecli::run(command, &cfg.data_dir),
+            Err(code) => code,
+        },
+        Cmd::Trace { config, args } => match load(config) {
+            Ok(cfg) => tracecli::run(&args, &cfg.data_dir),
             Err(code) => code,
         },
         Cmd::Serve { config } => {
