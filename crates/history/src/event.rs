@@ -236,11 +236,11 @@ pub fn verdicts(fields: &str) -> Vec<Verdict> {
         if inside {
             break;
         }
-        if let Some((name, rest)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("Authentication-Results") {
-                inside = true;
-                value.push_str(rest.trim());
-            }
+        if let Some((name, rest)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("Authentication-Results")
+        {
+            inside = true;
+            value.push_str(rest.trim());
         }
     }
     // After the authserv-id, each resinfo is `; method=result ...`.

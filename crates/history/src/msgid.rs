@@ -57,10 +57,11 @@ impl MessageIdScanner {
         if long {
             return;
         }
-        if let Some((name, value)) = text.split_once(':') {
-            if name.eq_ignore_ascii_case("Message-ID") && self.found.is_none() {
-                self.current = Some(value.trim().to_string());
-            }
+        if let Some((name, value)) = text.split_once(':')
+            && name.eq_ignore_ascii_case("Message-ID")
+            && self.found.is_none()
+        {
+            self.current = Some(value.trim().to_string());
         }
     }
 
