@@ -32,6 +32,8 @@ fn embedded_default_parses() {
             (at("127.0.0.1:2525"), Role::Mx),
             (at("127.0.0.1:2587"), Role::Submission),
             (at("127.0.0.1:2465"), Role::Submissions),
+            (at("127.0.0.1:2110"), Role::Pop3),
+            (at("127.0.0.1:2995"), Role::Pop3s),
         ]
     );
     let localhost = Domain { any_mailbox: true, ..Domain::default() };
