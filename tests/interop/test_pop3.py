@@ -304,3 +304,56 @@ def test_fetchmail_downloads_and_deletes(pop, work_dir, mode):
     assert mail_files(pop) == [], mail_files(pop)
     if mode == "stls":
         assert "STLS" in log, log
+
+
+# --------------------------------------------------------------------------------------------
+# Dovecot compatibility
+# --------------------------------------------------------------------------------------------
+
+
+def dovecot_pop3(maildir, work_dir, commands: bytes) -> str:
+    """Runs Dovecot's pop3 process preauthenticated over stdin/stdout on `maildir`, with
+    `pop3_uidl_format = %f`, as the (unprivileged) owner of the Maildir tree."""
+    from conftest import dovecot_binary, dovecot_version, mail_owner
+
+    if os.geteuid() != 0:
+        pytest.skip("runs Dovecot's pop3 as the Maildir owner: needs root (as CI has)")
+    version = dovecot_version(dovecot_binary())
+    if version >= (2, 4):
+        pytest.skip("the Dovecot 2.4 settings (mail_driver, %{...} variables) are not written here yet")
+    pop3 = "/usr/lib/dovecot/pop3"
+    assert os.access(pop3, os.X_OK), "dovecot-pop3d is not installed (scripts/test installs it)"
+    data_dir = maildir.parents[2]
+    uid, gid = mail_owner(data_dir)
+    base = work_dir / "dovecot-pop3"
+    base.mkdir()
+    base.chmod(0o777)
+    conf = base / "dovecot.conf"
+    conf.write_text(
+        f"base_dir = {base}/run\nstate_dir = {base}/state\nlog_path = {base}/dovecot.log\n"
+        f"protocols = pop3\nssl = no\nmail_location = maildir:{maildir}\npop3_uidl_format = %f\n"
+    )
+    conf.chmod(0o644)
+    env = {"USER": "alice", "HOME": str(base), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    r = subprocess.run([pop3, "-c", str(conf)], input=commands, capture_output=True, timeout=30, env=env, user=uid, group=gid,
+                       extra_groups=[], cwd=base)  # fmt: skip
+    assert r.returncode == 0, (r.stdout, r.stderr, (base / "dovecot.log").read_text() if (base / "dovecot.log").exists() else "")
+    return r.stdout.decode()
+
+
+def test_dovecot_pop3_shows_the_same_uidl_and_sizes(pop, work_dir):
+    for i in range(3):
+        send(pop, f"dovecot {i} {tag()}", body=f"line\r\n.dot\r\nmessage {i}\r\n")
+        wait_mail(pop, i + 1)
+    p = ssl_login(pop)
+    ours_uidl = [l.decode() for l in p.uidl()[1]]
+    ours_list = [l.decode() for l in p.list()[1]]
+    p.quit()
+    theirs = dovecot_pop3(pop.maildir("alice"), work_dir, b"UIDL\r\nLIST\r\nQUIT\r\n")
+    blocks = theirs.split(".\r\n")
+    their_uidl = [l for l in blocks[0].splitlines()[1:] if l]
+    their_list = [l for l in blocks[1].splitlines()[1:] if l]
+    assert len(ours_uidl) == 3
+    # Same unique-ids (the Maildir base names) and the same CRLF sizes, message for message.
+    assert sorted(ours_uidl) == sorted(their_uidl), (ours_uidl, theirs)
+    assert sorted(l.split()[1] for l in ours_list) == sorted(l.split()[1] for l in their_list), (ours_list, theirs)
