@@ -286,3 +286,26 @@ fn brute_force_is_throttled_like_smtp_auth() {
     assert!(other.login("alice@example.test").starts_with("+OK"));
     assert!(s.log().contains("result=locked-out"));
 }
+
+#[test]
+fn a_client_over_the_connection_limit_gets_a_pop3_refusal() {
+    let s = server(&format!("{CLEAR}[limits]\nmax_connections_per_ip = 1\n"));
+    let _first = Pop::connect(s.addr_of("pop3"), None);
+    let mut second = TcpStream::connect(s.addr_of("pop3")).unwrap();
+    second.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut text = String::new();
+    let _ = second.read_to_string(&mut text);
+    assert_eq!(text, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+}
+
+#[test]
+fn shutdown_ends_sessions_without_update() {
+    let mut s = server(CLEAR);
+    deliver(&s, "one", 1);
+    let mut p = Pop::connect(s.addr_of("pop3"), None);
+    assert!(p.login("alice@example.test").starts_with("+OK"));
+    assert!(p.cmd("DELE 1").starts_with("+OK"));
+    s.shutdown();
+    assert_eq!(p.read_to_end(), "-ERR [SYS/TEMP] Server shutting down, try again later\r\n");
+    assert_eq!(cur(&s).len(), 1, "the DELE was not applied");
+}
