@@ -66,11 +66,19 @@ impl Maildrop {
             return Ok((Maildrop { cur, files: Vec::new(), _lock: lock }, Vec::new()));
         }
         move_new(&path.join("new"), &cur).map_err(OpenError::Io)?;
-        let files = list(&cur).map_err(OpenError::Io)?;
-        let mut entries = Vec::with_capacity(files.len());
-        for name in &files {
-            let size = crlf_size(&cur.join(name)).map_err(OpenError::Io)?;
-            entries.push(Entry { size, uid: uid(name) });
+        let listed = list(&cur).map_err(OpenError::Io)?;
+        let mut files = Vec::with_capacity(listed.len());
+        let mut entries = Vec::with_capacity(listed.len());
+        for name in listed {
+            match crlf_size(&cur.join(&name)) {
+                Ok(size) => {
+                    entries.push(Entry { size, uid: uid(&name) });
+                    files.push(name);
+                }
+                // Removed meanwhile by another reader (Dovecot IMAP): not part of this session.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(OpenError::Io(e)),
+            }
         }
         Ok((Maildrop { cur, files, _lock: lock }, entries))
     }
