@@ -166,7 +166,11 @@ fn role(name: &str) -> Result<Role, String> {
         "mx" => Ok(Role::Mx),
         "submission" => Ok(Role::Submission),
         "submissions" => Ok(Role::Submissions),
-        _ => Err(format!("unknown role {name:?} (expected \"mx\", \"submission\" or \"submissions\")")),
+        "pop3" => Ok(Role::Pop3),
+        "pop3s" => Ok(Role::Pop3s),
+        _ => Err(format!(
+            "unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\", \"pop3\" or \"pop3s\")"
+        )),
     }
 }
 

@@ -149,22 +149,35 @@ pub enum Role {
     /// Message submission over implicit TLS (port 465, RFC 8314 §3.3): TLS from the first
     /// byte, then as [`Role::Submission`].
     Submissions,
+    /// POP3 (RFC 1939, port 110): plain TCP with STLS offered (RFC 2595); logins only inside
+    /// TLS. Serves the Maildirs local delivery writes (docs/pop3.md).
+    Pop3,
+    /// POP3 over implicit TLS (port 995, RFC 8314 §3.3): TLS from the first byte, then as
+    /// [`Role::Pop3`].
+    Pop3s,
 }
 
 impl Role {
-    /// The name used in TOML (`"mx"`, `"submission"`, `"submissions"`).
+    /// The name used in TOML (`"mx"`, `"submission"`, `"submissions"`, `"pop3"`, `"pop3s"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Mx => "mx",
             Role::Submission => "submission",
             Role::Submissions => "submissions",
+            Role::Pop3 => "pop3",
+            Role::Pop3s => "pop3s",
         }
     }
 
     /// Whether the connection starts with a TLS handshake (RFC 8314 implicit TLS) rather than
     /// in plain text.
     pub fn implicit_tls(self) -> bool {
-        matches!(self, Role::Submissions)
+        matches!(self, Role::Submissions | Role::Pop3s)
+    }
+
+    /// Whether the listener speaks POP3 rather than SMTP.
+    pub fn is_pop3(self) -> bool {
+        matches!(self, Role::Pop3 | Role::Pop3s)
     }
 }
 

@@ -27,6 +27,12 @@ pub enum Target {
 }
 
 impl Config {
+    /// The Maildir of mailbox `mailbox` in local domain `domain`: `data_dir/mail/<domain>/<mailbox>`.
+    /// Local delivery writes there and POP3 reads there; both ask this function.
+    pub fn maildir_path(&self, domain: &str, mailbox: &str) -> std::path::PathBuf {
+        self.data_dir.join("mail").join(domain).join(mailbox)
+    }
+
     /// Whether `domain` is one of ours: compared case-insensitively, one trailing dot ignored.
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.domains.contains_key(&normalize_domain(domain))

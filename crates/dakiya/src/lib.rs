@@ -12,6 +12,7 @@ mod listen;
 mod logging;
 mod msgauth;
 mod policy;
+mod pop3;
 mod queuestats;
 mod receive;
 mod setup;

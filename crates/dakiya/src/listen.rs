@@ -225,6 +225,10 @@ async fn accept_loop(
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
                 let shared = shared.clone();
+                if role.is_pop3() {
+                    tokio::spawn(crate::pop3::handle(stream, peer, role, shared, admitted.ticket));
+                    continue;
+                }
                 tokio::spawn(conn::handle(stream, peer, role, checks, shared, admitted.ticket));
             }
             Err(why) => {
@@ -232,15 +236,18 @@ async fn accept_loop(
                 if crate::logging::TOO_MANY_CONNECTIONS.admit() {
                     tracing::warn!(peer = %peer, limit = %why.as_str(), "connection refused: too many connections");
                 }
-                tokio::spawn(refuse(stream));
+                let reply: &'static [u8] = if role.is_pop3() { crate::pop3::TOO_MANY } else { TOO_MANY };
+                tokio::spawn(refuse(stream, reply));
             }
         }
     }
 }
 
 /// RFC 5321 §3.1: a server that cannot serve now may greet with 421 and close.
-async fn refuse(mut stream: TcpStream) {
-    let reply = b"421 4.7.0 Too many connections, try again later\r\n";
+const TOO_MANY: &[u8] = b"421 4.7.0 Too many connections, try again later\r\n";
+
+/// Greets a client that cannot be served now with `reply` and closes.
+async fn refuse(mut stream: TcpStream, reply: &'static [u8]) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(reply)).await;
     let _ = stream.shutdown().await;
 }

@@ -26,7 +26,7 @@ impl Mailboxes {
         if let Some(md) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(md.clone());
         }
-        let dir = cfg.data_dir.join("mail").join(domain).join(mailbox);
+        let dir = cfg.maildir_path(domain, mailbox);
         let md = Arc::new(Maildir::open_or_create(&dir)?);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         // Each entry holds a directory descriptor; with `any_mailbox` the set of mailboxes is

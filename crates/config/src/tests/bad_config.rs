@@ -148,7 +148,12 @@ fn listener_unknown_role() {
 #[test]
 fn listener_unknown_role_lists_the_roles() {
     let text = "[[listen]]\naddress = \"127.0.0.1:25\"\nrole = \"Submission\"\n";
-    check(text, Some("listen[0].role"), Some(3), "expected \"mx\", \"submission\" or \"submissions\"");
+    check(
+        text,
+        Some("listen[0].role"),
+        Some(3),
+        "expected \"mx\", \"submission\", \"submissions\", \"pop3\" or \"pop3s\"",
+    );
 }
 
 #[test]
@@ -167,7 +172,7 @@ const CHECK_KEYS: [&str; 4] = ["verify", "dmarc_reject", "dmarc_quarantine", "sp
 
 #[test]
 fn checks_on_a_submission_listener() {
-    for role in ["submission", "submissions"] {
+    for role in ["submission", "submissions", "pop3", "pop3s"] {
         for name in CHECK_KEYS {
             // Off as well as on: the keys have no meaning there at all.
             for value in [true, false] {

@@ -32,6 +32,8 @@ fn embedded_default_parses() {
             (at("127.0.0.1:2525"), Role::Mx),
             (at("127.0.0.1:2587"), Role::Submission),
             (at("127.0.0.1:2465"), Role::Submissions),
+            (at("127.0.0.1:2110"), Role::Pop3),
+            (at("127.0.0.1:2995"), Role::Pop3s),
         ]
     );
     let localhost = Domain { any_mailbox: true, ..Domain::default() };
@@ -81,7 +83,7 @@ fn example_file_parses() {
     assert_eq!(c.hostname, "mail.example.org");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/dakiya"));
     let roles: Vec<Role> = c.listeners.iter().map(|l| l.role).collect();
-    assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions]);
+    assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions, Role::Pop3s]);
     // The example spells out the message authentication defaults.
     for l in &c.listeners {
         assert_eq!(l.checks, Checks::defaults(l.role), "{}", l.address);

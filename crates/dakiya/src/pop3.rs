@@ -1,0 +1,299 @@
+//! The POP3 connection driver (listener roles `pop3` and `pop3s`): moves bytes between a
+//! socket and the `dakiya_pop3` state machine and carries out its decisions — logins, the
+//! maildrop, sending messages, deletions at QUIT. Design and Dovecot compatibility:
+//! docs/pop3.md.
+
+mod login;
+mod maildrop;
+
+use crate::admission::{Activity, Ticket};
+use crate::shared::Shared;
+use crate::stream::{Interrupt, Stream, Wait};
+use crate::summary::Ending;
+use dakiya_config::Role;
+use dakiya_pop3::reply::Code;
+use dakiya_pop3::{ContentEncoder, Event, OpenFailure, Policy, Server, ServerConfig};
+use maildrop::{Maildrop, OpenError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing a connection may take, and the write deadline of a final reply.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// RFC 1939 §3: an autologout timer, if any, must be at least 10 minutes. The command
+/// deadline is `timeouts.command` or this, whichever is longer.
+const MIN_AUTOLOGOUT: Duration = Duration::from_secs(600);
+/// RETR reads and sends a message in chunks of this size, never whole.
+const CHUNK: usize = 64 * 1024;
+
+/// The first reply to a client refused at admission (RFC 2449 §8: `[SYS/TEMP]`).
+pub const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+
+/// Serves one POP3 connection to its end; `ticket` is its place among the open connections.
+pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Shared>, ticket: Ticket) {
+    tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
+    let loopback = peer.ip().to_canonical().is_loopback();
+    let policy = Policy {
+        stls: role == Role::Pop3,
+        implicit_tls: role.implicit_tls(),
+        login_without_tls: shared.config.auth.plaintext_on_loopback && loopback,
+    };
+    let activity = ticket.activity.clone();
+    let mut stream = if policy.implicit_tls {
+        match crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT, &activity).await {
+            Ok(tls) => {
+                let info = crate::stream::describe(&tls);
+                tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                Stream::Tls(Box::new(tls))
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                shared.counters.ended(Ending::Protocol);
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let cfg = Arc::new(ServerConfig {
+        hostname: shared.config.hostname.clone(),
+        max_errors: shared.config.limits.max_errors,
+    });
+    let mut server = Server::new(cfg, policy);
+    let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
+    let mut session = Session { stream: &mut stream, shared: &shared, peer, interrupt, activity, maildrop: None };
+    let ending = session.run(&mut server).await;
+    let user = server.user().map(str::to_string);
+    // The lock goes before the connection does: a client reconnecting at once finds it free.
+    session.maildrop = None;
+    stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
+    shared.counters.ended(ending);
+    let user = dakiya_proto::logtext::Esc(user.as_deref().unwrap_or("-"));
+    tracing::info!(peer = %peer, user = %user, ending = %ending.as_str(), "connection closed");
+    drop(ticket);
+}
+
+struct Session<'a> {
+    stream: &'a mut Stream,
+    shared: &'a Shared,
+    peer: SocketAddr,
+    interrupt: Interrupt,
+    activity: Arc<Activity>,
+    maildrop: Option<Maildrop>,
+}
+
+impl Session<'_> {
+    async fn run(&mut self, server: &mut Server) -> Ending {
+        let mut input: Vec<u8> = Vec::new();
+        let t = &self.shared.config.timeouts;
+        let idle = t.command.max(MIN_AUTOLOGOUT);
+        let mut deadline = Instant::now() + idle;
+        let mut progressed = false;
+        loop {
+            let before = input.len();
+            let event = server.poll(&mut input);
+            progressed |= input.len() < before;
+            match event {
+                Event::NeedInput => {
+                    if let Err(ending) = self.flush(server).await {
+                        return ending;
+                    }
+                    let now = Instant::now();
+                    if progressed {
+                        // A whole command arrived: the next one has its own deadline (a
+                        // byte now and then extends nothing).
+                        deadline = now + idle;
+                        self.activity.progress(false, now.into_std());
+                        progressed = false;
+                    }
+                    if input.is_empty() {
+                        input = Vec::new();
+                    }
+                    match self.stream.read_more(&mut input, deadline, false, &mut self.interrupt).await {
+                        Wait::Data => {}
+                        Wait::Closed => return Ending::Client,
+                        // RFC 1939 §3: the autologout timer ends the session without UPDATE.
+                        Wait::TimedOut => {
+                            return self
+                                .close(server, None, "Autologout; idle for too long", Ending::CommandDeadline)
+                                .await;
+                        }
+                        Wait::Shutdown => {
+                            return self
+                                .close(
+                                    server,
+                                    Some(Code::SysTemp),
+                                    "Server shutting down, try again later",
+                                    Ending::Shutdown,
+                                )
+                                .await;
+                        }
+                        Wait::Evicted => {
+                            return self
+                                .close(
+                                    server,
+                                    Some(Code::SysTemp),
+                                    "Too many connections, closing this idle session",
+                                    Ending::Evicted,
+                                )
+                                .await;
+                        }
+                    }
+                }
+                Event::Authenticate => {
+                    let result = match server.credentials().cloned() {
+                        Some(creds) => Box::pin(login::check(self.shared, self.peer.ip(), creds)).await,
+                        None => Err(dakiya_pop3::AuthFailure::Unavailable),
+                    };
+                    server.auth_result(result);
+                }
+                Event::OpenMaildrop => {
+                    let result = self.open(server.user().unwrap_or_default()).await;
+                    server.maildrop_opened(result);
+                }
+                Event::StartTls => {
+                    if let Err(ending) = self.flush(server).await {
+                        return ending;
+                    }
+                    input = Vec::new();
+                    let acceptor = self.shared.tls.acceptor();
+                    match self.stream.upgrade(acceptor, HANDSHAKE_TIMEOUT, &self.activity).await {
+                        Ok(info) => {
+                            tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                            server.tls_established();
+                        }
+                        Err(e) => {
+                            tracing::info!(peer = %self.peer, error = %e, "STLS handshake failed");
+                            return Ending::Protocol;
+                        }
+                    }
+                }
+                Event::Retrieve { msg, body_lines } => {
+                    if let Err(ending) = Box::pin(self.retrieve(server, msg, body_lines)).await {
+                        return ending;
+                    }
+                }
+                Event::Commit => {
+                    let result = self.commit(&server.deleted()).await;
+                    server.committed(result);
+                }
+                Event::Close => {
+                    let quit = server.output().starts_with(b"+OK");
+                    let _ = self.flush(server).await;
+                    return if quit { Ending::Client } else { Ending::Protocol };
+                }
+                _ => return Ending::Protocol,
+            }
+        }
+    }
+
+    /// Locks and lists the maildrop of `user`.
+    async fn open(&mut self, user: &str) -> Result<Vec<dakiya_pop3::Entry>, OpenFailure> {
+        let cfg = &self.shared.config;
+        let Some(path) = login::maildir_of(cfg, self.shared, user) else {
+            tracing::warn!(user = %dakiya_proto::logtext::Esc(user), "pop3: this user has no mailbox of their own");
+            return Err(OpenFailure::NoMailbox);
+        };
+        let opened = tokio::task::spawn_blocking(move || Maildrop::open(&path)).await;
+        match opened {
+            Ok(Ok((drop, entries))) => {
+                tracing::info!(peer = %self.peer, user = %dakiya_proto::logtext::Esc(user), messages = entries.len(), "pop3: maildrop opened");
+                self.maildrop = Some(drop);
+                Ok(entries)
+            }
+            Ok(Err(OpenError::InUse)) => Err(OpenFailure::InUse),
+            Ok(Err(OpenError::Io(e))) => {
+                tracing::error!(user = %dakiya_proto::logtext::Esc(user), error = %e, "pop3: cannot open the maildrop");
+                Err(OpenFailure::Unavailable)
+            }
+            Err(_) => Err(OpenFailure::Unavailable),
+        }
+    }
+
+    /// RETR and TOP: the `+OK`, then the message read and sent in chunks, each write within
+    /// the write deadline. A failure after the `+OK` cannot be reported: it ends the session.
+    async fn retrieve(&mut self, server: &mut Server, msg: usize, body_lines: Option<u64>) -> Result<(), Ending> {
+        let path = self.maildrop.as_ref().and_then(|m| m.file(msg));
+        let file = match path {
+            Some(p) => tokio::fs::File::open(p).await.ok(),
+            None => None,
+        };
+        server.retrieve_opened(file.is_some());
+        self.flush(server).await?;
+        let Some(mut file) = file else { return Ok(()) };
+        let mut enc = ContentEncoder::new(body_lines);
+        let mut buf = vec![0u8; CHUNK];
+        let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(peer = %self.peer, error = %e, "pop3: reading a message failed; closing");
+                    return Err(Ending::Protocol);
+                }
+            };
+            if n == 0 || enc.is_done() {
+                break;
+            }
+            enc.encode(&buf[..n], &mut out);
+            self.write(&out).await?;
+            out.clear();
+        }
+        enc.finish(&mut out);
+        self.write(&out).await
+    }
+
+    /// UPDATE: removes the deleted messages durably; `Err(())` if some could not be.
+    async fn commit(&mut self, deleted: &[usize]) -> Result<(), ()> {
+        let Some(drop) = self.maildrop.take() else { return Ok(()) };
+        let indices = deleted.to_vec();
+        let n = indices.len();
+        let result = tokio::task::spawn_blocking(move || drop.remove(&indices)).await;
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!(peer = %self.peer, deleted = n, "pop3: maildrop updated");
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(peer = %self.peer, error = %e, "pop3: removing deleted messages failed");
+                Err(())
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), Ending> {
+        let limit = self.shared.config.timeouts.write;
+        match self.stream.write_all(data, Instant::now() + limit).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Ending::WriteDeadline),
+            Err(_) => Err(Ending::Client),
+        }
+    }
+
+    /// Writes pending replies within the write deadline.
+    async fn flush(&mut self, server: &mut Server) -> Result<(), Ending> {
+        if !server.output().is_empty() {
+            let limit = if self.interrupt.shutting_down() { CLOSE_TIMEOUT } else { self.shared.config.timeouts.write };
+            match self.stream.write_all(server.output(), Instant::now() + limit).await {
+                Ok(()) => server.clear_output(),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Ending::WriteDeadline),
+                Err(_) => return Err(Ending::Client),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session with `-ERR text` (nothing is deleted), written with a short deadline.
+    async fn close(&mut self, server: &mut Server, code: Option<Code>, text: &str, ending: Ending) -> Ending {
+        server.shutdown(code, text);
+        let _ = self.stream.write_all(server.output(), Instant::now() + CLOSE_TIMEOUT).await;
+        server.clear_output();
+        ending
+    }
+}
