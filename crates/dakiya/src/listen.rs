@@ -125,11 +125,13 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
     });
     let mut running = Vec::new();
     for l in &cfg.listeners {
-        let socket = bind(l.address).await?;
-        running.push(open_listener(l, Arc::new(socket), &shared, &admission)?);
+        let bind_error = |source| StartError::Bind { address: l.address, source };
+        let socket = TcpListener::bind(l.address).await.map_err(bind_error)?;
+        running.push(open_listener(l, Arc::new(socket), &shared, &admission).map_err(bind_error)?);
     }
     let listeners = running.iter().map(|r| (r.bound, r.key.role)).collect();
-    let reloader = ReloadHandle::new(Reloader::new(file, running, shared.clone(), admission.clone(), ctx));
+    let reloader = Reloader::new(file, running, shared.clone(), admission.clone(), ctx, open_listener);
+    let reloader = ReloadHandle::new(reloader);
     let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
     tokio::spawn({
         let (spool, queue, reloader) = (spool, queue, reloader.clone());
@@ -143,20 +145,17 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
     Ok(Started { shared, admission, reloader, summary, shutdown_tx, listeners })
 }
 
-/// Binds a listener's address.
-pub(crate) async fn bind(address: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })
-}
-
 /// Starts accepting on `socket` for listener `l`: logs "listening" with the bound address and
-/// spawns the accept loop. Start-up and reloads both open listeners here.
-pub(crate) fn open_listener(
+/// spawns the accept loop. Start-up and reloads both open listeners here (a reload is given
+/// this function: `reload.rs` does not import this file). `Err`: the bound address cannot be
+/// read.
+fn open_listener(
     l: &dakiya_config::Listener,
     socket: Arc<TcpListener>,
     shared: &Arc<Shared>,
     admission: &Arc<Admission>,
-) -> Result<Running, StartError> {
-    let bound = socket.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
+) -> std::io::Result<Running> {
+    let bound = socket.local_addr()?;
     tracing::info!(address = %bound, role = %l.role.as_str(), "listening");
     let key = ListenerKey { address: l.address, role: l.role };
     let task = tokio::spawn(accept_loop(socket.clone(), key, l.checks, shared.clone(), admission.clone()));

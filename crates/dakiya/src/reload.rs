@@ -16,13 +16,12 @@ pub use plan::{ListenerDiff, ListenerKey, NEEDS_RESTART, needs_restart};
 
 use crate::admission::Admission;
 use crate::checkconfig::{check_files, problem};
-use crate::listen::{StartError, bind, open_listener};
 use crate::live::Live;
 use crate::msgauth::MailAuth;
 use crate::setup;
 use crate::shared::Shared;
 use crate::tls::TlsManager;
-use dakiya_config::{Config, ConfigError, Role};
+use dakiya_config::{Config, ConfigError, Listener, Role};
 use dakiya_control::ReloadSummary;
 use dakiya_outbound::Outbound;
 use dakiya_proto::ServerConfig;
@@ -45,6 +44,10 @@ pub struct Running {
     /// The accept loop; aborting it closes the socket once nothing else holds it.
     pub task: JoinHandle<()>,
 }
+
+/// How a listener is opened on a bound socket (the accept loop is `listen.rs`'s; start-up
+/// opens its listeners with the same function). `Err`: the bound address cannot be read.
+pub type OpenListener = fn(&Listener, Arc<TcpListener>, &Arc<Shared>, &Arc<Admission>) -> std::io::Result<Running>;
 
 /// Why a reload was refused. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,7 @@ pub struct Reloader {
     admission: Arc<Admission>,
     /// The queue's context at start, which reloaded contexts share the spool and limits with.
     queue_ctx: Arc<Ctx>,
+    open: OpenListener,
     /// Shutting down: the listeners are stopped and no reload may start new ones.
     stopped: bool,
 }
@@ -92,8 +96,9 @@ impl Reloader {
         shared: Arc<Shared>,
         admission: Arc<Admission>,
         queue_ctx: Arc<Ctx>,
+        open: OpenListener,
     ) -> Reloader {
-        Reloader { file, running, shared, admission, queue_ctx, stopped: false }
+        Reloader { file, running, shared, admission, queue_ctx, open, stopped: false }
     }
 
     async fn reload(&mut self) -> Result<ReloadSummary, ReloadError> {
@@ -116,7 +121,10 @@ impl Reloader {
         for l in &diff.added {
             let socket = match diff.takes_over(l).and_then(|k| self.find(k)) {
                 Some(r) => r.socket.clone(),
-                None => Arc::new(bind(l.address).await.map_err(|e| bind_error(&cfg, l.role, e))?),
+                None => {
+                    let socket = TcpListener::bind(l.address).await;
+                    Arc::new(socket.map_err(|source| bind_error(&cfg, l, source))?)
+                }
             };
             sockets.push((l, socket));
         }
@@ -140,13 +148,13 @@ impl Reloader {
         }
         let mut summary = summary(&cfg);
         for (l, socket) in sockets {
-            match open_listener(l, socket, &self.shared, &self.admission) {
+            match (self.open)(l, socket, &self.shared, &self.admission) {
                 Ok(r) => {
                     summary.listeners_added.push(format!("{} {}", r.bound, r.key.role));
                     self.running.push(r);
                 }
                 // Only the socket's own address could not be read: it is not listening.
-                Err(e) => tracing::error!(error = %e, "listener not started"),
+                Err(e) => tracing::error!(address = %l.address, error = %e, "listener not started"),
             }
         }
         for key in &diff.removed {
@@ -208,11 +216,8 @@ fn internal(cfg: &Config, e: tokio::task::JoinError) -> ConfigError {
     }
 }
 
-fn bind_error(cfg: &Config, role: Role, e: StartError) -> ReloadError {
-    match e {
-        StartError::Bind { address, source } => ReloadError::Bind { file: cfg.source.clone(), address, role, source },
-        other => ReloadError::Invalid(vec![problem(cfg, "listen", other.to_string())]),
-    }
+fn bind_error(cfg: &Config, l: &Listener, source: std::io::Error) -> ReloadError {
+    ReloadError::Bind { file: cfg.source.clone(), address: l.address, role: l.role, source }
 }
 
 /// The size of the configuration now in force, for the summary.

@@ -185,6 +185,45 @@ fn listeners_are_added_and_removed_while_open_sessions_finish() {
     assert_eq!(server.wait_for("alice", 1).len(), 1);
 }
 
+#[test]
+fn a_bind_failure_refuses_the_whole_reload() {
+    let server = TestServer::start(OLD);
+    let taken = std::net::TcpListener::bind("127.0.0.5:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    server.rewrite_config(&format!("{NEW}[[listen]]\naddress = \"{address}\"\nrole = \"mx\"\nverify = false\n"));
+    let e = server.reload().unwrap_err().to_string();
+    assert!(e.contains(&format!("cannot listen on {address} (mx)")), "{e}");
+    // Nothing changed: the domains are the old ones.
+    let mut c = server.connect();
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<>");
+    assert!(c.cmd("RCPT TO:<x@old.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<y@new.test>").starts_with("550"));
+}
+
+#[test]
+fn a_role_change_keeps_the_socket() {
+    // A fixed port (not 0, which means "any port"), free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.6:0").unwrap().local_addr().unwrap().port();
+    let listen =
+        |role: &str| format!("[[listen]]\naddress = \"127.0.0.6:{port}\"\nrole = \"{role}\"\nverify = false\n");
+    let server = TestServer::start(&listen("mx"));
+    let address: SocketAddr = format!("127.0.0.6:{port}").parse().unwrap();
+    let mut open = Client::connect(address, None);
+    open.begin("s@client.test", "alice@example.test");
+    server.rewrite_config(&listen("submission").replace("verify = false\n", ""));
+    let s = server.reload().unwrap();
+    assert_eq!(s.listeners_added, [format!("{address} submission")]);
+    assert_eq!(s.listeners_removed, [format!("{address} mx")]);
+    // New connections to the same address are submission sessions; the open mx one goes on.
+    let mut c = Client::connect(address, None);
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<alice@example.test>").starts_with("530"));
+    assert!(open.cmd("DATA").starts_with("354"));
+    open.send(b"Subject: across\r\n\r\nacross\r\n.\r\n");
+    assert!(open.reply().starts_with("250"));
+}
+
 /// The sending server: trusts 127.0.0.1 to relay, retries every second, routes remote.test
 /// to `port`.
 fn sender_config(port: u16) -> String {
