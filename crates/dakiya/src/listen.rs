@@ -124,10 +124,10 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
         async move { shared.counters.log_periodically().await }
     });
     let mut running = Vec::new();
-    for l in &cfg.listeners {
+    for (key, l) in ListenerKey::all(&cfg.listeners).into_iter().zip(&cfg.listeners) {
         let bind_error = |source| StartError::Bind { address: l.address, source };
         let socket = TcpListener::bind(l.address).await.map_err(bind_error)?;
-        running.push(open_listener(l, Arc::new(socket), &shared, &admission).map_err(bind_error)?);
+        running.push(open_listener(key, l, Arc::new(socket), &shared, &admission).map_err(bind_error)?);
     }
     let listeners = running.iter().map(|r| (r.bound, r.key.role)).collect();
     let reloader = Reloader::new(file, running, shared.clone(), admission.clone(), ctx, open_listener);
@@ -150,6 +150,7 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
 /// this function: `reload.rs` does not import this file). `Err`: the bound address cannot be
 /// read.
 fn open_listener(
+    key: ListenerKey,
     l: &dakiya_config::Listener,
     socket: Arc<TcpListener>,
     shared: &Arc<Shared>,
@@ -157,7 +158,6 @@ fn open_listener(
 ) -> std::io::Result<Running> {
     let bound = socket.local_addr()?;
     tracing::info!(address = %bound, role = %l.role.as_str(), "listening");
-    let key = ListenerKey { address: l.address, role: l.role };
     let task = tokio::spawn(accept_loop(socket.clone(), key, l.checks, shared.clone(), admission.clone()));
     Ok(Running { key, bound, socket, task })
 }

@@ -47,7 +47,8 @@ pub struct Running {
 
 /// How a listener is opened on a bound socket (the accept loop is `listen.rs`'s; start-up
 /// opens its listeners with the same function). `Err`: the bound address cannot be read.
-pub type OpenListener = fn(&Listener, Arc<TcpListener>, &Arc<Shared>, &Arc<Admission>) -> std::io::Result<Running>;
+pub type OpenListener =
+    fn(ListenerKey, &Listener, Arc<TcpListener>, &Arc<Shared>, &Arc<Admission>) -> std::io::Result<Running>;
 
 /// Why a reload was refused. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -118,15 +119,15 @@ impl Reloader {
         // Bind every new listener before anything changes: a failure leaves all as it was
         // (the sockets bound so far close when dropped).
         let mut sockets = Vec::new();
-        for l in &diff.added {
-            let socket = match diff.takes_over(l).and_then(|k| self.find(k)) {
+        for (key, l) in &diff.added {
+            let socket = match diff.takes_over(key).and_then(|k| self.find(k)) {
                 Some(r) => r.socket.clone(),
                 None => {
                     let socket = TcpListener::bind(l.address).await;
                     Arc::new(socket.map_err(|source| bind_error(&cfg, l, source))?)
                 }
             };
-            sockets.push((l, socket));
+            sockets.push((*key, l, socket));
         }
         // The swap. The queue goes first: it is the only step that can still fail (when the
         // queue manager has already stopped), and then nothing else has changed.
@@ -147,8 +148,8 @@ impl Reloader {
             reload_certificate(tls).await;
         }
         let mut summary = summary(&cfg);
-        for (l, socket) in sockets {
-            match (self.open)(l, socket, &self.shared, &self.admission) {
+        for (key, l, socket) in sockets {
+            match (self.open)(key, l, socket, &self.shared, &self.admission) {
                 Ok(r) => {
                     summary.listeners_added.push(format!("{} {}", r.bound, r.key.role));
                     self.running.push(r);

@@ -5,24 +5,34 @@ use dakiya_config::{Checks, Config, Listener, Role};
 use std::net::SocketAddr;
 
 /// What identifies a listener across reloads: the address as configured (port 0 stays port 0,
-/// whatever port it was given) and its role. Any role: the diff does not look inside it.
+/// whatever port it was given), its role, and which of the listeners with that address and
+/// role it is (port 0 may be configured more than once). Any role: the diff does not look
+/// inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerKey {
     /// The configured address.
     pub address: SocketAddr,
     /// What the listener is for.
     pub role: Role,
+    /// How many listeners before it in the configuration have the same address and role.
+    pub nth: usize,
 }
 
 impl ListenerKey {
-    /// The key of `l`.
-    pub fn of(l: &Listener) -> ListenerKey {
-        ListenerKey { address: l.address, role: l.role }
+    /// The keys of `listeners`, in their order.
+    pub fn all(listeners: &[Listener]) -> Vec<ListenerKey> {
+        let mut keys: Vec<ListenerKey> = Vec::with_capacity(listeners.len());
+        for l in listeners {
+            let nth = keys.iter().filter(|k| k.address == l.address && k.role == l.role).count();
+            keys.push(ListenerKey { address: l.address, role: l.role, nth });
+        }
+        keys
     }
 
     /// This listener's checks in `cfg`, if `cfg` has it.
     pub fn checks_in(&self, cfg: &Config) -> Option<Checks> {
-        cfg.listeners.iter().find(|l| ListenerKey::of(l) == *self).map(|l| l.checks)
+        let at = ListenerKey::all(&cfg.listeners).iter().position(|k| k == self)?;
+        Some(cfg.listeners[at].checks)
     }
 }
 
@@ -30,7 +40,7 @@ impl ListenerKey {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListenerDiff {
     /// In the new configuration only: to start, in its order.
-    pub added: Vec<Listener>,
+    pub added: Vec<(ListenerKey, Listener)>,
     /// In the old configuration only: to stop accepting on (open sessions finish).
     pub removed: Vec<ListenerKey>,
 }
@@ -39,21 +49,22 @@ impl ListenerDiff {
     /// Compares `old` and `new` by [`ListenerKey`]. A listener in both is kept as it runs
     /// (its sessions take the new checks from the configuration in force).
     pub fn between(old: &[Listener], new: &[Listener]) -> ListenerDiff {
-        let has = |set: &[Listener], key: ListenerKey| set.iter().any(|l| ListenerKey::of(l) == key);
+        let (old_keys, new_keys) = (ListenerKey::all(old), ListenerKey::all(new));
+        let added = new_keys.iter().zip(new).filter(|(k, _)| !old_keys.contains(k));
         ListenerDiff {
-            added: new.iter().filter(|l| !has(old, ListenerKey::of(l))).cloned().collect(),
-            removed: old.iter().map(ListenerKey::of).filter(|&k| !has(new, k)).collect(),
+            added: added.map(|(k, l)| (*k, l.clone())).collect(),
+            removed: old_keys.iter().copied().filter(|k| !new_keys.contains(k)).collect(),
         }
     }
 
-    /// The removed listener on the same configured address as `added`, if any (the role
-    /// changed): its socket is taken over instead of binding the address a second time. Port
-    /// 0 is never taken over: it means "any free port", not this one.
-    pub fn takes_over(&self, added: &Listener) -> Option<ListenerKey> {
-        if added.address.port() == 0 {
+    /// The removed listener on the same configured address as the added `key` (the role
+    /// changed), if any: its socket is taken over instead of binding the address a second
+    /// time. Port 0 is never taken over: it means "any free port", not this one.
+    pub fn takes_over(&self, key: &ListenerKey) -> Option<ListenerKey> {
+        if key.address.port() == 0 {
             return None;
         }
-        self.removed.iter().copied().find(|k| k.address == added.address)
+        self.removed.iter().copied().find(|k| k.address == key.address)
     }
 }
 
@@ -110,7 +121,11 @@ mod tests {
     }
 
     fn key(address: &str, role: Role) -> ListenerKey {
-        ListenerKey { address: address.parse().unwrap(), role }
+        ListenerKey { address: address.parse().unwrap(), role, nth: 0 }
+    }
+
+    fn added(diff: &ListenerDiff) -> Vec<Listener> {
+        diff.added.iter().map(|(_, l)| l.clone()).collect()
     }
 
     #[test]
@@ -118,7 +133,7 @@ mod tests {
         let old = listeners(&[("127.0.0.1:25", "mx"), ("127.0.0.1:587", "submission"), ("127.0.0.1:0", "mx")]);
         let new = listeners(&[("127.0.0.1:0", "mx"), ("127.0.0.1:465", "submissions"), ("127.0.0.1:25", "mx")]);
         let diff = ListenerDiff::between(&old, &new);
-        assert_eq!(diff.added, listeners(&[("127.0.0.1:465", "submissions")]));
+        assert_eq!(added(&diff), listeners(&[("127.0.0.1:465", "submissions")]));
         assert_eq!(diff.removed, vec![key("127.0.0.1:587", Role::Submission)]);
         assert_eq!(ListenerDiff::between(&old, &old), ListenerDiff::default());
     }
@@ -129,8 +144,20 @@ mod tests {
         let new = listeners(&[("127.0.0.1:25", "submission"), ("127.0.0.1:0", "submission")]);
         let diff = ListenerDiff::between(&old, &new);
         assert_eq!(diff.removed, vec![key("127.0.0.1:25", Role::Mx), key("127.0.0.1:0", Role::Mx)]);
-        assert_eq!(diff.takes_over(&diff.added[0]), Some(key("127.0.0.1:25", Role::Mx)));
-        assert_eq!(diff.takes_over(&diff.added[1]), None);
+        assert_eq!(diff.takes_over(&diff.added[0].0), Some(key("127.0.0.1:25", Role::Mx)));
+        assert_eq!(diff.takes_over(&diff.added[1].0), None);
+    }
+
+    #[test]
+    fn port_zero_listeners_are_told_apart_by_their_order() {
+        let two = listeners(&[("127.0.0.1:0", "mx"), ("127.0.0.1:0", "mx")]);
+        let one = listeners(&[("127.0.0.1:0", "mx")]);
+        let second = ListenerKey { nth: 1, ..key("127.0.0.1:0", Role::Mx) };
+        assert_eq!(ListenerKey::all(&two), [key("127.0.0.1:0", Role::Mx), second]);
+        assert_eq!(ListenerDiff::between(&two, &one).removed, [second]);
+        let diff = ListenerDiff::between(&one, &two);
+        assert_eq!(diff.added.len(), 1);
+        assert_eq!(diff.added[0].0, second);
     }
 
     #[test]
@@ -139,6 +166,11 @@ mod tests {
         let c = Config::parse(text, "test.toml").unwrap();
         let checks = key("127.0.0.1:25", Role::Mx).checks_in(&c).unwrap();
         assert!(!checks.verify && checks.spf_reject);
+        // Two on port 0: each has its own.
+        let text = "[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\n[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\n";
+        let c = Config::parse(text, "test.toml").unwrap();
+        assert!(!key("127.0.0.1:0", Role::Mx).checks_in(&c).unwrap().verify);
+        assert!(ListenerKey { nth: 1, ..key("127.0.0.1:0", Role::Mx) }.checks_in(&c).unwrap().verify);
         assert_eq!(key("127.0.0.1:26", Role::Mx).checks_in(&c), None);
         assert_eq!(key("127.0.0.1:25", Role::Submission).checks_in(&c), None);
     }
