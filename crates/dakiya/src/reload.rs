@@ -69,6 +69,9 @@ pub enum ReloadError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A step of the reload panicked (a bug); nothing was changed unless the log says so.
+    #[error("internal error while reloading: {0}")]
+    Internal(String),
 }
 
 fn join(problems: &[ConfigError]) -> String {
@@ -112,7 +115,7 @@ impl Reloader {
         // Reading and checking files (and building resolvers) blocks.
         let prepared = tokio::task::spawn_blocking(move || prepare(&file, &old_config))
             .await
-            .map_err(|e| ReloadError::Invalid(vec![internal(&old.config, e)]))?
+            .map_err(|e| ReloadError::Internal(e.to_string()))?
             .map_err(ReloadError::Invalid)?;
         let cfg = prepared.config.clone();
         let diff = ListenerDiff::between(&old.config.listeners, &cfg.listeners);
@@ -208,15 +211,6 @@ fn prepare(file: &Path, old: &Config) -> Result<Prepared, Vec<ConfigError>> {
     Ok(Prepared { config: Arc::new(cfg), session, outbound, tls, mailauth })
 }
 
-fn internal(cfg: &Config, e: tokio::task::JoinError) -> ConfigError {
-    ConfigError {
-        file: cfg.source.clone(),
-        line: None,
-        key: None,
-        message: format!("internal error while reloading: {e}"),
-    }
-}
-
 fn bind_error(cfg: &Config, l: &Listener, source: std::io::Error) -> ReloadError {
     ReloadError::Bind { file: cfg.source.clone(), address: l.address, role: l.role, source }
 }
@@ -256,7 +250,11 @@ impl ReloadHandle {
     /// Logs one INFO line for a reload applied, one ERROR line for a reload refused.
     pub async fn reload(&self) -> Result<ReloadSummary, ReloadError> {
         let started = std::time::Instant::now();
-        let result = self.0.lock().await.reload().await;
+        // On a task of its own: a caller that stops waiting (the control socket's deadline,
+        // a client gone) must not cut a reload short between its swaps.
+        let reloader = self.0.clone();
+        let task = tokio::spawn(async move { reloader.lock_owned().await.reload().await });
+        let result = task.await.unwrap_or_else(|e| Err(ReloadError::Internal(e.to_string())));
         match &result {
             Ok(s) => tracing::info!(
                 file = %s.file,
