@@ -21,7 +21,9 @@ pub mod testdata;
 mod view;
 
 pub use request::{ControlOp, Request, RequestError, parse_request};
-pub use response::{MessageDetail, MessageView, RcptDetail, RcptView, Response, ResponseError, StateName};
+pub use response::{
+    MessageDetail, MessageView, RcptDetail, RcptView, ReloadSummary, Response, ResponseError, StateName,
+};
 pub use stats::{AGE_EDGES_MINUTES, Counts, DomainStats, QueueStats, age_bucket, queue_stats};
 pub use view::{header_section, message_view, rcpt_view};
 

@@ -30,6 +30,9 @@ pub enum Request {
     /// The queue by destination domain, age and state, with at most this many domains
     /// (never 0), or all of them when `None`.
     Stats(Option<u32>),
+    /// Re-read the server's configuration file and apply it (`dakiya reload`,
+    /// docs/reload.md); answered once the reload is done or refused.
+    Reload,
 }
 
 /// Why a request line was refused; the text goes back to the client as `error`.
@@ -100,6 +103,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         "stats" if raw.id.is_some() => Err(RequestError::Unexpected("stats takes no id")),
         "stats" if raw.top == Some(0) => Err(RequestError::Unexpected("\"top\" must be at least 1")),
         "stats" => Ok(Request::Stats(raw.top)),
+        "reload" if raw.id.is_some() => Err(RequestError::Unexpected("reload takes no id")),
+        "reload" => Ok(Request::Reload),
         "show" => Ok(Request::Show(id("show")?)),
         "retry" if raw.all && raw.id.is_some() => Err(RequestError::Unexpected("retry takes an id or all, not both")),
         "retry" if raw.all => Ok(Request::Control(ControlOp::Retry(None))),
@@ -117,6 +122,7 @@ impl Request {
         let (cmd, id, all, top) = match self {
             Request::List => ("list", None, false, None),
             Request::Stats(top) => ("stats", None, false, *top),
+            Request::Reload => ("reload", None, false, None),
             Request::Show(id) => ("show", Some(id), false, None),
             Request::Control(ControlOp::Retry(None)) => ("retry", None, true, None),
             Request::Control(ControlOp::Retry(Some(id))) => ("retry", Some(id), false, None),
@@ -152,6 +158,7 @@ mod tests {
             (r#"{"cmd":"stats"}"#, Request::Stats(None)),
             (r#"{"cmd":"stats","top":20}"#, Request::Stats(Some(20))),
             (r#"{"top":1,"cmd":"stats"}"#, Request::Stats(Some(1))),
+            (r#"{"cmd":"reload"}"#, Request::Reload),
         ];
         for (line, want) in cases {
             assert_eq!(parse_request(line.as_bytes()), Ok(want.clone()), "{line}");
@@ -163,7 +170,8 @@ mod tests {
     #[test]
     fn refuses_bad_requests() {
         use RequestError::*;
-        let cases: [(&[u8], RequestError); 18] = [
+        let cases: [(&[u8], RequestError); 19] = [
+            (br#"{"cmd":"reload","id":"0655E5A000000001"}"#, Unexpected("reload takes no id")),
             (b"", Empty),
             (b"  \r", Empty),
             (br#"{"cmd":"list","id":"0655E5A000000001"}"#, Unexpected("list takes no id")),

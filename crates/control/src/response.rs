@@ -29,6 +29,27 @@ pub struct Response {
     /// `stats`: the queue by destination domain, age and state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<QueueStats>,
+    /// `reload`: what the reload changed, when it was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadSummary>,
+}
+
+/// What a configuration reload applied (`dakiya reload`): the listeners it started and
+/// stopped, and the size of the configuration now in force.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// The configuration file read.
+    pub file: String,
+    /// Listeners started, as `ADDRESS ROLE` (the bound address).
+    pub listeners_added: Vec<String>,
+    /// Listeners stopped (their open sessions finish), as `ADDRESS ROLE`.
+    pub listeners_removed: Vec<String>,
+    /// Local domains now.
+    pub domains: usize,
+    /// Mailboxes in all local domains now.
+    pub mailboxes: usize,
+    /// Aliases now.
+    pub aliases: usize,
 }
 
 impl Response {

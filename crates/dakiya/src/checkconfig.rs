@@ -87,6 +87,7 @@ fn check_outbound(cfg: &Config) -> Result<(), ConfigError> {
     }
 }
 
-fn problem(cfg: &Config, key: &str, message: String) -> ConfigError {
+/// A problem with `cfg` at `key` (no line: the key is known, not where it was written).
+pub(crate) fn problem(cfg: &Config, key: &str, message: String) -> ConfigError {
     ConfigError { file: cfg.source.clone(), line: None, key: Some(key.to_string()), message }
 }

@@ -47,12 +47,15 @@ fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
 /// Serves one connection to its end; `ticket` is its place among the open connections.
 pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks, shared: Arc<Shared>, ticket: Ticket) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
-    let policy = session_policy(&shared.config, role, peer);
+    // The session keeps its listener's role, its policy and its limits for its life; the
+    // configuration's other decisions are taken afresh each time (docs/reload.md).
+    let live = shared.live.get();
+    let policy = session_policy(&live.config, role, peer);
     let listener = tcp.local_addr().map_or_else(|_| role.as_str().to_string(), |a| format!("{} {a}", role.as_str()));
     let activity = ticket.activity.clone();
     let mut tls_info = None;
     let mut stream = if policy.implicit_tls {
-        match crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT, &activity).await {
+        match crate::stream::accept(live.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT, &activity).await {
             Ok(tls) => {
                 let info = crate::stream::describe(&tls);
                 tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
@@ -68,8 +71,9 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
     } else {
         Stream::Plain(tcp)
     };
-    let client = Client { ip: peer.ip(), trusted: shared.config.is_trusted(peer.ip()) };
-    let mut server: Server<Vec<Target>> = Server::with_policy(shared.session.clone(), policy);
+    let client = Client { ip: peer.ip(), trusted: live.config.is_trusted(peer.ip()) };
+    let mut server: Server<Vec<Target>> = Server::with_policy(live.session.clone(), policy);
+    drop(live);
     let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
     let mut conn = Conn {
         stream: &mut stream,
@@ -149,7 +153,7 @@ impl Conn<'_> {
     /// What this session does to its messages' authentication.
     fn auth_mode(&self, server: &Server<Vec<Target>>) -> Mode {
         let submitted = server.auth_user().is_some() || self.client.trusted;
-        self.shared.mailauth.mode(submitted, self.checks.verify)
+        self.shared.live.get().mailauth.mode(submitted, self.checks.verify)
     }
 
     /// SPF at MAIL time, for verifying sessions; refuses when `spf_reject` says so.
@@ -157,7 +161,7 @@ impl Conn<'_> {
         let mode = self.auth_mode(server);
         let helo = server.hello().map_or("", |h| h.name.as_str());
         let ip = self.peer.ip().to_canonical();
-        let mailauth = &self.shared.mailauth;
+        let mailauth = self.shared.live.get().mailauth.clone();
         let (spf, refusal) = mailauth.check_spf(mode, self.checks.spf_reject, ip, helo, sender).await;
         self.spf = spf;
         match refusal {
@@ -169,7 +173,8 @@ impl Conn<'_> {
     async fn run(&mut self, server: &mut Server<Vec<Target>>) -> Ending {
         let mut input: Vec<u8> = Vec::new();
         let mut msg = Message::default();
-        let cfg = self.shared.config.clone();
+        // The timeouts a session started with are its own.
+        let cfg = self.shared.live.get().config.clone();
         let t = &cfg.timeouts;
         let start = Instant::now();
         let mut clock = Clock { command: start + t.command, data_start: start, data_bytes: 0, grace: None };
@@ -238,7 +243,7 @@ impl Conn<'_> {
                 }
                 Event::CheckSender => {
                     let mut verdict = match server.pending_sender() {
-                        Some(from) => policy::check_sender(&self.shared.config, server.auth_user(), from),
+                        Some(from) => policy::check_sender(&self.shared.live.get().config, server.auth_user(), from),
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
                     if verdict.is_ok() {
@@ -263,7 +268,7 @@ impl Conn<'_> {
                     // Whatever the client pipelined after STARTTLS was discarded by the
                     // session; drop anything we had read as well.
                     input = Vec::new();
-                    let acceptor = self.shared.tls.acceptor();
+                    let acceptor = self.shared.live.get().tls.acceptor();
                     match self.stream.upgrade(acceptor, HANDSHAKE_TIMEOUT, &self.activity).await {
                         Ok(info) => {
                             tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
@@ -317,7 +322,8 @@ impl Conn<'_> {
     /// Writes pending replies within the write deadline; `Err` says how the session ended.
     async fn flush(&mut self, server: &mut Server<Vec<Target>>) -> Result<(), Ending> {
         if !server.output().is_empty() {
-            let t = &self.shared.config.timeouts;
+            let cfg = self.shared.live.get().config.clone();
+            let t = &cfg.timeouts;
             let limit = if self.interrupt.shutting_down() { t.write.min(FINAL_WRITE_TIMEOUT) } else { t.write };
             match self.stream.write_all(server.output(), Instant::now() + limit).await {
                 Ok(()) => server.clear_output(),

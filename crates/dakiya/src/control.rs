@@ -11,6 +11,7 @@
 //! spool data) is `dakiya_control`'s; here is the server side: the socket, who may connect,
 //! deadlines, carrying requests out.
 
+use crate::reload::ReloadHandle;
 use dakiya_control::{
     ControlOp, MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request, queue_stats,
 };
@@ -40,16 +41,18 @@ const MAX_CLIENTS: usize = 8;
 struct Ctx {
     spool: Arc<Spool>,
     queue: QueueHandle,
+    /// Carries out `reload`.
+    reload: ReloadHandle,
     /// The user id that owns the socket file: the server's own.
     owner: u32,
 }
 
 /// Listens on `path` until the process ends, answering requests.
-pub async fn serve(path: PathBuf, spool: Arc<Spool>, queue: QueueHandle) -> io::Result<()> {
+pub async fn serve(path: PathBuf, spool: Arc<Spool>, queue: QueueHandle, reload: ReloadHandle) -> io::Result<()> {
     let listener = bind(&path)?;
     let owner = std::fs::metadata(&path)?.uid();
     tracing::info!(path = %path.display(), "control socket listening");
-    let ctx = Arc::new(Ctx { spool, queue, owner });
+    let ctx = Arc::new(Ctx { spool, queue, reload, owner });
     let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
@@ -166,6 +169,11 @@ async fn execute(req: Request, ctx: &Ctx) -> Response {
             Ok(Ok((view, now))) => Response { ok: true, now: Some(now), message: Some(view), ..Response::default() },
             Ok(Err(e)) => Response::error(e),
             Err(e) => Response::error(format!("internal error: {e}")),
+        },
+        // Answered once the reload is done or refused (it has logged either).
+        Request::Reload => match ctx.reload.reload().await {
+            Ok(summary) => Response { ok: true, reload: Some(summary), ..Response::default() },
+            Err(e) => Response::error(e.to_string()),
         },
         Request::Control(op) => {
             match op_id(&op) {

@@ -3,8 +3,11 @@
 
 use crate::listen::{self, StartError};
 use crate::logging::{self, Buffer};
+use crate::reload::{ReloadError, ReloadHandle};
 use dakiya_config::{Config, Role};
+use dakiya_control::ReloadSummary;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
@@ -26,6 +29,9 @@ pub struct Listener {
 /// Dropping it shuts it down ([`Server::shutdown`]).
 pub struct Server {
     listeners: Vec<Listener>,
+    /// Reloads it, on its own runtime.
+    reloader: ReloadHandle,
+    runtime: tokio::runtime::Handle,
     log: Buffer,
     /// Fires the shutdown; `None` once fired.
     stop: Option<oneshot::Sender<()>>,
@@ -42,8 +48,31 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Starts a server with `cfg` and returns once every listener accepts connections (the
     /// log says "dakiya started"), or with the error that stopped it (as `dakiya serve`
-    /// would exit with it).
+    /// would exit with it). It has no file to reload (as with the embedded default).
     pub fn start(cfg: Config) -> Result<Server, StartError> {
+        Server::launch(cfg, None)
+    }
+
+    /// Starts a server from the configuration `file`, as `dakiya serve --config FILE` does:
+    /// [`Server::reload`] re-reads it.
+    pub fn start_from_file(file: &Path) -> Result<Server, StartError> {
+        let cfg = Config::from_file(file).map_err(StartError::Config)?;
+        Server::launch(cfg, Some(file.to_path_buf()))
+    }
+
+    /// Re-reads the configuration file and applies it, as SIGHUP and `dakiya reload` do
+    /// (docs/reload.md); returns once it is applied or refused. Not from inside an async
+    /// runtime's thread: it blocks.
+    pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reloader = self.reloader.clone();
+        self.runtime.spawn(async move {
+            let _ = tx.send(reloader.reload().await);
+        });
+        rx.recv().unwrap_or(Err(ReloadError::ShuttingDown))
+    }
+
+    fn launch(cfg: Config, file: Option<PathBuf>) -> Result<Server, StartError> {
         let log = Buffer::default();
         let dispatch = logging::to_buffer(log.clone(), &cfg.log);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -58,12 +87,13 @@ impl Server {
                 };
                 rt.block_on(async move {
                     tokio::spawn(logging::report_counts());
-                    let started = match listen::start(cfg).await {
+                    let started = match listen::start(cfg, file).await {
                         Ok(started) => started,
                         Err(e) => return drop(ready_tx.send(Err(e))),
                     };
                     let listeners = started.listeners().iter().map(|&(address, role)| Listener { address, role });
-                    let _ = ready_tx.send(Ok(listeners.collect()));
+                    let handles = (started.reloader(), tokio::runtime::Handle::current());
+                    let _ = ready_tx.send(Ok((listeners.collect(), handles)));
                     // A dropped sender (the `Server` gone without a shutdown) stops it too.
                     started.serve_until(async move { _ = stopped.await }).await;
                 });
@@ -73,7 +103,9 @@ impl Server {
             .map_err(StartError::Runtime)?;
         let started = ready_rx.recv();
         match started {
-            Ok(Ok(listeners)) => Ok(Server { listeners, log, stop: Some(stop), thread: Some(thread) }),
+            Ok(Ok((listeners, (reloader, runtime)))) => {
+                Ok(Server { listeners, reloader, runtime, log, stop: Some(stop), thread: Some(thread) })
+            }
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
@@ -86,7 +118,8 @@ impl Server {
         }
     }
 
-    /// Every listener, in the order of the configuration.
+    /// Every listener at start, in the order of the configuration (a reload's changes are in
+    /// its [`ReloadSummary`]).
     pub fn listeners(&self) -> &[Listener] {
         &self.listeners
     }

@@ -9,12 +9,14 @@ mod control;
 mod envelope;
 mod inproc;
 mod listen;
+mod live;
 mod logging;
 mod msgauth;
 mod policy;
 mod pop3;
 mod queuestats;
 mod receive;
+mod reload;
 mod setup;
 mod shared;
 mod storage;
@@ -31,11 +33,16 @@ pub mod dkimcli;
 #[doc(hidden)]
 pub mod queuecli;
 #[doc(hidden)]
+pub mod reloadcli;
+#[doc(hidden)]
 pub mod tracecli;
 #[doc(hidden)]
 pub mod usercli;
 
+/// What a reload applied (also the `dakiya reload` answer).
+pub use dakiya_control::ReloadSummary;
 pub use inproc::{Listener, Server};
 pub use listen::{StartError, run};
 #[doc(hidden)]
 pub use logging::init as init_logging;
+pub use reload::ReloadError;

@@ -2,17 +2,17 @@
 
 use crate::admission::{Admission, Limits};
 use crate::conn;
-use crate::msgauth::MailAuth;
+use crate::live::{Current, Live};
+use crate::reload::{ListenerKey, ReloadHandle, Reloader, Running};
 use crate::shared::Shared;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role};
-use dakiya_mailauth::Verifier;
 use dakiya_outbound::Outbound;
-use dakiya_proto::ServerConfig;
 use dakiya_spool::Spool;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -45,13 +45,22 @@ pub enum StartError {
     /// Message authentication could not be set up (its DNS resolver, the DKIM keys).
     #[error("message authentication: {0}")]
     Auth(String),
+    /// The configuration file could not be read or is not valid (in-process servers started
+    /// from a file).
+    #[error("{0}")]
+    Config(dakiya_config::ConfigError),
 }
 
-/// Runs the server until SIGINT or SIGTERM.
-pub fn run(cfg: Config) -> Result<(), StartError> {
+/// Runs the server until SIGINT or SIGTERM; SIGHUP reloads `file` (docs/reload.md). `file`
+/// is where `cfg` was read from: `None` for the embedded default, which cannot be reloaded.
+pub fn run(cfg: Config, file: Option<PathBuf>) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(StartError::Runtime)?;
     rt.block_on(async {
-        start(cfg).await?.serve_until(wait_for_signal()).await;
+        // Registered before anything is started: from here on SIGHUP cannot end the process.
+        let hup = crate::reload::hangups();
+        let started = start(cfg, file).await?;
+        crate::reload::reload_on(hup, started.reloader());
+        started.serve_until(wait_for_signal()).await;
         Ok(())
     })
 }
@@ -59,19 +68,19 @@ pub fn run(cfg: Config) -> Result<(), StartError> {
 /// A started server: its listeners bound and accepting, its queue and control socket running.
 /// [`Started::serve_until`] keeps it running until a trigger, then drains it.
 pub(crate) struct Started {
-    cfg: Arc<Config>,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
-    /// The accept loops, one per listener.
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The listeners (and what a reload changes), behind the lock that serialises reloads.
+    reloader: ReloadHandle,
     summary: tokio::task::JoinHandle<()>,
     shutdown_tx: watch::Sender<bool>,
-    /// Every listener: its bound address (the real port where the configuration says 0).
+    /// Every listener at start: its bound address (the real port where the configuration says 0).
     listeners: Vec<(SocketAddr, Role)>,
 }
 
 /// Starts everything and logs "dakiya started"; must run inside a multi-threaded tokio runtime.
-pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
+/// `file` is where `cfg` was read from, for reloads.
+pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started, StartError> {
     let spool_dir = cfg.data_dir.join("spool");
     let spool = Spool::open(&spool_dir)
         .map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
@@ -86,47 +95,25 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let history = crate::setup::history(&cfg);
     let ctx = dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound);
     let ctx = Arc::new(ctx.with_history(history.clone()));
-    let queue = dakiya_queue::start(ctx, recovered);
-    let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
-    tokio::spawn({
-        let (spool, queue) = (spool.clone(), queue.clone());
-        async move {
-            if let Err(e) = crate::control::serve(control_path.clone(), spool, queue).await {
-                tracing::error!(path = %control_path.display(), error = %e, "control socket failed; `dakiya queue` will not work");
-            }
-        }
-    });
-    let session = Arc::new(ServerConfig {
-        hostname: cfg.hostname.clone(),
-        max_message_size: cfg.limits.max_message_size,
-        max_recipients: cfg.limits.max_recipients,
-        max_errors: cfg.limits.max_errors,
-    });
+    let queue = dakiya_queue::start(ctx.clone(), recovered);
+    let session = Arc::new(crate::setup::session_config(&cfg));
     let tls = TlsManager::new(crate::setup::tls_settings(&cfg)).map_err(|e| StartError::Tls(e.to_string()))?;
     tls.spawn_watcher();
     let a = &cfg.auth;
     let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
     let pool = CheckPool::new(a.max_concurrent_checks, a.check_queue_timeout).map_err(StartError::CheckPool)?;
     let authenticator = Authenticator::new(users.clone(), throttle, pool);
-    // One resolver for SPF/DKIM/DMARC, asking the same name servers as outbound delivery.
-    let verifier = if cfg.listeners.iter().any(|l| l.checks.verify) {
-        Some(Verifier::new(&cfg.outbound.nameservers, &cfg.hostname).map_err(|e| StartError::Auth(e.to_string()))?)
-    } else {
-        None
-    };
-    let mailauth = Arc::new(MailAuth::new(verifier, cfg.data_dir.join("dkim")).map_err(StartError::Auth)?);
+    let mailauth = Arc::new(crate::setup::mail_auth(&cfg).map_err(StartError::Auth)?);
     mailauth.spawn_reloader();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let live = Live { config: cfg.clone(), session, tls, mailauth };
     let shared = Arc::new(Shared {
-        config: cfg.clone(),
-        session,
-        spool,
-        queue,
+        live: Current::new(live),
+        spool: spool.clone(),
+        queue: queue.clone(),
         shutdown: shutdown_rx,
-        tls,
         users,
         authenticator,
-        mailauth,
         counters: Counters::default(),
         history,
     });
@@ -139,41 +126,69 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         let shared = shared.clone();
         async move { shared.counters.log_periodically().await }
     });
-    let mut tasks = Vec::new();
-    let mut listeners = Vec::new();
-    for l in &cfg.listeners {
-        let listener =
-            TcpListener::bind(l.address).await.map_err(|source| StartError::Bind { address: l.address, source })?;
-        let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
-        tracing::info!(address = %local, role = %l.role.as_str(), "listening");
-        listeners.push((local, l.role));
-        let task = accept_loop(listener, l.role, l.checks, shared.clone(), admission.clone());
-        tasks.push(tokio::spawn(task));
+    let mut running = Vec::new();
+    for (key, l) in ListenerKey::all(&cfg.listeners).into_iter().zip(&cfg.listeners) {
+        let bind_error = |source| StartError::Bind { address: l.address, source };
+        let socket = TcpListener::bind(l.address).await.map_err(bind_error)?;
+        running.push(open_listener(key, l, Arc::new(socket), &shared, &admission).map_err(bind_error)?);
     }
+    let listeners = running.iter().map(|r| (r.bound, r.key.role)).collect();
+    let reloader = Reloader::new(file, running, shared.clone(), admission.clone(), ctx, open_listener);
+    let reloader = ReloadHandle::new(reloader);
+    let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
+    tokio::spawn({
+        let (spool, queue, reloader) = (spool, queue, reloader.clone());
+        async move {
+            if let Err(e) = crate::control::serve(control_path.clone(), spool, queue, reloader).await {
+                tracing::error!(path = %control_path.display(), error = %e, "control socket failed; `dakiya queue` will not work");
+            }
+        }
+    });
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
-    Ok(Started { cfg, shared, admission, tasks, summary, shutdown_tx, listeners })
+    Ok(Started { shared, admission, reloader, summary, shutdown_tx, listeners })
+}
+
+/// Starts accepting on `socket` for listener `l`: logs "listening" with the bound address and
+/// spawns the accept loop. Start-up and reloads both open listeners here (a reload is given
+/// this function: `reload.rs` does not import this file). `Err`: the bound address cannot be
+/// read.
+fn open_listener(
+    key: ListenerKey,
+    l: &dakiya_config::Listener,
+    socket: Arc<TcpListener>,
+    shared: &Arc<Shared>,
+    admission: &Arc<Admission>,
+) -> std::io::Result<Running> {
+    let bound = socket.local_addr()?;
+    tracing::info!(address = %bound, role = %l.role.as_str(), "listening");
+    let task = tokio::spawn(accept_loop(socket.clone(), key, l.checks, shared.clone(), admission.clone()));
+    Ok(Running { key, bound, socket, task })
 }
 
 impl Started {
-    /// Every listener: its bound address and role, in the order of the configuration.
+    /// Every listener at start: its bound address and role, in the order of the configuration.
     pub(crate) fn listeners(&self) -> &[(SocketAddr, Role)] {
         &self.listeners
+    }
+
+    /// What reloads this server (the control socket, SIGHUP, an in-process test).
+    pub(crate) fn reloader(&self) -> ReloadHandle {
+        self.reloader.clone()
     }
 
     /// Serves until `trigger` completes (a signal, or a test's request), then shuts down:
     /// no new connections, sessions drained.
     pub(crate) async fn serve_until(self, trigger: impl std::future::Future<Output = ()>) {
         trigger.await;
-        let Started { cfg, shared, admission, tasks, summary, shutdown_tx, listeners: _ } = self;
+        let Started { shared, admission, reloader, summary, shutdown_tx, listeners: _ } = self;
         tracing::info!("shutting down: no new connections; draining sessions");
-        for t in &tasks {
-            t.abort();
-        }
+        // Waits for a reload under way; none starts after this.
+        reloader.stop_listeners().await;
         let _ = shutdown_tx.send(true);
         // Idle sessions close at once; a session inside a transaction gets `shutdown_grace` to
         // finish it, and every final write has a short deadline. The spool is crash-safe, so
         // anything cut short here was never acknowledged.
-        let grace = cfg.timeouts.shutdown_grace + std::time::Duration::from_secs(5);
+        let grace = shared.live.get().config.timeouts.shutdown_grace + std::time::Duration::from_secs(5);
         if !admission.drained(tokio::time::Instant::now() + grace).await {
             tracing::warn!(sessions = admission.len(), "some sessions did not finish within the shutdown grace");
         }
@@ -197,13 +212,17 @@ async fn wait_for_signal() {
     }
 }
 
+/// Accepts connections for the listener `key` until aborted (shutdown, or a reload that
+/// removes it). Each session gets the listener's current checks: those of the configuration
+/// in force, or the ones it started with once a reload has removed it.
 async fn accept_loop(
-    listener: TcpListener,
-    role: Role,
+    listener: Arc<TcpListener>,
+    key: ListenerKey,
     checks: Checks,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
 ) {
+    let role = key.role;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -224,6 +243,7 @@ async fn accept_loop(
                 {
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
+                let checks = key.checks_in(&shared.live.get().config).unwrap_or(checks);
                 let shared = shared.clone();
                 if role.is_pop3() {
                     tokio::spawn(crate::pop3::handle(stream, peer, role, shared, admitted.ticket));

@@ -2,7 +2,7 @@
 //! library (the server), plus the process-wide choices: the allocator and the log.
 #![forbid(unsafe_code)]
 
-use dakiya::{checkconfig, dkimcli, queuecli, tracecli, usercli};
+use dakiya::{checkconfig, dkimcli, queuecli, reloadcli, tracecli, usercli};
 
 /// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
 /// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
@@ -54,6 +54,18 @@ enum Cmd {
         #[command(subcommand)]
         command: dkimcli::DkimCmd,
     },
+    /// Make the running server re-read its configuration file and apply it without a
+    /// restart, as SIGHUP does (docs/reload.md). A file with errors is refused (exit status 1)
+    /// and the running configuration stays; exit status 3 means the server is not running.
+    Reload {
+        /// Configuration file (for the data directory, where the control socket is); default:
+        /// the embedded one. The server re-reads the file it was started with.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Look at and manage the queue of the running server (through its control socket in
     /// the data directory). Exit status 3 means the server is not running.
     Queue {
@@ -95,13 +107,18 @@ fn main() -> ExitCode {
             Ok(cfg) => tracecli::run(&args, &cfg.data_dir),
             Err(code) => code,
         },
+        Cmd::Reload { config, json } => match config.map(|file| reloadcli::data_dir_of(&file)) {
+            None => reloadcli::run(&Config::embedded_default().data_dir, json),
+            Some(Ok(data_dir)) => reloadcli::run(&data_dir, json),
+            Some(Err(code)) => code,
+        },
         Cmd::Serve { config } => {
-            let cfg = match load(config) {
+            let cfg = match load(config.clone()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             dakiya::init_logging(&cfg.log);
-            match dakiya::run(cfg) {
+            match dakiya::run(cfg, config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

@@ -64,14 +64,16 @@ impl MailAuth {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Re-reads the key directory every [`KEY_RELOAD`].
+    /// Re-reads the key directory every [`KEY_RELOAD`], until this is dropped (a
+    /// configuration reload replaces it).
     pub fn spawn_reloader(self: &Arc<Self>) {
-        let this = self.clone();
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(KEY_RELOAD);
             tick.tick().await;
             loop {
                 tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
                 let dir = this.keys_dir.clone();
                 match tokio::task::spawn_blocking(move || KeyStore::load(&dir)).await {
                     Ok(Ok(keys)) => *this.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys),

@@ -23,7 +23,9 @@ pub fn check_recipient(
     user: Option<&str>,
     path: &ForwardPath,
 ) -> Result<Vec<Target>, Reply> {
-    let cfg = &shared.config;
+    // The configuration in force now: a domain added or removed by a reload counts at once.
+    let live = shared.live.get();
+    let cfg = &live.config;
     let may_relay = user.is_some() || client.trusted;
     let (local, domain) = match path {
         // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted; it means the

@@ -38,14 +38,16 @@ pub const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections, try again la
 pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Shared>, ticket: Ticket) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
     let loopback = peer.ip().to_canonical().is_loopback();
+    // Read once: the session keeps its policy and limits for its life (docs/reload.md).
+    let live = shared.live.get();
     let policy = Policy {
         stls: role == Role::Pop3,
         implicit_tls: role.implicit_tls(),
-        login_without_tls: shared.config.auth.plaintext_on_loopback && loopback,
+        login_without_tls: live.config.auth.plaintext_on_loopback && loopback,
     };
     let activity = ticket.activity.clone();
     let mut stream = if policy.implicit_tls {
-        match crate::stream::accept(shared.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT, &activity).await {
+        match crate::stream::accept(live.tls.acceptor(), tcp, HANDSHAKE_TIMEOUT, &activity).await {
             Ok(tls) => {
                 let info = crate::stream::describe(&tls);
                 tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
@@ -61,8 +63,8 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Sh
         Stream::Plain(tcp)
     };
     let cfg = Arc::new(ServerConfig {
-        hostname: shared.config.hostname.clone(),
-        max_errors: shared.config.limits.max_errors,
+        hostname: live.config.hostname.clone(),
+        max_errors: live.config.limits.max_errors,
     });
     let mut server = Server::new(cfg, policy);
     let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
@@ -90,7 +92,8 @@ struct Session<'a> {
 impl Session<'_> {
     async fn run(&mut self, server: &mut Server) -> Ending {
         let mut input: Vec<u8> = Vec::new();
-        let t = &self.shared.config.timeouts;
+        let live = self.shared.live.get();
+        let t = &live.config.timeouts;
         let idle = t.command.max(MIN_AUTOLOGOUT);
         let mut deadline = Instant::now() + idle;
         let mut progressed = false;
@@ -161,7 +164,7 @@ impl Session<'_> {
                         return ending;
                     }
                     input = Vec::new();
-                    let acceptor = self.shared.tls.acceptor();
+                    let acceptor = self.shared.live.get().tls.acceptor();
                     match self.stream.upgrade(acceptor, HANDSHAKE_TIMEOUT, &self.activity).await {
                         Ok(info) => {
                             tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
@@ -194,7 +197,8 @@ impl Session<'_> {
 
     /// Locks and lists the maildrop of `user`.
     async fn open(&mut self, user: &str) -> Result<Vec<dakiya_pop3::Entry>, OpenFailure> {
-        let cfg = &self.shared.config;
+        let live = self.shared.live.get();
+        let cfg = &live.config;
         let Some(path) = login::maildir_of(cfg, self.shared, user) else {
             tracing::warn!(user = %dakiya_proto::logtext::Esc(user), "pop3: this user has no mailbox of their own");
             return Err(OpenFailure::NoMailbox);
@@ -268,7 +272,7 @@ impl Session<'_> {
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), Ending> {
-        let limit = self.shared.config.timeouts.write;
+        let limit = self.shared.live.get().config.timeouts.write;
         match self.stream.write_all(data, Instant::now() + limit).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Ending::WriteDeadline),
@@ -279,7 +283,7 @@ impl Session<'_> {
     /// Writes pending replies within the write deadline.
     async fn flush(&mut self, server: &mut Server) -> Result<(), Ending> {
         if !server.output().is_empty() {
-            let limit = if self.interrupt.shutting_down() { CLOSE_TIMEOUT } else { self.shared.config.timeouts.write };
+            let limit = if self.interrupt.shutting_down() { CLOSE_TIMEOUT } else { self.shared.live.get().config.timeouts.write };
             match self.stream.write_all(server.output(), Instant::now() + limit).await {
                 Ok(()) => server.clear_output(),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Ending::WriteDeadline),

@@ -87,7 +87,7 @@ pub enum QueueCmd {
 
 /// Why a command did not succeed; each maps to an exit status.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// The server answered `ok: false`, or the exchange failed.
     Failed(String),
     /// The command line was wrong.
@@ -104,15 +104,22 @@ pub fn run(cmd: QueueCmd, data_dir: &Path) -> ExitCode {
             print!("{out}");
             ExitCode::SUCCESS
         }
-        Err(Failure::Failed(e)) => {
+        Err(f) => report(f),
+    }
+}
+
+/// Prints why a command failed and returns its exit status.
+pub(crate) fn report(failure: Failure) -> ExitCode {
+    match failure {
+        Failure::Failed(e) => {
             eprintln!("dakiya: {e}");
             ExitCode::FAILURE
         }
-        Err(Failure::Usage(e)) => {
+        Failure::Usage(e) => {
             eprintln!("dakiya: {e}");
             ExitCode::from(2)
         }
-        Err(Failure::NotRunning(e)) => {
+        Failure::NotRunning(e) => {
             eprintln!("dakiya: {e}");
             ExitCode::from(3)
         }
@@ -162,7 +169,7 @@ fn queue_id(text: &str) -> Result<QueueId, Failure> {
 }
 
 /// Sends `request` and reads the response: the raw line and its parsed form.
-fn exchange(socket: &Path, request: &Request) -> Result<(String, Response), Failure> {
+pub(crate) fn exchange(socket: &Path, request: &Request) -> Result<(String, Response), Failure> {
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             Failure::NotRunning(format!("dakiya is not running (no control socket at {})", socket.display()))

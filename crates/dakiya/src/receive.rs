@@ -68,7 +68,7 @@ impl Message {
         self.abort();
         self.auth = auth;
         if auth == Mode::Verify {
-            self.filter = Some(HeaderFilter::new(&shared.config.hostname));
+            self.filter = Some(HeaderFilter::new(&shared.live.get().config.hostname));
         }
         let Some(tx) = server.transaction() else { return };
         let id = shared.spool.new_id();
@@ -78,7 +78,7 @@ impl Message {
         self.envelope = Some(env.clone());
         self.history = Some(arrival(&env, tls, server.auth_user(), listener));
         let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
-        let received = envelope::received_header(&shared.config.hostname, &env, tx, &trace);
+        let received = envelope::received_header(&shared.live.get().config.hostname, &env, tx, &trace);
         match shared.spool.writer(env) {
             Ok(mut w) => match w.write(received.as_bytes()) {
                 Ok(()) => self.writer = Some(w),
@@ -163,7 +163,8 @@ impl Message {
         let temp = |why: SpoolError| {
             Failure::from(why).refuse(&logging::READ_BACK_FAILED, "Temporary local problem, try again later")
         };
-        let mailauth = &shared.mailauth;
+        let live = shared.live.get();
+        let mailauth = &live.mailauth;
         let Some(keys) = mailauth.keys_for(self.auth) else { return Ok(()) };
         let Some(writer) = self.writer.as_mut() else { return Ok(()) };
         // Reading back a spilled message is file I/O; a small one is only in memory.
@@ -172,7 +173,7 @@ impl Message {
                 .map_err(temp)?;
         let Some(mut env) = self.envelope.clone() else { return Ok(()) };
         let received = Received { content: &content, envelope: &env, spf };
-        let prepend = mailauth.verify_or_sign(&keys, &shared.config, self.auth, checks, received).await?;
+        let prepend = mailauth.verify_or_sign(&keys, &live.config, self.auth, checks, received).await?;
         if prepend.is_empty() {
             return Ok(());
         }

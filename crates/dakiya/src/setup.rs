@@ -1,11 +1,15 @@
 //! What the server sets up from the configuration before it starts: the outbound service's
 //! settings, read from `[outbound]` and the files it names (the relay password file, the
-//! extra trust anchors), and the TLS settings. `serve` and `check-config` both start from
-//! here, so they cannot disagree about a file.
+//! extra trust anchors), the TLS settings, the session limits and message authentication.
+//! `serve`, `check-config` and a reload (`reload.rs`) all start from here, so they cannot
+//! disagree about a file.
 
+use crate::msgauth::MailAuth;
 use crate::tls::TlsSettings;
 use dakiya_config::Config;
+use dakiya_mailauth::Verifier;
 use dakiya_outbound::{OutboundConfig, RelaySettings};
+use dakiya_proto::ServerConfig;
 use dakiya_proto::client::AuthCredentials;
 
 /// A file named by the configuration that cannot be used: the key that names it and what is
@@ -103,4 +107,26 @@ pub fn history(cfg: &Config) -> dakiya_history::History {
         tracing::error!(dir = %dir.display(), error = %e, "cannot start the message history; `dakiya trace` will find nothing new");
         dakiya_history::History::disabled()
     })
+}
+
+/// What every SMTP session starts with: the host name and the limits of `[limits]`.
+pub fn session_config(cfg: &Config) -> ServerConfig {
+    ServerConfig {
+        hostname: cfg.hostname.clone(),
+        max_message_size: cfg.limits.max_message_size,
+        max_recipients: cfg.limits.max_recipients,
+        max_errors: cfg.limits.max_errors,
+    }
+}
+
+/// Message authentication: a resolver for SPF/DKIM/DMARC when some listener verifies (asking
+/// the same name servers as outbound delivery), and the DKIM keys in DATA_DIR/dkim. Needs a
+/// tokio runtime context (the resolver belongs to it).
+pub fn mail_auth(cfg: &Config) -> Result<MailAuth, String> {
+    let verifier = if cfg.listeners.iter().any(|l| l.checks.verify) {
+        Some(Verifier::new(&cfg.outbound.nameservers, &cfg.hostname).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    MailAuth::new(verifier, cfg.data_dir.join("dkim"))
 }

@@ -18,7 +18,6 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// TLS 1.2 session-ID resumption entries kept in memory (the only resumption offered).
 const SESSION_CACHE_SIZE: usize = 1024;
@@ -35,7 +34,8 @@ pub struct TlsSettings {
     pub data_dir: PathBuf,
     /// The name a generated certificate is issued for.
     pub hostname: String,
-    /// How often the watcher looks at the files' metadata; zero: only on SIGHUP.
+    /// How often the watcher looks at the files' metadata; zero: only on SIGHUP (a
+    /// full configuration reload).
     pub check_interval: Duration,
 }
 
@@ -193,30 +193,28 @@ impl TlsManager {
 
     /// Spawns a task that reloads when the files' mtime, size or inode change (polling every
     /// `check_interval`, reloading once they have been stable for one interval so a file in
-    /// the middle of being written is not read) and on SIGHUP. It ends when the manager is
-    /// dropped. Must be called inside the tokio runtime.
+    /// the middle of being written is not read). It ends when the manager is dropped. SIGHUP
+    /// is not watched here: it is a full configuration reload (`reload.rs`), which reloads the
+    /// certificate too. Must be called inside the tokio runtime.
     pub fn spawn_watcher(self: &Arc<Self>) {
-        // Registered here, not in the task, so a SIGHUP right after this call is not missed.
-        let hup = signal(SignalKind::hangup())
-            .inspect_err(
-                |e| tracing::warn!(error = %e, "cannot watch SIGHUP; TLS certificate reloads on file change only"),
-            )
-            .ok();
-        tokio::spawn(watch(Arc::downgrade(self), self.check_interval, hup));
+        if self.check_interval.is_zero() {
+            return;
+        }
+        tokio::spawn(watch(Arc::downgrade(self), self.check_interval));
     }
 
-    /// One watcher step (blocking): reload on SIGHUP, or when the files changed since the last
-    /// attempt and look the same as at the previous poll (`settling`).
-    fn poll(&self, forced: bool, settling: &mut Option<Stamps>) -> Option<Result<bool, TlsError>> {
+    /// One watcher step (blocking): reload when the files changed since the last attempt and
+    /// look the same as at the previous poll (`settling`).
+    fn poll(&self, settling: &mut Option<Stamps>) -> Option<Result<bool, TlsError>> {
         let now = stamps(&self.cert_path, &self.key_path);
         let attempted = *self.attempted.lock().unwrap_or_else(PoisonError::into_inner);
         let stable = *settling == Some(now);
         *settling = Some(now);
-        (forced || (now != attempted && stable)).then(|| self.reload())
+        (now != attempted && stable).then(|| self.reload())
     }
 }
 
-async fn watch(manager: Weak<TlsManager>, every: Duration, mut hup: Option<Signal>) {
+async fn watch(manager: Weak<TlsManager>, every: Duration) {
     let mut ticker = (!every.is_zero()).then(|| {
         let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -224,14 +222,11 @@ async fn watch(manager: Weak<TlsManager>, every: Duration, mut hup: Option<Signa
     });
     let mut settling = None;
     loop {
-        let forced = tokio::select! {
-            () = tick(&mut ticker) => false,
-            () = hangup(&mut hup) => true,
-        };
+        tick(&mut ticker).await;
         let Some(manager) = manager.upgrade() else { return };
         let m = manager.clone();
         let step = tokio::task::spawn_blocking(move || {
-            let outcome = m.poll(forced, &mut settling);
+            let outcome = m.poll(&mut settling);
             (outcome, settling)
         });
         let outcome = match step.await {
@@ -262,15 +257,6 @@ async fn tick(ticker: &mut Option<tokio::time::Interval>) {
         }
         None => std::future::pending().await,
     }
-}
-
-async fn hangup(hup: &mut Option<Signal>) {
-    if let Some(s) = hup
-        && s.recv().await.is_some()
-    {
-        return;
-    }
-    std::future::pending().await
 }
 
 /// For the Received: header and logs: e.g. ("TLSv1.3", "TLS_AES_256_GCM_SHA384"), with IANA

@@ -48,9 +48,9 @@ pub struct Ctx {
     /// The users, to resolve a local sender's mailbox for a notice.
     pub users: Arc<UserStore>,
     /// Open Maildirs, shared by concurrent local deliveries.
-    pub boxes: Mailboxes,
+    pub boxes: Arc<Mailboxes>,
     /// Bounds the blocking steps (Maildir deliveries and status records) running at once.
-    pub local_limit: Semaphore,
+    pub local_limit: Arc<Semaphore>,
     /// The outbound SMTP service.
     pub outbound: Outbound,
     /// The time.
@@ -62,12 +62,12 @@ pub struct Ctx {
 impl Ctx {
     /// The context with the system clock and `delivery.local_concurrency` blocking steps.
     pub fn new(cfg: Arc<Config>, spool: Arc<Spool>, users: Arc<UserStore>, outbound: Outbound) -> Ctx {
-        let local_limit = Semaphore::new(cfg.delivery.local_concurrency.max(1));
+        let local_limit = Arc::new(Semaphore::new(cfg.delivery.local_concurrency.max(1)));
         Ctx {
             cfg,
             spool,
             users,
-            boxes: Mailboxes::default(),
+            boxes: Arc::default(),
             local_limit,
             outbound,
             clock: Clock::system(),
@@ -79,6 +79,22 @@ impl Ctx {
     pub fn with_history(mut self, history: History) -> Ctx {
         self.history = history;
         self
+    }
+
+    /// The same context with a new configuration and outbound service (a reload): the spool,
+    /// the users, the open Maildirs, the bound on blocking steps, the clock and the history
+    /// are shared with this one, so runs under either context count against the same limits.
+    pub fn reconfigured(&self, cfg: Arc<Config>, outbound: Outbound) -> Ctx {
+        Ctx {
+            cfg,
+            spool: self.spool.clone(),
+            users: self.users.clone(),
+            boxes: self.boxes.clone(),
+            local_limit: self.local_limit.clone(),
+            outbound,
+            clock: self.clock.clone(),
+            history: self.history.clone(),
+        }
     }
 
     /// The same context reading the time from `clock`.

@@ -17,6 +17,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 enum Msg {
     Enqueue(QueueId),
     Control(ControlOp, oneshot::Sender<Result<usize, String>>),
+    /// A reload: runs started from now on use this context.
+    Reconfigure(Arc<Ctx>, oneshot::Sender<()>),
 }
 
 /// Hands newly accepted messages and operator requests to the scheduler.
@@ -32,6 +34,17 @@ impl QueueHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Msg::Control(op, tx)).map_err(|_| "the queue manager is shutting down".to_string())?;
         rx.await.map_err(|_| "the queue manager is shutting down".to_string())?
+    }
+
+    /// Makes `ctx` (from [`Ctx::reconfigured`]) the context of every delivery run started
+    /// from now on, and returns once the scheduler has taken it; runs already under way
+    /// finish with the context they started with. The bound on concurrent runs stays the
+    /// one the queue started with.
+    pub async fn reconfigure(&self, ctx: Ctx) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || "the queue manager is shutting down".to_string();
+        self.tx.send(Msg::Reconfigure(Arc::new(ctx), tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     /// Schedules a just-committed message for immediate delivery.
@@ -91,6 +104,10 @@ impl Scheduler {
                     Some(Msg::Control(op, reply)) => {
                         let result = self.control(op).await;
                         let _ = reply.send(result);
+                    }
+                    Some(Msg::Reconfigure(ctx, done)) => {
+                        self.ctx = ctx;
+                        let _ = done.send(());
                     }
                     None => return,
                 },

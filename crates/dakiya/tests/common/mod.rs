@@ -54,8 +54,8 @@ impl TestServer {
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> TestServer {
         raise_open_files_limit();
         let cfg_path = write_config(dir.path(), extra);
-        let cfg = dakiya_config::Config::from_file(&cfg_path).unwrap_or_else(|e| panic!("bad test config: {e}"));
-        let server = dakiya::Server::start(cfg).unwrap_or_else(|e| panic!("server did not start: {e}"));
+        // From the file, as `dakiya serve --config` starts: `reload` re-reads it.
+        let server = dakiya::Server::start_from_file(&cfg_path).unwrap_or_else(|e| panic!("server did not start: {e}"));
         let listeners: Vec<(SocketAddr, String)> =
             server.listeners().iter().map(|l| (l.address, l.role.as_str().to_string())).collect();
         TestServer { run: Run::InProcess(server), addr: listeners[0].0, listeners, dir }
@@ -131,6 +131,21 @@ impl TestServer {
     /// The address of the listener with `role`.
     pub fn addr_of(&self, role: &str) -> SocketAddr {
         self.listeners.iter().find(|(_, r)| r == role).unwrap_or_else(|| panic!("no {role} listener")).0
+    }
+
+    /// Rewrites the configuration file with `extra` and the base, as [`TestServer::start`]
+    /// wrote it; the server reads it at its next reload.
+    pub fn rewrite_config(&self, extra: &str) {
+        write_config(self.dir.path(), extra);
+    }
+
+    /// Reloads an in-process server's configuration file as SIGHUP and `dakiya reload` do,
+    /// and waits for the outcome (a child: use [`sighup`] or the `dakiya reload` CLI).
+    pub fn reload(&self) -> Result<dakiya::ReloadSummary, dakiya::ReloadError> {
+        match &self.run {
+            Run::InProcess(server) => server.reload(),
+            Run::Child { .. } => panic!("a child server reloads on SIGHUP: use common::sighup"),
+        }
     }
 
     /// The configuration file the server runs with.
@@ -431,6 +446,12 @@ pub fn wait_log(server: &TestServer, needle: &str, secs: u64) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Sends SIGHUP (reload the configuration) to a server started with [`TestServer::spawn`].
+pub fn sighup(server: &TestServer) {
+    let status = Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
+    assert!(status.success());
 }
 
 /// Sends SIGTERM to a server started with [`TestServer::spawn`].
