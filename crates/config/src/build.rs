@@ -165,7 +165,8 @@ fn role(name: &str) -> Result<Role, String> {
         "mx" => Ok(Role::Mx),
         "submission" => Ok(Role::Submission),
         "submissions" => Ok(Role::Submissions),
-        _ => Err(format!("unknown role {name:?} (expected \"mx\", \"submission\" or \"submissions\")")),
+        "metrics" => Ok(Role::Metrics),
+        _ => Err(format!("unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\" or \"metrics\")")),
     }
 }
 

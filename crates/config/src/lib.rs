@@ -144,16 +144,25 @@ pub enum Role {
     /// Message submission over implicit TLS (port 465, RFC 8314 §3.3): TLS from the first
     /// byte, then as [`Role::Submission`].
     Submissions,
+    /// Not SMTP: HTTP for monitoring, `GET /metrics` (Prometheus), `/healthz` and `/readyz`.
+    /// Meant for loopback or a private network; it has no authentication.
+    Metrics,
 }
 
 impl Role {
-    /// The name used in TOML (`"mx"`, `"submission"`, `"submissions"`).
+    /// The name used in TOML (`"mx"`, `"submission"`, `"submissions"`, `"metrics"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Mx => "mx",
             Role::Submission => "submission",
             Role::Submissions => "submissions",
+            Role::Metrics => "metrics",
         }
+    }
+
+    /// Whether the listener speaks SMTP (every role but [`Role::Metrics`]).
+    pub fn is_smtp(self) -> bool {
+        !matches!(self, Role::Metrics)
     }
 
     /// Whether the connection starts with a TLS handshake (RFC 8314 implicit TLS) rather than

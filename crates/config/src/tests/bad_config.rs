@@ -148,7 +148,7 @@ fn listener_unknown_role() {
 #[test]
 fn listener_unknown_role_lists_the_roles() {
     let text = "[[listen]]\naddress = \"127.0.0.1:25\"\nrole = \"Submission\"\n";
-    check(text, Some("listen[0].role"), Some(3), "expected \"mx\", \"submission\" or \"submissions\"");
+    check(text, Some("listen[0].role"), Some(3), "expected \"mx\", \"submission\", \"submissions\" or \"metrics\"");
 }
 
 #[test]
@@ -371,4 +371,10 @@ fn log_keys_read() {
     assert_eq!(d.log, crate::Log { format: crate::LogFormat::Text, timestamps: crate::Timestamps::Auto });
     let again = parse(&c.to_toml()).unwrap();
     assert_eq!(again.log, c.log);
+}
+
+#[test]
+fn metrics_listener_takes_no_message_authentication_keys() {
+    let text = "[[listen]]\naddress = \"127.0.0.1:9425\"\nrole = \"metrics\"\nverify = false\n";
+    check(text, Some("listen[0].verify"), Some(4), "apply to mx listeners only");
 }

@@ -32,6 +32,7 @@ fn embedded_default_parses() {
             (at("127.0.0.1:2525"), Role::Mx),
             (at("127.0.0.1:2587"), Role::Submission),
             (at("127.0.0.1:2465"), Role::Submissions),
+            (at("127.0.0.1:2980"), Role::Metrics),
         ]
     );
     let localhost = Domain { any_mailbox: true, ..Domain::default() };
@@ -81,7 +82,7 @@ fn example_file_parses() {
     assert_eq!(c.hostname, "mail.example.org");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/dakiya"));
     let roles: Vec<Role> = c.listeners.iter().map(|l| l.role).collect();
-    assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions]);
+    assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions, Role::Metrics]);
     // The example spells out the message authentication defaults.
     for l in &c.listeners {
         assert_eq!(l.checks, Checks::defaults(l.role), "{}", l.address);
