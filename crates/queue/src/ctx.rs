@@ -3,6 +3,7 @@
 use crate::local::Mailboxes;
 use dakiya_auth::UserStore;
 use dakiya_config::Config;
+use dakiya_metrics::Metrics;
 use dakiya_outbound::Outbound;
 use dakiya_spool::Spool;
 use std::sync::Arc;
@@ -54,13 +55,23 @@ pub struct Ctx {
     pub outbound: Outbound,
     /// The time.
     pub clock: Clock,
+    /// The server's metrics (deliveries, latencies).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ctx {
     /// The context with the system clock and `delivery.local_concurrency` blocking steps.
     pub fn new(cfg: Arc<Config>, spool: Arc<Spool>, users: Arc<UserStore>, outbound: Outbound) -> Ctx {
         let local_limit = Semaphore::new(cfg.delivery.local_concurrency.max(1));
-        Ctx { cfg, spool, users, boxes: Mailboxes::default(), local_limit, outbound, clock: Clock::system() }
+        let metrics = Arc::new(Metrics::new());
+        Ctx { cfg, spool, users, boxes: Mailboxes::default(), local_limit, outbound, clock: Clock::system(), metrics }
+    }
+
+    /// The same context recording into `metrics` (the server's own; [`Ctx::new`] makes a
+    /// private one).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Ctx {
+        self.metrics = metrics;
+        self
     }
 
     /// The same context reading the time from `clock`.

@@ -60,6 +60,7 @@ impl Run {
     fn apply(&mut self, ctx: &Ctx, i: usize, outcome: &Outcome) {
         let policy = RetryPolicy::of(&ctx.cfg.delivery);
         let state = RcptState::after(&self.states[i], outcome, self.now, self.m.envelope.received_at, &policy);
+        crate::measure::delivery(ctx, &self.m, i, outcome, &state, self.now);
         self.record(i, outcome, state);
     }
 
@@ -154,6 +155,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
                 let target = Target { address: &rcpt.address, domain, mailbox };
                 let (outcome, state) =
                     local::deliver_one(&ctx.cfg, &ctx.spool, &ctx.boxes, &run.m, target, &run.states[i], now);
+                crate::measure::delivery(ctx, &run.m, i, &outcome, &state, now);
                 run.record(i, &outcome, state);
             }
             None => run.remote.push(i),
