@@ -84,6 +84,22 @@ impl Spool {
         self.committer.stats()
     }
 
+    /// Whether new messages can be stored now: creates, writes, fsyncs and removes a small
+    /// file in `tmp/`, where every message starts (for health checks). Costs a disk write
+    /// and an fsync, so callers rate-limit it.
+    pub fn probe_writable(&self) -> Result<(), SpoolError> {
+        let path = self.inner.tmp.join("health-probe");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        file.write_all(b"probe\n").and_then(|()| file.sync_all()).map_err(io_err("write", &path))?;
+        fs::remove_file(&path).map_err(io_err("unlink", &path))
+    }
+
     /// Issues a queue id not used by any message or file in the spool.
     pub fn new_id(&self) -> QueueId {
         let index = self.inner.index();
