@@ -1,7 +1,8 @@
 //! Start-up, listeners, connection limits and shutdown.
 
-use crate::admission::{Admission, Limits};
+use crate::admission::{Admission, Limits, Refusal};
 use crate::conn;
+use crate::health::Health;
 use crate::msgauth::MailAuth;
 use crate::shared::Shared;
 use crate::summary::Counters;
@@ -9,6 +10,7 @@ use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role};
 use dakiya_mailauth::Verifier;
+use dakiya_metrics::{ListenerMetrics, Metrics};
 use dakiya_outbound::Outbound;
 use dakiya_proto::ServerConfig;
 use dakiya_spool::Spool;
@@ -62,8 +64,10 @@ pub(crate) struct Started {
     cfg: Arc<Config>,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
-    /// The accept loops, one per listener.
+    /// The accept loops, one per SMTP listener.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The HTTP listeners (metrics): stopped after the sessions have drained.
+    http_tasks: Vec<tokio::task::JoinHandle<()>>,
     summary: tokio::task::JoinHandle<()>,
     shutdown_tx: watch::Sender<bool>,
     /// Every listener: its bound address (the real port where the configuration says 0).
@@ -83,7 +87,10 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let users = Arc::new(UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?);
     let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
-    let ctx = Arc::new(dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound));
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new(spool.clone()));
+    let ctx = dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound);
+    let ctx = Arc::new(ctx.with_metrics(metrics.clone()));
     let queue = dakiya_queue::start(ctx, recovered);
     let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
     tokio::spawn({
@@ -126,6 +133,8 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         authenticator,
         mailauth,
         counters: Counters::default(),
+        metrics,
+        health,
     });
     let admission = Admission::new(Limits {
         total: cfg.limits.max_connections,
@@ -137,6 +146,7 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         async move { shared.counters.log_periodically().await }
     });
     let mut tasks = Vec::new();
+    let mut http_tasks = Vec::new();
     let mut listeners = Vec::new();
     for l in &cfg.listeners {
         let listener =
@@ -144,11 +154,19 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
         tracing::info!(address = %local, role = %l.role.as_str(), "listening");
         listeners.push((local, l.role));
-        let task = accept_loop(listener, l.role, l.checks, shared.clone(), admission.clone());
-        tasks.push(tokio::spawn(task));
+        match l.role {
+            // HTTP, not SMTP: it keeps answering while sessions drain (`/readyz` says so).
+            Role::Metrics => http_tasks.push(tokio::spawn(crate::http::serve(listener, metrics_routes(&shared)))),
+            _ => {
+                let counts = shared.metrics.listener(&local.to_string(), l.role.as_str());
+                let task = accept_loop(listener, l.role, l.checks, shared.clone(), admission.clone(), counts);
+                tasks.push(tokio::spawn(task));
+            }
+        }
     }
+    shared.health.set_bound();
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
-    Ok(Started { cfg, shared, admission, tasks, summary, shutdown_tx, listeners })
+    Ok(Started { cfg, shared, admission, tasks, http_tasks, summary, shutdown_tx, listeners })
 }
 
 impl Started {
@@ -161,8 +179,9 @@ impl Started {
     /// no new connections, sessions drained.
     pub(crate) async fn serve_until(self, trigger: impl std::future::Future<Output = ()>) {
         trigger.await;
-        let Started { cfg, shared, admission, tasks, summary, shutdown_tx, listeners: _ } = self;
+        let Started { cfg, shared, admission, tasks, http_tasks, summary, shutdown_tx, listeners: _ } = self;
         tracing::info!("shutting down: no new connections; draining sessions");
+        shared.health.set_draining();
         for t in &tasks {
             t.abort();
         }
@@ -175,6 +194,9 @@ impl Started {
             tracing::warn!(sessions = admission.len(), "some sessions did not finish within the shutdown grace");
         }
         summary.abort();
+        for t in &http_tasks {
+            t.abort();
+        }
         shared.counters.log("since the last summary");
     }
 }
@@ -194,12 +216,24 @@ async fn wait_for_signal() {
     }
 }
 
+/// The routes of a metrics listener, reading this server's metrics, health, spool and queue.
+fn metrics_routes(shared: &Shared) -> Arc<crate::http::metrics::MetricsRoutes> {
+    Arc::new(crate::http::metrics::MetricsRoutes {
+        metrics: shared.metrics.clone(),
+        health: shared.health.clone(),
+        spool: shared.spool.clone(),
+        queue: shared.queue.clone(),
+    })
+}
+
+/// Accepts SMTP connections (never called for a listener that is not SMTP).
 async fn accept_loop(
     listener: TcpListener,
     role: Role,
     checks: Checks,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
+    counts: ListenerMetrics,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -221,11 +255,19 @@ async fn accept_loop(
                 {
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
-                let shared = shared.clone();
-                tokio::spawn(conn::handle(stream, peer, role, checks, shared, admitted.ticket));
+                let (shared, open) = (shared.clone(), counts.opened());
+                tokio::spawn(async move {
+                    conn::handle(stream, peer, role, checks, shared, admitted.ticket).await;
+                    drop(open);
+                });
             }
             Err(why) => {
                 shared.counters.refused(why);
+                counts.refused(match why {
+                    Refusal::Total => 0,
+                    Refusal::Address => 1,
+                    Refusal::Network => 2,
+                });
                 if crate::logging::TOO_MANY_CONNECTIONS.admit() {
                     tracing::warn!(peer = %peer, limit = %why.as_str(), "connection refused: too many connections");
                 }

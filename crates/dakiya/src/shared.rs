@@ -1,12 +1,15 @@
 //! What every connection shares: the frozen configuration, the spool and queue, TLS, the
-//! user store and password checks, message authentication, the counters for the log summary.
+//! user store and password checks, message authentication, the counters for the log summary,
+//! the metrics and health.
 //! Built once at start (`listen.rs`); the connection driver and the policy checks read it.
 
+use crate::health::Health;
 use crate::msgauth::MailAuth;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, UserStore};
 use dakiya_config::Config;
+use dakiya_metrics::Metrics;
 use dakiya_proto::ServerConfig;
 use dakiya_queue::QueueHandle;
 use dakiya_spool::Spool;
@@ -26,4 +29,8 @@ pub struct Shared {
     pub mailauth: Arc<MailAuth>,
     /// How sessions ended and why connections were refused, for the log summary.
     pub counters: Counters,
+    /// The server's Prometheus metrics (served by a `role = "metrics"` listener).
+    pub metrics: Arc<Metrics>,
+    /// Whether the server is healthy and ready (`/healthz`, `/readyz`, `dakiya status`).
+    pub health: Arc<Health>,
 }

@@ -172,12 +172,7 @@ impl Verification {
 /// A TLS version name as a label value from a closed set.
 pub(crate) fn tls_version(version: &str) -> &'static str {
     const KNOWN: [&str; 4] = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1.0"];
-    let v = version.trim();
-    KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(v) || k.replace('v', "").eq_ignore_ascii_case(v))
-        .copied()
-        .unwrap_or("other")
+    KNOWN.iter().find(|k| **k == version).copied().unwrap_or("other")
 }
 
 /// A message authentication result (RFC 8601 §2.7 names) as a label value.

@@ -12,9 +12,11 @@
 //! What is a state rather than an event (the queue's size, its oldest message) is not kept
 //! here but read at scrape time: see [`Scrape`].
 
+mod classic;
 mod labels;
 mod scrape;
 
+pub use classic::to_classic;
 pub use labels::{Delivery, DeliveryKind, Direction, Rejection, Verification};
 pub use scrape::{QueueSnapshot, Scrape};
 
@@ -32,9 +34,10 @@ type ListenerLabels = [(&'static str, String); 2];
 /// A listener's labels and the limit that refused a connection.
 type RefusedLabels = [(&'static str, String); 3];
 
-/// The `Content-Type` of [`Metrics::encode`]'s output (the OpenMetrics text format, which
-/// Prometheus and `promtool check metrics` read).
+/// The `Content-Type` of [`Metrics::encode`]'s output (the OpenMetrics text format).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of [`to_classic`]'s output (the classic Prometheus text format).
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every metric family of one server.
 pub struct Metrics {
@@ -260,7 +263,8 @@ impl Metrics {
         self.attempt_duration.observe(took.as_secs_f64());
     }
 
-    /// The text exposition of every family, followed by what `scrape` read now.
+    /// The OpenMetrics text exposition of every family, followed by what `scrape` read now
+    /// ([`to_classic`] turns it into the classic format).
     pub fn encode(&self, scrape: &Scrape) -> String {
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
