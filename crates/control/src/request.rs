@@ -30,6 +30,8 @@ pub enum Request {
     /// The queue by destination domain, age and state, with at most this many domains
     /// (never 0), or all of them when `None`.
     Stats(Option<u32>),
+    /// The server at a glance: version, uptime, listeners, queue, recent errors.
+    Status,
 }
 
 /// Why a request line was refused; the text goes back to the client as `error`.
@@ -100,6 +102,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         "stats" if raw.id.is_some() => Err(RequestError::Unexpected("stats takes no id")),
         "stats" if raw.top == Some(0) => Err(RequestError::Unexpected("\"top\" must be at least 1")),
         "stats" => Ok(Request::Stats(raw.top)),
+        "status" if raw.id.is_some() => Err(RequestError::Unexpected("status takes no id")),
+        "status" => Ok(Request::Status),
         "show" => Ok(Request::Show(id("show")?)),
         "retry" if raw.all && raw.id.is_some() => Err(RequestError::Unexpected("retry takes an id or all, not both")),
         "retry" if raw.all => Ok(Request::Control(ControlOp::Retry(None))),
@@ -117,6 +121,7 @@ impl Request {
         let (cmd, id, all, top) = match self {
             Request::List => ("list", None, false, None),
             Request::Stats(top) => ("stats", None, false, *top),
+            Request::Status => ("status", None, false, None),
             Request::Show(id) => ("show", Some(id), false, None),
             Request::Control(ControlOp::Retry(None)) => ("retry", None, true, None),
             Request::Control(ControlOp::Retry(Some(id))) => ("retry", Some(id), false, None),
@@ -152,6 +157,7 @@ mod tests {
             (r#"{"cmd":"stats"}"#, Request::Stats(None)),
             (r#"{"cmd":"stats","top":20}"#, Request::Stats(Some(20))),
             (r#"{"top":1,"cmd":"stats"}"#, Request::Stats(Some(1))),
+            (r#"{"cmd":"status"}"#, Request::Status),
         ];
         for (line, want) in cases {
             assert_eq!(parse_request(line.as_bytes()), Ok(want.clone()), "{line}");
@@ -163,7 +169,7 @@ mod tests {
     #[test]
     fn refuses_bad_requests() {
         use RequestError::*;
-        let cases: [(&[u8], RequestError); 18] = [
+        let cases: [(&[u8], RequestError); 19] = [
             (b"", Empty),
             (b"  \r", Empty),
             (br#"{"cmd":"list","id":"0655E5A000000001"}"#, Unexpected("list takes no id")),
@@ -185,6 +191,7 @@ mod tests {
             (br#"{"cmd":"stats","top":0}"#, Unexpected("\"top\" must be at least 1")),
             (br#"{"cmd":"list","top":5}"#, Unexpected("\"top\" is only for stats")),
             (br#"{"cmd":"stats","top":-1}"#, Malformed(String::new())),
+            (br#"{"cmd":"status","id":"0655E5A000000001"}"#, Unexpected("status takes no id")),
         ];
         for (line, want) in cases {
             let got = parse_request(line).unwrap_err();

@@ -1,6 +1,7 @@
 //! Responses: what the server answers, as one JSON line (docs/queue-cli.md).
 
 use crate::stats::QueueStats;
+use crate::status::ServerStatus;
 use dakiya_spool::{BodyType, FailureDetail, Notify, QueueId, Ret};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,9 @@ pub struct Response {
     /// `stats`: the queue by destination domain, age and state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<QueueStats>,
+    /// `status`: the server at a glance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ServerStatus>,
 }
 
 impl Response {

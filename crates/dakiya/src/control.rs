@@ -11,6 +11,7 @@
 //! spool data) is `dakiya_control`'s; here is the server side: the socket, who may connect,
 //! deadlines, carrying requests out.
 
+use crate::status::StatusSource;
 use dakiya_control::{
     ControlOp, MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request, queue_stats,
 };
@@ -40,16 +41,18 @@ const MAX_CLIENTS: usize = 8;
 struct Ctx {
     spool: Arc<Spool>,
     queue: QueueHandle,
+    /// Answers `status`.
+    status: Arc<StatusSource>,
     /// The user id that owns the socket file: the server's own.
     owner: u32,
 }
 
 /// Listens on `path` until the process ends, answering requests.
-pub async fn serve(path: PathBuf, spool: Arc<Spool>, queue: QueueHandle) -> io::Result<()> {
+pub async fn serve(path: PathBuf, spool: Arc<Spool>, queue: QueueHandle, status: Arc<StatusSource>) -> io::Result<()> {
     let listener = bind(&path)?;
     let owner = std::fs::metadata(&path)?.uid();
     tracing::info!(path = %path.display(), "control socket listening");
-    let ctx = Arc::new(Ctx { spool, queue, owner });
+    let ctx = Arc::new(Ctx { spool, queue, status, owner });
     let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
@@ -161,6 +164,10 @@ async fn execute(req: Request, ctx: &Ctx) -> Response {
                 ..Response::default()
             })
             .await
+        }
+        Request::Status => {
+            let status = ctx.status.status().await;
+            Response { ok: true, now: Some(crate::envelope::now()), status: Some(status), ..Response::default() }
         }
         Request::Show(id) => match tokio::task::spawn_blocking(move || show(&spool, &id)).await {
             Ok(Ok((view, now))) => Response { ok: true, now: Some(now), message: Some(view), ..Response::default() },

@@ -19,6 +19,7 @@ mod queuestats;
 mod receive;
 mod setup;
 mod shared;
+mod status;
 mod storage;
 mod stream;
 mod summary;
@@ -32,6 +33,8 @@ pub mod checkconfig;
 pub mod dkimcli;
 #[doc(hidden)]
 pub mod queuecli;
+#[doc(hidden)]
+pub mod statuscli;
 #[doc(hidden)]
 pub mod usercli;
 

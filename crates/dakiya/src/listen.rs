@@ -5,6 +5,7 @@ use crate::conn;
 use crate::health::Health;
 use crate::msgauth::MailAuth;
 use crate::shared::Shared;
+use crate::status::StatusSource;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
@@ -92,11 +93,17 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let ctx = dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound);
     let ctx = Arc::new(ctx.with_metrics(metrics.clone()));
     let queue = dakiya_queue::start(ctx, recovered);
+    let status = Arc::new(StatusSource {
+        health: health.clone(),
+        queue: queue.clone(),
+        recent: crate::logging::recent::current(),
+        listeners: std::sync::OnceLock::new(),
+    });
     let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
     tokio::spawn({
-        let (spool, queue) = (spool.clone(), queue.clone());
+        let (spool, queue, status) = (spool.clone(), queue.clone(), status.clone());
         async move {
-            if let Err(e) = crate::control::serve(control_path.clone(), spool, queue).await {
+            if let Err(e) = crate::control::serve(control_path.clone(), spool, queue, status).await {
                 tracing::error!(path = %control_path.display(), error = %e, "control socket failed; `dakiya queue` will not work");
             }
         }
@@ -164,6 +171,7 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
             }
         }
     }
+    let _ = status.listeners.set(listeners.clone());
     shared.health.set_bound();
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
     Ok(Started { cfg, shared, admission, tasks, http_tasks, summary, shutdown_tx, listeners })

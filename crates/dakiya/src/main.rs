@@ -2,7 +2,7 @@
 //! library (the server), plus the process-wide choices: the allocator and the log.
 #![forbid(unsafe_code)]
 
-use dakiya::{checkconfig, dkimcli, queuecli, usercli};
+use dakiya::{checkconfig, dkimcli, queuecli, statuscli, usercli};
 
 /// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
 /// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
@@ -63,6 +63,16 @@ enum Cmd {
         #[command(subcommand)]
         command: queuecli::QueueCmd,
     },
+    /// The running server at a glance: version, uptime, health, listeners, queue, recent
+    /// warnings and errors (through its control socket). Exit status 3: not running.
+    Status {
+        /// Configuration file (for the data directory); default: the embedded one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +89,10 @@ fn main() -> ExitCode {
         },
         Cmd::Queue { config, command } => match load(config) {
             Ok(cfg) => queuecli::run(command, &cfg.data_dir),
+            Err(code) => code,
+        },
+        Cmd::Status { config, json } => match load(config) {
+            Ok(cfg) => statuscli::run(json, &cfg.data_dir),
             Err(code) => code,
         },
         Cmd::Serve { config } => {
