@@ -14,6 +14,7 @@ use dakiya_mailauth::Verifier;
 use dakiya_metrics::{ListenerMetrics, Metrics};
 use dakiya_outbound::Outbound;
 use dakiya_proto::ServerConfig;
+use dakiya_proto::sasl::Mechanism;
 use dakiya_spool::Spool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +90,9 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let metrics = Arc::new(Metrics::new());
+    for m in [Mechanism::Plain, Mechanism::Login] {
+        metrics.declare_auth_mechanism(m.name());
+    }
     let health = Arc::new(Health::new(spool.clone()));
     let ctx = dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound);
     let ctx = Arc::new(ctx.with_metrics(metrics.clone()));

@@ -228,6 +228,13 @@ impl Metrics {
         self.rejections.get_or_create(&[("stage", why.stage()), ("reason", why.as_str())]).inc();
     }
 
+    /// Exports the AUTH series of `mechanism` (success and failure) at 0 before any attempt.
+    pub fn declare_auth_mechanism(&self, mechanism: &'static str) {
+        for result in ["success", "failure"] {
+            let _ = self.auth.get_or_create(&[("mechanism", mechanism), ("result", result)]);
+        }
+    }
+
     /// An AUTH attempt with `mechanism` (a name from the server's closed list, such as
     /// `PLAIN`) succeeded or not.
     pub fn auth(&self, mechanism: &'static str, success: bool) {
