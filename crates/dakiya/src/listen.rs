@@ -94,6 +94,7 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         metrics.declare_auth_mechanism(m.name());
     }
     let health = Arc::new(Health::new(spool.clone()));
+    outbound.record_into(metrics.clone());
     let ctx = dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound);
     let ctx = Arc::new(ctx.with_metrics(metrics.clone()));
     let queue = dakiya_queue::start(ctx, recovered);

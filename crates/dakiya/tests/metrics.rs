@@ -365,3 +365,27 @@ fn idle_and_slow_clients_cannot_exhaust_the_listener() {
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
     assert!(started.elapsed() < Duration::from_secs(15), "the idle kept-alive connection was closed");
 }
+
+#[test]
+fn tls_versions_are_counted_on_both_sides_of_a_relay() {
+    let b = TestServer::start(&format!("{METRICS}[domains.\"remote.test\"]\nmailboxes = [\"bob\"]\n"));
+    let a = TestServer::start(&format!(
+        "trusted_networks = [\"127.0.0.1/32\"]\n{METRICS}[outbound.routes.\"remote.test\"]\nhosts = [\"127.0.0.1:{}\"]\ntls = \"require\"\n",
+        b.addr.port()
+    ));
+    let r = a.connect().send_mail("alice@example.test", &["bob@remote.test"], "Subject: tls\r\n\r\nhi\r\n");
+    assert!(r.starts_with("250"), "{r}");
+    let outbound = "dakiya_tls_handshakes_total{direction=\"outbound\",version=\"TLSv1.3\"}";
+    let inbound = "dakiya_tls_handshakes_total{direction=\"inbound\",version=\"TLSv1.3\"}";
+    let remote_delivered = "dakiya_deliveries_total{kind=\"remote\",result=\"delivered\"}";
+    let mut sender = String::new();
+    wait_until("the relay", &a, || {
+        sender = get(a.addr_of("metrics"), "/metrics").1;
+        value(&sender, remote_delivered) == 1.0
+    });
+    assert_eq!(value(&sender, outbound), 1.0, "{sender}");
+    assert_eq!(value(&sender, inbound), 0.0);
+    let receiver = get(b.addr_of("metrics"), "/metrics").1;
+    assert_eq!(value(&receiver, inbound), 1.0, "{receiver}");
+    assert_eq!(value(&receiver, outbound), 0.0);
+}
