@@ -174,6 +174,10 @@ fn counters_move_by_exactly_what_the_sessions_did() {
     assert_eq!(value(&after, "dakiya_queue_messages{state=\"scheduled\"}"), 1.0, "{after}");
     assert_eq!(value(&after, "dakiya_spool_writable"), 1.0);
     assert!(value(&after, "dakiya_spool_commit_batch_messages_count") >= 1.0, "{after}");
+    for kind in ["directory", "file"] {
+        let fsyncs = format!("dakiya_spool_fsync_duration_seconds_count{{kind=\"{kind}\"}}");
+        assert!(value(&after, &fsyncs) >= 1.0, "{fsyncs}\n{after}");
+    }
     // No client-controlled text in any label.
     for needle in ["elsewhere.test", "alice", "127.0.0.9", "client.test"] {
         assert!(!after.contains(needle), "{needle} in the metrics:\n{after}");

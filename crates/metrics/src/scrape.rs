@@ -37,6 +37,18 @@ impl QueueSnapshot {
     }
 }
 
+/// A histogram counted elsewhere (such as the spool's fsync durations), read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Upper bounds of the buckets, increasing.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative), one more than `bounds`: the last counts
+    /// those above every bound.
+    pub counts: Vec<u64>,
+    /// The sum of the observations.
+    pub sum: f64,
+}
+
 /// Values read at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct Scrape {
@@ -53,6 +65,8 @@ pub struct Scrape {
     pub start_time: u64,
     /// 1 when the spool passed its last writability probe.
     pub spool_writable: bool,
+    /// fsync durations in seconds, by what was synced (`directory`, `file`).
+    pub fsync: Vec<(&'static str, HistogramSnapshot)>,
 }
 
 impl Scrape {
@@ -91,6 +105,7 @@ impl Collector for Scrape {
             gauge(&mut e, "queue_oldest_message_age", help, Some(&Unit::Seconds), int(q.oldest_age))?;
         }
         self.encode_batches(&mut e)?;
+        self.encode_fsync(&mut e)?;
         counter(
             &mut e,
             "spool_commit_rounds",
@@ -113,6 +128,26 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// The spool's fsync durations, by what was synced.
+    fn encode_fsync(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        if self.fsync.is_empty() {
+            return Ok(());
+        }
+        let help = "Duration of spool fsyncs, by what was synced (directory, file)";
+        let unit = Unit::Seconds;
+        let mut family = e.encode_descriptor("spool_fsync_duration", help, Some(&unit), MetricType::Histogram)?;
+        for (kind, h) in &self.fsync {
+            let count = h.counts.iter().sum();
+            let mut buckets: Vec<(f64, u64)> = h.bounds.iter().copied().zip(h.counts.iter().copied()).collect();
+            // The encoder writes `f64::MAX` as `+Inf`.
+            buckets.push((f64::MAX, h.counts.get(h.bounds.len()).copied().unwrap_or(0)));
+            let labels = [("kind", *kind)];
+            let mut m = family.encode_family(&labels)?;
+            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+
     /// The spool's batch sizes as a histogram of messages per committed file.
     fn encode_batches(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         // Per-bucket (not cumulative) counts: the encoder accumulates them.

@@ -67,6 +67,7 @@ fn scrape_time_values() {
         dir_sync: (10, 4),
         start_time: 1_700_000_000,
         spool_writable: true,
+        fsync: vec![("directory", HistogramSnapshot { bounds: vec![0.001, 0.01], counts: vec![3, 1, 1], sum: 2.5 })],
     };
     let text = m.encode(&scrape);
     assert_eq!(value(&text, r#"dakiya_queue_messages{state="held"}"#), 3.0);
@@ -78,5 +79,10 @@ fn scrape_time_values() {
     assert_eq!(value(&text, "dakiya_spool_commit_batch_messages_sum"), 13.0);
     assert_eq!(value(&text, "dakiya_spool_writable"), 1.0);
     assert_eq!(value(&text, "dakiya_start_time_seconds"), 1_700_000_000.0);
+    let fsync = "dakiya_spool_fsync_duration_seconds";
+    assert_eq!(value(&text, &format!("{fsync}_bucket{{le=\"0.001\",kind=\"directory\"}}")), 3.0, "{text}");
+    assert_eq!(value(&text, &format!("{fsync}_bucket{{le=\"0.01\",kind=\"directory\"}}")), 4.0);
+    assert_eq!(value(&text, &format!("{fsync}_bucket{{le=\"+Inf\",kind=\"directory\"}}")), 5.0);
+    assert_eq!(value(&text, &format!("{fsync}_count{{kind=\"directory\"}}")), 5.0);
     assert_eq!(text.matches("# EOF").count(), 1);
 }

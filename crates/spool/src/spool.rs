@@ -12,7 +12,7 @@ use crate::error::io_err;
 use crate::index::{BatchFile, MSG_EXT, STATUS_EXT};
 use crate::inner::Inner;
 use crate::status::{self, STATUS_HEADER};
-use crate::{Envelope, GroupSync, MessageWriter, QueueId, RcptState, SpoolError};
+use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, SpoolError};
 
 /// Subdirectory for files being written; emptied at open.
 const TMP_DIR: &str = "tmp";
@@ -77,6 +77,12 @@ impl Spool {
     /// commit coalesced directory fsyncs (for metrics).
     pub fn dir_sync_stats(&self) -> (u64, u64) {
         self.inner.queue_sync.stats()
+    }
+
+    /// How long fsyncs took so far (for metrics): of the queue directory, and of message
+    /// files.
+    pub fn fsync_latency(&self) -> (LatencyStats, LatencyStats) {
+        (self.inner.queue_sync.latency(), self.inner.file_sync.snapshot())
     }
 
     /// How commits were grouped into batch files so far (for metrics).

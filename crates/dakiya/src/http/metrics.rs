@@ -4,7 +4,7 @@
 
 use super::{HttpBody, Routes, method_not_allowed, not_found, respond, text};
 use crate::health::Health;
-use dakiya_metrics::{Metrics, QueueSnapshot, Scrape};
+use dakiya_metrics::{HistogramSnapshot, Metrics, QueueSnapshot, Scrape};
 use dakiya_queue::QueueHandle;
 use dakiya_spool::Spool;
 use hyper::http::request::Parts;
@@ -64,6 +64,9 @@ impl MetricsRoutes {
     /// Reads what is exported as it is now.
     async fn scrape(&self) -> Scrape {
         let commits = self.spool.commit_stats();
+        let (dir, file) = self.spool.fsync_latency();
+        let histogram =
+            |l: dakiya_spool::LatencyStats| HistogramSnapshot { bounds: l.bounds, counts: l.counts, sum: l.sum };
         Scrape {
             queue: queue_snapshot(&self.queue).await,
             batch_sizes: commits.batch_sizes,
@@ -71,6 +74,7 @@ impl MetricsRoutes {
             dir_sync: self.spool.dir_sync_stats(),
             start_time: self.health.started_unix,
             spool_writable: self.health.spool_writable().await.is_ok(),
+            fsync: vec![("directory", histogram(dir)), ("file", histogram(file))],
         }
     }
 }
