@@ -160,11 +160,6 @@ impl Role {
         }
     }
 
-    /// Whether the listener speaks SMTP (every role but [`Role::Metrics`]).
-    pub fn is_smtp(self) -> bool {
-        !matches!(self, Role::Metrics)
-    }
-
     /// Whether the connection starts with a TLS handshake (RFC 8314 implicit TLS) rather than
     /// in plain text.
     pub fn implicit_tls(self) -> bool {
