@@ -168,8 +168,9 @@ fn role(name: &str) -> Result<Role, String> {
         "submissions" => Ok(Role::Submissions),
         "pop3" => Ok(Role::Pop3),
         "pop3s" => Ok(Role::Pop3s),
+        "metrics" => Ok(Role::Metrics),
         _ => Err(format!(
-            "unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\", \"pop3\" or \"pop3s\")"
+            "unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\" or \"metrics\")"
         )),
     }
 }

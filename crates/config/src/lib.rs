@@ -155,10 +155,14 @@ pub enum Role {
     /// POP3 over implicit TLS (port 995, RFC 8314 §3.3): TLS from the first byte, then as
     /// [`Role::Pop3`].
     Pop3s,
+    /// Not SMTP: HTTP for monitoring, `GET /metrics` (Prometheus), `/healthz` and `/readyz`.
+    /// Meant for loopback or a private network; it has no authentication.
+    Metrics,
 }
 
 impl Role {
-    /// The name used in TOML (`"mx"`, `"submission"`, `"submissions"`, `"pop3"`, `"pop3s"`).
+    /// The name used in TOML (`"mx"`, `"submission"`, `"submissions"`, `"pop3"`, `"pop3s"`,
+    /// `"metrics"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Mx => "mx",
@@ -166,6 +170,7 @@ impl Role {
             Role::Submissions => "submissions",
             Role::Pop3 => "pop3",
             Role::Pop3s => "pop3s",
+            Role::Metrics => "metrics",
         }
     }
 

@@ -16,6 +16,7 @@ pub mod fuzz;
 mod request;
 mod response;
 mod stats;
+mod status;
 #[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
 mod view;
@@ -25,6 +26,7 @@ pub use response::{
     MessageDetail, MessageView, RcptDetail, RcptView, ReloadSummary, Response, ResponseError, StateName,
 };
 pub use stats::{AGE_EDGES_MINUTES, Counts, DomainStats, QueueStats, age_bucket, queue_stats};
+pub use status::{ListenerStatus, LogEvent, QueueSummary, ServerStatus};
 pub use view::{header_section, message_view, rcpt_view};
 
 /// The socket's name inside the data directory.

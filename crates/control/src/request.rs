@@ -33,6 +33,8 @@ pub enum Request {
     /// Re-read the server's configuration file and apply it (`dakiya reload`,
     /// docs/reload.md); answered once the reload is done or refused.
     Reload,
+    /// The server at a glance: version, uptime, listeners, queue, recent errors.
+    Status,
 }
 
 /// Why a request line was refused; the text goes back to the client as `error`.
@@ -105,6 +107,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
         "stats" => Ok(Request::Stats(raw.top)),
         "reload" if raw.id.is_some() => Err(RequestError::Unexpected("reload takes no id")),
         "reload" => Ok(Request::Reload),
+        "status" if raw.id.is_some() => Err(RequestError::Unexpected("status takes no id")),
+        "status" => Ok(Request::Status),
         "show" => Ok(Request::Show(id("show")?)),
         "retry" if raw.all && raw.id.is_some() => Err(RequestError::Unexpected("retry takes an id or all, not both")),
         "retry" if raw.all => Ok(Request::Control(ControlOp::Retry(None))),
@@ -123,6 +127,7 @@ impl Request {
             Request::List => ("list", None, false, None),
             Request::Stats(top) => ("stats", None, false, *top),
             Request::Reload => ("reload", None, false, None),
+            Request::Status => ("status", None, false, None),
             Request::Show(id) => ("show", Some(id), false, None),
             Request::Control(ControlOp::Retry(None)) => ("retry", None, true, None),
             Request::Control(ControlOp::Retry(Some(id))) => ("retry", Some(id), false, None),
@@ -159,6 +164,7 @@ mod tests {
             (r#"{"cmd":"stats","top":20}"#, Request::Stats(Some(20))),
             (r#"{"top":1,"cmd":"stats"}"#, Request::Stats(Some(1))),
             (r#"{"cmd":"reload"}"#, Request::Reload),
+            (r#"{"cmd":"status"}"#, Request::Status),
         ];
         for (line, want) in cases {
             assert_eq!(parse_request(line.as_bytes()), Ok(want.clone()), "{line}");
@@ -193,6 +199,7 @@ mod tests {
             (br#"{"cmd":"stats","top":0}"#, Unexpected("\"top\" must be at least 1")),
             (br#"{"cmd":"list","top":5}"#, Unexpected("\"top\" is only for stats")),
             (br#"{"cmd":"stats","top":-1}"#, Malformed(String::new())),
+            (br#"{"cmd":"status","id":"0655E5A000000001"}"#, Unexpected("status takes no id")),
         ];
         for (line, want) in cases {
             let got = parse_request(line).unwrap_err();

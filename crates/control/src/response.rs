@@ -1,6 +1,7 @@
 //! Responses: what the server answers, as one JSON line (docs/queue-cli.md).
 
 use crate::stats::QueueStats;
+use crate::status::ServerStatus;
 use dakiya_spool::{BodyType, FailureDetail, Notify, QueueId, Ret};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,9 @@ pub struct Response {
     /// `reload`: what the reload changed, when it was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadSummary>,
+    /// `status`: the server at a glance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ServerStatus>,
 }
 
 /// What a configuration reload applied (`dakiya reload`): the listeners it started and

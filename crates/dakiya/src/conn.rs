@@ -10,6 +10,7 @@ use crate::stream::{Interrupt, Stream, TlsInfo, Wait};
 use crate::summary::Ending;
 use dakiya_config::{Checks, Config, Role, Target, Timeouts};
 use dakiya_mailauth::SpfCheck;
+use dakiya_metrics::{Direction, Rejection};
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server};
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
             Ok(tls) => {
                 let info = crate::stream::describe(&tls);
                 tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                shared.metrics.tls(Direction::Inbound, &info.version);
                 tls_info = Some(info);
                 Stream::Tls(Box::new(tls))
             }
@@ -165,7 +167,10 @@ impl Conn<'_> {
         let (spf, refusal) = mailauth.check_spf(mode, self.checks.spf_reject, ip, helo, sender).await;
         self.spf = spf;
         match refusal {
-            Some(reply) => Err(reply),
+            Some(reply) => {
+                self.shared.metrics.rejected(Rejection::Spf);
+                Err(reply)
+            }
             None => Ok(()),
         }
     }
@@ -239,6 +244,9 @@ impl Conn<'_> {
                         Some((path, _)) => policy::check_recipient(self.shared, &self.client, server.auth_user(), path),
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
+                    if verdict.is_ok() {
+                        self.shared.metrics.recipient_accepted();
+                    }
                     server.recipient_verdict(verdict);
                 }
                 Event::CheckSender => {
@@ -246,6 +254,9 @@ impl Conn<'_> {
                         Some(from) => policy::check_sender(&self.shared.live.get().config, server.auth_user(), from),
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
+                    if verdict.is_err() {
+                        self.shared.metrics.rejected(Rejection::SenderNotOwned);
+                    }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
                         // Rare, large awaits (here, for AUTH and the commit) are boxed so an
@@ -272,6 +283,7 @@ impl Conn<'_> {
                     match self.stream.upgrade(acceptor, HANDSHAKE_TIMEOUT, &self.activity).await {
                         Ok(info) => {
                             tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                            self.shared.metrics.tls(Direction::Inbound, &info.version);
                             self.tls = Some(info);
                             server.tls_established();
                         }
@@ -322,6 +334,7 @@ impl Conn<'_> {
     /// Writes pending replies within the write deadline; `Err` says how the session ended.
     async fn flush(&mut self, server: &mut Server<Vec<Target>>) -> Result<(), Ending> {
         if !server.output().is_empty() {
+            crate::measure::count_session_refusals(&self.shared.metrics, server.output());
             let cfg = self.shared.live.get().config.clone();
             let t = &cfg.timeouts;
             let limit = if self.interrupt.shutting_down() { t.write.min(FINAL_WRITE_TIMEOUT) } else { t.write };

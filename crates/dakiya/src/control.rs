@@ -12,6 +12,7 @@
 //! deadlines, carrying requests out.
 
 use crate::reload::ReloadHandle;
+use crate::status::StatusSource;
 use dakiya_control::{
     ControlOp, MAX_REQUEST, MessageView, Request, Response, header_section, message_view, parse_request, queue_stats,
 };
@@ -43,16 +44,24 @@ struct Ctx {
     queue: QueueHandle,
     /// Carries out `reload`.
     reload: ReloadHandle,
+    /// Answers `status`.
+    status: Arc<StatusSource>,
     /// The user id that owns the socket file: the server's own.
     owner: u32,
 }
 
 /// Listens on `path` until the process ends, answering requests.
-pub async fn serve(path: PathBuf, spool: Arc<Spool>, queue: QueueHandle, reload: ReloadHandle) -> io::Result<()> {
+pub async fn serve(
+    path: PathBuf,
+    spool: Arc<Spool>,
+    queue: QueueHandle,
+    reload: ReloadHandle,
+    status: Arc<StatusSource>,
+) -> io::Result<()> {
     let listener = bind(&path)?;
     let owner = std::fs::metadata(&path)?.uid();
     tracing::info!(path = %path.display(), "control socket listening");
-    let ctx = Arc::new(Ctx { spool, queue, reload, owner });
+    let ctx = Arc::new(Ctx { spool, queue, reload, status, owner });
     let permits = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return Ok(()) };
@@ -164,6 +173,10 @@ async fn execute(req: Request, ctx: &Ctx) -> Response {
                 ..Response::default()
             })
             .await
+        }
+        Request::Status => {
+            let status = ctx.status.status().await;
+            Response { ok: true, now: Some(crate::envelope::now()), status: Some(status), ..Response::default() }
         }
         Request::Show(id) => match tokio::task::spawn_blocking(move || show(&spool, &id)).await {
             Ok(Ok((view, now))) => Response { ok: true, now: Some(now), message: Some(view), ..Response::default() },

@@ -7,10 +7,13 @@ mod admission;
 mod conn;
 mod control;
 mod envelope;
+mod health;
+mod http;
 mod inproc;
 mod listen;
 mod live;
 mod logging;
+mod measure;
 mod msgauth;
 mod policy;
 mod pop3;
@@ -19,6 +22,7 @@ mod receive;
 mod reload;
 mod setup;
 mod shared;
+mod status;
 mod storage;
 mod stream;
 mod summary;
@@ -36,6 +40,8 @@ pub mod queuecli;
 pub mod reloadcli;
 #[doc(hidden)]
 pub mod tracecli;
+#[doc(hidden)]
+pub mod statuscli;
 #[doc(hidden)]
 pub mod usercli;
 

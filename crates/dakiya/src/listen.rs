@@ -1,15 +1,19 @@
 //! Start-up, listeners, connection limits and shutdown.
 
-use crate::admission::{Admission, Limits};
+use crate::admission::{Admission, Limits, Refusal};
 use crate::conn;
+use crate::health::Health;
 use crate::live::{Current, Live};
 use crate::reload::{ListenerKey, ReloadHandle, Reloader, Running};
 use crate::shared::Shared;
+use crate::status::StatusSource;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role};
+use dakiya_metrics::{ListenerMetrics, Metrics};
 use dakiya_outbound::Outbound;
+use dakiya_proto::sasl::Mechanism;
 use dakiya_spool::Spool;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -93,8 +97,14 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
     let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
     let history = crate::setup::history(&cfg);
+    let metrics = Arc::new(Metrics::new());
+    for m in [Mechanism::Plain, Mechanism::Login] {
+        metrics.declare_auth_mechanism(m.name());
+    }
+    let health = Arc::new(Health::new(spool.clone()));
+    outbound.record_into(metrics.clone());
     let ctx = dakiya_queue::Ctx::new(cfg.clone(), spool.clone(), users.clone(), outbound);
-    let ctx = Arc::new(ctx.with_history(history.clone()));
+    let ctx = Arc::new(ctx.with_history(history.clone()).with_metrics(metrics.clone()));
     let queue = dakiya_queue::start(ctx.clone(), recovered);
     let session = Arc::new(crate::setup::session_config(&cfg));
     let tls = TlsManager::new(crate::setup::tls_settings(&cfg)).map_err(|e| StartError::Tls(e.to_string()))?;
@@ -116,6 +126,8 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
         authenticator,
         counters: Counters::default(),
         history,
+        metrics,
+        health,
     });
     let admission = Admission::new(Limits {
         total: cfg.limits.max_connections,
@@ -132,14 +144,20 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
         let socket = TcpListener::bind(l.address).await.map_err(bind_error)?;
         running.push(open_listener(key, l, Arc::new(socket), &shared, &admission).map_err(bind_error)?);
     }
-    let listeners = running.iter().map(|r| (r.bound, r.key.role)).collect();
+    let listeners: Vec<_> = running.iter().map(|r| (r.bound, r.key.role)).collect();
+    shared.health.set_listeners(listeners.clone());
     let reloader = Reloader::new(file, running, shared.clone(), admission.clone(), ctx, open_listener);
     let reloader = ReloadHandle::new(reloader);
+    let status = Arc::new(StatusSource {
+        health: shared.health.clone(),
+        queue: queue.clone(),
+        recent: crate::logging::recent::current(),
+    });
     let control_path = cfg.data_dir.join(crate::control::SOCKET_NAME);
     tokio::spawn({
         let (spool, queue, reloader) = (spool, queue, reloader.clone());
         async move {
-            if let Err(e) = crate::control::serve(control_path.clone(), spool, queue, reloader).await {
+            if let Err(e) = crate::control::serve(control_path.clone(), spool, queue, reloader, status).await {
                 tracing::error!(path = %control_path.display(), error = %e, "control socket failed; `dakiya queue` will not work");
             }
         }
@@ -148,10 +166,10 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
     Ok(Started { shared, admission, reloader, summary, shutdown_tx, listeners })
 }
 
-/// Starts accepting on `socket` for listener `l`: logs "listening" with the bound address and
-/// spawns the accept loop. Start-up and reloads both open listeners here (a reload is given
-/// this function: `reload.rs` does not import this file). `Err`: the bound address cannot be
-/// read.
+/// Starts serving on `socket` for listener `l`: logs "listening" with the bound address and
+/// spawns its loop: HTTP for a metrics listener, else the accept loop of SMTP and POP3
+/// sessions. Start-up and reloads both open listeners here (a reload is given this function:
+/// `reload.rs` does not import this file). `Err`: the bound address cannot be read.
 fn open_listener(
     key: ListenerKey,
     l: &dakiya_config::Listener,
@@ -161,7 +179,14 @@ fn open_listener(
 ) -> std::io::Result<Running> {
     let bound = socket.local_addr()?;
     tracing::info!(address = %bound, role = %l.role.as_str(), "listening");
-    let task = tokio::spawn(accept_loop(socket.clone(), key, l.checks, shared.clone(), admission.clone()));
+    let task = match l.role {
+        // HTTP, not SMTP: it keeps answering while sessions drain (`/readyz` says so).
+        Role::Metrics => tokio::spawn(crate::http::serve(socket.clone(), metrics_routes(shared))),
+        _ => {
+            let counts = shared.metrics.listener(&bound.to_string(), l.role.as_str());
+            tokio::spawn(accept_loop(socket.clone(), key, l.checks, shared.clone(), admission.clone(), counts))
+        }
+    };
     Ok(Running { key, bound, socket, task })
 }
 
@@ -182,7 +207,9 @@ impl Started {
         trigger.await;
         let Started { shared, admission, reloader, summary, shutdown_tx, listeners: _ } = self;
         tracing::info!("shutting down: no new connections; draining sessions");
-        // Waits for a reload under way; none starts after this.
+        shared.health.set_draining();
+        // Waits for a reload under way; none starts after this. HTTP listeners keep
+        // answering (`/readyz` says draining) until the sessions are gone.
         reloader.stop_listeners().await;
         let _ = shutdown_tx.send(true);
         // Idle sessions close at once; a session inside a transaction gets `shutdown_grace` to
@@ -193,6 +220,7 @@ impl Started {
             tracing::warn!(sessions = admission.len(), "some sessions did not finish within the shutdown grace");
         }
         summary.abort();
+        reloader.stop_http_listeners().await;
         shared.counters.log("since the last summary");
     }
 }
@@ -212,15 +240,27 @@ async fn wait_for_signal() {
     }
 }
 
-/// Accepts connections for the listener `key` until aborted (shutdown, or a reload that
-/// removes it). Each session gets the listener's current checks: those of the configuration
-/// in force, or the ones it started with once a reload has removed it.
+/// The routes of a metrics listener, reading this server's metrics, health, spool and queue.
+fn metrics_routes(shared: &Shared) -> Arc<crate::http::metrics::MetricsRoutes> {
+    Arc::new(crate::http::metrics::MetricsRoutes {
+        metrics: shared.metrics.clone(),
+        health: shared.health.clone(),
+        spool: shared.spool.clone(),
+        queue: shared.queue.clone(),
+    })
+}
+
+/// Accepts SMTP and POP3 connections for the listener `key` until aborted (shutdown, or a
+/// reload that removes it); never called for an HTTP listener. Each session gets the
+/// listener's current checks: those of the configuration in force, or the ones it started
+/// with once a reload has removed it.
 async fn accept_loop(
     listener: Arc<TcpListener>,
     key: ListenerKey,
     checks: Checks,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
+    counts: ListenerMetrics,
 ) {
     let role = key.role;
     loop {
@@ -244,15 +284,26 @@ async fn accept_loop(
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
                 let checks = key.checks_in(&shared.live.get().config).unwrap_or(checks);
-                let shared = shared.clone();
+                let (shared, open) = (shared.clone(), counts.opened());
                 if role.is_pop3() {
-                    tokio::spawn(crate::pop3::handle(stream, peer, role, shared, admitted.ticket));
+                    tokio::spawn(async move {
+                        crate::pop3::handle(stream, peer, role, shared, admitted.ticket).await;
+                        drop(open);
+                    });
                     continue;
                 }
-                tokio::spawn(conn::handle(stream, peer, role, checks, shared, admitted.ticket));
+                tokio::spawn(async move {
+                    conn::handle(stream, peer, role, checks, shared, admitted.ticket).await;
+                    drop(open);
+                });
             }
             Err(why) => {
                 shared.counters.refused(why);
+                counts.refused(match why {
+                    Refusal::Total => 0,
+                    Refusal::Address => 1,
+                    Refusal::Network => 2,
+                });
                 if crate::logging::TOO_MANY_CONNECTIONS.admit() {
                     tracing::warn!(peer = %peer, limit = %why.as_str(), "connection refused: too many connections");
                 }

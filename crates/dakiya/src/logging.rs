@@ -4,6 +4,7 @@
 mod escape;
 mod format;
 mod limit;
+pub mod recent;
 
 use dakiya_config::Log;
 use format::{Style, layer};
@@ -26,7 +27,7 @@ pub fn init(log: &Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let style = Style::new(log, format::stderr_is_journal());
-    tracing_subscriber::registry().with(filter).with(layer(style, io::stderr)).init();
+    tracing_subscriber::registry().with(filter).with(layer(style, io::stderr)).with(recent::Recent::default()).init();
     spawn_reporter();
 }
 
@@ -65,7 +66,8 @@ pub fn to_buffer(buffer: Buffer, log: &Log) -> tracing::Dispatch {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
         .with(layer(Style::new(log, false), move || buffer.clone()))
-        .with(Counts::default());
+        .with(Counts::default())
+        .with(recent::Recent::default());
     tracing::Dispatch::new(subscriber)
 }
 

@@ -2,7 +2,7 @@
 //! library (the server), plus the process-wide choices: the allocator and the log.
 #![forbid(unsafe_code)]
 
-use dakiya::{checkconfig, dkimcli, queuecli, reloadcli, tracecli, usercli};
+use dakiya::{checkconfig, dkimcli, queuecli, reloadcli, statuscli, tracecli, usercli};
 
 /// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
 /// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
@@ -85,6 +85,16 @@ enum Cmd {
         #[command(flatten)]
         args: tracecli::TraceArgs,
     },
+    /// The running server at a glance: version, uptime, health, listeners, queue, recent
+    /// warnings and errors (through its control socket). Exit status 3: not running.
+    Status {
+        /// Configuration file (for the data directory); default: the embedded one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the server's JSON response instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -111,6 +121,10 @@ fn main() -> ExitCode {
             None => reloadcli::run(&Config::embedded_default().data_dir, json),
             Some(Ok(data_dir)) => reloadcli::run(&data_dir, json),
             Some(Err(code)) => code,
+        },
+        Cmd::Status { config, json } => match load(config) {
+            Ok(cfg) => statuscli::run(json, &cfg.data_dir),
+            Err(code) => code,
         },
         Cmd::Serve { config } => {
             let cfg = match load(config.clone()) {

@@ -8,7 +8,8 @@
 mod policy;
 
 use dakiya_config::{Checks, Config};
-use dakiya_mailauth::{KeyStore, SpfCheck, Verifier};
+use dakiya_mailauth::{KeyStore, SpfCheck, Verdict, Verifier};
+use dakiya_metrics::{Metrics, Rejection, Verification};
 use dakiya_proto::Reply;
 use dakiya_proto::logtext::Esc;
 use dakiya_spool::Envelope;
@@ -50,6 +51,8 @@ pub struct Received<'a> {
     pub envelope: &'a Envelope,
     /// The SPF results of MAIL time (verifying sessions).
     pub spf: Option<&'a SpfCheck>,
+    /// Where verdicts and refusals are counted.
+    pub metrics: &'a Metrics,
 }
 
 impl MailAuth {
@@ -156,8 +159,11 @@ impl MailAuth {
                     arc = ?verdict.arc,
                     "message authentication"
                 );
+                count_verdict(msg.metrics, &verdict);
                 match policy::decide(&verdict, checks) {
                     Decision::Refuse(reply) => {
+                        let why = if reply.code >= 500 { Rejection::Dmarc } else { Rejection::DmarcTemporary };
+                        msg.metrics.rejected(why);
                         tracing::info!(queue_id = %env.id, from = %Esc(&format!("<{}>", env.sender)), reply = %Esc(&reply.lines.join(" ")), "message refused by authentication policy");
                         return Err(reply);
                     }
@@ -188,6 +194,19 @@ impl MailAuth {
         }
         Ok(prepend)
     }
+}
+
+/// Counts each method's result (every DKIM signature; `none` for a message without one).
+fn count_verdict(metrics: &Metrics, verdict: &Verdict) {
+    metrics.verified(Verification::Spf, verdict.spf.mail_from.as_str());
+    for d in &verdict.dkim {
+        metrics.verified(Verification::Dkim, d.result.as_str());
+    }
+    if verdict.dkim.is_empty() {
+        metrics.verified(Verification::Dkim, "none");
+    }
+    metrics.verified(Verification::Dmarc, verdict.dmarc.as_str());
+    metrics.verified(Verification::Arc, verdict.arc.as_str());
 }
 
 /// The domain that ARC-seals a message our aliases forward to other domains (RFC 8617), so

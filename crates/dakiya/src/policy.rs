@@ -3,6 +3,7 @@
 use crate::shared::Shared;
 use dakiya_auth::AuthOutcome;
 use dakiya_config::{Config, RcptError, Target};
+use dakiya_metrics::Rejection;
 use dakiya_proto::address::{ForwardPath, ReversePath};
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::sasl::Credentials;
@@ -39,7 +40,10 @@ pub fn check_recipient(
             ("postmaster".to_string(), domain)
         }
         // Address literals are never ours and never relayed (a classic open-relay trick).
-        ForwardPath::Mailbox(m) if m.is_literal() => return Err(relay_denied()),
+        ForwardPath::Mailbox(m) if m.is_literal() => {
+            shared.metrics.rejected(Rejection::RelayDenied);
+            return Err(relay_denied());
+        }
         ForwardPath::Mailbox(m) => (m.local.clone(), m.domain.clone()),
     };
     let users = &shared.users;
@@ -54,6 +58,16 @@ pub fn check_recipient(
         Err(RcptError::AliasLoop) => Err(Reply::new(550, Enhanced(5, 4, 6), "Alias loop detected for this recipient")),
         // Refuse unknown users at RCPT time so we never bounce to forged senders.
         Err(_) => Err(Reply::new(550, Enhanced(5, 1, 1), "No such user here")),
+    }
+    .inspect_err(|reply| shared.metrics.rejected(recipient_refusal(reply)))
+}
+
+/// The metrics reason of a refused recipient (replies of [`check_recipient`]).
+fn recipient_refusal(reply: &Reply) -> Rejection {
+    match reply.enhanced {
+        Some(Enhanced(5, 7, 1)) => Rejection::RelayDenied,
+        Some(Enhanced(5, 1, 1)) => Rejection::UnknownUser,
+        _ => Rejection::RecipientPolicy,
     }
 }
 
@@ -84,6 +98,7 @@ pub async fn check_password(shared: &Shared, client: &Client, creds: Credentials
     let mechanism = creds.mechanism.name();
     let user = creds.username.to_lowercase();
     let outcome = shared.authenticator.authenticate(client.ip, &user, creds.password).await;
+    shared.metrics.auth(mechanism, matches!(outcome, AuthOutcome::Accepted));
     let (result, reply) = match outcome {
         AuthOutcome::Accepted => {
             tracing::info!(peer = %client.ip, mechanism, user = %Esc(&user), result = %"ok", "auth");

@@ -87,7 +87,7 @@ pub enum QueueCmd {
 
 /// Why a command did not succeed; each maps to an exit status.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// The server answered `ok: false`, or the exchange failed.
     Failed(String),
     /// The command line was wrong.
@@ -99,7 +99,12 @@ pub(crate) enum Failure {
 /// Runs a `dakiya queue` command against the server whose data directory is `data_dir`.
 pub fn run(cmd: QueueCmd, data_dir: &Path) -> ExitCode {
     let socket = data_dir.join(SOCKET_NAME);
-    match execute(cmd, &socket) {
+    finish(execute(cmd, &socket))
+}
+
+/// Prints what a command returned, or its failure, and gives the exit status.
+pub fn finish(result: Result<String, Failure>) -> ExitCode {
+    match result {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
@@ -169,7 +174,7 @@ fn queue_id(text: &str) -> Result<QueueId, Failure> {
 }
 
 /// Sends `request` and reads the response: the raw line and its parsed form.
-pub(crate) fn exchange(socket: &Path, request: &Request) -> Result<(String, Response), Failure> {
+pub fn exchange(socket: &Path, request: &Request) -> Result<(String, Response), Failure> {
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             Failure::NotRunning(format!("dakiya is not running (no control socket at {})", socket.display()))

@@ -12,6 +12,7 @@ use crate::stream::TlsInfo;
 use dakiya_config::{Checks, Target};
 use dakiya_history::{Event, MessageIdScanner, Verdict};
 use dakiya_mailauth::{HeaderFilter, SpfCheck};
+use dakiya_metrics::Rejection;
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::{Reply, Server};
 use dakiya_spool::{Envelope, MessageWriter, SpoolError};
@@ -121,6 +122,8 @@ impl Message {
     /// it first, per the session's [`Mode`].
     pub async fn commit(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<String, Reply> {
         let temp_fail = |why: Failure| {
+            shared.metrics.rejected(Rejection::LocalError);
+            shared.health.commit_result(Err(&why));
             why.refuse(&logging::STORE_FAILED, "Temporary local problem storing the message, try again later")
         };
         if let Some(mut filter) = self.filter.take() {
@@ -149,6 +152,8 @@ impl Message {
             Ok(Ok(id)) => {
                 tracing::info!(queue_id = %id, from = %Esc(&format!("<{}>", self.sender)), rcpts = self.rcpts, size, "accepted");
                 self.record(shared, id.as_str(), size);
+                shared.metrics.message_accepted(size);
+                shared.health.commit_result(Ok(()));
                 shared.queue.enqueue(id.clone());
                 Ok(id.to_string())
             }
@@ -161,6 +166,7 @@ impl Message {
     /// put on top of it in the envelope. `Err` is the reply refusing the message.
     async fn add_auth_fields(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<(), Reply> {
         let temp = |why: SpoolError| {
+            shared.metrics.rejected(Rejection::LocalError);
             Failure::from(why).refuse(&logging::READ_BACK_FAILED, "Temporary local problem, try again later")
         };
         let live = shared.live.get();
@@ -172,7 +178,7 @@ impl Message {
             if writer.is_spilled() { tokio::task::block_in_place(|| writer.content()) } else { writer.content() }
                 .map_err(temp)?;
         let Some(mut env) = self.envelope.clone() else { return Ok(()) };
-        let received = Received { content: &content, envelope: &env, spf };
+        let received = Received { content: &content, envelope: &env, spf, metrics: &shared.metrics };
         let prepend = mailauth.verify_or_sign(&keys, &live.config, self.auth, checks, received).await?;
         if prepend.is_empty() {
             return Ok(());

@@ -134,6 +134,7 @@ impl Reloader {
         }
         // The swap. The queue goes first: it is the only step that can still fail (when the
         // queue manager has already stopped), and then nothing else has changed.
+        prepared.outbound.record_into(self.shared.metrics.clone());
         let ctx = self.queue_ctx.reconfigured(cfg.clone(), prepared.outbound);
         self.shared.queue.reconfigure(ctx).await.map_err(|_| ReloadError::ShuttingDown)?;
         let tls_changed = prepared.tls.is_some();
@@ -169,6 +170,7 @@ impl Reloader {
                 summary.listeners_removed.push(format!("{} {}", r.bound, r.key.role));
             }
         }
+        self.shared.health.set_listeners(self.running.iter().map(|r| (r.bound, r.key.role)).collect());
         Ok(summary)
     }
 
@@ -277,6 +279,21 @@ impl ReloadHandle {
     pub async fn stop_listeners(&self) {
         let mut r = self.0.lock().await;
         r.stopped = true;
+        r.running.retain(|l| {
+            // HTTP listeners (metrics) keep answering while sessions drain: `/readyz` says
+            // "draining" to the load balancer. They stop in `stop_http_listeners`.
+            let http = l.key.role == Role::Metrics;
+            if !http {
+                l.task.abort();
+            }
+            http
+        });
+    }
+
+    /// Stops what [`ReloadHandle::stop_listeners`] left running: the HTTP listeners, once the
+    /// sessions have drained.
+    pub async fn stop_http_listeners(&self) {
+        let mut r = self.0.lock().await;
         for l in r.running.drain(..) {
             l.task.abort();
         }

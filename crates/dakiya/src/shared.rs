@@ -1,12 +1,14 @@
 //! What every connection shares: the current configuration and what is derived from it
 //! (`live`, replaced by a reload), the spool and queue, the user store and password checks,
-//! the counters for the log summary. Built once at start (`listen.rs`); the connection driver
-//! and the policy checks read it.
+//! the counters for the log summary, the message history, the metrics and health. Built
+//! once at start (`listen.rs`); the connection driver and the policy checks read it.
 
+use crate::health::Health;
 use crate::live::Current;
 use crate::summary::Counters;
 use dakiya_auth::{Authenticator, UserStore};
 use dakiya_history::History;
+use dakiya_metrics::Metrics;
 use dakiya_queue::QueueHandle;
 use dakiya_spool::Spool;
 use std::sync::Arc;
@@ -26,4 +28,8 @@ pub struct Shared {
     pub counters: Counters,
     /// The message history (`dakiya trace`): each committed message is recorded here.
     pub history: History,
+    /// The server's Prometheus metrics (served by a `role = "metrics"` listener).
+    pub metrics: Arc<Metrics>,
+    /// Whether the server is healthy and ready (`/healthz`, `/readyz`, `dakiya status`).
+    pub health: Arc<Health>,
 }

@@ -1,6 +1,7 @@
 //! One SMTP connection: the sans-IO [`Client`] driven over a [`Stream`], every read and
 //! write bounded by the phase's timeout (RFC 5321 §4.5.3.2).
 
+use dakiya_metrics::{Direction, Metrics};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub(crate) struct Setup {
     pub(crate) credentials: Option<AuthCredentials>,
     pub(crate) tls_config: Arc<rustls::ClientConfig>,
     pub(crate) connect_timeout: Duration,
+    /// Where established TLS sessions are counted.
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 /// Why the TLS handshake failed, to give the job's failure the right status.
@@ -55,7 +58,15 @@ pub(crate) struct Connection {
     tls_config: Arc<rustls::ClientConfig>,
     tls_trouble: Option<TlsTrouble>,
     announced: bool,
+    metrics: Option<Arc<Metrics>>,
     _permits: Permits,
+}
+
+/// Counts an established TLS session by its version.
+fn count_tls(metrics: Option<&Metrics>, stream: &Stream) {
+    if let (Some(m), Some(version)) = (metrics, stream.tls_version()) {
+        m.tls(Direction::Outbound, version);
+    }
 }
 
 impl Connection {
@@ -85,7 +96,7 @@ impl Connection {
             };
             let handshake = stream.handshake(setup.tls_config.clone(), name);
             match timeout(Phase::StartTls.timeout(), handshake).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => count_tls(setup.metrics.as_deref(), &stream),
                 Ok(Err(e)) => return reached(failure::tls(hop, crate::tls::is_certificate_error(&e), &e.to_string())),
                 Err(_) => return reached(failure::tls(hop, false, "TLS handshake timed out")),
             }
@@ -105,6 +116,7 @@ impl Connection {
             tls_config: setup.tls_config.clone(),
             tls_trouble: None,
             announced: false,
+            metrics: setup.metrics.clone(),
             _permits: permits,
         })
     }
@@ -198,7 +210,10 @@ impl Connection {
         };
         let handshake = self.stream.handshake(self.tls_config.clone(), name);
         match timeout(Phase::StartTls.timeout(), handshake).await {
-            Ok(Ok(())) => self.client.tls_established(),
+            Ok(Ok(())) => {
+                count_tls(self.metrics.as_deref(), &self.stream);
+                self.client.tls_established();
+            }
             Ok(Err(e)) => {
                 let certificate = crate::tls::is_certificate_error(&e);
                 self.tls_trouble = Some(if certificate { TlsTrouble::Certificate } else { TlsTrouble::Handshake });

@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     tls: TlsConfigs,
     connect_timeout: Duration,
     pool: Arc<Pool>,
+    /// Where TLS sessions are counted, once the server has said ([`crate::Outbound::record_into`]).
+    pub(crate) metrics: std::sync::OnceLock<Arc<dakiya_metrics::Metrics>>,
 }
 
 /// Where a domain's mail goes and how.
@@ -88,6 +90,7 @@ impl Inner {
             tls: TlsConfigs::new(&cfg.extra_roots)?,
             connect_timeout: cfg.connect_timeout,
             pool: Pool::new(cfg.idle_timeout, cfg.max_connections, cfg.max_per_destination),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -116,6 +119,7 @@ impl Inner {
             credentials,
             tls_config,
             connect_timeout: self.connect_timeout,
+            metrics: self.metrics.get().cloned(),
         }
     }
 

@@ -113,6 +113,12 @@ impl Outbound {
         Ok(Outbound { inner: Arc::new(Inner::new(cfg)?) })
     }
 
+    /// Counts the TLS sessions this service establishes in `metrics` from now on (the
+    /// server's; set once, later calls are ignored).
+    pub fn record_into(&self, metrics: Arc<dakiya_metrics::Metrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
     /// Delivers `message` (as spooled: header section, blank line, body; CRLF line ends; not
     /// dot-stuffed) to the job's recipients, all in `domain`. Returns one result per job
     /// recipient, in order. Never panics on remote behaviour; every failure is a result.

@@ -63,6 +63,14 @@ impl Stream {
         Ok(())
     }
 
+    /// The TLS version (`TLSv1.3`), or `None` in clear text.
+    pub(crate) fn tls_version(&self) -> Option<&'static str> {
+        match self {
+            Stream::Tls(s) => Some(crate::tls::version(s.get_ref().1)),
+            Stream::Plain(_) | Stream::Gone => None,
+        }
+    }
+
     /// The TLS version and cipher suite, or `None` in clear text.
     pub(crate) fn tls_description(&self) -> Option<String> {
         match self {

@@ -106,6 +106,15 @@ pub(crate) fn server_name(host: &str) -> Option<ServerName<'static>> {
     ServerName::try_from(host.to_owned()).ok()
 }
 
+/// "TLSv1.2" or "TLSv1.3" ("TLS" for anything else, which rustls does not negotiate).
+pub(crate) fn version(conn: &rustls::ClientConnection) -> &'static str {
+    match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        _ => "TLS",
+    }
+}
+
 /// "TLSv1.3 TLS_AES_256_GCM_SHA384", with IANA cipher suite names, for the logs.
 pub(crate) fn describe(conn: &rustls::ClientConnection) -> String {
     let version = match conn.protocol_version() {

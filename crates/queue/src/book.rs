@@ -91,6 +91,13 @@ impl Book {
         }
     }
 
+    /// The oldest message the book holds, by its id (ids begin with the time they were
+    /// issued): a scan, for metrics and `dakiya status`, not for the hot path.
+    pub fn oldest(&self) -> Option<&QueueId> {
+        let ready = self.ready.iter();
+        ready.chain(self.due_at.keys()).chain(self.running.keys()).chain(self.held.iter()).min()
+    }
+
     /// A just-committed message (or a notice) to deliver at once.
     pub fn enqueue(&mut self, id: QueueId) {
         self.ready.push_back(id);

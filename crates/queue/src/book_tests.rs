@@ -147,3 +147,17 @@ fn rescheduling_replaces_the_earlier_time() {
     assert_eq!(b.counts().scheduled, 1);
     assert_eq!(b.next_due(), Some(NOW + 50));
 }
+
+#[test]
+fn oldest_looks_at_every_place_a_message_can_be() {
+    assert_eq!(Book::default().oldest(), None);
+    assert_eq!(book().oldest(), Some(&id(1)), "ready");
+    let due = [deferred(NOW + 100)];
+    assert_eq!(Book::recover([(id(5), false, &due[..])], NOW).oldest(), Some(&id(5)), "due");
+    let mut running = Book::recover([(id(7), false, &[][..])], NOW);
+    assert_eq!(running.start_next(), start(id(7), false));
+    assert_eq!(running.oldest(), Some(&id(7)), "running");
+    let mut held = Book::default();
+    held.hold(&id(6));
+    assert_eq!(held.oldest(), Some(&id(6)), "held");
+}

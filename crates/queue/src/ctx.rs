@@ -4,6 +4,7 @@ use crate::local::Mailboxes;
 use dakiya_auth::UserStore;
 use dakiya_config::Config;
 use dakiya_history::History;
+use dakiya_metrics::Metrics;
 use dakiya_outbound::Outbound;
 use dakiya_spool::Spool;
 use std::sync::Arc;
@@ -57,12 +58,15 @@ pub struct Ctx {
     pub clock: Clock,
     /// Where delivery attempts, notices and operator actions are recorded (`dakiya trace`).
     pub history: History,
+    /// The server's metrics (deliveries, latencies).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ctx {
     /// The context with the system clock and `delivery.local_concurrency` blocking steps.
     pub fn new(cfg: Arc<Config>, spool: Arc<Spool>, users: Arc<UserStore>, outbound: Outbound) -> Ctx {
         let local_limit = Arc::new(Semaphore::new(cfg.delivery.local_concurrency.max(1)));
+        let metrics = Arc::new(Metrics::new());
         Ctx {
             cfg,
             spool,
@@ -72,6 +76,7 @@ impl Ctx {
             outbound,
             clock: Clock::system(),
             history: History::disabled(),
+            metrics,
         }
     }
 
@@ -81,9 +86,17 @@ impl Ctx {
         self
     }
 
+    /// The same context recording into `metrics` (the server's own; [`Ctx::new`] makes a
+    /// private one).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Ctx {
+        self.metrics = metrics;
+        self
+    }
+
     /// The same context with a new configuration and outbound service (a reload): the spool,
-    /// the users, the open Maildirs, the bound on blocking steps, the clock and the history
-    /// are shared with this one, so runs under either context count against the same limits.
+    /// the users, the open Maildirs, the bound on blocking steps, the clock, the history and
+    /// the metrics are shared with this one, so runs under either context count against the
+    /// same limits and into the same records.
     pub fn reconfigured(&self, cfg: Arc<Config>, outbound: Outbound) -> Ctx {
         Ctx {
             cfg,
@@ -94,6 +107,7 @@ impl Ctx {
             outbound,
             clock: self.clock.clone(),
             history: self.history.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 

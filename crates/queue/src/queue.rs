@@ -5,7 +5,7 @@
 //! The bookkeeping is [`Book`]'s, pure and unit-tested; this task only feeds it messages,
 //! run results, the time and the spool's answers, and starts the runs it asks for.
 
-use crate::book::{Book, unknown};
+use crate::book::{Book, Counts, unknown};
 use crate::ctx::Ctx;
 use crate::history;
 use crate::run::{self, RunOutcome};
@@ -19,6 +19,16 @@ enum Msg {
     Control(ControlOp, oneshot::Sender<Result<usize, String>>),
     /// A reload: runs started from now on use this context.
     Reconfigure(Arc<Ctx>, oneshot::Sender<()>),
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// The queue as the scheduler sees it now (for metrics and `dakiya status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Messages by where they are.
+    pub counts: Counts,
+    /// The oldest message's id (its [`QueueId::timestamp`] is when it was accepted).
+    pub oldest: Option<QueueId>,
 }
 
 /// Hands newly accepted messages and operator requests to the scheduler.
@@ -45,6 +55,13 @@ impl QueueHandle {
         let gone = || "the queue manager is shutting down".to_string();
         self.tx.send(Msg::Reconfigure(Arc::new(ctx), tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
+    }
+
+    /// The queue now; `None` when the scheduler is gone (shutting down).
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Snapshot(tx)).ok()?;
+        rx.await.ok()
     }
 
     /// Schedules a just-committed message for immediate delivery.
@@ -101,6 +118,10 @@ impl Scheduler {
             tokio::select! {
                 msg = incoming.recv() => match msg {
                     Some(Msg::Enqueue(id)) => self.book.enqueue(id),
+                    Some(Msg::Snapshot(reply)) => {
+                        let oldest = self.book.oldest().cloned();
+                        let _ = reply.send(Snapshot { counts: self.book.counts(), oldest });
+                    }
                     Some(Msg::Control(op, reply)) => {
                         let result = self.control(op).await;
                         let _ = reply.send(result);

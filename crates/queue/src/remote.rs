@@ -50,8 +50,11 @@ pub(crate) async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> V
         let job = job(m, &from, &rcpts, body.len(), eight_bit);
         let (outbound, body) = (ctx.outbound.clone(), body.clone());
         let indices: Vec<usize> = rcpts.iter().map(|(i, _)| *i).collect();
+        let metrics = ctx.metrics.clone();
         tasks.spawn(async move {
+            let started = std::time::Instant::now();
             let results = outbound.deliver(&domain, &job, body).await;
+            metrics.outbound_attempt(started.elapsed());
             (indices, results)
         });
     }

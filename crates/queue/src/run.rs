@@ -62,6 +62,7 @@ impl Run {
         let policy = RetryPolicy::of(&ctx.cfg.delivery);
         let state = RcptState::after(&self.states[i], outcome, self.now, self.m.envelope.received_at, &policy);
         history::attempt(ctx, &self.m, i, outcome, &state, via);
+        crate::measure::delivery(ctx, &self.m, i, outcome, &state, self.now);
         self.record(i, outcome, state);
     }
 
@@ -157,6 +158,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
                 let (outcome, state) =
                     local::deliver_one(&ctx.cfg, &ctx.spool, &ctx.boxes, &run.m, target, &run.states[i], now);
                 history::attempt(ctx, &run.m, i, &outcome, &state, &Via::local());
+                crate::measure::delivery(ctx, &run.m, i, &outcome, &state, now);
                 run.record(i, &outcome, state);
             }
             None => run.remote.push(i),

@@ -316,7 +316,9 @@ fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, Spo
         write_all_vectored(&mut file, &mut slices).map_err(io_err("write", &tmp))?;
         // One fsync for every message of the batch: bodies and envelopes
         // become durable before the file gets its queue name.
+        let started = std::time::Instant::now();
         file.sync_all().map_err(io_err("fsync", &tmp))?;
+        inner.file_sync.record(started.elapsed());
         fs::rename(&tmp, &batch.path).map_err(io_err("rename", &tmp))
     })();
     if result.is_err() {

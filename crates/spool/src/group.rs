@@ -10,6 +10,9 @@
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use crate::latency::{Latencies, LatencyStats};
 
 /// Something that can be made durable as a whole, such as a directory.
 pub trait SyncTarget {
@@ -53,6 +56,8 @@ pub struct GroupSync<T> {
     target: T,
     state: Mutex<State>,
     wake: Condvar,
+    /// How long each sync took.
+    latency: Latencies,
 }
 
 impl<T: SyncTarget> GroupSync<T> {
@@ -62,6 +67,7 @@ impl<T: SyncTarget> GroupSync<T> {
             target,
             state: Mutex::new(State { pending: Arc::default(), in_progress: false, calls: 0, rounds: 0 }),
             wake: Condvar::new(),
+            latency: Latencies::default(),
         }
     }
 
@@ -91,8 +97,10 @@ impl<T: SyncTarget> GroupSync<T> {
         state.rounds += 1;
         drop(state);
         // A panicking target must not leave `in_progress` set forever.
+        let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(|| self.target.sync()))
             .unwrap_or_else(|_| Err(io::Error::other("sync panicked")));
+        self.latency.record(started.elapsed());
         let shared = match &result {
             Ok(()) => Ok(()),
             Err(e) => Err((e.kind(), e.to_string())),
@@ -109,6 +117,11 @@ impl<T: SyncTarget> GroupSync<T> {
     pub fn stats(&self) -> (u64, u64) {
         let state = self.lock();
         (state.calls, state.rounds)
+    }
+
+    /// How long the syncs took so far.
+    pub fn latency(&self) -> LatencyStats {
+        self.latency.snapshot()
     }
 
     /// The wrapped target.

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::error::io_err;
 use crate::index::Index;
+use crate::latency::Latencies;
 use crate::{GroupSync, QueueId, SpoolError};
 
 pub(crate) struct Inner {
@@ -15,6 +16,8 @@ pub(crate) struct Inner {
     pub queue: PathBuf,
     /// Group commit of fsyncs of the queue directory.
     pub queue_sync: GroupSync<File>,
+    /// How long fsyncs of message files (batches, spilled messages) took.
+    pub file_sync: Latencies,
     index: Mutex<Index>,
     /// Held (flock) for the life of the spool.
     _lock: File,
@@ -23,7 +26,8 @@ pub(crate) struct Inner {
 impl Inner {
     /// The state of a spool whose lock is held, with an empty index.
     pub fn new(root: PathBuf, tmp: PathBuf, queue: PathBuf, queue_sync: GroupSync<File>, lock: File) -> Inner {
-        Inner { root, tmp, queue, queue_sync, index: Mutex::new(Index::default()), _lock: lock }
+        let (index, file_sync) = (Mutex::new(Index::default()), Latencies::default());
+        Inner { root, tmp, queue, queue_sync, file_sync, index, _lock: lock }
     }
 
     pub fn tmp_path(&self, id: &QueueId) -> PathBuf {

@@ -22,6 +22,7 @@ mod group;
 mod id;
 mod index;
 mod inner;
+mod latency;
 mod retry;
 mod scan;
 mod spool;
@@ -37,6 +38,7 @@ pub use envelope::{Envelope, FailureDetail, QueuedMessage, RcptState, Recipient}
 pub use error::SpoolError;
 pub use group::{GroupSync, SyncTarget};
 pub use id::{InvalidQueueId, QueueId};
+pub use latency::{Latencies, LatencyStats};
 pub use retry::next_retry_delay;
 pub use scan::Body;
 pub use spool::Spool;

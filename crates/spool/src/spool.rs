@@ -12,7 +12,7 @@ use crate::error::io_err;
 use crate::index::{BatchFile, MSG_EXT, STATUS_EXT};
 use crate::inner::Inner;
 use crate::status::{self, STATUS_HEADER};
-use crate::{Envelope, GroupSync, MessageWriter, QueueId, RcptState, SpoolError};
+use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, SpoolError};
 
 /// Subdirectory for files being written; emptied at open.
 const TMP_DIR: &str = "tmp";
@@ -79,9 +79,31 @@ impl Spool {
         self.inner.queue_sync.stats()
     }
 
+    /// How long fsyncs took so far (for metrics): of the queue directory, and of message
+    /// files.
+    pub fn fsync_latency(&self) -> (LatencyStats, LatencyStats) {
+        (self.inner.queue_sync.latency(), self.inner.file_sync.snapshot())
+    }
+
     /// How commits were grouped into batch files so far (for metrics).
     pub fn commit_stats(&self) -> CommitStats {
         self.committer.stats()
+    }
+
+    /// Whether new messages can be stored now: creates, writes, fsyncs and removes a small
+    /// file in `tmp/`, where every message starts (for health checks). Costs a disk write
+    /// and an fsync, so callers rate-limit it.
+    pub fn probe_writable(&self) -> Result<(), SpoolError> {
+        let path = self.inner.tmp.join("health-probe");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        file.write_all(b"probe\n").and_then(|()| file.sync_all()).map_err(io_err("write", &path))?;
+        fs::remove_file(&path).map_err(io_err("unlink", &path))
     }
 
     /// Issues a queue id not used by any message or file in the spool.

@@ -267,7 +267,9 @@ impl MessageWriter {
         file.write_all(&self.buf).map_err(io_err("write", &path))?;
         let size = format::len_field(self.len);
         file.write_all_at(size.as_bytes(), SPILLED_BODY_LEN_AT).map_err(io_err("write", &path))?;
+        let started = std::time::Instant::now();
         file.sync_all().map_err(io_err("fsync", &path))?;
+        self.spool.file_sync.record(started.elapsed());
         Ok(Payload::Spilled { line_len: self.head.len() as u64, body_len: self.len })
     }
 

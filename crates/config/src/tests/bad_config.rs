@@ -152,7 +152,7 @@ fn listener_unknown_role_lists_the_roles() {
         text,
         Some("listen[0].role"),
         Some(3),
-        "expected \"mx\", \"submission\", \"submissions\", \"pop3\" or \"pop3s\"",
+        "expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\" or \"metrics\"",
     );
 }
 
@@ -401,4 +401,10 @@ fn history_keys_read() {
     assert_eq!(c.history, crate::History { enabled: false, days: 30 });
     assert_eq!(parse(&with_listener("")).unwrap().history, crate::History { enabled: true, days: 7 });
     assert_eq!(parse(&c.to_toml()).unwrap().history, c.history);
+}
+
+#[test]
+fn metrics_listener_takes_no_message_authentication_keys() {
+    let text = "[[listen]]\naddress = \"127.0.0.1:9425\"\nrole = \"metrics\"\nverify = false\n";
+    check(text, Some("listen[0].verify"), Some(4), "apply to mx listeners only");
 }

@@ -286,3 +286,19 @@ fn a_hold_creates_the_log_durably_and_counts_as_a_record() {
     let text = fs::read_to_string(&log).unwrap();
     assert_eq!(text, format!("DAKIYA-STATUS 2\n{{\"id\":\"{}\",\"state\":\"held\"}}\n", ids[1]));
 }
+
+#[test]
+fn probe_writable_fails_while_tmp_is_not_a_directory_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    spool.probe_writable().unwrap();
+    let tmp = dir.path().join(TMP_DIR);
+    assert!(names(&tmp).is_empty(), "the probe file is removed");
+    // Root ignores permissions, so make tmp/ unusable by replacing it with a file.
+    fs::rename(&tmp, dir.path().join("tmp.away")).unwrap();
+    fs::write(&tmp, b"not a directory").unwrap();
+    assert!(matches!(spool.probe_writable(), Err(SpoolError::Io { op: "create", .. })));
+    fs::remove_file(&tmp).unwrap();
+    fs::rename(dir.path().join("tmp.away"), &tmp).unwrap();
+    spool.probe_writable().unwrap();
+}
