@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn refuses_bad_requests() {
         use RequestError::*;
-        let cases: [(&[u8], RequestError); 19] = [
+        let cases: [(&[u8], RequestError); 20] = [
             (br#"{"cmd":"reload","id":"0655E5A000000001"}"#, Unexpected("reload takes no id")),
             (b"", Empty),
             (b"  \r", Empty),
