@@ -24,6 +24,7 @@ mod names;
 mod outbound;
 mod raw;
 mod resolve;
+mod screen;
 mod sender;
 mod units;
 mod value;
@@ -49,6 +50,7 @@ pub use error::{ConfigError, RcptError};
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
 pub use resolve::Target;
+pub use screen::{CodeRange, HeloChecks, Screen, ScreenAction, Zone};
 
 /// The validated configuration. Build it with [`Config::parse`], [`Config::from_file`] or
 /// [`Config::embedded_default`]; it is not meant to be changed afterwards.
@@ -93,6 +95,8 @@ pub struct Config {
     pub outbound: Outbound,
     /// The server's log, `[log]`.
     pub log: Log,
+    /// Connection screening, `[screen]` (docs/screening.md); `None` when the section is absent.
+    pub screen: Option<Screen>,
 }
 
 /// One listening socket.
@@ -104,6 +108,12 @@ pub struct Listener {
     pub role: Role,
     /// Message authentication of inbound mail on this listener (mx role only).
     pub checks: Checks,
+    /// Whether `[screen]` applies here (`screen`). Default true on `mx`, false on the
+    /// submission roles (their clients authenticate).
+    pub screen: bool,
+    /// How long the server waits before its greeting; a client that speaks first is refused
+    /// (`greet_delay`, docs/screening.md). Default zero: no wait.
+    pub greet_delay: Duration,
 }
 
 /// What an `mx` listener does with SPF, DKIM, DMARC and ARC (keys of its `[[listen]]`
