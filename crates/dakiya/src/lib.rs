@@ -14,6 +14,7 @@ mod msgauth;
 mod policy;
 mod queuestats;
 mod receive;
+mod screen;
 mod setup;
 mod shared;
 mod storage;

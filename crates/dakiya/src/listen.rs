@@ -45,6 +45,9 @@ pub enum StartError {
     /// Message authentication could not be set up (its DNS resolver, the DKIM keys).
     #[error("message authentication: {0}")]
     Auth(String),
+    /// Connection screening could not be set up (its DNS resolver).
+    #[error("screening: {0}")]
+    Screen(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -114,6 +117,13 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     };
     let mailauth = Arc::new(MailAuth::new(verifier, cfg.data_dir.join("dkim")).map_err(StartError::Auth)?);
     mailauth.spawn_reloader();
+    // Screening asks the same name servers as outbound delivery (tests: a loopback server).
+    let screener = match &cfg.screen {
+        Some(s) => Some(Arc::new(
+            crate::screen::Screener::new(s.clone(), &cfg.outbound.nameservers).map_err(StartError::Screen)?,
+        )),
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         config: cfg.clone(),
@@ -126,6 +136,7 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         authenticator,
         mailauth,
         counters: Counters::default(),
+        screener,
     });
     let admission = Admission::new(Limits {
         total: cfg.limits.max_connections,
@@ -144,7 +155,8 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
         tracing::info!(address = %local, role = %l.role.as_str(), "listening");
         listeners.push((local, l.role));
-        let task = accept_loop(listener, l.role, l.checks, shared.clone(), admission.clone());
+        let screening = crate::screen::Screening { on: l.screen, greet_delay: l.greet_delay };
+        let task = accept_loop(listener, l.role, l.checks, screening, shared.clone(), admission.clone());
         tasks.push(tokio::spawn(task));
     }
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
@@ -198,6 +210,7 @@ async fn accept_loop(
     listener: TcpListener,
     role: Role,
     checks: Checks,
+    screening: crate::screen::Screening,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
 ) {
@@ -222,7 +235,7 @@ async fn accept_loop(
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
                 let shared = shared.clone();
-                tokio::spawn(conn::handle(stream, peer, role, checks, shared, admitted.ticket));
+                tokio::spawn(conn::handle(stream, peer, role, checks, screening, shared, admitted.ticket));
             }
             Err(why) => {
                 shared.counters.refused(why);

@@ -45,7 +45,8 @@ impl Default for Message {
 
 impl Message {
     /// Starts storing the content of the session's transaction; `auth` says what happens to
-    /// it at the end besides storing it.
+    /// it at the end besides storing it; `name` is the client's forward-confirmed reverse DNS
+    /// name, if known.
     pub fn start(
         &mut self,
         shared: &Shared,
@@ -53,6 +54,7 @@ impl Message {
         peer: SocketAddr,
         tls: Option<&TlsInfo>,
         auth: Mode,
+        name: Option<&str>,
     ) {
         self.abort();
         self.auth = auth;
@@ -65,7 +67,7 @@ impl Message {
         self.rcpts = env.recipients.len();
         self.sender = env.sender.clone();
         self.envelope = Some(env.clone());
-        let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
+        let trace = envelope::Trace { hello: server.hello(), peer, name, tls, auth_user: server.auth_user() };
         let received = envelope::received_header(&shared.config.hostname, &env, tx, &trace);
         match shared.spool.writer(env) {
             Ok(mut w) => match w.write(received.as_bytes()) {

@@ -26,4 +26,6 @@ pub struct Shared {
     pub mailauth: Arc<MailAuth>,
     /// How sessions ended and why connections were refused, for the log summary.
     pub counters: Counters,
+    /// Connection screening (`[screen]`), if configured.
+    pub screener: Option<Arc<crate::screen::Screener>>,
 }
