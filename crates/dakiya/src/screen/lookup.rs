@@ -8,12 +8,14 @@ use crate::screen::fcrdns;
 use crate::screen::query::query_name;
 use crate::screen::score::{self, Answer, Hit, Verdict};
 use dakiya_config::Screen;
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::config::{NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig};
+use hickory_resolver::name_server::{GenericNameServerPool, TokioConnectionProvider};
 use hickory_resolver::proto::ProtoErrorKind;
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::{ResolveError, TokioResolver};
+use hickory_resolver::proto::op::{Query, ResponseCode};
+use hickory_resolver::proto::rr::{RData, RecordType};
+use hickory_resolver::proto::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::xfer::{DnsHandle, DnsRequestOptions, FirstAnswer, Protocol};
+use hickory_resolver::{Name, ResolveError, TokioResolver};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +36,10 @@ pub struct Findings {
 pub struct Screener {
     cfg: Screen,
     resolver: TokioResolver,
+    /// The same name servers without the resolver's special-use rules, for PTR queries:
+    /// the resolver answers every PTR in 127.in-addr.arpa and ::1 itself with `localhost`
+    /// (RFC 6761 §6.3), which would hide what the name servers say (and what tests serve).
+    pool: GenericNameServerPool<TokioRuntimeProvider>,
     cache: Mutex<Cache>,
 }
 
@@ -42,23 +48,28 @@ impl Screener {
     /// system's resolvers when the list is empty. The resolver's own cache is off: answers
     /// are remembered here, bounded, with negative answers capped (see [`Cache`]).
     pub fn new(cfg: Screen, nameservers: &[SocketAddr]) -> Result<Screener, String> {
-        let mut builder = if nameservers.is_empty() {
-            TokioResolver::builder_tokio().map_err(|e| format!("reading the system resolver configuration: {e}"))?
+        let config = if nameservers.is_empty() {
+            hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| format!("reading the system resolver configuration: {e}"))?
+                .0
         } else {
             let mut config = ResolverConfig::new();
             for &addr in nameservers {
                 config.add_name_server(NameServerConfig::new(addr, Protocol::Udp));
                 config.add_name_server(NameServerConfig::new(addr, Protocol::Tcp));
             }
-            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+            config
         };
+        let group = NameServerConfigGroup::from(config.name_servers().to_vec());
+        let mut builder = TokioResolver::builder_with_config(config, TokioConnectionProvider::default());
         let opts = builder.options_mut();
         opts.timeout = cfg.timeout;
         opts.attempts = 1;
         opts.cache_size = 0;
         opts.use_hosts_file = ResolveHosts::Never;
+        let pool = GenericNameServerPool::from_config(group, opts.clone(), TokioConnectionProvider::default());
         let cache = Mutex::new(Cache::new(cfg.cache_size));
-        Ok(Screener { cfg, resolver: builder.build(), cache })
+        Ok(Screener { cfg, resolver: builder.build(), pool, cache })
     }
 
     /// The configuration it screens with.
@@ -141,8 +152,7 @@ impl Screener {
         }
         let ip = ip.to_canonical();
         tokio::time::timeout_at(deadline, async {
-            let ptr = self.resolver.reverse_lookup(ip).await.ok()?;
-            let names: Vec<String> = ptr.iter().map(|n| n.0.to_ascii()).collect();
+            let names = self.ptr(ip).await;
             let mut forward = Vec::new();
             for name in fcrdns::candidates(&names) {
                 let fqdn = format!("{name}.");
@@ -165,6 +175,21 @@ impl Screener {
         .await
         .ok()
         .flatten()
+    }
+}
+
+impl Screener {
+    /// The PTR names of `ip`, asked of the name servers directly (not through the resolver: see `pool`).
+    async fn ptr(&self, ip: IpAddr) -> Vec<String> {
+        let query = Query::query(Name::from(ip), RecordType::PTR);
+        let Ok(response) = self.pool.lookup(query, DnsRequestOptions::default()).first_answer().await else {
+            return Vec::new();
+        };
+        let names = response.answers().iter().filter_map(|r| match r.data() {
+            RData::PTR(p) => Some(p.0.to_ascii()),
+            _ => None,
+        });
+        names.collect()
     }
 }
 
