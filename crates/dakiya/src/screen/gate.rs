@@ -176,3 +176,15 @@ fn early_talker(ending: Ending) -> Stop {
     let reply = Reply::new(554, Enhanced(5, 5, 1), "Protocol error: commands sent before their reply");
     Stop { reply: Some(reply), ending }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every session carries a gate, screened or not (docs/hardening.md, "Memory").
+    #[test]
+    fn a_gate_is_small() {
+        let size = std::mem::size_of::<Gate>();
+        assert!(size <= 192, "Gate is {size} bytes");
+    }
+}
