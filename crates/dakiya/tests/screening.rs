@@ -280,10 +280,10 @@ fn helo_checks_are_off_by_default() {
 
 #[test]
 fn a_flood_of_silent_clients_in_the_greet_delay_stays_within_admission_limits() {
-    let server = TestServer::start(&format!(
+    let server = TestServer::start(
         "[limits]\nmax_connections = 8\n[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\n\
-         greet_delay = \"3s\"\n"
-    ));
+         greet_delay = \"3s\"\n",
+    );
     let slow = server.listeners[1].0;
     // Eight silent clients fill the server while they wait for their greeting.
     let mut flood: Vec<BufReader<TcpStream>> =
