@@ -43,6 +43,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         outbound,
         log: crate::log::log(&cx, raw.log)?,
         history: crate::history::history(&cx, raw.history)?,
+        screen: crate::screen::screen(&cx, raw.screen)?,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
@@ -127,7 +128,12 @@ fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigErr
         }
         let role = role(l.role.get_ref()).map_err(|m| cx.err(key("role"), Some(l.role.span()), m))?;
         let checks = checks(cx, i, role, &l)?;
-        out.push(Listener { address, role, checks });
+        let screen = l.screen.unwrap_or(role == Role::Mx);
+        let greet_delay = match l.greet_delay {
+            Some(v) => duration_or_zero(cx, &key("greet_delay"), v, "")?,
+            None => Duration::ZERO,
+        };
+        out.push(Listener { address, role, checks, screen, greet_delay });
     }
     Ok(out)
 }

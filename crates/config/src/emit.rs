@@ -55,6 +55,8 @@ pub(crate) fn to_toml(c: &Config) -> String {
             out.kv("dmarc_quarantine", l.checks.dmarc_quarantine.to_string());
             out.kv("spf_reject", l.checks.spf_reject.to_string());
         }
+        out.kv("screen", l.screen.to_string());
+        out.kv("greet_delay", quote(&format_duration(l.greet_delay)));
     }
     if c.domains.is_empty() {
         out.table("[domains]");
@@ -101,7 +103,29 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.table("[history]");
     out.kv("enabled", c.history.enabled.to_string());
     out.kv("days", c.history.days.to_string());
+    if let Some(s) = &c.screen {
+        screen(&mut out, s);
+    }
     out.0
+}
+
+/// `[screen]` and its `[[screen.zone]]` tables.
+fn screen(out: &mut Out, s: &crate::Screen) {
+    out.table("[screen]");
+    out.kv("action", quote(s.action.as_str()));
+    out.kv("threshold", s.threshold.to_string());
+    out.kv("timeout", quote(&format_duration(s.timeout)));
+    out.kv("cache_size", s.cache_size.to_string());
+    out.kv("fcrdns", s.fcrdns.to_string());
+    out.kv("require_fcrdns", s.require_fcrdns.to_string());
+    out.kv("reject_pipelining", s.reject_pipelining.to_string());
+    out.kv("helo_checks", strings(s.helo.names()));
+    for z in &s.zones {
+        out.table("[[screen.zone]]");
+        out.kv("name", quote(&z.name));
+        out.kv("weight", z.weight.to_string());
+        out.kv("codes", strings(z.codes.iter().map(ToString::to_string)));
+    }
 }
 
 /// `[tls]`, `[auth]` and `[send_as]`.

@@ -25,6 +25,7 @@ mod names;
 mod outbound;
 mod raw;
 mod resolve;
+mod screen;
 mod sender;
 mod units;
 mod value;
@@ -51,6 +52,7 @@ pub use history::History;
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
 pub use resolve::Target;
+pub use screen::{CodeRange, HeloChecks, Screen, ScreenAction, Zone};
 pub use units::parse_duration;
 
 /// The validated configuration. Build it with [`Config::parse`], [`Config::from_file`] or
@@ -98,6 +100,8 @@ pub struct Config {
     pub log: Log,
     /// The message history `dakiya trace` reads, `[history]`.
     pub history: History,
+    /// Connection screening, `[screen]` (docs/screening.md); `None` when the section is absent.
+    pub screen: Option<Screen>,
 }
 
 /// One listening socket.
@@ -109,6 +113,12 @@ pub struct Listener {
     pub role: Role,
     /// Message authentication of inbound mail on this listener (mx role only).
     pub checks: Checks,
+    /// Whether `[screen]` applies here (`screen`). Default true on `mx`, false on the
+    /// submission roles (their clients authenticate).
+    pub screen: bool,
+    /// How long the server waits before its greeting; a client that speaks first is refused
+    /// (`greet_delay`, docs/screening.md). Default zero: no wait.
+    pub greet_delay: Duration,
 }
 
 /// What an `mx` listener does with SPF, DKIM, DMARC and ARC (keys of its `[[listen]]`

@@ -48,6 +48,8 @@ pub(crate) struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub history: RawHistory,
+    /// `[screen]`: connection screening (DNS lists, client and HELO checks); absent = none.
+    pub screen: Option<RawScreen>,
 }
 
 /// One `[[listen]]` entry. The message authentication switches are optional here so that
@@ -62,6 +64,10 @@ pub(crate) struct RawListener {
     pub dmarc_reject: Option<Spanned<bool>>,
     pub dmarc_quarantine: Option<Spanned<bool>>,
     pub spf_reject: Option<Spanned<bool>>,
+    /// Whether `[screen]` applies to this listener (default: on `mx` only).
+    pub screen: Option<bool>,
+    /// How long to wait before the greeting (default 0: no wait).
+    pub greet_delay: Option<SValue>,
 }
 
 /// One `[domains."name"]` table.
@@ -131,6 +137,33 @@ pub(crate) struct RawAuth {
     pub lockout: Option<SValue>,
     pub max_concurrent_checks: Option<Spanned<i64>>,
     pub check_queue_timeout: Option<SValue>,
+}
+
+/// `[screen]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScreen {
+    #[serde(default)]
+    pub zone: Vec<RawZone>,
+    pub threshold: Option<Spanned<i64>>,
+    pub action: Option<SStr>,
+    pub timeout: Option<SValue>,
+    pub cache_size: Option<Spanned<i64>>,
+    pub fcrdns: Option<bool>,
+    pub require_fcrdns: Option<bool>,
+    pub reject_pipelining: Option<bool>,
+    #[serde(default)]
+    pub helo_checks: Vec<SStr>,
+}
+
+/// One `[[screen.zone]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawZone {
+    pub name: SStr,
+    pub weight: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub codes: Vec<SStr>,
 }
 
 /// `[log]`.

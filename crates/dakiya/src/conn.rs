@@ -5,6 +5,7 @@ use crate::admission::{Activity, Ticket};
 use crate::msgauth::Mode;
 use crate::policy::{self, Client};
 use crate::receive::Message;
+use crate::screen::{Gate, Screening};
 use crate::shared::Shared;
 use crate::stream::{Interrupt, Stream, TlsInfo, Wait};
 use crate::summary::Ending;
@@ -46,11 +47,23 @@ fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
 }
 
 /// Serves one connection to its end; `ticket` is its place among the open connections.
-pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks, shared: Arc<Shared>, ticket: Ticket) {
+pub async fn handle(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    checks: Checks,
+    screening: Screening,
+    shared: Arc<Shared>,
+    ticket: Ticket,
+) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
     // The session keeps its listener's role, its policy and its limits for its life; the
     // configuration's other decisions are taken afresh each time (docs/reload.md).
     let live = shared.live.get();
+    let trusted = live.config.is_trusted(peer.ip());
+    // Screening's DNS lookups start now, so they overlap the TLS handshake and the greeting.
+    let local = tcp.local_addr().map_or(peer.ip(), |a| a.ip());
+    let gate = Gate::start(&live, screening, peer.ip(), local, trusted);
     let policy = session_policy(&live.config, role, peer);
     let listener = tcp.local_addr().map_or_else(|_| role.as_str().to_string(), |a| format!("{} {a}", role.as_str()));
     let activity = ticket.activity.clone();
@@ -73,7 +86,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
     } else {
         Stream::Plain(tcp)
     };
-    let client = Client { ip: peer.ip(), trusted: live.config.is_trusted(peer.ip()) };
+    let client = Client { ip: peer.ip(), trusted };
     let mut server: Server<Vec<Target>> = Server::with_policy(live.session.clone(), policy);
     drop(live);
     let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
@@ -89,6 +102,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
         spf: None,
         interrupt,
         activity,
+        gate,
     };
     let ending = conn.run(&mut server).await;
     let accepted = conn.accepted;
@@ -118,6 +132,8 @@ struct Conn<'a> {
     spf: Option<SpfCheck>,
     interrupt: Interrupt,
     activity: Arc<Activity>,
+    /// Screening: early talkers, DNS lists, FCrDNS, HELO checks.
+    gate: Gate,
 }
 
 /// The deadlines of the session (style rule 8: a whole command, a whole message, every
@@ -184,6 +200,11 @@ impl Conn<'_> {
         let start = Instant::now();
         let mut clock = Clock { command: start + t.command, data_start: start, data_bytes: 0, grace: None };
         let mut progressed = false;
+        // Before the greeting (which the session has queued): the greet delay and the DNS
+        // lists' verdict at connect.
+        if let Err(stop) = Box::pin(self.gate.greet(self.stream, &mut input, &mut self.interrupt)).await {
+            return self.stop(server, stop).await;
+        }
         let ending = loop {
             let before = input.len();
             let event = server.poll(&mut input);
@@ -217,7 +238,11 @@ impl Conn<'_> {
                     let (deadline, why) = clock.read_deadline(t, server.in_message(), now);
                     let bulk = server.in_message();
                     match self.stream.read_more(&mut input, deadline, bulk, &mut self.interrupt).await {
-                        Wait::Data => {}
+                        Wait::Data => {
+                            if let Err(stop) = self.gate.pipelining(server, &input) {
+                                break self.stop(server, stop).await;
+                            }
+                        }
                         Wait::Closed => break Ending::Client,
                         Wait::TimedOut if why == Ending::Shutdown => {
                             break self.close(server, shutting_down(), Ending::Shutdown).await;
@@ -240,8 +265,13 @@ impl Conn<'_> {
                     }
                 }
                 Event::CheckRecipient => {
-                    let verdict = match server.pending_recipient() {
-                        Some((path, _)) => policy::check_recipient(self.shared, &self.client, server.auth_user(), path),
+                    let path = server.pending_recipient().map(|(path, _)| path.clone());
+                    let authenticated = server.auth_user().is_some();
+                    let verdict = match path {
+                        Some(path) => match Box::pin(self.gate.rcpt(&path, authenticated)).await {
+                            Ok(()) => policy::check_recipient(self.shared, &self.client, server.auth_user(), &path),
+                            Err(reply) => Err(reply),
+                        },
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
                     if verdict.is_ok() {
@@ -256,6 +286,9 @@ impl Conn<'_> {
                     };
                     if verdict.is_err() {
                         self.shared.metrics.rejected(Rejection::SenderNotOwned);
+                    }
+                    if verdict.is_ok() {
+                        verdict = self.gate.helo(server, &self.shared.live.get().config.hostname);
                     }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
@@ -297,7 +330,10 @@ impl Conn<'_> {
                     clock.data_start = Instant::now();
                     clock.data_bytes = 0;
                     let mode = self.auth_mode(server);
-                    msg.start(self.shared, server, self.peer, self.tls.as_ref(), mode, &self.listener);
+                    let name = Box::pin(self.gate.name()).await;
+                    let origin =
+                        crate::receive::Origin { peer: self.peer, name: name.as_deref(), listener: &self.listener };
+                    msg.start(self.shared, server, origin, self.tls.as_ref(), mode);
                 }
                 Event::Body(bytes) => msg.write(bytes),
                 Event::MessageEnd => match Box::pin(msg.commit(self.shared, &self.checks, self.spf.as_ref())).await {
@@ -318,6 +354,15 @@ impl Conn<'_> {
         };
         msg.abort();
         ending
+    }
+
+    /// Ends the session as screening says, instead of the greeting or the next reply.
+    async fn stop(&mut self, server: &mut Server<Vec<Target>>, stop: crate::screen::gate::Stop) -> Ending {
+        server.clear_output();
+        match stop.reply {
+            Some(reply) => self.close(server, reply, stop.ending).await,
+            None => stop.ending,
+        }
     }
 
     /// Ends the session with `reply` (written with a short deadline: the session is over

@@ -62,6 +62,8 @@ pub fn now() -> u64 {
 pub struct Trace<'a> {
     pub hello: Option<&'a Hello>,
     pub peer: SocketAddr,
+    /// The client's forward-confirmed reverse DNS name; an unconfirmed name is never shown.
+    pub name: Option<&'a str>,
     pub tls: Option<&'a crate::stream::TlsInfo>,
     pub auth_user: Option<&'a str>,
 }
@@ -87,6 +89,11 @@ pub fn received_header(hostname: &str, env: &Envelope, tx: &Transaction<Vec<Targ
         std::net::IpAddr::V6(v6) => format!("IPv6:{v6}"),
         std::net::IpAddr::V4(v4) => v4.to_string(),
     };
+    // RFC 5321 §4.4: TCP-info is the address literal, preceded by the name when verified.
+    let tcp_info = match trace.name {
+        Some(name) => format!("{name} [{ip}]"),
+        None => format!("[{ip}]"),
+    };
     let mut comments = String::new();
     if let Some(t) = trace.tls {
         comments.push_str(&format!("\r\n\t(using {} with cipher {})", t.version, t.cipher));
@@ -104,7 +111,7 @@ pub fn received_header(hostname: &str, env: &Envelope, tx: &Transaction<Vec<Targ
     };
     let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S +0000");
     format!(
-        "Received: from {helo} ([{ip}]){comments}\r\n\tby {hostname} (dakiya) with {base}{suffix} id {id}{rcpt};\r\n\t{date}\r\n",
+        "Received: from {helo} ({tcp_info}){comments}\r\n\tby {hostname} (dakiya) with {base}{suffix} id {id}{rcpt};\r\n\t{date}\r\n",
         id = env.id
     )
 }

@@ -20,6 +20,7 @@ mod pop3;
 mod queuestats;
 mod receive;
 mod reload;
+mod screen;
 mod setup;
 mod shared;
 mod status;
@@ -39,9 +40,9 @@ pub mod queuecli;
 #[doc(hidden)]
 pub mod reloadcli;
 #[doc(hidden)]
-pub mod tracecli;
-#[doc(hidden)]
 pub mod statuscli;
+#[doc(hidden)]
+pub mod tracecli;
 #[doc(hidden)]
 pub mod usercli;
 

@@ -5,6 +5,7 @@ use crate::conn;
 use crate::health::Health;
 use crate::live::{Current, Live};
 use crate::reload::{ListenerKey, ReloadHandle, Reloader, Running};
+use crate::screen::Screening;
 use crate::shared::Shared;
 use crate::status::StatusSource;
 use crate::summary::Counters;
@@ -53,6 +54,9 @@ pub enum StartError {
     /// from a file).
     #[error("{0}")]
     Config(dakiya_config::ConfigError),
+    /// Connection screening could not be set up (its DNS resolver).
+    #[error("screening: {0}")]
+    Screen(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM; SIGHUP reloads `file` (docs/reload.md). `file`
@@ -115,8 +119,9 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
     let authenticator = Authenticator::new(users.clone(), throttle, pool);
     let mailauth = Arc::new(crate::setup::mail_auth(&cfg).map_err(StartError::Auth)?);
     mailauth.spawn_reloader();
+    let screener = crate::setup::screener(&cfg).map_err(StartError::Screen)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let live = Live { config: cfg.clone(), session, tls, mailauth };
+    let live = Live { config: cfg.clone(), session, tls, mailauth, screener };
     let shared = Arc::new(Shared {
         live: Current::new(live),
         spool: spool.clone(),
@@ -184,7 +189,16 @@ fn open_listener(
         Role::Metrics => tokio::spawn(crate::http::serve(socket.clone(), metrics_routes(shared))),
         _ => {
             let counts = shared.metrics.listener(&bound.to_string(), l.role.as_str());
-            tokio::spawn(accept_loop(socket.clone(), key, l.checks, shared.clone(), admission.clone(), counts))
+            let screening = Screening::of(l);
+            tokio::spawn(accept_loop(
+                socket.clone(),
+                key,
+                l.checks,
+                screening,
+                shared.clone(),
+                admission.clone(),
+                counts,
+            ))
         }
     };
     Ok(Running { key, bound, socket, task })
@@ -258,6 +272,7 @@ async fn accept_loop(
     listener: Arc<TcpListener>,
     key: ListenerKey,
     checks: Checks,
+    screening: Screening,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
     counts: ListenerMetrics,
@@ -283,7 +298,9 @@ async fn accept_loop(
                 {
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
-                let checks = key.checks_in(&shared.live.get().config).unwrap_or(checks);
+                let (checks, screening) = key
+                    .listener_in(&shared.live.get().config)
+                    .map_or((checks, screening), |l| (l.checks, Screening::of(l)));
                 let (shared, open) = (shared.clone(), counts.opened());
                 if role.is_pop3() {
                     tokio::spawn(async move {
@@ -293,7 +310,7 @@ async fn accept_loop(
                     continue;
                 }
                 tokio::spawn(async move {
-                    conn::handle(stream, peer, role, checks, shared, admitted.ticket).await;
+                    conn::handle(stream, peer, role, checks, screening, shared, admitted.ticket).await;
                     drop(open);
                 });
             }

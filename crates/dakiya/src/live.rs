@@ -5,6 +5,7 @@
 //! see docs/reload.md.
 
 use crate::msgauth::MailAuth;
+use crate::screen::Screener;
 use crate::tls::TlsManager;
 use dakiya_config::Config;
 use dakiya_proto::ServerConfig;
@@ -22,6 +23,9 @@ pub struct Live {
     pub tls: Arc<TlsManager>,
     /// SPF/DKIM/DMARC verification and DKIM signing.
     pub mailauth: Arc<MailAuth>,
+    /// Connection screening (`[screen]`: DNS lists, FCrDNS), if configured; a reload keeps
+    /// the running one (and its cache) when `[screen]` and the name servers are unchanged.
+    pub screener: Option<Arc<Screener>>,
 }
 
 /// The current [`Live`], replaced as a whole by a reload.

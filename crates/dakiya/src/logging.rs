@@ -159,8 +159,25 @@ pub static EVICTED: Repeated = Repeated::new("server full: closed the longest id
 /// A password could not be checked (a broken users file fails every AUTH).
 pub static CHECK_FAILED: Repeated = Repeated::new("password check failed", Level::ERROR);
 
-static ALL: [&Repeated; 6] =
-    [&STORE_FAILED, &READ_BACK_FAILED, &TOO_MANY_CONNECTIONS, &ACCEPT_FAILED, &EVICTED, &CHECK_FAILED];
+/// A DNS list answered with a code outside those configured (such as 127.255.255.254).
+pub static DNSBL_UNEXPECTED: Repeated =
+    Repeated::new("DNS list answered a code it is not configured to count", Level::WARN);
+/// A client spoke before the greeting, or pipelined where PIPELINING was not offered.
+pub static EARLY_TALKER: Repeated = Repeated::new("client refused: it did not wait for our reply", Level::INFO);
+/// A client refused by the DNS lists, FCrDNS or HELO checks.
+pub static SCREENED: Repeated = Repeated::new("client refused by screening", Level::INFO);
+
+static ALL: [&Repeated; 9] = [
+    &STORE_FAILED,
+    &READ_BACK_FAILED,
+    &TOO_MANY_CONNECTIONS,
+    &ACCEPT_FAILED,
+    &EVICTED,
+    &CHECK_FAILED,
+    &DNSBL_UNEXPECTED,
+    &EARLY_TALKER,
+    &SCREENED,
+];
 
 /// The limiters of one in-process server, by [`Repeated::what`]: a layer of its dispatcher
 /// ([`to_buffer`]) that only holds them. Under any other dispatcher (`dakiya serve`, unit

@@ -62,10 +62,8 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Sh
     } else {
         Stream::Plain(tcp)
     };
-    let cfg = Arc::new(ServerConfig {
-        hostname: live.config.hostname.clone(),
-        max_errors: live.config.limits.max_errors,
-    });
+    let cfg =
+        Arc::new(ServerConfig { hostname: live.config.hostname.clone(), max_errors: live.config.limits.max_errors });
     let mut server = Server::new(cfg, policy);
     let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
     let mut session = Session { stream: &mut stream, shared: &shared, peer, interrupt, activity, maildrop: None };
@@ -283,7 +281,11 @@ impl Session<'_> {
     /// Writes pending replies within the write deadline.
     async fn flush(&mut self, server: &mut Server) -> Result<(), Ending> {
         if !server.output().is_empty() {
-            let limit = if self.interrupt.shutting_down() { CLOSE_TIMEOUT } else { self.shared.live.get().config.timeouts.write };
+            let limit = if self.interrupt.shutting_down() {
+                CLOSE_TIMEOUT
+            } else {
+                self.shared.live.get().config.timeouts.write
+            };
             match self.stream.write_all(server.output(), Instant::now() + limit).await {
                 Ok(()) => server.clear_output(),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Ending::WriteDeadline),

@@ -54,18 +54,26 @@ impl Default for Message {
     }
 }
 
+/// Where a message comes from: the client's address, its forward-confirmed reverse DNS
+/// name (if screening found one) and the listener (`ROLE ADDRESS`).
+pub struct Origin<'a> {
+    pub peer: SocketAddr,
+    pub name: Option<&'a str>,
+    pub listener: &'a str,
+}
+
 impl Message {
-    /// Starts storing the content of the session's transaction; `auth` says what happens to
-    /// it at the end besides storing it.
+    /// Starts storing the content of the session's transaction; `origin` says where it came
+    /// from, `auth` what happens to it at the end besides storing it.
     pub fn start(
         &mut self,
         shared: &Shared,
         server: &Server<Vec<Target>>,
-        peer: SocketAddr,
+        origin: Origin,
         tls: Option<&TlsInfo>,
         auth: Mode,
-        listener: &str,
     ) {
+        let peer = origin.peer;
         self.abort();
         self.auth = auth;
         if auth == Mode::Verify {
@@ -77,8 +85,9 @@ impl Message {
         self.rcpts = env.recipients.len();
         self.sender = env.sender.clone();
         self.envelope = Some(env.clone());
-        self.history = Some(arrival(&env, tls, server.auth_user(), listener));
-        let trace = envelope::Trace { hello: server.hello(), peer, tls, auth_user: server.auth_user() };
+        self.history = Some(arrival(&env, tls, server.auth_user(), &origin));
+        let trace =
+            envelope::Trace { hello: server.hello(), peer, name: origin.name, tls, auth_user: server.auth_user() };
         let received = envelope::received_header(&shared.live.get().config.hostname, &env, tx, &trace);
         match shared.spool.writer(env) {
             Ok(mut w) => match w.write(received.as_bytes()) {
@@ -220,10 +229,10 @@ impl Message {
 
 /// The arrival of a message as the history records it; the size and Message-ID are added at
 /// commit. Only the user name of an authenticated session is kept.
-fn arrival(env: &Envelope, tls: Option<&TlsInfo>, user: Option<&str>, listener: &str) -> dakiya_history::Received {
+fn arrival(env: &Envelope, tls: Option<&TlsInfo>, user: Option<&str>, origin: &Origin) -> dakiya_history::Received {
     dakiya_history::Received {
         client: env.client_ip.clone(),
-        client_name: None,
+        client_name: origin.name.map(str::to_string),
         helo: env.helo.clone(),
         tls: tls.map(|t| format!("{} {}", t.version, t.cipher)),
         user: user.map(str::to_string),
@@ -232,6 +241,6 @@ fn arrival(env: &Envelope, tls: Option<&TlsInfo>, user: Option<&str>, listener: 
         sender: env.sender.clone(),
         rcpts: env.recipients.iter().map(|r| r.address.clone()).collect(),
         nrcpt: env.recipients.len(),
-        listener: listener.to_string(),
+        listener: origin.listener.to_string(),
     }
 }

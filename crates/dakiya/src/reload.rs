@@ -140,8 +140,14 @@ impl Reloader {
         let tls_changed = prepared.tls.is_some();
         let tls = prepared.tls.unwrap_or_else(|| old.tls.clone());
         prepared.mailauth.spawn_reloader();
-        let live =
-            Live { config: cfg.clone(), session: prepared.session, tls: tls.clone(), mailauth: prepared.mailauth };
+        let screener = prepared.screener.unwrap_or_else(|| old.screener.clone());
+        let live = Live {
+            config: cfg.clone(),
+            session: prepared.session,
+            tls: tls.clone(),
+            mailauth: prepared.mailauth,
+            screener,
+        };
         self.shared.live.set(live);
         if tls_changed {
             tls.spawn_watcher();
@@ -187,6 +193,9 @@ struct Prepared {
     /// A new certificate manager when `[tls]` changed; `None`: keep the one running.
     tls: Option<Arc<TlsManager>>,
     mailauth: Arc<MailAuth>,
+    /// A new screener when `[screen]` or the name servers changed; `None`: keep the one
+    /// running (and its cache).
+    screener: Option<Option<Arc<crate::screen::Screener>>>,
 }
 
 /// Reads `file` and builds what the server derives from it, with the functions start-up and
@@ -209,8 +218,13 @@ fn prepare(file: &Path, old: &Config) -> Result<Prepared, Vec<ConfigError>> {
         Some(TlsManager::new(setup::tls_settings(&cfg)).map_err(|e| one("tls", e.to_string()))?)
     };
     let mailauth = Arc::new(setup::mail_auth(&cfg).map_err(|e| one("data_dir", e))?);
+    let screener = if cfg.screen == old.screen && cfg.outbound.nameservers == old.outbound.nameservers {
+        None
+    } else {
+        Some(setup::screener(&cfg).map_err(|e| one("screen", e))?)
+    };
     let session = Arc::new(setup::session_config(&cfg));
-    Ok(Prepared { config: Arc::new(cfg), session, outbound, tls, mailauth })
+    Ok(Prepared { config: Arc::new(cfg), session, outbound, tls, mailauth, screener })
 }
 
 fn bind_error(cfg: &Config, l: &Listener, source: std::io::Error) -> ReloadError {

@@ -11,6 +11,7 @@ use dakiya_mailauth::Verifier;
 use dakiya_outbound::{OutboundConfig, RelaySettings};
 use dakiya_proto::ServerConfig;
 use dakiya_proto::client::AuthCredentials;
+use std::sync::Arc;
 
 /// A file named by the configuration that cannot be used: the key that names it and what is
 /// wrong. Displayed as `KEY: MESSAGE` (the start-up error); `check-config` reports the key
@@ -129,4 +130,12 @@ pub fn mail_auth(cfg: &Config) -> Result<MailAuth, String> {
         None
     };
     MailAuth::new(verifier, cfg.data_dir.join("dkim"))
+}
+
+/// Connection screening (`[screen]`, docs/screening.md), asking the same name servers as
+/// outbound delivery (tests: a loopback server); `None` without a `[screen]` section. Needs a
+/// tokio runtime context (the resolver belongs to it).
+pub fn screener(cfg: &Config) -> Result<Option<Arc<crate::screen::Screener>>, String> {
+    let Some(s) = &cfg.screen else { return Ok(None) };
+    Ok(Some(Arc::new(crate::screen::Screener::new(s.clone(), &cfg.outbound.nameservers)?)))
 }

@@ -27,9 +27,15 @@ pub enum Ending {
     Evicted,
     /// Closed by shutdown (at once when idle, or after finishing or outliving the grace).
     Shutdown,
+    /// Refused for speaking before the greeting (`greet_delay`).
+    Pregreet,
+    /// Refused for pipelining where PIPELINING was not offered.
+    Pipelining,
+    /// Refused at connect by the DNS lists.
+    Listed,
 }
 
-const ENDINGS: [Ending; 7] = [
+const ENDINGS: [Ending; 10] = [
     Ending::Client,
     Ending::Protocol,
     Ending::CommandDeadline,
@@ -37,6 +43,9 @@ const ENDINGS: [Ending; 7] = [
     Ending::WriteDeadline,
     Ending::Evicted,
     Ending::Shutdown,
+    Ending::Pregreet,
+    Ending::Pipelining,
+    Ending::Listed,
 ];
 
 impl Ending {
@@ -50,6 +59,9 @@ impl Ending {
             Ending::WriteDeadline => "write-deadline",
             Ending::Evicted => "evicted",
             Ending::Shutdown => "shutdown",
+            Ending::Pregreet => "pregreet",
+            Ending::Pipelining => "pipelining",
+            Ending::Listed => "dns-listed",
         }
     }
 
@@ -133,6 +145,10 @@ mod tests {
         c.ended(Ending::Evicted);
         c.refused(Refusal::Network);
         assert_eq!(c.take().as_deref(), Some("client=1 write-deadline=1 evicted=2 refused-per-network=1"));
+        c.ended(Ending::Pregreet);
+        c.ended(Ending::Pipelining);
+        c.ended(Ending::Listed);
+        assert_eq!(c.take().as_deref(), Some("pregreet=1 pipelining=1 dns-listed=1"));
         assert_eq!(c.take(), None);
     }
 }

@@ -163,3 +163,17 @@ async fn stops_when_dropped() {
     }
     assert!(refused);
 }
+
+#[tokio::test]
+async fn serves_ptr_records_for_ipv4_and_ipv6() {
+    let zone = Zone::new()
+        .ptr(Ipv4Addr::new(192, 0, 2, 7).into(), "host7.example.test")
+        .ptr(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), "six.example.test");
+    let dns = TestDns::start(zone).await;
+    let resolver = resolver(&dns);
+    let v4 = resolver.reverse_lookup(Ipv4Addr::new(192, 0, 2, 7).into()).await.unwrap();
+    assert_eq!(v4.iter().map(|n| n.to_string()).collect::<Vec<_>>(), ["host7.example.test."]);
+    let v6 = resolver.reverse_lookup(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into()).await.unwrap();
+    assert_eq!(v6.iter().map(|n| n.to_string()).collect::<Vec<_>>(), ["six.example.test."]);
+    assert!(resolver.reverse_lookup(Ipv4Addr::new(192, 0, 2, 8).into()).await.is_err());
+}

@@ -8,6 +8,7 @@ mod bad_outbound;
 mod load;
 mod outbound;
 mod resolve;
+mod screen;
 
 use crate::{Config, ConfigError};
 

@@ -1,7 +1,7 @@
 //! The pure part of a reload: which listeners to start and stop, and which keys cannot change
 //! while the server runs. No I/O; unit-tested below.
 
-use dakiya_config::{Checks, Config, Listener, Role};
+use dakiya_config::{Config, Listener, Role};
 use std::net::SocketAddr;
 
 /// What identifies a listener across reloads: the address as configured (port 0 stays port 0,
@@ -29,10 +29,10 @@ impl ListenerKey {
         keys
     }
 
-    /// This listener's checks in `cfg`, if `cfg` has it.
-    pub fn checks_in(&self, cfg: &Config) -> Option<Checks> {
+    /// This listener in `cfg` (its checks and screening now), if `cfg` has it.
+    pub fn listener_in<'c>(&self, cfg: &'c Config) -> Option<&'c Listener> {
         let at = ListenerKey::all(&cfg.listeners).iter().position(|k| k == self)?;
-        Some(cfg.listeners[at].checks)
+        Some(&cfg.listeners[at])
     }
 }
 
@@ -167,15 +167,15 @@ mod tests {
     fn checks_come_from_the_configuration_in_force() {
         let text = "[[listen]]\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\nverify = false\nspf_reject = true\n";
         let c = Config::parse(text, "test.toml").unwrap();
-        let checks = key("127.0.0.1:25", Role::Mx).checks_in(&c).unwrap();
+        let checks = key("127.0.0.1:25", Role::Mx).listener_in(&c).unwrap().checks;
         assert!(!checks.verify && checks.spf_reject);
         // Two on port 0: each has its own.
         let text = "[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\n[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\n";
         let c = Config::parse(text, "test.toml").unwrap();
-        assert!(!key("127.0.0.1:0", Role::Mx).checks_in(&c).unwrap().verify);
-        assert!(ListenerKey { nth: 1, ..key("127.0.0.1:0", Role::Mx) }.checks_in(&c).unwrap().verify);
-        assert_eq!(key("127.0.0.1:26", Role::Mx).checks_in(&c), None);
-        assert_eq!(key("127.0.0.1:25", Role::Submission).checks_in(&c), None);
+        assert!(!key("127.0.0.1:0", Role::Mx).listener_in(&c).unwrap().checks.verify);
+        assert!(ListenerKey { nth: 1, ..key("127.0.0.1:0", Role::Mx) }.listener_in(&c).unwrap().checks.verify);
+        assert_eq!(key("127.0.0.1:26", Role::Mx).listener_in(&c), None);
+        assert_eq!(key("127.0.0.1:25", Role::Submission).listener_in(&c), None);
     }
 
     #[test]

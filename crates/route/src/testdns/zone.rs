@@ -1,11 +1,11 @@
 //! The in-memory zone and how it answers one query, without I/O.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_resolver::Name;
 use hickory_resolver::proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
+use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
 
 /// A fault a name answers with instead of its data.
@@ -100,6 +100,13 @@ impl Zone {
     /// Adds a TXT record made of exactly these strings (each at most 255 octets).
     pub fn txt_parts(self, name: &str, parts: &[&str]) -> Zone {
         self.add(name, RData::TXT(TXT::new(parts.iter().map(|p| p.to_string()).collect())))
+    }
+
+    /// Adds a PTR record for `addr` (owned by its `in-addr.arpa` or `ip6.arpa` name) naming
+    /// `host`.
+    pub fn ptr(mut self, addr: IpAddr, host: &str) -> Zone {
+        self.records.entry(Name::from(addr)).or_default().push(RData::PTR(PTR(fqdn(host))));
+        self
     }
 
     /// Makes `name` an alias of `target`; queries for other types follow it inside the zone.
