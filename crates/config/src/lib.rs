@@ -17,11 +17,14 @@ mod emit;
 mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+mod greylist;
+mod listener;
 mod locate;
 mod log;
 mod mail;
 mod names;
 mod outbound;
+mod ratelimit;
 mod raw;
 mod resolve;
 mod sender;
@@ -46,8 +49,10 @@ use ipnet::IpNet;
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
 pub use error::{ConfigError, RcptError};
+pub use greylist::{Exempt, Greylist};
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
+pub use ratelimit::{RateLimits, RateSpec};
 pub use resolve::Target;
 
 /// The validated configuration. Build it with [`Config::parse`], [`Config::from_file`] or
@@ -93,6 +98,10 @@ pub struct Config {
     pub outbound: Outbound,
     /// The server's log, `[log]`.
     pub log: Log,
+    /// Greylisting on `mx` listeners, `[greylist]`.
+    pub greylist: Greylist,
+    /// Named rate-limit profiles, `[rate_limits.NAME]`, for listeners to refer to.
+    pub rate_limits: BTreeMap<String, RateLimits>,
 }
 
 /// One listening socket.
@@ -104,6 +113,13 @@ pub struct Listener {
     pub role: Role,
     /// Message authentication of inbound mail on this listener (mx role only).
     pub checks: Checks,
+    /// Whether this listener greylists (`greylist`): `[greylist] enabled` on `mx`, never on
+    /// the submission roles.
+    pub greylist: bool,
+    /// The profile this listener names (`rate_limits = "NAME"`), if any.
+    pub rate_limits_name: Option<String>,
+    /// The rate limits in force: the named profile, or [`RateLimits::defaults`] for the role.
+    pub rate_limits: RateLimits,
 }
 
 /// What an `mx` listener does with SPF, DKIM, DMARC and ARC (keys of its `[[listen]]`

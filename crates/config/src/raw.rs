@@ -46,6 +46,10 @@ pub(crate) struct RawConfig {
     pub outbound: RawOutbound,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub greylist: crate::greylist::RawGreylist,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<SStr, crate::ratelimit::RawRateLimits>,
 }
 
 /// One `[[listen]]` entry. The message authentication switches are optional here so that
@@ -60,6 +64,8 @@ pub(crate) struct RawListener {
     pub dmarc_reject: Option<Spanned<bool>>,
     pub dmarc_quarantine: Option<Spanned<bool>>,
     pub spf_reject: Option<Spanned<bool>>,
+    pub greylist: Option<Spanned<bool>>,
+    pub rate_limits: Option<SStr>,
 }
 
 /// One `[domains."name"]` table.
