@@ -4,12 +4,14 @@
 use crate::admission::{Activity, Ticket};
 use crate::msgauth::Mode;
 use crate::policy::{self, Client};
+use crate::ratelimits::Guards;
 use crate::receive::Message;
 use crate::shared::Shared;
 use crate::stream::{Interrupt, Stream, TlsInfo, Wait};
 use crate::summary::Ending;
 use dakiya_config::{Checks, Config, Role, Target, Timeouts};
 use dakiya_mailauth::SpfCheck;
+use dakiya_proto::address::ForwardPath;
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server};
 use std::net::SocketAddr;
@@ -45,7 +47,15 @@ fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
 }
 
 /// Serves one connection to its end; `ticket` is its place among the open connections.
-pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks, shared: Arc<Shared>, ticket: Ticket) {
+pub async fn handle(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    role: Role,
+    checks: Checks,
+    guards: Arc<Guards>,
+    shared: Arc<Shared>,
+    ticket: Ticket,
+) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
     let policy = session_policy(&shared.config, role, peer);
     let activity = ticket.activity.clone();
@@ -68,6 +78,12 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
         Stream::Plain(tcp)
     };
     let client = Client { ip: peer.ip(), trusted: shared.config.is_trusted(peer.ip()) };
+    if let Err(reply) = guards.rates.connect(peer.ip()) {
+        let _ = stream.write_all(reply.to_wire().as_bytes(), Instant::now() + FINAL_WRITE_TIMEOUT).await;
+        stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
+        shared.counters.ended(Ending::Protocol);
+        return;
+    }
     let mut server: Server<Vec<Target>> = Server::with_policy(shared.session.clone(), policy);
     let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
     let mut conn = Conn {
@@ -75,6 +91,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, checks: Checks
         shared: &shared,
         peer,
         client,
+        guards,
         tls: tls_info,
         accepted: 0,
         checks,
@@ -101,6 +118,8 @@ struct Conn<'a> {
     shared: &'a Shared,
     peer: SocketAddr,
     client: Client,
+    /// The listener's rate limits and greylisting.
+    guards: Arc<Guards>,
     tls: Option<TlsInfo>,
     accepted: u32,
     checks: Checks,
@@ -146,6 +165,27 @@ impl Conn<'_> {
     fn auth_mode(&self, server: &Server<Vec<Target>>) -> Mode {
         let submitted = server.auth_user().is_some() || self.client.trusted;
         self.shared.mailauth.mode(submitted, self.checks.verify)
+    }
+
+    /// RCPT, once the recipient is known to be acceptable: the per-user recipient limit, then
+    /// greylisting (after the 550 for unknown users, so no one is told to retry for nothing).
+    fn guard_recipient(&self, server: &Server<Vec<Target>>) -> Result<(), Reply> {
+        let user = server.auth_user();
+        self.guards.rates.rcpt(self.client.ip, user)?;
+        let Some(greylist) = self.shared.greylist.as_ref().filter(|_| self.guards.greylist) else { return Ok(()) };
+        let sender = server.transaction().map(|t| t.from.to_string()).unwrap_or_default();
+        let recipient = match server.pending_recipient() {
+            Some((ForwardPath::Mailbox(m), _)) => m.to_string(),
+            _ => "postmaster".to_string(),
+        };
+        greylist.check(&crate::greylisting::Asker {
+            ip: self.client.ip,
+            submitted: user.is_some() || self.client.trusted,
+            // TODO(dnsbl): the session's DNS allow-list flag, once connect-time screening sets it.
+            allow_listed: false,
+            sender: &sender,
+            recipient: &recipient,
+        })
     }
 
     /// SPF at MAIL time, for verifying sessions; refuses when `spf_reject` says so.
@@ -230,6 +270,7 @@ impl Conn<'_> {
                         Some((path, _)) => policy::check_recipient(self.shared, &self.client, server.auth_user(), path),
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
+                    let verdict = verdict.and_then(|targets| self.guard_recipient(server).map(|()| targets));
                     server.recipient_verdict(verdict);
                 }
                 Event::CheckSender => {
@@ -237,6 +278,10 @@ impl Conn<'_> {
                         Some(from) => policy::check_sender(&self.shared.config, server.auth_user(), from),
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
+                    if verdict.is_ok() {
+                        let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
+                        verdict = self.guards.rates.mail(self.client.ip, server.auth_user(), &sender);
+                    }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
                         // Rare, large awaits (here, for AUTH and the commit) are boxed so an

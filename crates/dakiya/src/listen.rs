@@ -3,6 +3,7 @@
 use crate::admission::{Admission, Limits};
 use crate::conn;
 use crate::msgauth::MailAuth;
+use crate::ratelimits::{Guards, ListenerRates};
 use crate::shared::Shared;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
@@ -126,7 +127,9 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         authenticator,
         mailauth,
         counters: Counters::default(),
+        greylist: crate::greylisting::Greylisting::open(&cfg),
     });
+    let greylist_saver = shared.greylist.as_ref().map(|g| g.spawn_saver());
     let admission = Admission::new(Limits {
         total: cfg.limits.max_connections,
         per_ip: cfg.limits.max_connections_per_ip,
@@ -144,10 +147,12 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
         let local = listener.local_addr().map_err(|source| StartError::Bind { address: l.address, source })?;
         tracing::info!(address = %local, role = %l.role.as_str(), "listening");
         listeners.push((local, l.role));
-        let task = accept_loop(listener, l.role, l.checks, shared.clone(), admission.clone());
+        let guards = Arc::new(Guards { rates: ListenerRates::new(&l.rate_limits), greylist: l.greylist });
+        let task = accept_loop(listener, l.role, l.checks, guards, shared.clone(), admission.clone());
         tasks.push(tokio::spawn(task));
     }
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
+    tasks.extend(greylist_saver);
     Ok(Started { cfg, shared, admission, tasks, summary, shutdown_tx, listeners })
 }
 
@@ -175,6 +180,9 @@ impl Started {
             tracing::warn!(sessions = admission.len(), "some sessions did not finish within the shutdown grace");
         }
         summary.abort();
+        if let Some(g) = shared.greylist.clone() {
+            let _ = tokio::task::spawn_blocking(move || g.save_if_changed()).await;
+        }
         shared.counters.log("since the last summary");
     }
 }
@@ -198,6 +206,7 @@ async fn accept_loop(
     listener: TcpListener,
     role: Role,
     checks: Checks,
+    guards: Arc<Guards>,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
 ) {
@@ -222,7 +231,7 @@ async fn accept_loop(
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
                 let shared = shared.clone();
-                tokio::spawn(conn::handle(stream, peer, role, checks, shared, admitted.ticket));
+                tokio::spawn(conn::handle(stream, peer, role, checks, guards.clone(), shared, admitted.ticket));
             }
             Err(why) => {
                 shared.counters.refused(why);

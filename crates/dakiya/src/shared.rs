@@ -26,4 +26,6 @@ pub struct Shared {
     pub mailauth: Arc<MailAuth>,
     /// How sessions ended and why connections were refused, for the log summary.
     pub counters: Counters,
+    /// Greylisting state, when a listener greylists.
+    pub greylist: Option<Arc<crate::greylisting::Greylisting>>,
 }

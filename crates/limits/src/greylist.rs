@@ -124,6 +124,11 @@ impl Greylist {
         std::mem::take(&mut self.dirty)
     }
 
+    /// Marks the state changed (a save that failed is retried next time).
+    pub fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// True if `triplet` passed before and is remembered (for tests and diagnostics).
     pub fn is_known(&self, triplet: &Triplet) -> bool {
         self.passed.contains_key(triplet)
