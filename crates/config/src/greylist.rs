@@ -74,7 +74,8 @@ impl Greylist {
     fn exempt_address(&self, address: &str) -> bool {
         let Some((local, domain)) = address.rsplit_once('@') else { return false };
         let domain = normalize_domain(domain);
-        self.exempt.domains.contains(&domain) || self.exempt.addresses.contains(&format!("{}@{domain}", local.to_lowercase()))
+        self.exempt.domains.contains(&domain)
+            || self.exempt.addresses.contains(&format!("{}@{domain}", local.to_lowercase()))
     }
 
     /// The exempt list as written back in TOML (domains, addresses, networks).

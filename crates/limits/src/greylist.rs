@@ -95,13 +95,7 @@ impl Greylist {
         settings.max_entries = settings.max_entries.max(1);
         settings.min_delay = settings.min_delay.max(1);
         settings.window = settings.window.max(settings.min_delay);
-        Greylist {
-            settings,
-            pending: HashMap::new(),
-            passed: HashMap::new(),
-            networks: HashMap::new(),
-            dirty: false,
-        }
+        Greylist { settings, pending: HashMap::new(), passed: HashMap::new(), networks: HashMap::new(), dirty: false }
     }
 
     /// The settings in force.

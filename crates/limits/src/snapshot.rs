@@ -64,7 +64,11 @@ fn parse_line(g: &mut Greylist, line: &str, now: u64) -> Option<()> {
             let t = Triplet { net: net.parse().ok()?, sender: unescape(sender)?, recipient: unescape(recipient)? };
             let time: u64 = time.parse().ok()?;
             g.make_room(now);
-            if *kind == "p" { g.pending.insert(t, time) } else { g.passed.insert(t, time) };
+            if *kind == "p" {
+                g.pending.insert(t, time)
+            } else {
+                g.passed.insert(t, time)
+            };
         }
         ["n", net, passes, last] => {
             let net: Network = net.parse().ok()?;

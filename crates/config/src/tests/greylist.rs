@@ -6,7 +6,8 @@ use std::time::Duration;
 
 fn round_trip(c: &Config) {
     let text = c.to_toml();
-    let again = Config::parse(&text, &c.source).unwrap_or_else(|e| panic!("to_toml output does not parse: {e}\n{text}"));
+    let again =
+        Config::parse(&text, &c.source).unwrap_or_else(|e| panic!("to_toml output does not parse: {e}\n{text}"));
     assert_eq!(&again, c, "{text}");
 }
 
