@@ -4,11 +4,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use toml::Spanned;
 
 use crate::error::{ConfigError, Ctx};
 use crate::names::{is_valid_domain, normalize_domain, parse_address};
-use crate::raw::{SStr, SValue};
+use crate::raw::{RawGreylist, SStr};
 use crate::value::{count, duration, written};
 
 /// `[greylist]`: defer first-seen (client network, sender, recipient) triplets with a
@@ -84,20 +83,6 @@ impl Greylist {
         let nets = e.networks.iter().map(ToString::to_string);
         e.domains.iter().cloned().chain(e.addresses.iter().cloned()).chain(nets).collect()
     }
-}
-
-/// The raw `[greylist]` table.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawGreylist {
-    pub enabled: Option<bool>,
-    pub min_delay: Option<SValue>,
-    pub window: Option<SValue>,
-    pub pass_days: Option<Spanned<i64>>,
-    pub auto_allow_after: Option<Spanned<i64>>,
-    pub max_entries: Option<Spanned<i64>>,
-    #[serde(default)]
-    pub exempt: Vec<SStr>,
 }
 
 /// Validates `[greylist]`.

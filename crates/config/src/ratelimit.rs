@@ -4,11 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use toml::Spanned;
-
 use crate::Role;
 use crate::error::{ConfigError, Ctx};
-use crate::raw::SStr;
+use crate::raw::{RawRateLimits, SStr};
 use crate::units::{format_duration, parse_duration};
 use crate::value::{count, written};
 
@@ -97,18 +95,6 @@ impl RateLimits {
             ("messages_per_sender_domain", t(self.messages_per_sender_domain)),
         ]
     }
-}
-
-/// The raw `[rate_limits.NAME]` table. Keys not given are off.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRateLimits {
-    pub connections_per_network: Option<SStr>,
-    pub messages_per_network: Option<SStr>,
-    pub messages_per_user: Option<SStr>,
-    pub recipients_per_user: Option<SStr>,
-    pub messages_per_sender_domain: Option<SStr>,
-    pub max_entries: Option<Spanned<i64>>,
 }
 
 /// Validates every `[rate_limits.NAME]` table.

@@ -47,9 +47,35 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     #[serde(default)]
-    pub greylist: crate::greylist::RawGreylist,
+    pub greylist: RawGreylist,
     #[serde(default)]
-    pub rate_limits: BTreeMap<SStr, crate::ratelimit::RawRateLimits>,
+    pub rate_limits: BTreeMap<SStr, RawRateLimits>,
+}
+
+/// The raw `[greylist]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGreylist {
+    pub enabled: Option<bool>,
+    pub min_delay: Option<SValue>,
+    pub window: Option<SValue>,
+    pub pass_days: Option<Spanned<i64>>,
+    pub auto_allow_after: Option<Spanned<i64>>,
+    pub max_entries: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub exempt: Vec<SStr>,
+}
+
+/// The raw `[rate_limits.NAME]` table. Keys not given are off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimits {
+    pub connections_per_network: Option<SStr>,
+    pub messages_per_network: Option<SStr>,
+    pub messages_per_user: Option<SStr>,
+    pub recipients_per_user: Option<SStr>,
+    pub messages_per_sender_domain: Option<SStr>,
+    pub max_entries: Option<Spanned<i64>>,
 }
 
 /// One `[[listen]]` entry. The message authentication switches are optional here so that
