@@ -104,7 +104,7 @@ pub(crate) fn trusted_networks(cx: &Ctx, raw: Vec<SStr>) -> Result<Vec<IpNet>, C
 }
 
 /// One network: `addr/prefix`, or a bare address meaning `addr/32` or `addr/128`.
-fn network(text: &str) -> Result<IpNet, String> {
+pub(crate) fn network(text: &str) -> Result<IpNet, String> {
     const HINT: &str = "expected an IP network such as \"192.0.2.0/24\" or \"2001:db8::/32\", \
                         or a single address";
     if let Ok(ip) = text.parse::<IpAddr>() {

@@ -25,12 +25,14 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let domains = mail::domains(&cx, raw.domains)?;
     // Needs hostname (the default helo_name) and domains (no route for a local domain).
     let outbound = outbound::outbound(&cx, raw.outbound, &hostname, &domains)?;
+    let greylist = crate::greylist::greylist(&cx, raw.greylist)?;
+    let rate_limits = crate::ratelimit::profiles(&cx, raw.rate_limits)?;
     let mut config = Config {
         source: source.to_owned(),
         hostname,
         auth: access::auth(&cx, raw.auth, &data_dir)?,
         data_dir,
-        listeners: listeners(&cx, raw.listen)?,
+        listeners: listeners(&cx, raw.listen, &greylist, &rate_limits)?,
         domains,
         aliases: BTreeMap::new(),
         recipient_delimiter: delimiter(&cx, raw.recipient_delimiter)?,
@@ -44,6 +46,8 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         log: crate::log::log(&cx, raw.log)?,
         history: crate::history::history(&cx, raw.history)?,
         screen: crate::screen::screen(&cx, raw.screen)?,
+        greylist,
+        rate_limits,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
@@ -104,7 +108,12 @@ fn delimiter(cx: &Ctx, value: Option<SStr>) -> Result<Option<char>, ConfigError>
     }
 }
 
-fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigError> {
+fn listeners(
+    cx: &Ctx,
+    raw: Vec<RawListener>,
+    greylist: &crate::Greylist,
+    profiles: &BTreeMap<String, crate::RateLimits>,
+) -> Result<Vec<Listener>, ConfigError> {
     let mut out: Vec<Listener> = Vec::with_capacity(raw.len());
     for (i, l) in raw.into_iter().enumerate() {
         let key = |field: &str| format!("listen[{i}].{field}");
@@ -133,7 +142,9 @@ fn listeners(cx: &Ctx, raw: Vec<RawListener>) -> Result<Vec<Listener>, ConfigErr
             Some(v) => duration_or_zero(cx, &key("greet_delay"), v, "")?,
             None => Duration::ZERO,
         };
-        out.push(Listener { address, role, checks, screen, greet_delay });
+        let greylist = crate::listener::greylist(cx, i, role, l.greylist.as_ref(), greylist)?;
+        let (rate_limits_name, rate_limits) = crate::listener::rate_limits(cx, i, role, l.rate_limits, profiles)?;
+        out.push(Listener { address, role, checks, screen, greet_delay, greylist, rate_limits_name, rate_limits });
     }
     Ok(out)
 }

@@ -54,6 +54,10 @@ pub(crate) fn to_toml(c: &Config) -> String {
             out.kv("dmarc_reject", l.checks.dmarc_reject.to_string());
             out.kv("dmarc_quarantine", l.checks.dmarc_quarantine.to_string());
             out.kv("spf_reject", l.checks.spf_reject.to_string());
+            out.kv("greylist", l.greylist.to_string());
+        }
+        if let Some(name) = &l.rate_limits_name {
+            out.kv("rate_limits", quote(name));
         }
         out.kv("screen", l.screen.to_string());
         out.kv("greet_delay", quote(&format_duration(l.greet_delay)));
@@ -106,6 +110,7 @@ pub(crate) fn to_toml(c: &Config) -> String {
     if let Some(s) = &c.screen {
         screen(&mut out, s);
     }
+    greylist_and_rates(&mut out, c);
     out.0
 }
 
@@ -190,5 +195,25 @@ fn outbound(out: &mut Out, o: &Outbound) {
         out.table(&format!("[outbound.routes.{}]", key(domain)));
         out.kv("hosts", strings(route.hosts.iter().map(ToString::to_string)));
         out.kv("tls", quote(route.tls.as_str()));
+    }
+}
+
+/// `[greylist]` and the `[rate_limits.NAME]` profiles.
+fn greylist_and_rates(out: &mut Out, c: &Config) {
+    let g = &c.greylist;
+    out.table("[greylist]");
+    out.kv("enabled", g.enabled.to_string());
+    out.kv("min_delay", quote(&format_duration(g.min_delay)));
+    out.kv("window", quote(&format_duration(g.window)));
+    out.kv("pass_days", g.pass_days.to_string());
+    out.kv("auto_allow_after", g.auto_allow_after.to_string());
+    out.kv("max_entries", g.max_entries.to_string());
+    out.kv("exempt", strings(g.exempt_list()));
+    for (name, r) in &c.rate_limits {
+        out.table(&format!("[rate_limits.{}]", key(name)));
+        for (k, v) in r.entries() {
+            out.kv(k, quote(&v));
+        }
+        out.kv("max_entries", r.max_entries.to_string());
     }
 }

@@ -17,12 +17,15 @@ mod emit;
 mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+mod greylist;
 mod history;
+mod listener;
 mod locate;
 mod log;
 mod mail;
 mod names;
 mod outbound;
+mod ratelimit;
 mod raw;
 mod resolve;
 mod screen;
@@ -48,9 +51,11 @@ use ipnet::IpNet;
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
 pub use error::{ConfigError, RcptError};
+pub use greylist::{Exempt, Greylist};
 pub use history::History;
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
+pub use ratelimit::{RateLimits, RateSpec};
 pub use resolve::Target;
 pub use screen::{CodeRange, HeloChecks, Screen, ScreenAction, Zone};
 pub use units::parse_duration;
@@ -102,6 +107,10 @@ pub struct Config {
     pub history: History,
     /// Connection screening, `[screen]` (docs/screening.md); `None` when the section is absent.
     pub screen: Option<Screen>,
+    /// Greylisting on `mx` listeners, `[greylist]`.
+    pub greylist: Greylist,
+    /// Named rate-limit profiles, `[rate_limits.NAME]`, for listeners to refer to.
+    pub rate_limits: BTreeMap<String, RateLimits>,
 }
 
 /// One listening socket.
@@ -119,6 +128,13 @@ pub struct Listener {
     /// How long the server waits before its greeting; a client that speaks first is refused
     /// (`greet_delay`, docs/screening.md). Default zero: no wait.
     pub greet_delay: Duration,
+    /// Whether this listener greylists (`greylist`): `[greylist] enabled` on `mx`, never on
+    /// the submission roles.
+    pub greylist: bool,
+    /// The profile this listener names (`rate_limits = "NAME"`), if any.
+    pub rate_limits_name: Option<String>,
+    /// The rate limits in force: the named profile, or [`RateLimits::defaults`] for the role.
+    pub rate_limits: RateLimits,
 }
 
 /// What an `mx` listener does with SPF, DKIM, DMARC and ARC (keys of its `[[listen]]`

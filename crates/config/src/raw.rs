@@ -50,6 +50,36 @@ pub(crate) struct RawConfig {
     pub history: RawHistory,
     /// `[screen]`: connection screening (DNS lists, client and HELO checks); absent = none.
     pub screen: Option<RawScreen>,
+    #[serde(default)]
+    pub greylist: RawGreylist,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<SStr, RawRateLimits>,
+}
+
+/// The raw `[greylist]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGreylist {
+    pub enabled: Option<bool>,
+    pub min_delay: Option<SValue>,
+    pub window: Option<SValue>,
+    pub pass_days: Option<Spanned<i64>>,
+    pub auto_allow_after: Option<Spanned<i64>>,
+    pub max_entries: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub exempt: Vec<SStr>,
+}
+
+/// The raw `[rate_limits.NAME]` table. Keys not given are off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimits {
+    pub connections_per_network: Option<SStr>,
+    pub messages_per_network: Option<SStr>,
+    pub messages_per_user: Option<SStr>,
+    pub recipients_per_user: Option<SStr>,
+    pub messages_per_sender_domain: Option<SStr>,
+    pub max_entries: Option<Spanned<i64>>,
 }
 
 /// One `[[listen]]` entry. The message authentication switches are optional here so that
@@ -68,6 +98,8 @@ pub(crate) struct RawListener {
     pub screen: Option<bool>,
     /// How long to wait before the greeting (default 0: no wait).
     pub greet_delay: Option<SValue>,
+    pub greylist: Option<Spanned<bool>>,
+    pub rate_limits: Option<SStr>,
 }
 
 /// One `[domains."name"]` table.

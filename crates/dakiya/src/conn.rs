@@ -4,6 +4,7 @@
 use crate::admission::{Activity, Ticket};
 use crate::msgauth::Mode;
 use crate::policy::{self, Client};
+use crate::ratelimits::Guards;
 use crate::receive::Message;
 use crate::screen::{Gate, Screening};
 use crate::shared::Shared;
@@ -12,6 +13,7 @@ use crate::summary::Ending;
 use dakiya_config::{Checks, Config, Role, Target, Timeouts};
 use dakiya_mailauth::SpfCheck;
 use dakiya_metrics::{Direction, Rejection};
+use dakiya_proto::address::ForwardPath;
 use dakiya_proto::server::SessionPolicy;
 use dakiya_proto::{Enhanced, Event, Reply, Server};
 use std::net::SocketAddr;
@@ -46,17 +48,19 @@ fn session_policy(cfg: &Config, role: Role, peer: SocketAddr) -> SessionPolicy {
     }
 }
 
+/// What a session takes from its listener: the message authentication checks, screening,
+/// and the rate limits and greylisting.
+#[derive(Clone)]
+pub struct Door {
+    pub checks: Checks,
+    pub screening: Screening,
+    pub guards: Arc<Guards>,
+}
+
 /// Serves one connection to its end; `ticket` is its place among the open connections.
-pub async fn handle(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    role: Role,
-    checks: Checks,
-    screening: Screening,
-    shared: Arc<Shared>,
-    ticket: Ticket,
-) {
+pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, door: Door, shared: Arc<Shared>, ticket: Ticket) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
+    let Door { checks, screening, guards } = door;
     // The session keeps its listener's role, its policy and its limits for its life; the
     // configuration's other decisions are taken afresh each time (docs/reload.md).
     let live = shared.live.get();
@@ -87,14 +91,21 @@ pub async fn handle(
         Stream::Plain(tcp)
     };
     let client = Client { ip: peer.ip(), trusted };
-    let mut server: Server<Vec<Target>> = Server::with_policy(live.session.clone(), policy);
     drop(live);
+    if let Err(reply) = guards.rates.connect(peer.ip()) {
+        let _ = stream.write_all(reply.to_wire().as_bytes(), Instant::now() + FINAL_WRITE_TIMEOUT).await;
+        stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
+        shared.counters.ended(Ending::Protocol);
+        return;
+    }
+    let mut server: Server<Vec<Target>> = Server::with_policy(shared.live.get().session.clone(), policy);
     let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
     let mut conn = Conn {
         stream: &mut stream,
         shared: &shared,
         peer,
         client,
+        guards,
         tls: tls_info,
         listener,
         accepted: 0,
@@ -123,6 +134,8 @@ struct Conn<'a> {
     shared: &'a Shared,
     peer: SocketAddr,
     client: Client,
+    /// The listener's rate limits and greylisting.
+    guards: Arc<Guards>,
     tls: Option<TlsInfo>,
     /// The listener's role and address, for the message history.
     listener: String,
@@ -172,6 +185,28 @@ impl Conn<'_> {
     fn auth_mode(&self, server: &Server<Vec<Target>>) -> Mode {
         let submitted = server.auth_user().is_some() || self.client.trusted;
         self.shared.live.get().mailauth.mode(submitted, self.checks.verify)
+    }
+
+    /// RCPT, once the recipient is known to be acceptable: the per-user recipient limit, then
+    /// greylisting (after the 550 for unknown users, so no one is told to retry for nothing).
+    /// `allow_listed`: a DNS allow list vouches for the client (screening), which skips
+    /// greylisting.
+    fn guard_recipient(&self, server: &Server<Vec<Target>>, allow_listed: bool) -> Result<(), Reply> {
+        let user = server.auth_user();
+        self.guards.rates.rcpt(self.client.ip, user)?;
+        let Some(greylist) = self.shared.greylist.as_ref().filter(|_| self.guards.greylist) else { return Ok(()) };
+        let sender = server.transaction().map(|t| t.from.to_string()).unwrap_or_default();
+        let recipient = match server.pending_recipient() {
+            Some((ForwardPath::Mailbox(m), _)) => m.to_string(),
+            _ => "postmaster".to_string(),
+        };
+        greylist.check(&crate::greylisting::Asker {
+            ip: self.client.ip,
+            submitted: user.is_some() || self.client.trusted,
+            allow_listed,
+            sender: &sender,
+            recipient: &recipient,
+        })
     }
 
     /// SPF at MAIL time, for verifying sessions; refuses when `spf_reject` says so.
@@ -274,6 +309,13 @@ impl Conn<'_> {
                         },
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
+                    let verdict = match verdict {
+                        Ok(targets) => {
+                            let allow_listed = Box::pin(self.gate.allow_listed()).await;
+                            self.guard_recipient(server, allow_listed).map(|()| targets)
+                        }
+                        Err(reply) => Err(reply),
+                    };
                     if verdict.is_ok() {
                         self.shared.metrics.recipient_accepted();
                     }
@@ -289,6 +331,10 @@ impl Conn<'_> {
                     }
                     if verdict.is_ok() {
                         verdict = self.gate.helo(server, &self.shared.live.get().config.hostname);
+                    }
+                    if verdict.is_ok() {
+                        let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
+                        verdict = self.guards.rates.mail(self.client.ip, server.auth_user(), &sender);
                     }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();

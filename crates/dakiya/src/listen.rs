@@ -1,9 +1,10 @@
 //! Start-up, listeners, connection limits and shutdown.
 
 use crate::admission::{Admission, Limits, Refusal};
-use crate::conn;
+use crate::conn::{self, Door};
 use crate::health::Health;
 use crate::live::{Current, Live};
+use crate::ratelimits::{Guards, ListenerRates};
 use crate::reload::{ListenerKey, ReloadHandle, Reloader, Running};
 use crate::screen::Screening;
 use crate::shared::Shared;
@@ -11,7 +12,7 @@ use crate::status::StatusSource;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
 use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
-use dakiya_config::{Checks, Config, Role};
+use dakiya_config::{Config, Role};
 use dakiya_metrics::{ListenerMetrics, Metrics};
 use dakiya_outbound::Outbound;
 use dakiya_proto::sasl::Mechanism;
@@ -81,6 +82,8 @@ pub(crate) struct Started {
     /// The listeners (and what a reload changes), behind the lock that serialises reloads.
     reloader: ReloadHandle,
     summary: tokio::task::JoinHandle<()>,
+    /// Saves the greylisting state every minute (when a listener greylists).
+    greylist_saver: Option<tokio::task::JoinHandle<()>>,
     shutdown_tx: watch::Sender<bool>,
     /// Every listener at start: its bound address (the real port where the configuration says 0).
     listeners: Vec<(SocketAddr, Role)>,
@@ -133,7 +136,9 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
         history,
         metrics,
         health,
+        greylist: crate::greylisting::Greylisting::open(&cfg),
     });
+    let greylist_saver = shared.greylist.as_ref().map(|g| g.spawn_saver());
     let admission = Admission::new(Limits {
         total: cfg.limits.max_connections,
         per_ip: cfg.limits.max_connections_per_ip,
@@ -168,7 +173,7 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
         }
     });
     tracing::info!(hostname = %cfg.hostname, data_dir = %cfg.data_dir.display(), source = %cfg.source, "dakiya started");
-    Ok(Started { shared, admission, reloader, summary, shutdown_tx, listeners })
+    Ok(Started { shared, admission, reloader, summary, greylist_saver, shutdown_tx, listeners })
 }
 
 /// Starts serving on `socket` for listener `l`: logs "listening" with the bound address and
@@ -189,16 +194,8 @@ fn open_listener(
         Role::Metrics => tokio::spawn(crate::http::serve(socket.clone(), metrics_routes(shared))),
         _ => {
             let counts = shared.metrics.listener(&bound.to_string(), l.role.as_str());
-            let screening = Screening::of(l);
-            tokio::spawn(accept_loop(
-                socket.clone(),
-                key,
-                l.checks,
-                screening,
-                shared.clone(),
-                admission.clone(),
-                counts,
-            ))
+            let door = Door { checks: l.checks, screening: Screening::of(l), guards: guards_of(l) };
+            tokio::spawn(accept_loop(socket.clone(), key, door, shared.clone(), admission.clone(), counts))
         }
     };
     Ok(Running { key, bound, socket, task })
@@ -219,7 +216,7 @@ impl Started {
     /// no new connections, sessions drained.
     pub(crate) async fn serve_until(self, trigger: impl std::future::Future<Output = ()>) {
         trigger.await;
-        let Started { shared, admission, reloader, summary, shutdown_tx, listeners: _ } = self;
+        let Started { shared, admission, reloader, summary, greylist_saver, shutdown_tx, listeners: _ } = self;
         tracing::info!("shutting down: no new connections; draining sessions");
         shared.health.set_draining();
         // Waits for a reload under way; none starts after this. HTTP listeners keep
@@ -235,6 +232,12 @@ impl Started {
         }
         summary.abort();
         reloader.stop_http_listeners().await;
+        if let Some(saver) = greylist_saver {
+            saver.abort();
+        }
+        if let Some(g) = shared.greylist.clone() {
+            let _ = tokio::task::spawn_blocking(move || g.save_if_changed()).await;
+        }
         shared.counters.log("since the last summary");
     }
 }
@@ -254,6 +257,11 @@ async fn wait_for_signal() {
     }
 }
 
+/// A listener's rate-limit counters (fresh) and its greylisting switch.
+fn guards_of(l: &dakiya_config::Listener) -> Arc<Guards> {
+    Arc::new(Guards { rates: ListenerRates::new(&l.rate_limits), greylist: l.greylist })
+}
+
 /// The routes of a metrics listener, reading this server's metrics, health, spool and queue.
 fn metrics_routes(shared: &Shared) -> Arc<crate::http::metrics::MetricsRoutes> {
     Arc::new(crate::http::metrics::MetricsRoutes {
@@ -271,8 +279,7 @@ fn metrics_routes(shared: &Shared) -> Arc<crate::http::metrics::MetricsRoutes> {
 async fn accept_loop(
     listener: Arc<TcpListener>,
     key: ListenerKey,
-    checks: Checks,
-    screening: Screening,
+    mut door: Door,
     shared: Arc<Shared>,
     admission: Arc<Admission>,
     counts: ListenerMetrics,
@@ -298,10 +305,16 @@ async fn accept_loop(
                 {
                     tracing::info!(peer = %peer, evicted = %ip, "server full: closed the longest idle session to make room");
                 }
-                let (checks, screening) = key
-                    .listener_in(&shared.live.get().config)
-                    .map_or((checks, screening), |l| (l.checks, Screening::of(l)));
-                let (shared, open) = (shared.clone(), counts.opened());
+                if let Some(l) = key.listener_in(&shared.live.get().config) {
+                    // A reload changed this listener: its checks and screening apply at once;
+                    // changed rate limits start from fresh counters.
+                    if &l.rate_limits != door.guards.rates.limits() || l.greylist != door.guards.greylist {
+                        door.guards = guards_of(l);
+                    }
+                    door.checks = l.checks;
+                    door.screening = Screening::of(l);
+                }
+                let (shared, open, door) = (shared.clone(), counts.opened(), door.clone());
                 if role.is_pop3() {
                     tokio::spawn(async move {
                         crate::pop3::handle(stream, peer, role, shared, admitted.ticket).await;
@@ -310,7 +323,7 @@ async fn accept_loop(
                     continue;
                 }
                 tokio::spawn(async move {
-                    conn::handle(stream, peer, role, checks, screening, shared, admitted.ticket).await;
+                    conn::handle(stream, peer, role, door, shared, admitted.ticket).await;
                     drop(open);
                 });
             }

@@ -32,4 +32,6 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Whether the server is healthy and ready (`/healthz`, `/readyz`, `dakiya status`).
     pub health: Arc<Health>,
+    /// Greylisting state, when a listener greylists.
+    pub greylist: Option<Arc<crate::greylisting::Greylisting>>,
 }

@@ -5,6 +5,7 @@ mod bad_access;
 mod bad_config;
 mod bad_mail;
 mod bad_outbound;
+mod greylist;
 mod load;
 mod outbound;
 mod resolve;

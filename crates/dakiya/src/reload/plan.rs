@@ -75,11 +75,11 @@ pub const NEEDS_RESTART: &str = "cannot change while the server runs; it needs a
 /// the data directory (the spool and its lock, the control socket, the mailboxes), the user
 /// store and password-check settings (the authenticator's throttle would be reset), the
 /// connection limits (the admission table) and delivery concurrency (the scheduler's bound),
-/// the log format (installed once per process) and the message history (its writer is
-/// started once). Empty: the reload may go ahead.
+/// the log format (installed once per process), the message history (its writer is
+/// started once) and `[greylist]` (its state is opened once). Empty: the reload may go ahead.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.auth, &new.auth);
-    let checks: [(&'static str, bool); 17] = [
+    let checks: [(&'static str, bool); 18] = [
         ("data_dir", old.data_dir == new.data_dir),
         ("auth.users_file", a.users_file == b.users_file),
         ("auth.failure_delay", a.failure_delay == b.failure_delay),
@@ -100,6 +100,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("log.timestamps", old.log.timestamps == new.log.timestamps),
         ("history.enabled", old.history.enabled == new.history.enabled),
         ("history.days", old.history.days == new.history.days),
+        ("greylist", old.greylist == new.greylist),
     ];
     checks.into_iter().filter(|&(_, same)| !same).map(|(key, _)| key).collect()
 }

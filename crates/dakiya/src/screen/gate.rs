@@ -163,6 +163,11 @@ impl Gate {
         Ok(())
     }
 
+    /// Whether a DNS allow list vouches for the client (greylisting skips it).
+    pub async fn allow_listed(&mut self) -> bool {
+        self.pending.findings().await.is_some_and(|f| f.verdict.allow_listed)
+    }
+
     /// The client's forward-confirmed reverse DNS name, for `Received:`.
     pub async fn name(&mut self) -> Option<String> {
         self.pending.findings().await.and_then(|f| f.name.clone())

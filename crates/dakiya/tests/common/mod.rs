@@ -36,11 +36,16 @@ role = "mx"
 # Tests that check SPF/DKIM/DMARC add a verifying listener with their own DNS server; this one
 # must not depend on DNS.
 verify = false
+# Tests open many connections from loopback quickly (floods, memory): no rate limits here.
+# Tests of rate limits add a listener with a profile of their own.
+rate_limits = "none"
 [domains."example.test"]
 mailboxes = ["alice", "bob", "carol", "postmaster"]
 [aliases]
 "team@example.test" = ["alice@example.test", "bob@example.test"]
 "fwd@example.test" = ["alice@example.test", "someone@elsewhere.test"]
+[rate_limits.none]
+connections_per_network = "off"
 "#;
 
 impl TestServer {
