@@ -67,9 +67,12 @@ pub fn run(cfg: Config, file: Option<PathBuf>) -> Result<(), StartError> {
     rt.block_on(async {
         // Registered before anything is started: from here on SIGHUP cannot end the process.
         let hup = crate::reload::hangups();
+        // SIGTERM and SIGINT too: one that arrives while start-up finishes (or before the
+        // serving task is first polled on a busy machine) still drains instead of killing.
+        let stop = stop_signal();
         let started = start(cfg, file).await?;
         crate::reload::reload_on(hup, started.reloader());
-        started.serve_until(wait_for_signal()).await;
+        started.serve_until(stop).await;
         Ok(())
     })
 }
@@ -242,17 +245,21 @@ impl Started {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or SIGINT, registered now (inside the runtime); the future completes at the first.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
