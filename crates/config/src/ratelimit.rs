@@ -72,7 +72,9 @@ impl RateLimits {
     /// floods); on the submission roles, also 200 messages an hour and 2,000 recipients a
     /// day per user (generous for a person, small for a stolen password).
     pub fn defaults(role: Role) -> RateLimits {
-        let connections_per_network = per(60, 60);
+        // 600 a minute from one /24 or /64 stops a flood and never a real sender; clients in
+        // trusted_networks are not counted (docs/greylisting.md).
+        let connections_per_network = per(600, 60);
         match role {
             Role::Mx => RateLimits { connections_per_network, ..RateLimits::off() },
             _ => RateLimits {

@@ -92,7 +92,8 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, door: Door, sh
     };
     let client = Client { ip: peer.ip(), trusted };
     drop(live);
-    if let Err(reply) = guards.rates.connect(peer.ip()) {
+    // Clients in trusted_networks (our own machines) are not limited per network.
+    if !trusted && let Err(reply) = guards.rates.connect(peer.ip()) {
         let _ = stream.write_all(reply.to_wire().as_bytes(), Instant::now() + FINAL_WRITE_TIMEOUT).await;
         stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
         shared.counters.ended(Ending::Protocol);
@@ -334,7 +335,7 @@ impl Conn<'_> {
                     }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
-                        verdict = self.guards.rates.mail(self.client.ip, server.auth_user(), &sender);
+                        verdict = self.guards.rates.mail(&self.client, server.auth_user(), &sender);
                     }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();

@@ -6,6 +6,7 @@
 //! of a listener's counters share one lock: a message is counted against every limit only
 //! if every limit allows it.
 
+use crate::policy::Client;
 use dakiya_config::{RateLimits, RateSpec};
 use dakiya_limits::{Network, Rate, RateLimiter, RateVerdict};
 use dakiya_proto::logtext::Esc;
@@ -82,7 +83,10 @@ impl ListenerRates {
     /// MAIL: one message from `ip`, by `user` if authenticated, from `sender` (`""` for the
     /// null sender). RFC 5321 §4.2.5 / RFC 3463 X.7.1: a temporary refusal for a policy
     /// reason; the client may try again later.
-    pub fn mail(&self, ip: IpAddr, user: Option<&str>, sender: &str) -> Result<(), Reply> {
+    /// A client in `trusted_networks` is not limited per network or sender domain (our own
+    /// machines); an authenticated user always is (a stolen password sends little).
+    pub fn mail(&self, client: &Client, user: Option<&str>, sender: &str) -> Result<(), Reply> {
+        let (ip, trusted) = (client.ip, client.trusted);
         let now = Instant::now();
         let net = Network::from(ip);
         let user = user.map(str::to_lowercase);
@@ -90,26 +94,30 @@ impl ListenerRates {
         let mut c = self.counters.lock().unwrap();
         let c = &mut *c;
         let mut checks: Vec<(&'static str, RateVerdict)> = Vec::new();
-        if let Some(l) = &c.network_messages {
+        let (network_messages, domain_messages) = match trusted {
+            true => (None, None),
+            false => (c.network_messages.as_mut(), c.domain_messages.as_mut()),
+        };
+        if let Some(l) = network_messages.as_deref() {
             checks.push(("messages_per_network", l.check(&net, now)));
         }
         if let (Some(l), Some(u)) = (&c.user_messages, &user) {
             checks.push(("messages_per_user", l.check(u, now)));
         }
-        if let (Some(l), Some(d)) = (&c.domain_messages, &domain) {
+        if let (Some(l), Some(d)) = (domain_messages.as_deref(), &domain) {
             checks.push(("messages_per_sender_domain", l.check(d, now)));
         }
         if let Some((limit, RateVerdict::Limited { retry_in })) = checks.iter().find(|(_, v)| !v.allowed()) {
             tracing::warn!(peer = %ip, user = %Esc(user.as_deref().unwrap_or("")), from = %Esc(sender), limit, "rate limit reached");
             return Err(refusal(limit, *retry_in));
         }
-        if let Some(l) = &mut c.network_messages {
+        if let Some(l) = network_messages {
             l.record(&net, now);
         }
         if let (Some(l), Some(u)) = (&mut c.user_messages, &user) {
             l.record(u, now);
         }
-        if let (Some(l), Some(d)) = (&mut c.domain_messages, &domain) {
+        if let (Some(l), Some(d)) = (domain_messages, &domain) {
             l.record(d, now);
         }
         Ok(())
