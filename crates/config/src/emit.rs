@@ -122,6 +122,13 @@ fn access(out: &mut Out, c: &Config) {
     out.kv("lockout", quote(&format_duration(a.lockout)));
     out.kv("max_concurrent_checks", a.max_concurrent_checks.to_string());
     out.kv("check_queue_timeout", quote(&format_duration(a.check_queue_timeout)));
+    match &a.backend {
+        crate::AuthBackend::Dovecot(socket) => {
+            out.kv("backend", quote("dovecot"));
+            out.kv("socket", quote(&socket.to_string()));
+        }
+        _ => out.kv("backend", quote("file")),
+    }
     out.table("[send_as]");
     for (user, senders) in &c.send_as {
         out.kv(user, strings(senders));

@@ -14,6 +14,7 @@
 mod access;
 mod build;
 mod emit;
+mod endpoint;
 mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -45,6 +46,7 @@ use ipnet::IpNet;
 /// `"opportunistic"`, `"require"`, `"verify"`) and the address families to use
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
+pub use endpoint::{AuthBackend, DEFAULT_DOVECOT_AUTH_SOCKET, Endpoint};
 pub use error::{ConfigError, RcptError};
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
@@ -413,6 +415,9 @@ pub struct Auth {
     /// How long an attempt waits for a free check before the client gets `454 4.7.0`, at
     /// most [`Auth::MAX_CHECK_QUEUE_TIMEOUT`]. Default 5 seconds.
     pub check_queue_timeout: Duration,
+    /// Who checks passwords: the users file (default) or Dovecot's auth server
+    /// (`backend = "dovecot"`, `socket = ...`). The throttle applies either way.
+    pub backend: AuthBackend,
 }
 
 impl Auth {
@@ -446,6 +451,7 @@ impl Auth {
             lockout: Duration::from_secs(15 * 60),
             max_concurrent_checks: Self::default_concurrent_checks(),
             check_queue_timeout: Duration::from_secs(5),
+            backend: AuthBackend::File,
         }
     }
 }

@@ -129,6 +129,8 @@ pub(crate) struct RawAuth {
     pub lockout: Option<SValue>,
     pub max_concurrent_checks: Option<Spanned<i64>>,
     pub check_queue_timeout: Option<SValue>,
+    pub backend: Option<SStr>,
+    pub socket: Option<SStr>,
 }
 
 /// `[log]`.

@@ -435,3 +435,15 @@ fn alias_target_that_is_a_user() {
     assert_eq!(c.resolve("sales", "example.org"), Err(RcptError::UnknownMailbox));
     assert_eq!(s.resolve(&c, "nobody", "example.org"), Err(RcptError::UnknownMailbox));
 }
+
+#[test]
+fn auth_backend_dovecot() {
+    use crate::{AuthBackend, Endpoint};
+    let c = parse_ok(&with_listener("[auth]\nbackend = \"dovecot\"\n"));
+    assert_eq!(c.auth.backend, AuthBackend::Dovecot(Endpoint::Unix("/run/dovecot/auth-client".into())));
+    round_trip(&c);
+    let c = parse_ok(&with_listener("[auth]\nbackend = \"dovecot\"\nsocket = \"inet:127.0.0.1:12345\"\n"));
+    assert_eq!(c.auth.backend, AuthBackend::Dovecot(Endpoint::Inet("127.0.0.1:12345".into())));
+    round_trip(&c);
+    assert_eq!(parse_ok(&with_listener("")).auth.backend, AuthBackend::File);
+}
