@@ -160,11 +160,13 @@ pub(crate) fn read(path: &Path) -> Result<(UsersFile, Option<Stamp>), AuthError>
 fn warn_if_readable_by_others(path: &Path, meta: &fs::Metadata) {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
+    // Group read is allowed: Dovecot's auth process reads the file as its group
+    // (docs/dovecot.md).
+    if mode & 0o037 != 0 {
         tracing::warn!(
             path = %path.display(),
             mode = format_args!("{:o}", mode & 0o777),
-            "users file is accessible to group or others; it should be mode 0600"
+            "users file is writable by group or accessible to others; it should be mode 0600 or 0640"
         );
     }
 }
@@ -190,7 +192,8 @@ fn parent_dir(path: &Path) -> &Path {
 /// Writers serialize on an exclusive lock of the sibling file `PATH.lock` (kept, never
 /// deleted: removing a lock file lets two writers hold locks on different inodes). Under
 /// the lock the file is re-read, so a change made by another process is never lost. The
-/// new text goes to `PATH.tmp` (mode 0600), is fsynced, renamed over `PATH`, and the
+/// new text goes to `PATH.tmp` (mode 0600, or 0640 keeping the group if the old file had
+/// group read), is fsynced, renamed over `PATH`, and the
 /// directory is fsynced so that the rename itself survives a crash.
 pub(crate) fn update(
     path: &Path,
@@ -209,7 +212,8 @@ pub(crate) fn update(
     let (mut users, _) = read(path)?;
     change(&mut users)?;
     let tmp = sibling(path, ".tmp");
-    let stamp = match write_tmp(&tmp, users.render().as_bytes()) {
+    let group = group_reader(path);
+    let stamp = match write_tmp(&tmp, users.render().as_bytes(), group) {
         Ok(stamp) => stamp,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -227,15 +231,28 @@ pub(crate) fn update(
     Ok((users, stamp))
 }
 
-/// Writes `bytes` to a fresh `tmp` with mode 0600 and fsyncs it; returns its stamp (which
-/// the rename keeps: same inode, size and mtime).
-fn write_tmp(tmp: &Path, bytes: &[u8]) -> Result<Stamp, AuthError> {
+/// The group of the current file at `path` if that group may read it (mode 0640, e.g. group
+/// `dovecot` so that Dovecot's passwd-file passdb reads dakiya's users): a rewrite keeps it.
+fn group_reader(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(path).ok()?;
+    (meta.permissions().mode() & 0o040 != 0).then(|| meta.gid())
+}
+
+/// Writes `bytes` to a fresh `tmp` with mode 0600 (0640 and group `group` if given) and
+/// fsyncs it; returns its stamp (which the rename keeps: same inode, size and mtime).
+fn write_tmp(tmp: &Path, bytes: &[u8], group: Option<u32>) -> Result<Stamp, AuthError> {
     // A temporary file left by a crash may have other permissions; start from nothing.
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != ErrorKind::NotFound => return Err(io_err(tmp)(e)),
         _ => {}
     }
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).map_err(io_err(tmp))?;
+    if let Some(gid) = group {
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(io_err(tmp))?;
+        file.set_permissions(fs::Permissions::from_mode(0o640)).map_err(io_err(tmp))?;
+    }
     let written: io::Result<fs::Metadata> =
         file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| file.metadata());
     written.map(|m| Stamp::of(&m)).map_err(io_err(tmp))

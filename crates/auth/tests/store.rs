@@ -313,3 +313,24 @@ fn errors_never_show_the_password() {
         assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
     }
 }
+
+/// A users file made group-readable (mode 0640, e.g. group `dovecot` for Dovecot's
+/// passwd-file passdb, docs/dovecot.md) stays so across rewrites; others never get access.
+#[test]
+fn group_read_and_group_survive_rewrites() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, path) = setup();
+    let store = UserStore::open(&path).unwrap();
+    store.add("alice@example.org", "pw-alice").unwrap();
+    // A group other than ours (as root any group can be set; else our own, still kept).
+    let gid = if fs::metadata(&path).unwrap().gid() == 0 { 8 } else { fs::metadata(&path).unwrap().gid() };
+    std::os::unix::fs::chown(&path, None, Some(gid)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    store.add("bob@example.org", "pw-bob").unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (0o640, gid));
+    // Without group read, the rewrite goes back to 0600.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    store.remove("bob@example.org").unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}

@@ -10,7 +10,6 @@ use crate::raw::SStr;
 
 /// A stream socket a helper service listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Endpoint {
     /// A unix-domain socket (`unix:/run/dovecot/auth-client`, or just the absolute path).
     Unix(PathBuf),

@@ -6,7 +6,7 @@ use crate::msgauth::MailAuth;
 use crate::shared::Shared;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
-use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
+use dakiya_auth::{CheckPool, Throttle, UserStore};
 use dakiya_config::{Checks, Config, Role};
 use dakiya_mailauth::Verifier;
 use dakiya_outbound::Outbound;
@@ -105,7 +105,7 @@ pub(crate) async fn start(cfg: Config) -> Result<Started, StartError> {
     let a = &cfg.auth;
     let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
     let pool = CheckPool::new(a.max_concurrent_checks, a.check_queue_timeout).map_err(StartError::CheckPool)?;
-    let authenticator = Authenticator::new(users.clone(), throttle, pool);
+    let authenticator = crate::authbackend::authenticator(&cfg, users.clone(), throttle, pool);
     // One resolver for SPF/DKIM/DMARC, asking the same name servers as outbound delivery.
     let verifier = if cfg.listeners.iter().any(|l| l.checks.verify) {
         Some(Verifier::new(&cfg.outbound.nameservers, &cfg.hostname).map_err(|e| StartError::Auth(e.to_string()))?)
