@@ -66,6 +66,13 @@ pub(crate) fn to_toml(c: &Config) -> String {
             out.kv("catch_all", quote(catch_all));
         }
         out.kv("any_mailbox", d.any_mailbox.to_string());
+        if let Some(q) = d.quota {
+            out.kv("quota", q.to_string());
+        }
+        if !d.mailbox_quota.is_empty() {
+            let items: Vec<String> = d.mailbox_quota.iter().map(|(m, q)| format!("{} = {q}", key(m))).collect();
+            out.kv("mailbox_quota", format!("{{ {} }}", items.join(", ")));
+        }
     }
     out.table("[aliases]");
     for (alias, targets) in &c.aliases {

@@ -183,6 +183,18 @@ pub struct Domain {
     /// Every local part that is a valid mailbox name is a mailbox of its own, created on first
     /// delivery.
     pub any_mailbox: bool,
+    /// The Maildir++ quota in bytes of each mailbox of the domain (`quota`), unless
+    /// `mailbox_quota` names the mailbox. `None`: no limit. docs/dovecot.md, "Quota".
+    pub quota: Option<u64>,
+    /// Quotas of single mailboxes (lowercase names), overriding `quota`.
+    pub mailbox_quota: BTreeMap<String, u64>,
+}
+
+impl Domain {
+    /// The quota in bytes of `mailbox` (lowercase) in this domain, if it has one.
+    pub fn quota_of(&self, mailbox: &str) -> Option<u64> {
+        self.mailbox_quota.get(mailbox).copied().or(self.quota)
+    }
 }
 
 /// Size and count limits.
@@ -457,6 +469,11 @@ impl Auth {
 }
 
 impl Config {
+    /// The Maildir++ quota in bytes of `mailbox` in `domain` (both lowercase), if any.
+    pub fn quota_of(&self, domain: &str, mailbox: &str) -> Option<u64> {
+        self.domains.get(domain)?.quota_of(mailbox)
+    }
+
     /// The default `data_dir`.
     pub(crate) const DEFAULT_DATA_DIR: &'static str = "./dakiya-data";
 

@@ -71,6 +71,9 @@ pub(crate) struct RawDomain {
     pub catch_all: Option<SStr>,
     #[serde(default)]
     pub any_mailbox: bool,
+    pub quota: Option<SValue>,
+    #[serde(default)]
+    pub mailbox_quota: BTreeMap<SStr, SValue>,
 }
 
 /// `[limits]`.

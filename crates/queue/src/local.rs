@@ -3,7 +3,7 @@
 use crate::outcome::Outcome;
 use crate::state::{RetryPolicy, Transition};
 use dakiya_config::Config;
-use dakiya_deliver::{DeliverError, Maildir};
+use dakiya_deliver::{DeliverError, Maildir, QuotaLimit};
 use dakiya_proto::logtext::Esc;
 use dakiya_spool::{QueuedMessage, RcptState, Spool};
 use std::collections::HashMap;
@@ -84,7 +84,9 @@ fn write_copy(
     prefix.push_str(m.envelope.prepend.as_deref().unwrap_or(""));
     boxes.get(cfg, target.domain, target.mailbox).and_then(|md| {
         let mut body = spool.body(&m.envelope.id).map_err(DeliverError::temporary)?;
-        md.deliver(prefix.as_bytes(), &mut body, &cfg.hostname)
+        // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
+        let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
+        md.deliver_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit)
     })
 }
 

@@ -447,3 +447,16 @@ fn auth_backend_dovecot() {
     round_trip(&c);
     assert_eq!(parse_ok(&with_listener("")).auth.backend, AuthBackend::File);
 }
+
+#[test]
+fn quotas_per_domain_and_mailbox() {
+    let c = parse_ok(&with_listener(
+        "[domains.\"example.org\"]\nmailboxes = [\"alice\", \"bob\"]\nquota = \"10M\"\nmailbox_quota = { Alice = 2048 }\n\
+         [domains.\"example.net\"]\nany_mailbox = true\n",
+    ));
+    assert_eq!(c.quota_of("example.org", "alice"), Some(2048));
+    assert_eq!(c.quota_of("example.org", "bob"), Some(10 << 20));
+    assert_eq!(c.quota_of("example.net", "bob"), None);
+    assert_eq!(c.quota_of("example.com", "bob"), None);
+    round_trip(&c);
+}
