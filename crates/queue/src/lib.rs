@@ -32,7 +32,7 @@ mod testlog;
 
 pub use book::{Book, Counts, Start};
 pub use ctx::{Clock, Ctx};
-pub use local::Mailboxes;
+pub use local::{Mailboxes, mailbox_full};
 pub use loops::{MAX_RECEIVED, count_received, loop_failure};
 pub use outcome::{Failure, Outcome};
 pub use plan::{Notice, Plan, Settlement};

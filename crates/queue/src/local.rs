@@ -26,7 +26,7 @@ impl Mailboxes {
         if let Some(md) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(md.clone());
         }
-        let dir = cfg.data_dir.join("mail").join(domain).join(mailbox);
+        let dir = maildir_path(cfg, domain, mailbox);
         let md = Arc::new(Maildir::open_or_create(&dir)?);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         // Each entry holds a directory descriptor; with `any_mailbox` the set of mailboxes is
@@ -37,6 +37,21 @@ impl Mailboxes {
         open.insert(key, md.clone());
         Ok(md)
     }
+}
+
+/// Where the Maildir of `mailbox` in `domain` is: `data_dir/mail/DOMAIN/MAILBOX`.
+fn maildir_path(cfg: &Config, domain: &str, mailbox: &str) -> PathBuf {
+    cfg.data_dir.join("mail").join(domain).join(mailbox)
+}
+
+/// Whether `mailbox` in `domain` is known to be full: it has a quota and its `maildirsize`
+/// already says the quota is used up. For RCPT (`452 4.2.2`, RFC 5321 §4.2.2 / RFC 3463
+/// X.2.2); an unknown usage (no `maildirsize` yet) is not full — delivery decides then.
+pub fn mailbox_full(cfg: &Config, domain: &str, mailbox: &str) -> bool {
+    let Some(bytes) = cfg.quota_of(domain, mailbox) else { return false };
+    let limit = QuotaLimit { bytes, messages: 0 };
+    dakiya_deliver::maildirsize::peek(&maildir_path(cfg, domain, mailbox))
+        .is_some_and(|size| dakiya_deliver::quota::is_full(size.usage, limit))
 }
 
 /// One local recipient: its address and its mailbox (domain, mailbox name).
