@@ -59,7 +59,12 @@ impl Authenticator {
 
     /// Checks passwords with Dovecot's auth server instead of `users` (which still answers
     /// [`users`](Self::users)), behind the same `throttle`.
-    pub fn with_dovecot(users: Arc<UserStore>, throttle: Throttle, pool: CheckPool, dovecot: DovecotAuth) -> Authenticator {
+    pub fn with_dovecot(
+        users: Arc<UserStore>,
+        throttle: Throttle,
+        pool: CheckPool,
+        dovecot: DovecotAuth,
+    ) -> Authenticator {
         Authenticator { dovecot: Some(dovecot), ..Authenticator::new(users, throttle, pool) }
     }
 

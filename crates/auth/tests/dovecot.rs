@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use dakiya_auth::{AuthOutcome, Authenticator, CheckPool, DovecotAuth, DovecotError, DovecotTarget, Throttle, UserStore};
+use dakiya_auth::{
+    AuthOutcome, Authenticator, CheckPool, DovecotAuth, DovecotError, DovecotTarget, Throttle, UserStore,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 

@@ -100,6 +100,13 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("local_concurrency", d.local_concurrency.to_string());
     let notice = d.delay_notice.map_or_else(|| "off".to_owned(), format_duration);
     out.kv("delay_notice", quote(&notice));
+    match &d.method {
+        crate::DeliveryMethod::Lmtp(socket) => {
+            out.kv("method", quote("lmtp"));
+            out.kv("lmtp", quote(&socket.to_string()));
+        }
+        _ => out.kv("method", quote("maildir")),
+    }
     access(&mut out, c);
     outbound(&mut out, &c.outbound);
     out.table("[log]");

@@ -40,7 +40,8 @@ impl Endpoint {
             return unix(path);
         }
         if let Some(addr) = text.strip_prefix("inet:") {
-            let port_ok = addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|n| n > 0));
+            let port_ok =
+                addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|n| n > 0));
             return if port_ok {
                 Ok(Endpoint::Inet(addr.to_owned()))
             } else {
@@ -82,13 +83,49 @@ pub(crate) fn auth_backend(cx: &Ctx, backend: Option<SStr>, socket: Option<SStr>
             let Some(s) = socket else {
                 return Ok(AuthBackend::Dovecot(Endpoint::Unix(PathBuf::from(DEFAULT_DOVECOT_AUTH_SOCKET))));
             };
-            Endpoint::parse(s.get_ref())
-                .map(AuthBackend::Dovecot)
-                .map_err(|m| cx.err("auth.socket", Some(s.span()), m))
+            Endpoint::parse(s.get_ref()).map(AuthBackend::Dovecot).map_err(|m| cx.err("auth.socket", Some(s.span()), m))
         }
         other => {
             let span = backend.as_ref().map(|b| b.span());
             Err(cx.err("auth.backend", span, format!("unknown backend {other:?} (expected \"file\" or \"dovecot\")")))
+        }
+    }
+}
+
+/// `delivery.method`: how local mailboxes get their mail.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DeliveryMethod {
+    /// dakiya writes each copy into `data_dir/mail/DOMAIN/MAILBOX` (Maildir), the default.
+    #[default]
+    Maildir,
+    /// dakiya hands each message to an LMTP server (RFC 2033) at `delivery.lmtp`.
+    Lmtp(Endpoint),
+}
+
+/// The default `delivery.lmtp`: Debian's Dovecot with `protocols = lmtp`.
+pub const DEFAULT_LMTP_SOCKET: &str = "/run/dovecot/lmtp";
+
+/// `delivery.method` and `delivery.lmtp`.
+pub(crate) fn delivery_method(
+    cx: &Ctx,
+    method: Option<SStr>,
+    lmtp: Option<SStr>,
+) -> Result<DeliveryMethod, ConfigError> {
+    match method.as_ref().map_or("maildir", |m| m.get_ref().as_str()) {
+        "maildir" => match lmtp {
+            Some(s) => Err(cx.err("delivery.lmtp", Some(s.span()), "only used with delivery.method = \"lmtp\"")),
+            None => Ok(DeliveryMethod::Maildir),
+        },
+        "lmtp" => match lmtp {
+            None => Ok(DeliveryMethod::Lmtp(Endpoint::Unix(PathBuf::from(DEFAULT_LMTP_SOCKET)))),
+            Some(s) => Endpoint::parse(s.get_ref())
+                .map(DeliveryMethod::Lmtp)
+                .map_err(|m| cx.err("delivery.lmtp", Some(s.span()), m)),
+        },
+        other => {
+            let span = method.as_ref().map(|m| m.span());
+            Err(cx.err("delivery.method", span, format!("unknown method {other:?} (expected \"maildir\" or \"lmtp\")")))
         }
     }
 }

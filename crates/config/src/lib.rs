@@ -46,7 +46,7 @@ use ipnet::IpNet;
 /// `"opportunistic"`, `"require"`, `"verify"`) and the address families to use
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
-pub use endpoint::{AuthBackend, DEFAULT_DOVECOT_AUTH_SOCKET, Endpoint};
+pub use endpoint::{AuthBackend, DEFAULT_DOVECOT_AUTH_SOCKET, DEFAULT_LMTP_SOCKET, DeliveryMethod, Endpoint};
 pub use error::{ConfigError, RcptError};
 pub use log::{Log, LogFormat, Timestamps};
 pub use names::is_valid_mailbox_name;
@@ -277,6 +277,9 @@ pub struct Delivery {
     /// (a "delayed" DSN, RFC 3464), once per recipient, while retrying goes on. `None` turns
     /// delay notices off. Default 4 hours.
     pub delay_notice: Option<Duration>,
+    /// How local mailboxes get their mail: written into Maildirs (default), or handed to an
+    /// LMTP server such as Dovecot's (`method = "lmtp"`, `lmtp = ...`).
+    pub method: DeliveryMethod,
 }
 
 impl Default for Delivery {
@@ -287,6 +290,7 @@ impl Default for Delivery {
             max_age: Duration::from_secs(5 * 24 * 3600),
             local_concurrency: 4,
             delay_notice: Some(Duration::from_secs(4 * 3600)),
+            method: DeliveryMethod::Maildir,
         }
     }
 }

@@ -107,6 +107,8 @@ pub(crate) struct RawDelivery {
     pub max_age: Option<SValue>,
     pub local_concurrency: Option<Spanned<i64>>,
     pub delay_notice: Option<SValue>,
+    pub method: Option<SStr>,
+    pub lmtp: Option<SStr>,
 }
 
 /// `[tls]`.

@@ -29,7 +29,12 @@ pub struct DeliverError {
 impl DeliverError {
     /// A temporary failure caused by an I/O error while doing `what`.
     pub fn io(what: impl std::fmt::Display, source: io::Error) -> DeliverError {
-        DeliverError { kind: FailureKind::Temporary, message: format!("{what}: {source}"), source: Some(source), full: false }
+        DeliverError {
+            kind: FailureKind::Temporary,
+            message: format!("{what}: {source}"),
+            source: Some(source),
+            full: false,
+        }
     }
 
     /// A temporary failure without an underlying I/O error. Takes any

@@ -11,9 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dakiya_spool::GroupSync;
 
 use crate::DeliverError;
+use crate::crlf::CrlfToLf;
 use crate::maildirsize;
 use crate::quota::{self, QuotaLimit};
-use crate::crlf::CrlfToLf;
 
 /// Read (and write) in chunks of this size: memory stays bounded.
 const CHUNK: usize = 64 * 1024;

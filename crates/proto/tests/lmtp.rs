@@ -10,7 +10,8 @@ fn job(rcpts: &[&str]) -> Job {
     Job::new(ReversePath::Mailbox(parse_path("<from@a.test>").unwrap()), rcpts)
 }
 
-const LHLO_REPLY: &str = "220 lmtp.test LMTP ready\r\n250-lmtp.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
+const LHLO_REPLY: &str =
+    "220 lmtp.test LMTP ready\r\n250-lmtp.test\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
 
 /// Drives `client` to the content: the lines it writes, with the replies in `replies`.
 fn to_body(client: &mut Client, input: &mut Vec<u8>) -> Vec<String> {
@@ -28,8 +29,9 @@ fn to_body(client: &mut Client, input: &mut Vec<u8>) -> Vec<String> {
 fn one_reply_per_accepted_recipient() {
     let mut client = Client::new(ClientConfig::lmtp("dakiya.test"), job(&["a@x.test", "b@x.test", "c@x.test"]));
     // b is refused at RCPT; a and c get their own replies after the dot.
-    let mut input = format!("{LHLO_REPLY}250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n250 2.1.5 ok\r\n354 go\r\n")
-        .into_bytes();
+    let mut input =
+        format!("{LHLO_REPLY}250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n250 2.1.5 ok\r\n354 go\r\n")
+            .into_bytes();
     let written = to_body(&mut client, &mut input).concat();
     assert!(written.starts_with("LHLO dakiya.test\r\n"), "{written}");
     assert!(written.ends_with("DATA\r\n"), "{written}");
@@ -77,7 +79,8 @@ fn a_refused_lhlo_has_no_helo_fallback() {
 #[test]
 fn smtp_mode_still_says_ehlo_and_gets_one_reply() {
     let mut client = Client::new(ClientConfig::new("dakiya.test"), job(&["a@x.test", "b@x.test"]));
-    let mut input = "220 mx\r\n250-mx\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n".as_bytes().to_vec();
+    let mut input =
+        "220 mx\r\n250-mx\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n".as_bytes().to_vec();
     let written = to_body(&mut client, &mut input).concat();
     assert!(written.starts_with("EHLO dakiya.test\r\n"));
     client.body_sent();

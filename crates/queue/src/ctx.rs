@@ -3,7 +3,8 @@
 use crate::local::Mailboxes;
 use dakiya_auth::UserStore;
 use dakiya_config::Config;
-use dakiya_outbound::Outbound;
+use dakiya_config::{DeliveryMethod, Endpoint};
+use dakiya_outbound::{Lmtp, LmtpTarget, Outbound};
 use dakiya_spool::Spool;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -52,6 +53,8 @@ pub struct Ctx {
     pub local_limit: Semaphore,
     /// The outbound SMTP service.
     pub outbound: Outbound,
+    /// The LMTP server local mailboxes are delivered to, with `[delivery] method = "lmtp"`.
+    pub lmtp: Option<Arc<Lmtp>>,
     /// The time.
     pub clock: Clock,
 }
@@ -60,7 +63,14 @@ impl Ctx {
     /// The context with the system clock and `delivery.local_concurrency` blocking steps.
     pub fn new(cfg: Arc<Config>, spool: Arc<Spool>, users: Arc<UserStore>, outbound: Outbound) -> Ctx {
         let local_limit = Semaphore::new(cfg.delivery.local_concurrency.max(1));
-        Ctx { cfg, spool, users, boxes: Mailboxes::default(), local_limit, outbound, clock: Clock::system() }
+        let lmtp = lmtp_of(&cfg).map(Arc::new);
+        Ctx { cfg, spool, users, boxes: Mailboxes::default(), local_limit, outbound, lmtp, clock: Clock::system() }
+    }
+
+    /// The same context delivering local mailboxes through `lmtp` (tests).
+    pub fn with_lmtp(mut self, lmtp: Lmtp) -> Ctx {
+        self.lmtp = Some(Arc::new(lmtp));
+        self
     }
 
     /// The same context reading the time from `clock`.
@@ -68,4 +78,17 @@ impl Ctx {
         self.clock = clock;
         self
     }
+}
+
+/// How long connecting to the LMTP server may take.
+const LMTP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The LMTP server of `[delivery] method = "lmtp"`, one session per local delivery slot.
+fn lmtp_of(cfg: &Config) -> Option<Lmtp> {
+    let DeliveryMethod::Lmtp(endpoint) = &cfg.delivery.method else { return None };
+    let target = match endpoint {
+        Endpoint::Unix(path) => LmtpTarget::Unix(path.clone()),
+        Endpoint::Inet(addr) => LmtpTarget::Inet(addr.clone()),
+    };
+    Some(Lmtp::new(target, cfg.hostname.clone(), LMTP_CONNECT_TIMEOUT, cfg.delivery.local_concurrency))
 }

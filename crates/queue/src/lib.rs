@@ -18,6 +18,7 @@
 
 mod book;
 mod ctx;
+mod lmtp;
 mod local;
 mod loops;
 mod notice;

@@ -204,7 +204,8 @@ mod tests {
     #[test]
     fn handshake_as_dovecot_2_3_sends_it() {
         let mut h = Handshake::default();
-        let server = ["VERSION\t1\t2", "MECH\tPLAIN\tplaintext", "MECH\tLOGIN\tplaintext", "SPID\t1", "CUID\t3", "COOKIE\tab"];
+        let server =
+            ["VERSION\t1\t2", "MECH\tPLAIN\tplaintext", "MECH\tLOGIN\tplaintext", "SPID\t1", "CUID\t3", "COOKIE\tab"];
         for line in server {
             assert_eq!(h.feed(line), Ok(false), "{line}");
         }

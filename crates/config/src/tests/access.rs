@@ -460,3 +460,15 @@ fn quotas_per_domain_and_mailbox() {
     assert_eq!(c.quota_of("example.com", "bob"), None);
     round_trip(&c);
 }
+
+#[test]
+fn delivery_method_lmtp() {
+    use crate::{DeliveryMethod, Endpoint};
+    let c = parse_ok(&with_listener("[delivery]\nmethod = \"lmtp\"\n"));
+    assert_eq!(c.delivery.method, DeliveryMethod::Lmtp(Endpoint::Unix("/run/dovecot/lmtp".into())));
+    round_trip(&c);
+    let c = parse_ok(&with_listener("[delivery]\nmethod = \"lmtp\"\nlmtp = \"inet:127.0.0.1:24\"\n"));
+    assert_eq!(c.delivery.method, DeliveryMethod::Lmtp(Endpoint::Inet("127.0.0.1:24".into())));
+    round_trip(&c);
+    assert_eq!(parse_ok(&with_listener("")).delivery.method, DeliveryMethod::Maildir);
+}

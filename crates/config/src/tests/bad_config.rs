@@ -372,3 +372,20 @@ fn log_keys_read() {
     let again = parse(&c.to_toml()).unwrap();
     assert_eq!(again.log, c.log);
 }
+
+// --- [delivery] method -------------------------------------------------------------------------
+
+#[test]
+fn delivery_method_unknown() {
+    bad("[delivery]\nmethod = \"mbox\"\n", "delivery.method", 2, "unknown method \"mbox\"");
+}
+
+#[test]
+fn delivery_lmtp_without_method() {
+    bad("[delivery]\nlmtp = \"inet:127.0.0.1:24\"\n", "delivery.lmtp", 2, "only used with delivery.method");
+}
+
+#[test]
+fn delivery_lmtp_bad_socket() {
+    bad("[delivery]\nmethod = \"lmtp\"\nlmtp = \"localhost:24\"\n", "delivery.lmtp", 3, "expected unix:/PATH");
+}
