@@ -212,8 +212,8 @@ pub(crate) fn update(
     let (mut users, _) = read(path)?;
     change(&mut users)?;
     let tmp = sibling(path, ".tmp");
-    let group = group_reader(path);
-    let stamp = match write_tmp(&tmp, users.render().as_bytes(), group) {
+    let previous = fs::metadata(path).ok();
+    let stamp = match write_tmp(&tmp, users.render().as_bytes(), previous.as_ref()) {
         Ok(stamp) => stamp,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -231,30 +231,43 @@ pub(crate) fn update(
     Ok((users, stamp))
 }
 
-/// The group of the current file at `path` if that group may read it (mode 0640, e.g. group
+/// The group of the `previous` file if that group may read it (mode 0640, e.g. group
 /// `dovecot` so that Dovecot's passwd-file passdb reads dakiya's users): a rewrite keeps it.
-fn group_reader(path: &Path) -> Option<u32> {
+fn group_reader(previous: &fs::Metadata) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = fs::metadata(path).ok()?;
-    (meta.permissions().mode() & 0o040 != 0).then(|| meta.gid())
+    (previous.permissions().mode() & 0o040 != 0).then(|| previous.gid())
 }
 
-/// Writes `bytes` to a fresh `tmp` with mode 0600 (0640 and group `group` if given) and
-/// fsyncs it; returns its stamp (which the rename keeps: same inode, size and mtime).
-fn write_tmp(tmp: &Path, bytes: &[u8], group: Option<u32>) -> Result<Stamp, AuthError> {
+/// A modification time for the new file that differs from the `previous` one in whole
+/// seconds: Dovecot's passwd-file notices a change by mtime in seconds and size, and a
+/// password change keeps the size (argon2id hashes all have one length), so a rewrite within
+/// the second of the previous one would go unseen. One second ahead at most.
+fn distinct_mtime(previous: &fs::Metadata, now: SystemTime) -> Option<SystemTime> {
+    let secs = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let old = previous.modified().ok()?;
+    (secs(old) >= secs(now)).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs(old) + 1))
+}
+
+/// Writes `bytes` to a fresh `tmp` with mode 0600 (0640 and the group of the `previous` file
+/// if it had group read) and fsyncs it; returns its stamp (which the rename keeps: same
+/// inode, size and mtime).
+fn write_tmp(tmp: &Path, bytes: &[u8], previous: Option<&fs::Metadata>) -> Result<Stamp, AuthError> {
     // A temporary file left by a crash may have other permissions; start from nothing.
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != ErrorKind::NotFound => return Err(io_err(tmp)(e)),
         _ => {}
     }
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).map_err(io_err(tmp))?;
-    if let Some(gid) = group {
+    if let Some(gid) = previous.and_then(group_reader) {
         use std::os::unix::fs::PermissionsExt;
         std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(io_err(tmp))?;
         file.set_permissions(fs::Permissions::from_mode(0o640)).map_err(io_err(tmp))?;
     }
-    let written: io::Result<fs::Metadata> =
-        file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| file.metadata());
+    file.write_all(bytes).map_err(io_err(tmp))?;
+    if let Some(mtime) = previous.and_then(|p| distinct_mtime(p, SystemTime::now())) {
+        file.set_modified(mtime).map_err(io_err(tmp))?;
+    }
+    let written: io::Result<fs::Metadata> = file.sync_all().and_then(|()| file.metadata());
     written.map(|m| Stamp::of(&m)).map_err(io_err(tmp))
 }
 

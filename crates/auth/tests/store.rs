@@ -334,3 +334,20 @@ fn group_read_and_group_survive_rewrites() {
     store.remove("bob@example.org").unwrap();
     assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// A password change keeps the file's size; Dovecot's passwd-file sees changes by mtime in
+/// whole seconds and size, so two rewrites within one second must still differ in mtime.
+#[test]
+fn rewrites_within_a_second_get_distinct_mtimes() {
+    let (_dir, path) = setup();
+    let store = UserStore::open(&path).unwrap();
+    store.add("alice@example.org", "pw-one").unwrap();
+    let secs = |p: &Path| {
+        fs::metadata(p).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    };
+    let (size, first) = (fs::metadata(&path).unwrap().len(), secs(&path));
+    store.set_password("alice@example.org", "pw-two").unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), size);
+    assert_ne!(secs(&path), first);
+    assert!(store.verify("alice@example.org", "pw-two").unwrap(), "the store itself follows");
+}
