@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::quota::{self, MaildirSize, QuotaLimit, Usage};
 
@@ -46,11 +47,16 @@ pub fn recalculate(maildir: &Path, limit: QuotaLimit) -> std::io::Result<Usage> 
             count_folder(&entry.path(), &mut usage)?;
         }
     }
-    let tmp = maildir.join(format!("tmp/{FILE}.{}", std::process::id()));
+    // Unique per recalculation: concurrent deliveries into one Maildir may recalculate at once.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = maildir.join(format!("tmp/{FILE}.{}.{n}", std::process::id()));
     let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    file.write_all(quota::fresh(limit, usage).as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&tmp, maildir.join(FILE))?;
+    let written = file.write_all(quota::fresh(limit, usage).as_bytes()).and_then(|()| file.sync_all());
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, maildir.join(FILE))) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(usage)
 }
 

@@ -122,6 +122,9 @@ impl Lmtp {
         match outcome {
             Outcome::Recipients(all) => all,
             Outcome::Temporary(f) => vec![RecipientOutcome::Temporary(f); n],
+            // A refused greeting or LHLO is about the server, not the message (RFC 5321 §5.1
+            // reasoning): the mail waits until the local delivery agent works again.
+            Outcome::Permanent(f) if f.phase.is_session_setup() => vec![RecipientOutcome::Temporary(f); n],
             Outcome::Permanent(f) => vec![RecipientOutcome::Permanent(f); n],
             other => {
                 let f = self.unreachable(&format!("unexpected result {other:?}"));

@@ -132,3 +132,19 @@ async fn a_permanent_reply_bounces_at_once_and_an_unreachable_server_defers() {
     let RcptState::Deferred { detail, .. } = state else { panic!("{state:?}") };
     assert_eq!(detail.as_ref().unwrap().status.to_string(), "4.4.1");
 }
+
+#[tokio::test]
+async fn a_refused_greeting_defers_never_bounces() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"554 5.3.2 not accepting mail\r\n");
+        }
+    });
+    let env = Env::new(closed_port(), &delivery(port));
+    let id = env.commit("carol@elsewhere.test", &[("alice@example.test", None)], MESSAGE);
+    let out = run(env.ctx.clone(), id.clone(), false).await;
+    assert_eq!((out.retry_at, out.notices.len()), (Some(T0 + 60), 0));
+    assert!(matches!(env.spool.load(&id).unwrap().states[0], RcptState::Deferred { .. }));
+}
