@@ -16,6 +16,7 @@ Everything listens on loopback only.
 
 from __future__ import annotations
 
+import grp
 import imaplib
 import json
 import os
@@ -31,6 +32,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import dovecotdoc
 
 LOOPBACK = "127.0.0.1"
 DOMAIN = "example.test"
@@ -440,13 +443,18 @@ def dovecot_version(binary: str) -> tuple[int, ...]:
     return tuple(int(x) for x in m.groups() if x is not None)
 
 
-def render_dovecot_conf(version, base: Path, run_dir: Path, port: int, data_dir: Path, uid: int, gid: int, passwd: Path) -> str:
-    """A self-contained config (no /etc/dovecot includes) for `dovecot -F -c FILE`."""
+def render_dovecot_conf(version, base: Path, run_dir: Path, port: int, data_dir: Path, uid: int, gid: int, passwd: Path,
+                        *, passdb: str | None = None, userdb: str | None = None, protocols: str = "imap", extra: str = "") -> str:  # fmt: skip
+    """A self-contained config (no /etc/dovecot includes) for `dovecot -F -c FILE`.
+
+    `passdb`: a passdb block instead of the plaintext one reading `passwd` (docs/dovecot.md's,
+    for dakiya's users file); `userdb`: the userdb block and mail_location; `protocols`: e.g. "imap lmtp"; `extra`: more settings appended
+    (quota, listeners)."""
     common = f"""\
 base_dir = {run_dir}
 state_dir = {base}/state
 log_path = {base}/dovecot.log
-protocols = imap
+protocols = {protocols}
 listen = {LOOPBACK}
 ssl = no
 auth_mechanisms = plain login
@@ -464,6 +472,8 @@ service imap-login {{
   }}
 }}
 """
+    plain_passdb = f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {passwd}\n}}"
+    static_userdb = f"userdb {{\n  driver = static\n  args = uid={uid} gid={gid}\n}}\nmail_location = maildir:{data_dir}/mail/%d/%n"
     if version >= (2, 4):
         # Dovecot 2.4 (Debian trixie) renamed most of these settings and the %-variables.
         # Not exercised on Debian bookworm, which ships 2.3.
@@ -487,15 +497,9 @@ userdb static {{
     return f"""\
 {common}
 disable_plaintext_auth = no
-mail_location = maildir:{data_dir}/mail/%d/%n
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN {passwd}
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid}
-}}
+{passdb or plain_passdb}
+{userdb or static_userdb}
+{extra}
 """
 
 
@@ -547,7 +551,8 @@ def mail_owner(data_dir: Path) -> tuple[int, int]:
     return uid, gid
 
 
-def start_dovecot(data_dir: Path, users, work_dir: Path, request) -> Dovecot:
+def start_dovecot(data_dir: Path, users, work_dir: Path, request, *, passwd_file: Path | None = None, protocols: str = "imap",
+                  extra: str = "") -> Dovecot:  # fmt: skip
     if os.geteuid() != 0:
         pytest.skip("the Dovecot fixture runs Dovecot as root (as CI does); not root here")
     binary = dovecot_binary()
@@ -558,10 +563,22 @@ def start_dovecot(data_dir: Path, users, work_dir: Path, request) -> Dovecot:
     run_dir = Path(tempfile.mkdtemp(prefix="dkv-", dir="/tmp" if os.path.isdir("/tmp") else None))
     run_dir.chmod(0o755)  # Dovecot wants it world-readable
     request.addfinalizer(lambda: shutil.rmtree(run_dir, ignore_errors=True))
-    passwd = base / "passwd"
-    passwd.write_text("".join(f"{u}:{{PLAIN}}{DOVECOT_PASSWORD}::::::\n" for u in users))
-    passwd.chmod(0o644)
+    if passwd_file is None:
+        passwd = base / "passwd"
+        passwd.write_text("".join(f"{u}:{{PLAIN}}{DOVECOT_PASSWORD}::::::\n" for u in users))
+        passwd.chmod(0o644)
+        passdb = userdb = None
+    else:
+        # dakiya's users file, as docs/dovecot.md sets it up: group dovecot may read it.
+        passwd = Path(passwd_file)
+        os.chown(passwd, -1, grp.getgrnam("dovecot").gr_gid)
+        passwd.chmod(0o640)
+        passdb = dovecotdoc.snippet("passdb").replace("/var/lib/dakiya/users", str(passwd))
     uid, gid = mail_owner(data_dir)
+    if passwd_file is not None:
+        # uid=mail: mail_owner() hands a root-owned tree to `mail`; an unprivileged tree
+        # keeps its owner.
+        userdb = dovecotdoc.snippet("userdb", data_dir=data_dir).replace("uid=mail gid=mail", f"uid={uid} gid={gid}")
     log_path = base / "dovecot.log"
     attach_log(request, "dovecot log", log_path)
     stdio_path = base / "dovecot.stdio"
@@ -570,7 +587,7 @@ def start_dovecot(data_dir: Path, users, work_dir: Path, request) -> Dovecot:
 
     for _attempt in range(3):  # the free port could be taken between probing and binding
         port = free_loopback_port()
-        conf.write_text(render_dovecot_conf(version, base, run_dir, port, data_dir, uid, gid, passwd))
+        conf.write_text(render_dovecot_conf(version, base, run_dir, port, data_dir, uid, gid, passwd, passdb=passdb, userdb=userdb, protocols=protocols, extra=extra))
         with open(stdio_path, "ab") as out:
             proc = subprocess.Popen([binary, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
         server = Dovecot(proc, port, base, run_dir, log_path, version)
@@ -599,11 +616,15 @@ def start_dovecot(data_dir: Path, users, work_dir: Path, request) -> Dovecot:
 def dovecot(request, work_dir):
     """Factory: dovecot(data_dir, users=[...]) starts Dovecot reading data_dir/mail/%d/%n.
 
+    Keywords: passwd_file (dakiya's users file as the passdb, scheme ARGON2ID), protocols
+    ("imap lmtp"), extra (settings appended). Its unix sockets (auth-client, lmtp) are in
+    `server.run_dir`.
+
     data_dir must be inside work_dir (or otherwise traversable by unprivileged users)."""
     servers = []
 
-    def start(data_dir: Path, users=("alice@example.test", "bob@example.test")) -> Dovecot:
-        server = start_dovecot(Path(data_dir), users, work_dir, request)
+    def start(data_dir: Path, users=("alice@example.test", "bob@example.test"), **kwargs) -> Dovecot:
+        server = start_dovecot(Path(data_dir), users, work_dir, request, **kwargs)
         servers.append(server)
         return server
 

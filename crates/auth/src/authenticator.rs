@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use crate::dovecot::DovecotAuth;
 use crate::pool::{CheckPool, PoolError};
 use crate::throttle::{Throttle, ThrottleVerdict};
 use crate::{AuthError, UserStore};
@@ -46,12 +47,25 @@ pub struct Authenticator {
     users: Arc<UserStore>,
     throttle: Mutex<Throttle>,
     pool: CheckPool,
+    /// `Some`: Dovecot's auth server checks passwords instead of the user store.
+    dovecot: Option<DovecotAuth>,
 }
 
 impl Authenticator {
     /// Checks `users`' passwords on `pool`, throttled by `throttle`.
     pub fn new(users: Arc<UserStore>, throttle: Throttle, pool: CheckPool) -> Authenticator {
-        Authenticator { users, throttle: Mutex::new(throttle), pool }
+        Authenticator { users, throttle: Mutex::new(throttle), pool, dovecot: None }
+    }
+
+    /// Checks passwords with Dovecot's auth server instead of `users` (which still answers
+    /// [`users`](Self::users)), behind the same `throttle`.
+    pub fn with_dovecot(
+        users: Arc<UserStore>,
+        throttle: Throttle,
+        pool: CheckPool,
+        dovecot: DovecotAuth,
+    ) -> Authenticator {
+        Authenticator { dovecot: Some(dovecot), ..Authenticator::new(users, throttle, pool) }
     }
 
     /// The user store checked against.
@@ -76,17 +90,27 @@ impl Authenticator {
                 attempt
             }
         };
-        let (users, name) = (self.users.clone(), user.to_owned());
-        let outcome = match self.pool.run(move || users.verify(&name, &password)).await {
+        let checked = match &self.dovecot {
+            // dakiya only offers AUTH on encrypted connections (or loopback when configured
+            // so), so the channel is as secure as it needs to be: say so to Dovecot.
+            Some(dovecot) => dovecot.check(user, &password, ip, true).await.map_err(|e| AuthError::Dovecot(e.into())),
+            None => self.check_file(user, password).await,
+        };
+        let outcome = match checked {
             // The reservation stays: it is this failure.
-            Ok(Ok(false)) => return AuthOutcome::Rejected,
-            Ok(Ok(true)) => AuthOutcome::Accepted,
-            Ok(Err(e)) => AuthOutcome::Unavailable(e),
-            Err(e @ PoolError::Busy(_)) => AuthOutcome::Busy(e),
-            Err(e) => AuthOutcome::Unavailable(AuthError::Check(e)),
+            Ok(false) => return AuthOutcome::Rejected,
+            Ok(true) => AuthOutcome::Accepted,
+            Err(AuthError::Check(e @ PoolError::Busy(_))) => AuthOutcome::Busy(e),
+            Err(e) => AuthOutcome::Unavailable(e),
         };
         self.throttle().release(attempt);
         outcome
+    }
+
+    /// The user store's verdict, computed on the pool.
+    async fn check_file(&self, user: &str, password: String) -> Result<bool, AuthError> {
+        let (users, name) = (self.users.clone(), user.to_owned());
+        self.pool.run(move || users.verify(&name, &password)).await?
     }
 
     fn throttle(&self) -> MutexGuard<'_, Throttle> {

@@ -48,6 +48,9 @@ pub enum AuthError {
     /// A password check on the [`CheckPool`](crate::CheckPool) did not complete.
     #[error("password check: {0}")]
     Check(#[from] crate::PoolError),
+    /// Dovecot's auth server gave no verdict (`[auth] backend = "dovecot"`).
+    #[error("{0}")]
+    Dovecot(Box<crate::DovecotError>),
 }
 
 /// Attaches a path to an `io::Error`.

@@ -160,11 +160,13 @@ pub(crate) fn read(path: &Path) -> Result<(UsersFile, Option<Stamp>), AuthError>
 fn warn_if_readable_by_others(path: &Path, meta: &fs::Metadata) {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
+    // Group read is allowed: Dovecot's auth process reads the file as its group
+    // (docs/dovecot.md).
+    if mode & 0o037 != 0 {
         tracing::warn!(
             path = %path.display(),
             mode = format_args!("{:o}", mode & 0o777),
-            "users file is accessible to group or others; it should be mode 0600"
+            "users file is writable by group or accessible to others; it should be mode 0600 or 0640"
         );
     }
 }
@@ -190,7 +192,8 @@ fn parent_dir(path: &Path) -> &Path {
 /// Writers serialize on an exclusive lock of the sibling file `PATH.lock` (kept, never
 /// deleted: removing a lock file lets two writers hold locks on different inodes). Under
 /// the lock the file is re-read, so a change made by another process is never lost. The
-/// new text goes to `PATH.tmp` (mode 0600), is fsynced, renamed over `PATH`, and the
+/// new text goes to `PATH.tmp` (mode 0600, or 0640 keeping the group if the old file had
+/// group read), is fsynced, renamed over `PATH`, and the
 /// directory is fsynced so that the rename itself survives a crash.
 pub(crate) fn update(
     path: &Path,
@@ -209,7 +212,8 @@ pub(crate) fn update(
     let (mut users, _) = read(path)?;
     change(&mut users)?;
     let tmp = sibling(path, ".tmp");
-    let stamp = match write_tmp(&tmp, users.render().as_bytes()) {
+    let previous = fs::metadata(path).ok();
+    let stamp = match write_tmp(&tmp, users.render().as_bytes(), previous.as_ref()) {
         Ok(stamp) => stamp,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -227,17 +231,43 @@ pub(crate) fn update(
     Ok((users, stamp))
 }
 
-/// Writes `bytes` to a fresh `tmp` with mode 0600 and fsyncs it; returns its stamp (which
-/// the rename keeps: same inode, size and mtime).
-fn write_tmp(tmp: &Path, bytes: &[u8]) -> Result<Stamp, AuthError> {
+/// The group of the `previous` file if that group may read it (mode 0640, e.g. group
+/// `dovecot` so that Dovecot's passwd-file passdb reads dakiya's users): a rewrite keeps it.
+fn group_reader(previous: &fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    (previous.permissions().mode() & 0o040 != 0).then(|| previous.gid())
+}
+
+/// A modification time for the new file that differs from the `previous` one in whole
+/// seconds: Dovecot's passwd-file notices a change by mtime in seconds and size, and a
+/// password change keeps the size (argon2id hashes all have one length), so a rewrite within
+/// the second of the previous one would go unseen. One second ahead at most.
+fn distinct_mtime(previous: &fs::Metadata, now: SystemTime) -> Option<SystemTime> {
+    let secs = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let old = previous.modified().ok()?;
+    (secs(old) >= secs(now)).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs(old) + 1))
+}
+
+/// Writes `bytes` to a fresh `tmp` with mode 0600 (0640 and the group of the `previous` file
+/// if it had group read) and fsyncs it; returns its stamp (which the rename keeps: same
+/// inode, size and mtime).
+fn write_tmp(tmp: &Path, bytes: &[u8], previous: Option<&fs::Metadata>) -> Result<Stamp, AuthError> {
     // A temporary file left by a crash may have other permissions; start from nothing.
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != ErrorKind::NotFound => return Err(io_err(tmp)(e)),
         _ => {}
     }
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(tmp).map_err(io_err(tmp))?;
-    let written: io::Result<fs::Metadata> =
-        file.write_all(bytes).and_then(|()| file.sync_all()).and_then(|()| file.metadata());
+    if let Some(gid) = previous.and_then(group_reader) {
+        use std::os::unix::fs::PermissionsExt;
+        std::os::unix::fs::fchown(&file, None, Some(gid)).map_err(io_err(tmp))?;
+        file.set_permissions(fs::Permissions::from_mode(0o640)).map_err(io_err(tmp))?;
+    }
+    file.write_all(bytes).map_err(io_err(tmp))?;
+    if let Some(mtime) = previous.and_then(|p| distinct_mtime(p, SystemTime::now())) {
+        file.set_modified(mtime).map_err(io_err(tmp))?;
+    }
+    let written: io::Result<fs::Metadata> = file.sync_all().and_then(|()| file.metadata());
     written.map(|m| Stamp::of(&m)).map_err(io_err(tmp))
 }
 

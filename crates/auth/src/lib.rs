@@ -9,6 +9,8 @@
 //!   argon2's memory is bounded by the pool's size.
 //! - [`Authenticator`]: the throttle, the pool and the user store together — the one way
 //!   every protocol (SMTP AUTH, POP3, ...) checks a password.
+//! - [`DovecotAuth`]: Dovecot's authentication server as the checker instead of the users
+//!   file (`[auth] backend = "dovecot"`), over the protocol in [`dovecot::proto`].
 //!
 //! Security rules kept here: no plaintext password is ever written or put into an error;
 //! hashes are compared in constant time; an unknown user costs the same argon2 run as a
@@ -17,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod authenticator;
+pub mod dovecot;
 mod error;
 mod file;
 #[cfg(feature = "fuzz")]
@@ -28,6 +31,7 @@ mod store;
 mod throttle;
 
 pub use authenticator::{AuthOutcome, Authenticator};
+pub use dovecot::{DovecotAuth, DovecotError, DovecotTarget};
 pub use error::AuthError;
 pub use hash::{ARGON2_PARAMS, hash_password};
 pub use name::{MAX_PASSWORD_LEN, check_password, normalize_user};

@@ -313,3 +313,41 @@ fn errors_never_show_the_password() {
         assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
     }
 }
+
+/// A users file made group-readable (mode 0640, e.g. group `dovecot` for Dovecot's
+/// passwd-file passdb, docs/dovecot.md) stays so across rewrites; others never get access.
+#[test]
+fn group_read_and_group_survive_rewrites() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, path) = setup();
+    let store = UserStore::open(&path).unwrap();
+    store.add("alice@example.org", "pw-alice").unwrap();
+    // A group other than ours (as root any group can be set; else our own, still kept).
+    let gid = if fs::metadata(&path).unwrap().gid() == 0 { 8 } else { fs::metadata(&path).unwrap().gid() };
+    std::os::unix::fs::chown(&path, None, Some(gid)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    store.add("bob@example.org", "pw-bob").unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (0o640, gid));
+    // Without group read, the rewrite goes back to 0600.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    store.remove("bob@example.org").unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A password change keeps the file's size; Dovecot's passwd-file sees changes by mtime in
+/// whole seconds and size, so two rewrites within one second must still differ in mtime.
+#[test]
+fn rewrites_within_a_second_get_distinct_mtimes() {
+    let (_dir, path) = setup();
+    let store = UserStore::open(&path).unwrap();
+    store.add("alice@example.org", "pw-one").unwrap();
+    let secs = |p: &Path| {
+        fs::metadata(p).unwrap().modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    };
+    let (size, first) = (fs::metadata(&path).unwrap().len(), secs(&path));
+    store.set_password("alice@example.org", "pw-two").unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), size);
+    assert_ne!(secs(&path), first);
+    assert!(store.verify("alice@example.org", "pw-two").unwrap(), "the store itself follows");
+}

@@ -57,6 +57,7 @@ pub(crate) fn auth(cx: &Ctx, raw: RawAuth, data_dir: &Path) -> Result<Auth, Conf
         lockout: duration(cx, &key("lockout"), raw.lockout, d.lockout)?,
         max_concurrent_checks: concurrent_checks(cx, raw.max_concurrent_checks, d.max_concurrent_checks)?,
         check_queue_timeout: queue_timeout(cx, raw.check_queue_timeout, d.check_queue_timeout)?,
+        backend: crate::endpoint::auth_backend(cx, raw.backend, raw.socket)?,
     })
 }
 

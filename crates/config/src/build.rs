@@ -248,6 +248,7 @@ fn delivery(cx: &Ctx, raw: RawDelivery) -> Result<Delivery, ConfigError> {
         max_age: duration(cx, "delivery.max_age", raw.max_age, d.max_age)?,
         local_concurrency: count(cx, "delivery.local_concurrency", raw.local_concurrency, d.local_concurrency)?,
         delay_notice: delay_notice(cx, raw.delay_notice, d.delay_notice)?,
+        method: crate::endpoint::delivery_method(cx, raw.method, raw.lmtp)?,
     })
 }
 

@@ -72,6 +72,13 @@ pub(crate) fn to_toml(c: &Config) -> String {
             out.kv("catch_all", quote(catch_all));
         }
         out.kv("any_mailbox", d.any_mailbox.to_string());
+        if let Some(q) = d.quota {
+            out.kv("quota", q.to_string());
+        }
+        if !d.mailbox_quota.is_empty() {
+            let items: Vec<String> = d.mailbox_quota.iter().map(|(m, q)| format!("{} = {q}", key(m))).collect();
+            out.kv("mailbox_quota", format!("{{ {} }}", items.join(", ")));
+        }
     }
     out.table("[aliases]");
     for (alias, targets) in &c.aliases {
@@ -99,6 +106,13 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("local_concurrency", d.local_concurrency.to_string());
     let notice = d.delay_notice.map_or_else(|| "off".to_owned(), format_duration);
     out.kv("delay_notice", quote(&notice));
+    match &d.method {
+        crate::DeliveryMethod::Lmtp(socket) => {
+            out.kv("method", quote("lmtp"));
+            out.kv("lmtp", quote(&socket.to_string()));
+        }
+        _ => out.kv("method", quote("maildir")),
+    }
     access(&mut out, c);
     outbound(&mut out, &c.outbound);
     out.table("[log]");
@@ -154,6 +168,13 @@ fn access(out: &mut Out, c: &Config) {
     out.kv("lockout", quote(&format_duration(a.lockout)));
     out.kv("max_concurrent_checks", a.max_concurrent_checks.to_string());
     out.kv("check_queue_timeout", quote(&format_duration(a.check_queue_timeout)));
+    match &a.backend {
+        crate::AuthBackend::Dovecot(socket) => {
+            out.kv("backend", quote("dovecot"));
+            out.kv("socket", quote(&socket.to_string()));
+        }
+        _ => out.kv("backend", quote("file")),
+    }
     out.table("[send_as]");
     for (user, senders) in &c.send_as {
         out.kv(user, strings(senders));

@@ -14,6 +14,7 @@
 mod access;
 mod build;
 mod emit;
+mod endpoint;
 mod error;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
@@ -50,6 +51,7 @@ use ipnet::IpNet;
 /// `"opportunistic"`, `"require"`, `"verify"`) and the address families to use
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
+pub use endpoint::{AuthBackend, DEFAULT_DOVECOT_AUTH_SOCKET, DEFAULT_LMTP_SOCKET, DeliveryMethod, Endpoint};
 pub use error::{ConfigError, RcptError};
 pub use greylist::{Exempt, Greylist};
 pub use history::History;
@@ -230,6 +232,18 @@ pub struct Domain {
     /// Every local part that is a valid mailbox name is a mailbox of its own, created on first
     /// delivery.
     pub any_mailbox: bool,
+    /// The Maildir++ quota in bytes of each mailbox of the domain (`quota`), unless
+    /// `mailbox_quota` names the mailbox. `None`: no limit. docs/dovecot.md, "Quota".
+    pub quota: Option<u64>,
+    /// Quotas of single mailboxes (lowercase names), overriding `quota`.
+    pub mailbox_quota: BTreeMap<String, u64>,
+}
+
+impl Domain {
+    /// The quota in bytes of `mailbox` (lowercase) in this domain, if it has one.
+    pub fn quota_of(&self, mailbox: &str) -> Option<u64> {
+        self.mailbox_quota.get(mailbox).copied().or(self.quota)
+    }
 }
 
 /// Size and count limits.
@@ -312,6 +326,9 @@ pub struct Delivery {
     /// (a "delayed" DSN, RFC 3464), once per recipient, while retrying goes on. `None` turns
     /// delay notices off. Default 4 hours.
     pub delay_notice: Option<Duration>,
+    /// How local mailboxes get their mail: written into Maildirs (default), or handed to an
+    /// LMTP server such as Dovecot's (`method = "lmtp"`, `lmtp = ...`).
+    pub method: DeliveryMethod,
 }
 
 impl Default for Delivery {
@@ -322,6 +339,7 @@ impl Default for Delivery {
             max_age: Duration::from_secs(5 * 24 * 3600),
             local_concurrency: 4,
             delay_notice: Some(Duration::from_secs(4 * 3600)),
+            method: DeliveryMethod::Maildir,
         }
     }
 }
@@ -462,6 +480,9 @@ pub struct Auth {
     /// How long an attempt waits for a free check before the client gets `454 4.7.0`, at
     /// most [`Auth::MAX_CHECK_QUEUE_TIMEOUT`]. Default 5 seconds.
     pub check_queue_timeout: Duration,
+    /// Who checks passwords: the users file (default) or Dovecot's auth server
+    /// (`backend = "dovecot"`, `socket = ...`). The throttle applies either way.
+    pub backend: AuthBackend,
 }
 
 impl Auth {
@@ -495,11 +516,17 @@ impl Auth {
             lockout: Duration::from_secs(15 * 60),
             max_concurrent_checks: Self::default_concurrent_checks(),
             check_queue_timeout: Duration::from_secs(5),
+            backend: AuthBackend::File,
         }
     }
 }
 
 impl Config {
+    /// The Maildir++ quota in bytes of `mailbox` in `domain` (both lowercase), if any.
+    pub fn quota_of(&self, domain: &str, mailbox: &str) -> Option<u64> {
+        self.domains.get(domain)?.quota_of(mailbox)
+    }
+
     /// The default `data_dir`.
     pub(crate) const DEFAULT_DATA_DIR: &'static str = "./dakiya-data";
 

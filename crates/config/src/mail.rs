@@ -9,6 +9,7 @@ use crate::locate::path;
 use crate::names::{is_valid_domain, is_valid_mailbox_name, normalize_domain, normalize_local, parse_address};
 use crate::raw::{RawDomain, SStr};
 use crate::resolve::Resolver;
+use crate::value::size;
 use crate::{Config, Domain, RcptError};
 
 /// How a mailbox name must look, for error messages.
@@ -64,7 +65,25 @@ fn one_domain(cx: &Ctx, key: &str, domain: &str, raw: RawDomain) -> Result<Domai
                 .map_err(|m| cx.err(key_of("catch_all"), Some(c.span()), m))?,
         ),
     };
-    Ok(Domain { mailboxes, catch_all, any_mailbox: raw.any_mailbox })
+    let quota = match raw.quota {
+        None => None,
+        Some(q) => Some(size(cx, &key_of("quota"), Some(q), 0)?),
+    };
+    let mut mailbox_quota = BTreeMap::new();
+    for (mailbox, q) in raw.mailbox_quota {
+        let name = normalize_local(mailbox.get_ref());
+        let key = format!("{}.{}", key_of("mailbox_quota"), crate::locate::key(mailbox.get_ref()));
+        if !is_valid_mailbox_name(&name) {
+            let why = format!("{:?} is not a valid mailbox name: {MAILBOX_HINT}", mailbox.get_ref());
+            return Err(cx.err(key, Some(mailbox.span()), why));
+        }
+        let bytes = size(cx, &key, Some(q), 0)?;
+        if mailbox_quota.insert(name.clone(), bytes).is_some() {
+            let why = format!("mailbox {name:?} is listed twice (names are case-insensitive)");
+            return Err(cx.err(key, Some(mailbox.span()), why));
+        }
+    }
+    Ok(Domain { mailboxes, catch_all, any_mailbox: raw.any_mailbox, quota, mailbox_quota })
 }
 
 /// A catch-all must be an address in its own domain naming one of its mailboxes.

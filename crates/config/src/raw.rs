@@ -111,6 +111,9 @@ pub(crate) struct RawDomain {
     pub catch_all: Option<SStr>,
     #[serde(default)]
     pub any_mailbox: bool,
+    pub quota: Option<SValue>,
+    #[serde(default)]
+    pub mailbox_quota: BTreeMap<SStr, SValue>,
 }
 
 /// `[limits]`.
@@ -144,6 +147,8 @@ pub(crate) struct RawDelivery {
     pub max_age: Option<SValue>,
     pub local_concurrency: Option<Spanned<i64>>,
     pub delay_notice: Option<SValue>,
+    pub method: Option<SStr>,
+    pub lmtp: Option<SStr>,
 }
 
 /// `[tls]`.
@@ -169,6 +174,8 @@ pub(crate) struct RawAuth {
     pub lockout: Option<SValue>,
     pub max_concurrent_checks: Option<Spanned<i64>>,
     pub check_queue_timeout: Option<SValue>,
+    pub backend: Option<SStr>,
+    pub socket: Option<SStr>,
 }
 
 /// `[screen]`.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod authbackend;
 mod conn;
 mod control;
 mod envelope;

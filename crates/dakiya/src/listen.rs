@@ -11,7 +11,7 @@ use crate::shared::Shared;
 use crate::status::StatusSource;
 use crate::summary::Counters;
 use crate::tls::TlsManager;
-use dakiya_auth::{Authenticator, CheckPool, Throttle, UserStore};
+use dakiya_auth::{CheckPool, Throttle, UserStore};
 use dakiya_config::{Config, Role};
 use dakiya_metrics::{ListenerMetrics, Metrics};
 use dakiya_outbound::Outbound;
@@ -122,7 +122,7 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
     let a = &cfg.auth;
     let throttle = Throttle::new(a.max_failures, a.failure_window, a.lockout, a.failure_delay);
     let pool = CheckPool::new(a.max_concurrent_checks, a.check_queue_timeout).map_err(StartError::CheckPool)?;
-    let authenticator = Authenticator::new(users.clone(), throttle, pool);
+    let authenticator = crate::authbackend::authenticator(&cfg, users.clone(), throttle, pool);
     let mailauth = Arc::new(crate::setup::mail_auth(&cfg).map_err(StartError::Auth)?);
     mailauth.spawn_reloader();
     let screener = crate::setup::screener(&cfg).map_err(StartError::Screen)?;

@@ -49,6 +49,10 @@ pub fn check_recipient(
     let users = &shared.users;
     let is_user = |addr: &str| users.exists(addr);
     match cfg.resolve_with(&local, &domain, &is_user) {
+        Ok(targets) if all_full(cfg, &targets) => {
+            // RFC 5321 §4.2.2 452 / RFC 3463 X.2.2: known to be over quota before any data.
+            Err(Reply::new(452, Enhanced(4, 2, 2), "Mailbox full"))
+        }
         Ok(targets) => Ok(targets),
         Err(RcptError::NotLocal) if may_relay => match path {
             ForwardPath::Mailbox(m) => Ok(vec![Target::Remote { address: m.to_string() }]),
@@ -69,6 +73,16 @@ fn recipient_refusal(reply: &Reply) -> Rejection {
         Some(Enhanced(5, 1, 1)) => Rejection::UnknownUser,
         _ => Rejection::RecipientPolicy,
     }
+}
+
+/// Every target is a local mailbox already over its quota (an alias with room in one of its
+/// mailboxes is accepted; the full ones are deferred at delivery).
+fn all_full(cfg: &Config, targets: &[Target]) -> bool {
+    !targets.is_empty()
+        && targets.iter().all(|t| match t {
+            Target::Mailbox { domain, mailbox } => dakiya_queue::mailbox_full(cfg, domain, mailbox),
+            _ => false,
+        })
 }
 
 fn relay_denied() -> Reply {

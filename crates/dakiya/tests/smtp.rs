@@ -281,3 +281,32 @@ fn check_config_prints_effective_config_or_names_file_key_and_line() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("bad.toml") && err.contains("line 3") && err.contains("limits.max_recipients"), "{err}");
 }
+
+/// Maildir++ quota (docs/dovecot.md, "Quota"): a message that does not fit is accepted and
+/// deferred as 4.2.2 (maildirsize untouched); once `maildirsize` says the mailbox is full,
+/// RCPT is refused with 452 4.2.2; an alias is refused only when all its mailboxes are full.
+#[test]
+fn quota_defers_at_delivery_and_refuses_at_rcpt_when_full() {
+    let s = TestServer::start("[domains.\"example.test\".mailbox_quota]\nalice = 1000\n");
+    let mut c = s.connect();
+    let r = c.send_mail("a@remote.test", &["alice@example.test"], "Subject: small\r\n\r\nx");
+    assert!(r.starts_with("250"), "{r}");
+    let first = s.wait_for("alice", 1);
+    let size = std::fs::read_to_string(s.maildir("alice").with_file_name("maildirsize")).unwrap();
+    assert_eq!(size, format!("1000S,0C\n0 0\n{} 1\n", first[0].len()));
+    let big = format!("Subject: big\r\n\r\n{}", "y".repeat(1000));
+    assert!(c.send_mail("a@remote.test", &["alice@example.test"], &big).starts_with("250"));
+    assert!(common::wait_log(&s, "mailbox full", 10), "{}", s.log());
+    assert_eq!(s.messages("alice").len(), 1);
+    assert_eq!(std::fs::read_to_string(s.maildir("alice").with_file_name("maildirsize")).unwrap(), size);
+    // Another agent (Dovecot) fills the rest.
+    let used: usize = first[0].len();
+    let mut f =
+        std::fs::OpenOptions::new().append(true).open(s.maildir("alice").with_file_name("maildirsize")).unwrap();
+    std::io::Write::write_all(&mut f, format!("{} 1\n", 1000 - used).as_bytes()).unwrap();
+    c.cmd("RSET");
+    c.cmd("MAIL FROM:<a@remote.test>");
+    assert_eq!(c.cmd("RCPT TO:<alice@example.test>"), "452 4.2.2 Mailbox full\r\n");
+    assert!(c.cmd("RCPT TO:<team@example.test>").starts_with("250"), "bob has room");
+    assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"), "no quota");
+}

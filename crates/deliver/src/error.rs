@@ -22,23 +22,41 @@ pub struct DeliverError {
     /// The I/O error behind it, if any.
     #[source]
     source: Option<io::Error>,
+    /// The mailbox is over its quota (RFC 3463 X.2.2).
+    full: bool,
 }
 
 impl DeliverError {
     /// A temporary failure caused by an I/O error while doing `what`.
     pub fn io(what: impl std::fmt::Display, source: io::Error) -> DeliverError {
-        DeliverError { kind: FailureKind::Temporary, message: format!("{what}: {source}"), source: Some(source) }
+        DeliverError {
+            kind: FailureKind::Temporary,
+            message: format!("{what}: {source}"),
+            source: Some(source),
+            full: false,
+        }
     }
 
     /// A temporary failure without an underlying I/O error. Takes any
     /// `Display`, so `map_err(DeliverError::temporary)` works on other errors.
     pub fn temporary(message: impl std::fmt::Display) -> DeliverError {
-        DeliverError { kind: FailureKind::Temporary, message: message.to_string(), source: None }
+        DeliverError { kind: FailureKind::Temporary, message: message.to_string(), source: None, full: false }
     }
 
     /// A permanent failure.
     pub fn permanent(message: impl std::fmt::Display) -> DeliverError {
-        DeliverError { kind: FailureKind::Permanent, message: message.to_string(), source: None }
+        DeliverError { kind: FailureKind::Permanent, message: message.to_string(), source: None, full: false }
+    }
+
+    /// The mailbox is over its quota: temporary (the owner may make room), bounced as
+    /// 5.2.2 when the message is too old (RFC 3463 §3.3).
+    pub fn mailbox_full(message: impl std::fmt::Display) -> DeliverError {
+        DeliverError { full: true, ..DeliverError::temporary(message) }
+    }
+
+    /// Whether this is [`mailbox_full`](Self::mailbox_full).
+    pub fn is_mailbox_full(&self) -> bool {
+        self.full
     }
 
     /// Whether the delivery should be retried later.

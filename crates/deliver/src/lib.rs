@@ -1,4 +1,5 @@
-//! Delivery agents of dakiya. For now: local delivery into Maildir.
+//! Delivery agents of dakiya. For now: local delivery into Maildir, with Maildir++ quotas
+//! kept in `maildirsize` ([`quota`], [`maildirsize`]).
 //!
 //! Every agent reports failures as a [`DeliverError`] whose [`FailureKind`]
 //! tells the queue manager whether to retry (temporary) or to bounce
@@ -9,6 +10,9 @@
 mod crlf;
 mod error;
 mod maildir;
+pub mod maildirsize;
+pub mod quota;
 
 pub use error::{DeliverError, FailureKind};
 pub use maildir::Maildir;
+pub use quota::QuotaLimit;

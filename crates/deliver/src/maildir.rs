@@ -12,6 +12,8 @@ use dakiya_spool::GroupSync;
 
 use crate::DeliverError;
 use crate::crlf::CrlfToLf;
+use crate::maildirsize;
+use crate::quota::{self, QuotaLimit};
 
 /// Read (and write) in chunks of this size: memory stays bounded.
 const CHUNK: usize = 64 * 1024;
@@ -55,9 +57,34 @@ impl Maildir {
     /// failure, including a read error from `body`, is temporary and leaves
     /// nothing behind in `tmp/` or `new/`.
     pub fn deliver(&self, prefix: &[u8], body: &mut dyn Read, hostname: &str) -> Result<PathBuf, DeliverError> {
+        self.deliver_within(prefix, body, hostname, None)
+    }
+
+    /// [`deliver`](Self::deliver) under a Maildir++ quota: once the message's size is known
+    /// (written to `tmp/`), the usage from `maildirsize` (recalculated if need be) plus the
+    /// message must fit `limit`, else the copy is removed and the error is
+    /// [`DeliverError::mailbox_full`]. After the delivery its line is appended to
+    /// `maildirsize`.
+    pub fn deliver_within(
+        &self,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+        limit: Option<QuotaLimit>,
+    ) -> Result<PathBuf, DeliverError> {
         let (name, file) = self.create_tmp(hostname)?;
         let mut tmp = TmpFile { path: self.tmp.join(&name), armed: true };
         let size = copy_converted(&file, prefix, body, &tmp.path)?;
+        if let Some(limit) = limit {
+            let usage = maildirsize::usage(&self.path, limit)
+                .map_err(|e| DeliverError::io(format!("quota of {}", self.path.display()), e))?;
+            if quota::would_exceed(usage, limit, size) {
+                return Err(DeliverError::mailbox_full(format!(
+                    "mailbox full: {} bytes in {} messages, limit {} bytes, message {size} bytes",
+                    usage.bytes, usage.messages, limit.bytes
+                )));
+            }
+        }
         file.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
         drop(file);
         let target = self.new.join(format!("{name},S={size}"));
@@ -68,6 +95,12 @@ impl Maildir {
             // copy back rather than risk a duplicate.
             let _ = fs::remove_file(&target);
             return Err(DeliverError::io(format!("fsync {}", self.new.display()), e));
+        }
+        if limit.is_some() {
+            // Delivered whatever happens here: a lost line is corrected by a recalculation.
+            if let Err(e) = maildirsize::record(&self.path, size) {
+                tracing::warn!(maildir = %self.path.display(), error = %e, "maildirsize not updated");
+            }
         }
         Ok(target)
     }

@@ -251,3 +251,26 @@ fn open_or_create_fails_temporarily_on_a_file() {
     let err = Maildir::open_or_create(&path).err().unwrap();
     assert_eq!(err.kind, FailureKind::Temporary);
 }
+
+/// Under a quota: messages are delivered and counted in `maildirsize` until the next one
+/// would not fit; that one is refused as "mailbox full" (temporary) and leaves nothing behind.
+#[test]
+fn quota_refuses_the_message_that_does_not_fit() {
+    use dakiya_deliver::QuotaLimit;
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(&dir.path().join("m")).unwrap();
+    let limit = Some(QuotaLimit { bytes: 100, messages: 0 });
+    let body = |n: usize| vec![b'x'; n];
+    md.deliver_within(b"", &mut &body(40)[..], "h", limit).unwrap();
+    md.deliver_within(b"", &mut &body(60)[..], "h", limit).unwrap();
+    let size = fs::read_to_string(md.path().join("maildirsize")).unwrap();
+    assert_eq!(size, "100S,0C\n0 0\n40 1\n60 1\n", "recalculated once (empty), then a line per message");
+    let err = md.deliver_within(b"", &mut &body(1)[..], "h", limit).unwrap_err();
+    assert!(err.is_mailbox_full() && err.kind == FailureKind::Temporary, "{err}");
+    assert!(err.to_string().starts_with("mailbox full: 100 bytes in 2 messages"), "{err}");
+    assert_eq!(names(&md.path().join("new")).len(), 2);
+    assert!(names(&md.path().join("tmp")).is_empty());
+    // Without a quota the same Maildir takes it, and maildirsize is left alone.
+    md.deliver(b"", &mut &body(1)[..], "h").unwrap();
+    assert_eq!(fs::read_to_string(md.path().join("maildirsize")).unwrap(), size);
+}

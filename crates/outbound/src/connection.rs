@@ -106,6 +106,7 @@ impl Connection {
             tls: setup.policy,
             implicit_tls: setup.implicit_tls,
             credentials: setup.credentials.clone(),
+            lmtp: false,
         };
         Ok(Connection {
             client: Client::new(cfg, job),

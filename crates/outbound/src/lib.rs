@@ -4,6 +4,9 @@
 //! global and a per-destination connection limit), runs the sans-IO client of
 //! `dakiya_proto::client` over TCP or TLS, and reuses idle connections for the next message
 //! to the same destination. See `docs/outbound.md`.
+//!
+//! [`Lmtp`] drives the same client in its LMTP mode (RFC 2033) to a local delivery agent
+//! such as Dovecot, over a unix or TCP socket (`[delivery] method = "lmtp"`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -11,6 +14,7 @@ mod connection;
 mod deliver;
 mod failure;
 mod limits;
+mod lmtp;
 mod pool;
 mod stream;
 mod tls;
@@ -24,6 +28,8 @@ use dakiya_route::RouteConfig;
 use rustls_pki_types::CertificateDer;
 
 use crate::deliver::Inner;
+
+pub use lmtp::{Lmtp, LmtpTarget};
 
 /// How to use TLS towards a next hop: the one definition, shared with the configuration.
 pub use dakiya_proto::next_hop::TlsMode;

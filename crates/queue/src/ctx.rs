@@ -3,9 +3,10 @@
 use crate::local::Mailboxes;
 use dakiya_auth::UserStore;
 use dakiya_config::Config;
+use dakiya_config::{DeliveryMethod, Endpoint};
 use dakiya_history::History;
 use dakiya_metrics::Metrics;
-use dakiya_outbound::Outbound;
+use dakiya_outbound::{Lmtp, LmtpTarget, Outbound};
 use dakiya_spool::Spool;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -54,6 +55,8 @@ pub struct Ctx {
     pub local_limit: Arc<Semaphore>,
     /// The outbound SMTP service.
     pub outbound: Outbound,
+    /// The LMTP server local mailboxes are delivered to, with `[delivery] method = "lmtp"`.
+    pub lmtp: Option<Arc<Lmtp>>,
     /// The time.
     pub clock: Clock,
     /// Where delivery attempts, notices and operator actions are recorded (`dakiya trace`).
@@ -67,6 +70,7 @@ impl Ctx {
     pub fn new(cfg: Arc<Config>, spool: Arc<Spool>, users: Arc<UserStore>, outbound: Outbound) -> Ctx {
         let local_limit = Arc::new(Semaphore::new(cfg.delivery.local_concurrency.max(1)));
         let metrics = Arc::new(Metrics::new());
+        let lmtp = lmtp_of(&cfg).map(Arc::new);
         Ctx {
             cfg,
             spool,
@@ -74,10 +78,17 @@ impl Ctx {
             boxes: Arc::default(),
             local_limit,
             outbound,
+            lmtp,
             clock: Clock::system(),
             history: History::disabled(),
             metrics,
         }
+    }
+
+    /// The same context delivering local mailboxes through `lmtp` (tests).
+    pub fn with_lmtp(mut self, lmtp: Lmtp) -> Ctx {
+        self.lmtp = Some(Arc::new(lmtp));
+        self
     }
 
     /// The same context recording message events in `history`.
@@ -96,8 +107,10 @@ impl Ctx {
     /// The same context with a new configuration and outbound service (a reload): the spool,
     /// the users, the open Maildirs, the bound on blocking steps, the clock, the history and
     /// the metrics are shared with this one, so runs under either context count against the
-    /// same limits and into the same records.
+    /// same limits and into the same records. The LMTP client (and its kept sessions) stays
+    /// unless `[delivery]` changed.
     pub fn reconfigured(&self, cfg: Arc<Config>, outbound: Outbound) -> Ctx {
+        let lmtp = if cfg.delivery == self.cfg.delivery { self.lmtp.clone() } else { lmtp_of(&cfg).map(Arc::new) };
         Ctx {
             cfg,
             spool: self.spool.clone(),
@@ -105,6 +118,7 @@ impl Ctx {
             boxes: self.boxes.clone(),
             local_limit: self.local_limit.clone(),
             outbound,
+            lmtp,
             clock: self.clock.clone(),
             history: self.history.clone(),
             metrics: self.metrics.clone(),
@@ -116,4 +130,17 @@ impl Ctx {
         self.clock = clock;
         self
     }
+}
+
+/// How long connecting to the LMTP server may take.
+const LMTP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The LMTP server of `[delivery] method = "lmtp"`, one session per local delivery slot.
+fn lmtp_of(cfg: &Config) -> Option<Lmtp> {
+    let DeliveryMethod::Lmtp(endpoint) = &cfg.delivery.method else { return None };
+    let target = match endpoint {
+        Endpoint::Unix(path) => LmtpTarget::Unix(path.clone()),
+        Endpoint::Inet(addr) => LmtpTarget::Inet(addr.clone()),
+    };
+    Some(Lmtp::new(target, cfg.hostname.clone(), LMTP_CONNECT_TIMEOUT, cfg.delivery.local_concurrency))
 }

@@ -19,6 +19,7 @@
 mod book;
 mod ctx;
 mod history;
+mod lmtp;
 mod local;
 mod loops;
 mod measure;
@@ -34,7 +35,7 @@ mod testlog;
 
 pub use book::{Book, Counts, Start};
 pub use ctx::{Clock, Ctx};
-pub use local::Mailboxes;
+pub use local::{Mailboxes, mailbox_full};
 pub use loops::{MAX_RECEIVED, count_received, loop_failure};
 pub use outcome::{Failure, Outcome};
 pub use plan::{Notice, Plan, Settlement};

@@ -3,7 +3,7 @@
 use crate::outcome::Outcome;
 use crate::state::{RetryPolicy, Transition};
 use dakiya_config::Config;
-use dakiya_deliver::{DeliverError, Maildir};
+use dakiya_deliver::{DeliverError, Maildir, QuotaLimit};
 use dakiya_proto::logtext::Esc;
 use dakiya_spool::{QueuedMessage, RcptState, Spool};
 use std::collections::HashMap;
@@ -37,6 +37,16 @@ impl Mailboxes {
         open.insert(key, md.clone());
         Ok(md)
     }
+}
+
+/// Whether `mailbox` in `domain` is known to be full: it has a quota and its `maildirsize`
+/// already says the quota is used up. For RCPT (`452 4.2.2`, RFC 5321 §4.2.2 / RFC 3463
+/// X.2.2); an unknown usage (no `maildirsize` yet) is not full — delivery decides then.
+pub fn mailbox_full(cfg: &Config, domain: &str, mailbox: &str) -> bool {
+    let Some(bytes) = cfg.quota_of(domain, mailbox) else { return false };
+    let limit = QuotaLimit { bytes, messages: 0 };
+    dakiya_deliver::maildirsize::peek(&cfg.maildir_path(domain, mailbox))
+        .is_some_and(|size| dakiya_deliver::quota::is_full(size.usage, limit))
 }
 
 /// One local recipient: its address and its mailbox (domain, mailbox name).
@@ -84,7 +94,9 @@ fn write_copy(
     prefix.push_str(m.envelope.prepend.as_deref().unwrap_or(""));
     boxes.get(cfg, target.domain, target.mailbox).and_then(|md| {
         let mut body = spool.body(&m.envelope.id).map_err(DeliverError::temporary)?;
-        md.deliver(prefix.as_bytes(), &mut body, &cfg.hostname)
+        // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
+        let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
+        md.deliver_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit)
     })
 }
 

@@ -8,6 +8,10 @@ use dakiya_proto::Enhanced;
 use dakiya_proto::client::RecipientOutcome;
 use dakiya_spool::FailureDetail;
 
+/// RFC 3463 §3.3 X.2.2 "mailbox full", as a transient failure: retried, and bounced as
+/// 5.2.2 when the message expires ([`crate::state`]).
+pub const MAILBOX_FULL: Enhanced = Enhanced(4, 2, 2);
+
 /// What one delivery attempt to one recipient came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -65,10 +69,11 @@ impl Outcome {
     }
 
     /// A local delivery's result: `Ok` delivered; a permanent failure is 5.2.0 and a temporary
-    /// one 4.2.0, "mailbox status" (RFC 3463 §3.3).
+    /// one 4.2.0, "mailbox status" (RFC 3463 §3.3); over quota is 4.2.2, "mailbox full".
     pub fn from_local(result: Result<(), &DeliverError>) -> Outcome {
         match result {
             Ok(()) => Outcome::Delivered,
+            Err(e) if e.is_mailbox_full() => Outcome::Temporary(Failure::local(MAILBOX_FULL, e.to_string())),
             Err(e) if e.kind == FailureKind::Permanent => {
                 Outcome::Permanent(Failure::local(Enhanced(5, 2, 0), e.to_string()))
             }
@@ -108,6 +113,8 @@ mod tests {
         assert_eq!(p, Outcome::Permanent(Failure::local(Enhanced(5, 2, 0), "no such mailbox")));
         let t = Outcome::from_local(Err(&DeliverError::temporary("disk full")));
         assert_eq!(t, Outcome::Temporary(Failure::local(Enhanced(4, 2, 0), "disk full")));
+        let full = Outcome::from_local(Err(&DeliverError::mailbox_full("mailbox full")));
+        assert_eq!(full, Outcome::Temporary(Failure::local(Enhanced(4, 2, 2), "mailbox full")));
     }
 
     fn remote(outcome: RecipientOutcome, next_hop_dsn: bool) -> RcptResult {

@@ -23,15 +23,7 @@ pub(crate) async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> V
         Ok(body) => body,
         Err(error) => return defer_all(id, remote, &error),
     };
-    let from = if m.envelope.sender.is_empty() {
-        ReversePath::Null
-    } else {
-        match parse_mailbox(&m.envelope.sender) {
-            Ok(m) => ReversePath::Mailbox(m),
-            // Accepted by our own parser at MAIL time, so this cannot happen; be safe anyway.
-            Err(_) => ReversePath::Null,
-        }
-    };
+    let from = from_path(&m.envelope.sender);
     let mut outcomes = Vec::new();
     let mut groups: BTreeMap<String, Vec<(usize, Mailbox)>> = BTreeMap::new();
     for &i in remote {
@@ -68,9 +60,21 @@ pub(crate) async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> V
     outcomes
 }
 
+/// The envelope sender as a reverse path (empty: the null sender).
+pub(crate) fn from_path(sender: &str) -> ReversePath {
+    if sender.is_empty() {
+        return ReversePath::Null;
+    }
+    match parse_mailbox(sender) {
+        Ok(m) => ReversePath::Mailbox(m),
+        // Accepted by our own parser at MAIL time, so this cannot happen; be safe anyway.
+        Err(_) => ReversePath::Null,
+    }
+}
+
 /// The message as sent: the header fields decided at the end of DATA (Authentication-Results,
 /// DKIM, ARC) on top, as for local delivery, then the stored message.
-async fn read_body(ctx: &Ctx, id: &QueueId, prepend: String) -> Result<Arc<[u8]>, String> {
+pub(crate) async fn read_body(ctx: &Ctx, id: &QueueId, prepend: String) -> Result<Arc<[u8]>, String> {
     let (spool, id) = (ctx.spool.clone(), id.clone());
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let mut body = spool.body(&id).map_err(std::io::Error::other)?;

@@ -48,6 +48,8 @@ struct Run {
     delivered: Vec<(usize, Action)>,
     /// Remote recipients due now.
     remote: Vec<usize>,
+    /// Local recipients due now, for the LMTP server (`[delivery] method = "lmtp"`).
+    lmtp: Vec<usize>,
     now: u64,
 }
 
@@ -100,6 +102,12 @@ pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
     for (i, outcome, via) in remote::deliver(&ctx, &run.m, &run.remote).await {
         run.apply(&ctx, i, &outcome, &via);
     }
+    if let Some(lmtp) = &ctx.lmtp {
+        let via = Via { local: true, hop: Some("LMTP".into()), reply: None };
+        for (i, outcome) in crate::lmtp::deliver(&ctx, lmtp, &run.m, &run.lmtp).await {
+            run.apply(&ctx, i, &outcome, &via);
+        }
+    }
     let Ok(_permit) = ctx.local_limit.acquire().await else { return retry_soon() };
     let c = ctx.clone();
     match tokio::task::spawn_blocking(move || finish(&c, *run)).await {
@@ -137,8 +145,15 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
         return Step::Done(RunOutcome::retry(id, None));
     }
     let n = m.states.len();
-    let mut run =
-        Run { states: m.states.clone(), m, changed: vec![false; n], delivered: Vec::new(), remote: Vec::new(), now };
+    let mut run = Run {
+        states: m.states.clone(),
+        m,
+        changed: vec![false; n],
+        delivered: Vec::new(),
+        remote: Vec::new(),
+        lmtp: Vec::new(),
+        now,
+    };
     let due: Vec<usize> = (0..n).filter(|&i| run.states[i].is_due(now, force)).collect();
     if !due.is_empty() {
         let received = ctx.spool.body(id).map_or(0, count_received);
@@ -153,6 +168,8 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
     for i in due {
         let rcpt = &run.m.envelope.recipients[i];
         match &rcpt.mailbox {
+            // Handed to the LMTP server in the async step, all in one transaction.
+            Some(_) if ctx.lmtp.is_some() => run.lmtp.push(i),
             Some((domain, mailbox)) => {
                 let target = Target { address: &rcpt.address, domain, mailbox };
                 let (outcome, state) =
@@ -164,7 +181,11 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
             None => run.remote.push(i),
         }
     }
-    if run.remote.is_empty() { Step::Done(finish(ctx, run)) } else { Step::Remote(Box::new(run)) }
+    if run.remote.is_empty() && run.lmtp.is_empty() {
+        Step::Done(finish(ctx, run))
+    } else {
+        Step::Remote(Box::new(run))
+    }
 }
 
 /// Queues the notices the planner calls for, then makes the new states durable: the message

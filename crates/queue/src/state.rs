@@ -91,10 +91,12 @@ fn deferred(previous: &RcptState, f: &Failure, now: u64, received_at: u64, polic
 
 /// The final state of a recipient given up at the queue lifetime. The status is 4.4.7,
 /// "delivery time expired" (RFC 3463 §3.5: "useful only as a persistent transient error"),
-/// keeping the last attempt's remote MTA and diagnostic.
+/// keeping the last attempt's remote MTA and diagnostic — except a mailbox that stayed full
+/// to the end, which is 5.2.2 (X.2.2 is transient or permanent, RFC 3463 §3.3).
 fn expired(now: u64, attempts: u32, last: &Failure) -> RcptState {
     let error = format!("gave up after {attempts} attempts, the message is too old; last error: {}", last.error);
-    let detail = Failure { status: Enhanced(4, 4, 7), ..last.clone() }.detail();
+    let status = if last.status == crate::outcome::MAILBOX_FULL { Enhanced(5, 2, 2) } else { Enhanced(4, 4, 7) };
+    let detail = Failure { status, ..last.clone() }.detail();
     failed(now, error, detail)
 }
 
@@ -218,6 +220,17 @@ mod tests {
         let s = schedule();
         let past = RcptState::after(&RcptState::Pending, &temp("x"), RECEIVED + 7200, RECEIVED, &policy(&s));
         assert!(matches!(past, RcptState::Failed { ref error, .. } if error.starts_with("gave up after 1 attempts")));
+    }
+
+    #[test]
+    fn a_mailbox_full_to_the_end_bounces_as_5_2_2() {
+        let s = schedule();
+        let full = Outcome::Temporary(Failure::local(crate::outcome::MAILBOX_FULL, "mailbox full"));
+        let past = RcptState::after(&RcptState::Pending, &full, RECEIVED + 7200, RECEIVED, &policy(&s));
+        let RcptState::Failed { detail, .. } = past else { panic!("{past:?}") };
+        assert_eq!(detail.unwrap().status, Enhanced(5, 2, 2));
+        let before = RcptState::after(&RcptState::Pending, &full, RECEIVED + 10, RECEIVED, &policy(&s));
+        assert!(matches!(before, RcptState::Deferred { .. }), "retried until max_age");
     }
 
     #[test]

@@ -435,3 +435,40 @@ fn alias_target_that_is_a_user() {
     assert_eq!(c.resolve("sales", "example.org"), Err(RcptError::UnknownMailbox));
     assert_eq!(s.resolve(&c, "nobody", "example.org"), Err(RcptError::UnknownMailbox));
 }
+
+#[test]
+fn auth_backend_dovecot() {
+    use crate::{AuthBackend, Endpoint};
+    let c = parse_ok(&with_listener("[auth]\nbackend = \"dovecot\"\n"));
+    assert_eq!(c.auth.backend, AuthBackend::Dovecot(Endpoint::Unix("/run/dovecot/auth-client".into())));
+    round_trip(&c);
+    let c = parse_ok(&with_listener("[auth]\nbackend = \"dovecot\"\nsocket = \"inet:127.0.0.1:12345\"\n"));
+    assert_eq!(c.auth.backend, AuthBackend::Dovecot(Endpoint::Inet("127.0.0.1:12345".into())));
+    round_trip(&c);
+    assert_eq!(parse_ok(&with_listener("")).auth.backend, AuthBackend::File);
+}
+
+#[test]
+fn quotas_per_domain_and_mailbox() {
+    let c = parse_ok(&with_listener(
+        "[domains.\"example.org\"]\nmailboxes = [\"alice\", \"bob\"]\nquota = \"10M\"\nmailbox_quota = { Alice = 2048 }\n\
+         [domains.\"example.net\"]\nany_mailbox = true\n",
+    ));
+    assert_eq!(c.quota_of("example.org", "alice"), Some(2048));
+    assert_eq!(c.quota_of("example.org", "bob"), Some(10 << 20));
+    assert_eq!(c.quota_of("example.net", "bob"), None);
+    assert_eq!(c.quota_of("example.com", "bob"), None);
+    round_trip(&c);
+}
+
+#[test]
+fn delivery_method_lmtp() {
+    use crate::{DeliveryMethod, Endpoint};
+    let c = parse_ok(&with_listener("[delivery]\nmethod = \"lmtp\"\n"));
+    assert_eq!(c.delivery.method, DeliveryMethod::Lmtp(Endpoint::Unix("/run/dovecot/lmtp".into())));
+    round_trip(&c);
+    let c = parse_ok(&with_listener("[delivery]\nmethod = \"lmtp\"\nlmtp = \"inet:127.0.0.1:24\"\n"));
+    assert_eq!(c.delivery.method, DeliveryMethod::Lmtp(Endpoint::Inet("127.0.0.1:24".into())));
+    round_trip(&c);
+    assert_eq!(parse_ok(&with_listener("")).delivery.method, DeliveryMethod::Maildir);
+}

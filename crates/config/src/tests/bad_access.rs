@@ -291,3 +291,25 @@ fn send_as_element_wrong_type() {
 fn send_as_wrong_type() {
     bad("send_as = [\"a@b.org\"]\n", "send_as", 1, "invalid type");
 }
+
+// --- [auth] backend ----------------------------------------------------------------------------
+
+#[test]
+fn auth_backend_unknown() {
+    bad("[auth]\nbackend = \"ldap\"\n", "auth.backend", 2, "unknown backend \"ldap\"");
+}
+
+#[test]
+fn auth_socket_without_dovecot() {
+    bad("[auth]\nsocket = \"/run/dovecot/auth-client\"\n", "auth.socket", 2, "only used with auth.backend");
+}
+
+#[test]
+fn auth_socket_relative() {
+    bad("[auth]\nbackend = \"dovecot\"\nsocket = \"run/auth\"\n", "auth.socket", 3, "expected unix:/PATH");
+}
+
+#[test]
+fn auth_socket_inet_without_port() {
+    bad("[auth]\nbackend = \"dovecot\"\nsocket = \"inet:127.0.0.1\"\n", "auth.socket", 3, "inet:HOST:PORT");
+}

@@ -408,3 +408,20 @@ fn metrics_listener_takes_no_message_authentication_keys() {
     let text = "[[listen]]\naddress = \"127.0.0.1:9425\"\nrole = \"metrics\"\nverify = false\n";
     check(text, Some("listen[0].verify"), Some(4), "apply to mx listeners only");
 }
+
+// --- [delivery] method -------------------------------------------------------------------------
+
+#[test]
+fn delivery_method_unknown() {
+    bad("[delivery]\nmethod = \"mbox\"\n", "delivery.method", 2, "unknown method \"mbox\"");
+}
+
+#[test]
+fn delivery_lmtp_without_method() {
+    bad("[delivery]\nlmtp = \"inet:127.0.0.1:24\"\n", "delivery.lmtp", 2, "only used with delivery.method");
+}
+
+#[test]
+fn delivery_lmtp_bad_socket() {
+    bad("[delivery]\nmethod = \"lmtp\"\nlmtp = \"localhost:24\"\n", "delivery.lmtp", 3, "expected unix:/PATH");
+}

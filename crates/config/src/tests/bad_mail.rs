@@ -183,3 +183,27 @@ fn aliases_nested_too_deep() {
     text.push_str("\"a11@example.org\" = [\"alice@example.org\"]\n");
     bad(&text, "aliases.\"a0@example.org\"", 4, "deeper than 10");
 }
+
+// --- quotas ------------------------------------------------------------------------------------
+
+#[test]
+fn domain_quota_zero() {
+    bad(&format!("{DOMAIN}quota = 0\n"), "domains.\"example.org\".quota", 3, "greater than zero");
+}
+
+#[test]
+fn domain_quota_not_a_size() {
+    bad(&format!("{DOMAIN}quota = \"lots\"\n"), "domains.\"example.org\".quota", 3, "got \"lots\"");
+}
+
+#[test]
+fn mailbox_quota_bad_name() {
+    let text = format!("{DOMAIN}[domains.\"example.org\".mailbox_quota]\n\"a b\" = \"1M\"\n");
+    bad(&text, "domains.\"example.org\".mailbox_quota.\"a b\"", 4, "not a valid mailbox name");
+}
+
+#[test]
+fn mailbox_quota_bad_size() {
+    let text = format!("{DOMAIN}mailbox_quota = {{ alice = \"1Q\" }}\n");
+    bad(&text, "domains.\"example.org\".mailbox_quota.alice", 3, "got \"1Q\"");
+}

@@ -79,9 +79,10 @@ pub const NEEDS_RESTART: &str = "cannot change while the server runs; it needs a
 /// started once) and `[greylist]` (its state is opened once). Empty: the reload may go ahead.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.auth, &new.auth);
-    let checks: [(&'static str, bool); 18] = [
+    let checks: [(&'static str, bool); 19] = [
         ("data_dir", old.data_dir == new.data_dir),
         ("auth.users_file", a.users_file == b.users_file),
+        ("auth.backend", a.backend == b.backend),
         ("auth.failure_delay", a.failure_delay == b.failure_delay),
         ("auth.max_failures", a.max_failures == b.max_failures),
         ("auth.failure_window", a.failure_window == b.failure_window),

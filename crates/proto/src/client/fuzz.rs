@@ -104,7 +104,7 @@ pub(crate) fn drive(flags: [u8; 2], peer: &mut impl Peer, max_rounds: usize) -> 
     panic!("client session did not end");
 }
 
-/// Bits 0-1: TLS policy; bit 2: implicit TLS; bit 3: credentials.
+/// Bits 0-1: TLS policy; bit 2: implicit TLS; bit 3: credentials; bit 7: LMTP.
 fn config(flags: u8) -> ClientConfig {
     let mut cfg = ClientConfig::new("client.fuzz.test");
     cfg.tls = match flags & 3 {
@@ -116,6 +116,7 @@ fn config(flags: u8) -> ClientConfig {
     if flags & 8 != 0 {
         cfg.credentials = Some(AuthCredentials { username: "u".into(), password: "p".into() });
     }
+    cfg.lmtp = flags & 0x80 != 0;
     cfg
 }
 

@@ -108,12 +108,26 @@ pub struct ClientConfig {
     /// that does not offer it, or a session without TLS, is a temporary failure, so
     /// credentials never cross the network in clear.
     pub credentials: Option<AuthCredentials>,
+    /// Speak LMTP (RFC 2033) instead of SMTP: LHLO instead of EHLO (no HELO fallback),
+    /// and after the content one reply per accepted recipient (§4.2) instead of one.
+    pub lmtp: bool,
 }
 
 impl ClientConfig {
     /// Opportunistic TLS, no AUTH.
     pub fn new(helo_name: impl Into<String>) -> ClientConfig {
-        ClientConfig { helo_name: helo_name.into(), tls: TlsPolicy::default(), implicit_tls: false, credentials: None }
+        ClientConfig {
+            helo_name: helo_name.into(),
+            tls: TlsPolicy::default(),
+            implicit_tls: false,
+            credentials: None,
+            lmtp: false,
+        }
+    }
+
+    /// An LMTP client (RFC 2033) for a local delivery agent: no TLS, no AUTH.
+    pub fn lmtp(helo_name: impl Into<String>) -> ClientConfig {
+        ClientConfig { tls: TlsPolicy::None, lmtp: true, ..ClientConfig::new(helo_name) }
     }
 }
 
@@ -187,6 +201,9 @@ enum RcptState {
     Pending,
     Accepted,
     Failed(RecipientOutcome),
+    /// LMTP: the recipient's own reply after the content (RFC 2033 §4.2), kept even if the
+    /// connection breaks before the other recipients' replies.
+    Answered(RecipientOutcome),
 }
 
 /// The transaction in progress.
@@ -498,7 +515,7 @@ impl Client {
     /// Ends the job with `failure`. Recipients the server already refused keep their own
     /// result; the rest (accepted or unanswered) get this one.
     fn fail(&mut self, failure: Failure, permanent: bool) {
-        let any_refused = self.tx.rcpts.iter().any(|r| matches!(r, RcptState::Failed(_)));
+        let any_refused = self.tx.rcpts.iter().any(|r| matches!(r, RcptState::Failed(_) | RcptState::Answered(_)));
         let outcome = if any_refused {
             Outcome::Recipients(self.results(|| RecipientOutcome::failed(failure.clone(), permanent)))
         } else {
@@ -513,7 +530,7 @@ impl Client {
         rcpts
             .into_iter()
             .map(|r| match r {
-                RcptState::Failed(outcome) => outcome,
+                RcptState::Failed(outcome) | RcptState::Answered(outcome) => outcome,
                 RcptState::Accepted | RcptState::Pending => rest(),
             })
             .collect()

@@ -31,7 +31,9 @@ impl Client {
             self.fail(Failure::local(Phase::Ehlo, FailureKind::Policy, Enhanced(4, 3, 5), reason), false);
             return;
         }
-        let line = format!("EHLO {}", self.cfg.helo_name);
+        // RFC 2033 §4.1: LMTP greets with LHLO, which takes EHLO's place and syntax.
+        let verb = if self.cfg.lmtp { "LHLO" } else { "EHLO" };
+        let line = format!("{verb} {}", self.cfg.helo_name);
         self.send(&line);
         self.state = State::Ehlo;
     }
@@ -44,7 +46,8 @@ impl Client {
             }
             // RFC 5321 §3.2 and §4.1.4: a server that does not know EHLO says 500 or 502;
             // HELO then opens a session without extensions.
-            500 | 502 => {
+            // LMTP has no HELO (RFC 2033 §4.1): a refused LHLO ends the session.
+            500 | 502 if !self.cfg.lmtp => {
                 let line = format!("HELO {}", self.cfg.helo_name);
                 self.send(&line);
                 self.state = State::Helo;

@@ -161,6 +161,9 @@ impl Client {
     /// The final reply after the content: one reply for all accepted recipients
     /// (RFC 5321 §4.1.1.4 and §4.2.5; unlike LMTP, there is no reply per recipient).
     pub(super) fn on_data_end(&mut self, reply: Reply) {
+        if self.cfg.lmtp {
+            return self.on_lmtp_reply(reply);
+        }
         match reply.code / 100 {
             2 => {
                 // The transaction is over; the next one needs no RSET.
@@ -174,6 +177,32 @@ impl Client {
                 self.fail(failure, permanent);
             }
             _ => self.unexpected(reply),
+        }
+    }
+}
+
+impl Client {
+    /// LMTP: after the content, one reply per recipient accepted at RCPT, in RCPT order
+    /// (RFC 2033 §4.2). Each is that recipient's own result: 2xx delivered, 4xx temporary,
+    /// 5xx permanent. The job is over after the last one.
+    fn on_lmtp_reply(&mut self, reply: Reply) {
+        let Some(i) = self.tx.rcpts.iter().position(|r| matches!(r, RcptState::Accepted)) else {
+            return self.unexpected(reply);
+        };
+        let outcome = match reply.code / 100 {
+            2 => RecipientOutcome::Delivered(reply),
+            4 | 5 => {
+                let permanent = reply.code >= 500;
+                let failure = Failure::remote(Phase::DataTermination, FailureKind::Refused, reply, permanent);
+                RecipientOutcome::failed(failure, permanent)
+            }
+            _ => return self.unexpected(reply),
+        };
+        self.tx.rcpts[i] = RcptState::Answered(outcome);
+        if !self.tx.rcpts.iter().any(|r| matches!(r, RcptState::Accepted)) {
+            self.needs_rset = false;
+            let results = self.results(unreachable_outcome);
+            self.complete(Outcome::Recipients(results));
         }
     }
 }
