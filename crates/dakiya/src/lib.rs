@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod admission;
+mod bind;
 mod conn;
 mod control;
 mod envelope;
@@ -18,6 +19,7 @@ mod measure;
 mod msgauth;
 mod policy;
 mod pop3;
+mod privdrop;
 mod queuestats;
 mod ratelimits;
 mod receive;
@@ -41,6 +43,8 @@ pub mod dkimcli;
 pub mod queuecli;
 #[doc(hidden)]
 pub mod reloadcli;
+#[doc(hidden)]
+pub mod setupcli;
 #[doc(hidden)]
 pub mod statuscli;
 #[doc(hidden)]

@@ -79,7 +79,7 @@ pub const NEEDS_RESTART: &str = "cannot change while the server runs; it needs a
 /// started once) and `[greylist]` (its state is opened once). Empty: the reload may go ahead.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.auth, &new.auth);
-    let checks: [(&'static str, bool); 18] = [
+    let checks: [(&'static str, bool); 20] = [
         ("data_dir", old.data_dir == new.data_dir),
         ("auth.users_file", a.users_file == b.users_file),
         ("auth.failure_delay", a.failure_delay == b.failure_delay),
@@ -101,6 +101,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("history.enabled", old.history.enabled == new.history.enabled),
         ("history.days", old.history.days == new.history.days),
         ("greylist", old.greylist == new.greylist),
+        // Applied once, at start, when the process drops root (privdrop.rs).
+        ("user/group", old.privileges.names() == new.privileges.names()),
+        ("allow_root", old.privileges.allow_root == new.privileges.allow_root),
     ];
     checks.into_iter().filter(|&(_, same)| !same).map(|(key, _)| key).collect()
 }
