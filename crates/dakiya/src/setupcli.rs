@@ -58,6 +58,16 @@ struct Plan {
     /// The first user's address (`user@domain`), if any.
     address: Option<String>,
     selector: String,
+    /// The configuration file is the package's unchanged placeholder, which is replaced.
+    replace: bool,
+}
+
+/// The placeholder configuration the Debian package installs (packaging/dakiya.toml).
+const PLACEHOLDER: &str = include_str!("../../../packaging/dakiya.toml");
+
+/// Whether `path` holds exactly the package's placeholder: replacing it loses nothing.
+fn is_placeholder(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text == PLACEHOLDER)
 }
 
 /// Runs `dakiya setup`: exit status 0, or 1 with `dakiya: MESSAGE` on stderr and nothing
@@ -95,7 +105,10 @@ fn plan(args: SetupArgs) -> Result<Plan, String> {
     for file in tls.iter().flat_map(|(c, k)| [c, k]) {
         std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     }
-    refuse_existing(&args.config, "the configuration file")?;
+    let replace = is_placeholder(&args.config);
+    if !replace {
+        refuse_existing(&args.config, "the configuration file")?;
+    }
     check_data_dir(&args.data_dir)?;
     let settings = Settings {
         domain,
@@ -117,6 +130,7 @@ fn plan(args: SetupArgs) -> Result<Plan, String> {
         address,
         selector: format!("rsa{}", chrono::Utc::now().format("%Y%m")),
         settings,
+        replace,
     })
 }
 
@@ -177,7 +191,7 @@ fn execute(p: &Plan) -> Result<(String, String), String> {
     if let Some((uid, gid)) = p.owner {
         give(data, uid, gid)?;
     }
-    write_config(&p.config, &template::render(&p.settings))?;
+    write_config(&p.config, &template::render(&p.settings), p.replace)?;
     Ok(record)
 }
 
@@ -202,20 +216,26 @@ fn give(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes the configuration (mode 0644, never over an existing file), making its directory.
-fn write_config(path: &Path, text: &str) -> Result<(), String> {
+/// Writes the configuration (mode 0644), making its directory: never over an existing file,
+/// except the package's placeholder when `replace` (written beside it, then renamed over it).
+fn write_config(path: &Path, text: &str, replace: bool) -> Result<(), String> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
         make_dir(dir, 0o755)?;
     }
+    let target = if replace { path.with_extension("dakiya-setup.tmp") } else { path.to_path_buf() };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o644)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        .open(&target)
+        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    if replace {
+        std::fs::rename(&target, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// What was done, the next steps and the DNS records.

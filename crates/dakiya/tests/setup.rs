@@ -319,3 +319,21 @@ fn root_without_user_or_allow_root_is_refused_and_a_foreign_data_dir_named() {
     assert_eq!(check.status.code(), Some(2));
     assert!(text(&check).contains("line 2: key `user`: no such user"), "{}", text(&check));
 }
+
+#[test]
+fn setup_replaces_the_packaged_placeholder_only_while_unchanged() {
+    let placeholder = include_str!("../../../packaging/dakiya.toml");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/dakiya.toml"), placeholder).unwrap();
+    let (out, config, _) = setup(dir.path(), "example.org", &[], "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(std::fs::read_to_string(&config).unwrap().contains("[domains.\"example.org\"]"));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/dakiya.toml"), format!("{placeholder}# mine\n")).unwrap();
+    let (out, _, _) = setup(dir.path(), "example.org", &[], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("already exists"), "{}", text(&out));
+}
