@@ -337,3 +337,16 @@ fn setup_replaces_the_packaged_placeholder_only_while_unchanged() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("already exists"), "{}", text(&out));
 }
+
+#[test]
+fn setup_without_the_service_account_leaves_user_commented_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, config, _) = setup(dir.path(), "example.org", &["--run-as", "no-such-account-x"], "");
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("# user = \"no-such-account-x\""), "{written}");
+    assert!(!written.contains("\nuser = "), "{written}");
+    assert!(text(&out).contains("useradd --system"), "{}", text(&out));
+    let check = dakiya(&["check-config", config.to_str().unwrap()], "");
+    assert!(check.status.success(), "{}", text(&check));
+}
