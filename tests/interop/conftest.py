@@ -180,6 +180,8 @@ def render_config(
     lines = [
         'hostname = "mx.test"',
         f"data_dir = {toml_str(str(data_dir))}",
+        # The tests may run as root, which `dakiya serve` refuses otherwise.
+        "allow_root = true",
     ]
     if top:
         lines += [top.strip()]

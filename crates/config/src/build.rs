@@ -27,6 +27,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let outbound = outbound::outbound(&cx, raw.outbound, &hostname, &domains)?;
     let greylist = crate::greylist::greylist(&cx, raw.greylist)?;
     let rate_limits = crate::ratelimit::profiles(&cx, raw.rate_limits)?;
+    let privileges = crate::privilege::privileges(&cx, raw.user, raw.group, raw.allow_root)?;
     let mut config = Config {
         source: source.to_owned(),
         hostname,
@@ -48,6 +49,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         screen: crate::screen::screen(&cx, raw.screen)?,
         greylist,
         rate_limits,
+        privileges,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;

@@ -44,6 +44,14 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("recipient_delimiter", quote(&delimiter));
     let networks = c.trusted_networks.iter().map(ToString::to_string);
     out.kv("trusted_networks", strings(networks));
+    let p = &c.privileges;
+    if let Some(user) = &p.user {
+        out.kv("user", quote(&user.name));
+    }
+    if let Some(group) = &p.group {
+        out.kv("group", quote(&group.name));
+    }
+    out.kv("allow_root", p.allow_root.to_string());
     for l in &c.listeners {
         out.table("[[listen]]");
         out.kv("address", quote(&l.address.to_string()));

@@ -26,6 +26,7 @@ mod log;
 mod mail;
 mod names;
 mod outbound;
+mod privilege;
 mod ratelimit;
 mod raw;
 mod resolve;
@@ -56,7 +57,8 @@ pub use error::{ConfigError, RcptError};
 pub use greylist::{Exempt, Greylist};
 pub use history::History;
 pub use log::{Log, LogFormat, Timestamps};
-pub use names::is_valid_mailbox_name;
+pub use names::{is_valid_domain, is_valid_mailbox_name};
+pub use privilege::{AccountName, Privileges, is_valid_account_name};
 pub use ratelimit::{RateLimits, RateSpec};
 pub use resolve::Target;
 pub use screen::{CodeRange, HeloChecks, Screen, ScreenAction, Zone};
@@ -113,6 +115,9 @@ pub struct Config {
     pub greylist: Greylist,
     /// Named rate-limit profiles, `[rate_limits.NAME]`, for listeners to refer to.
     pub rate_limits: BTreeMap<String, RateLimits>,
+    /// `user`, `group`, `allow_root`: the account the server runs as after binding its
+    /// listeners when started as root (docs/hosting.md).
+    pub privileges: Privileges,
 }
 
 /// One listening socket.

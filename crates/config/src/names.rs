@@ -24,7 +24,7 @@ pub(crate) fn normalize_local(local: &str) -> String {
 /// octets, not starting or ending with a hyphen, at most 253 octets in all. Internationalized
 /// names must be written as A-labels (`xn--...`). A last label of digits only is refused, so an
 /// IP address is never taken for a domain.
-pub(crate) fn is_valid_domain(domain: &str) -> bool {
+pub fn is_valid_domain(domain: &str) -> bool {
     if domain.is_empty() || domain.len() > 253 {
         return false;
     }

@@ -22,6 +22,10 @@ pub(crate) struct RawConfig {
     pub hostname: Option<SStr>,
     pub data_dir: Option<SStr>,
     pub recipient_delimiter: Option<SStr>,
+    /// `user`, `group`, `allow_root`: the account to run as (privilege.rs).
+    pub user: Option<SStr>,
+    pub group: Option<SStr>,
+    pub allow_root: Option<bool>,
     #[serde(default)]
     pub listen: Vec<RawListener>,
     #[serde(default)]

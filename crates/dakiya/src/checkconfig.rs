@@ -60,6 +60,10 @@ pub fn check_files(cfg: &Config) -> Vec<ConfigError> {
         };
         problems.push(problem(cfg, key, e.to_string()));
     }
+    if let Err(e) = crate::privdrop::account(cfg) {
+        // `user` or `group` names no account of this system.
+        problems.push(e.0);
+    }
     if let Err(e) = MailAuth::new(None, cfg.data_dir.join("dkim")) {
         // DKIM keys live in DATA_DIR/dkim; the error names the key file.
         problems.push(problem(cfg, "data_dir", e));

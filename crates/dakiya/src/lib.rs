@@ -5,6 +5,7 @@
 
 mod admission;
 mod authbackend;
+mod bind;
 mod conn;
 mod control;
 mod envelope;
@@ -19,6 +20,7 @@ mod measure;
 mod msgauth;
 mod policy;
 mod pop3;
+mod privdrop;
 mod queuestats;
 mod ratelimits;
 mod receive;
@@ -42,6 +44,8 @@ pub mod dkimcli;
 pub mod queuecli;
 #[doc(hidden)]
 pub mod reloadcli;
+#[doc(hidden)]
+pub mod setupcli;
 #[doc(hidden)]
 pub mod statuscli;
 #[doc(hidden)]

@@ -58,11 +58,21 @@ pub enum StartError {
     /// Connection screening could not be set up (its DNS resolver).
     #[error("screening: {0}")]
     Screen(String),
+    /// `user`, `group` or `allow_root` cannot be applied: an unknown name, a data directory
+    /// of another owner, or root without `allow_root` (docs/hosting.md).
+    #[error("{0}")]
+    Privileges(String),
 }
 
 /// Runs the server until SIGINT or SIGTERM; SIGHUP reloads `file` (docs/reload.md). `file`
 /// is where `cfg` was read from: `None` for the embedded default, which cannot be reloaded.
+///
+/// Started as root, it binds the listeners and then runs as the configured `user` before it
+/// opens anything else or accepts a connection (`privdrop.rs`); the drop happens before the
+/// runtime's threads exist.
 pub fn run(cfg: Config, file: Option<PathBuf>) -> Result<(), StartError> {
+    let sockets = bind_all(&cfg)?;
+    crate::privdrop::drop_privileges(&cfg).map_err(|e| StartError::Privileges(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(StartError::Runtime)?;
     rt.block_on(async {
         // Registered before anything is started: from here on SIGHUP cannot end the process.
@@ -70,7 +80,7 @@ pub fn run(cfg: Config, file: Option<PathBuf>) -> Result<(), StartError> {
         // SIGTERM and SIGINT too: one that arrives while start-up finishes (or before the
         // serving task is first polled on a busy machine) still drains instead of killing.
         let stop = stop_signal();
-        let started = start(cfg, file).await?;
+        let started = start_bound(cfg, file, sockets).await?;
         crate::reload::reload_on(hup, started.reloader());
         started.serve_until(stop).await;
         Ok(())
@@ -95,6 +105,24 @@ pub(crate) struct Started {
 /// Starts everything and logs "dakiya started"; must run inside a multi-threaded tokio runtime.
 /// `file` is where `cfg` was read from, for reloads.
 pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started, StartError> {
+    let sockets = bind_all(&cfg)?;
+    start_bound(cfg, file, sockets).await
+}
+
+/// Binds every listener of `cfg`, in order (`bind.rs`).
+fn bind_all(cfg: &Config) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let bind = |l: &dakiya_config::Listener| {
+        crate::bind::bind(l.address).map_err(|source| StartError::Bind { address: l.address, source })
+    };
+    cfg.listeners.iter().map(bind).collect()
+}
+
+/// [`start`] with the listeners' sockets already bound (one per listener, in order).
+async fn start_bound(
+    cfg: Config,
+    file: Option<PathBuf>,
+    sockets: Vec<std::net::TcpListener>,
+) -> Result<Started, StartError> {
     let spool_dir = cfg.data_dir.join("spool");
     let spool = Spool::open(&spool_dir)
         .map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
@@ -152,9 +180,9 @@ pub(crate) async fn start(cfg: Config, file: Option<PathBuf>) -> Result<Started,
         async move { shared.counters.log_periodically().await }
     });
     let mut running = Vec::new();
-    for (key, l) in ListenerKey::all(&cfg.listeners).into_iter().zip(&cfg.listeners) {
+    for ((key, l), socket) in ListenerKey::all(&cfg.listeners).into_iter().zip(&cfg.listeners).zip(sockets) {
         let bind_error = |source| StartError::Bind { address: l.address, source };
-        let socket = TcpListener::bind(l.address).await.map_err(bind_error)?;
+        let socket = crate::bind::into_tokio(socket).map_err(bind_error)?;
         running.push(open_listener(key, l, Arc::new(socket), &shared, &admission).map_err(bind_error)?);
     }
     let listeners: Vec<_> = running.iter().map(|r| (r.bound, r.key.role)).collect();

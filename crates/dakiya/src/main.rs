@@ -2,7 +2,7 @@
 //! library (the server), plus the process-wide choices: the allocator and the log.
 #![forbid(unsafe_code)]
 
-use dakiya::{checkconfig, dkimcli, queuecli, reloadcli, statuscli, tracecli, usercli};
+use dakiya::{checkconfig, dkimcli, queuecli, reloadcli, setupcli, statuscli, tracecli, usercli};
 
 /// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
 /// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
@@ -32,6 +32,10 @@ enum Cmd {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Set up a new mail domain: write a complete configuration, make the data directory,
+    /// a DKIM key and optionally the first user, and print the next steps and DNS records.
+    /// Never overwrites a file (docs/hosting.md).
+    Setup(setupcli::SetupArgs),
     /// Check a configuration file and print the effective configuration.
     CheckConfig {
         /// Configuration file (TOML).
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::CheckConfig { file } => checkconfig::run(&file),
+        Cmd::Setup(args) => setupcli::run(args),
         Cmd::User { config, command } => match load(config) {
             Ok(cfg) => usercli::run(command, &cfg.auth.users_file),
             Err(code) => code,

@@ -126,7 +126,7 @@ impl Reloader {
             let socket = match diff.takes_over(key).and_then(|k| self.find(k)) {
                 Some(r) => r.socket.clone(),
                 None => {
-                    let socket = TcpListener::bind(l.address).await;
+                    let socket = crate::bind::bind(l.address).and_then(crate::bind::into_tokio);
                     Arc::new(socket.map_err(|source| bind_error(&cfg, l, source))?)
                 }
             };

@@ -151,6 +151,12 @@ fn read_password(name: &str) -> Result<String, CliError> {
     }
 }
 
+/// The new password of `name`, asked for or read as `dakiya user add` does (for `dakiya
+/// setup`); the error is the message to show.
+pub(crate) fn new_password(name: &str) -> Result<String, String> {
+    read_password(name).map_err(|e| e.to_string())
+}
+
 /// The first line of `input` without its line end. Reads at most a little more than the
 /// longest password allowed, so a runaway pipe cannot fill memory.
 fn first_line(input: impl BufRead) -> Result<String, CliError> {

@@ -79,7 +79,7 @@ pub const NEEDS_RESTART: &str = "cannot change while the server runs; it needs a
 /// started once) and `[greylist]` (its state is opened once). Empty: the reload may go ahead.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.auth, &new.auth);
-    let checks: [(&'static str, bool); 19] = [
+    let checks: [(&'static str, bool); 22] = [
         ("data_dir", old.data_dir == new.data_dir),
         ("auth.users_file", a.users_file == b.users_file),
         ("auth.backend", a.backend == b.backend),
@@ -102,6 +102,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("history.enabled", old.history.enabled == new.history.enabled),
         ("history.days", old.history.days == new.history.days),
         ("greylist", old.greylist == new.greylist),
+        // Applied once, at start, when the process drops root (privdrop.rs).
+        ("user", old.privileges.names().0 == new.privileges.names().0),
+        ("group", old.privileges.names().1 == new.privileges.names().1),
+        ("allow_root", old.privileges.allow_root == new.privileges.allow_root),
     ];
     checks.into_iter().filter(|&(_, same)| !same).map(|(key, _)| key).collect()
 }
@@ -189,7 +193,7 @@ mod tests {
         );
         assert_eq!(needs_restart(&base, &fine), Vec::<&str>::new());
         let fixed = cfg(
-            "data_dir = \"/elsewhere\"\n[auth]\nusers_file = \"/elsewhere/users\"\nmax_failures = 3\n[limits]\nmax_connections = 7\n[delivery]\nlocal_concurrency = 9\n[log]\nformat = \"json\"\n",
+            "data_dir = \"/elsewhere\"\nuser = \"nobody\"\n[auth]\nusers_file = \"/elsewhere/users\"\nmax_failures = 3\n[limits]\nmax_connections = 7\n[delivery]\nlocal_concurrency = 9\n[log]\nformat = \"json\"\n",
         );
         assert_eq!(
             needs_restart(&base, &fixed),
@@ -199,7 +203,8 @@ mod tests {
                 "auth.max_failures",
                 "limits.max_connections",
                 "delivery.local_concurrency",
-                "log.format"
+                "log.format",
+                "user"
             ]
         );
     }

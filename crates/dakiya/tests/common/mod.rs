@@ -30,6 +30,8 @@ enum Run {
 
 pub const BASE_CONFIG: &str = r#"
 hostname = "mx.example.test"
+# The tests run as root (CI containers) and spawn `dakiya serve`, which refuses root otherwise.
+allow_root = true
 [[listen]]
 address = "127.0.0.1:0"
 role = "mx"
