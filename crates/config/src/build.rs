@@ -27,6 +27,9 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let outbound = outbound::outbound(&cx, raw.outbound, &hostname, &domains)?;
     let greylist = crate::greylist::greylist(&cx, raw.greylist)?;
     let rate_limits = crate::ratelimit::profiles(&cx, raw.rate_limits)?;
+    let client = crate::client::client(&cx, raw.client, &hostname)?;
+    let mta_sts = crate::client::mta_sts(&cx, raw.mta_sts, &client.host)?;
+    let dns = crate::client::dns(&cx, raw.dns)?;
     let mut config = Config {
         source: source.to_owned(),
         hostname,
@@ -48,6 +51,9 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         screen: crate::screen::screen(&cx, raw.screen)?,
         greylist,
         rate_limits,
+        client,
+        mta_sts,
+        dns,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
@@ -186,8 +192,10 @@ fn role(name: &str) -> Result<Role, String> {
         "pop3" => Ok(Role::Pop3),
         "pop3s" => Ok(Role::Pop3s),
         "metrics" => Ok(Role::Metrics),
+        "http" => Ok(Role::Http),
+        "https" => Ok(Role::Https),
         _ => Err(format!(
-            "unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\" or \"metrics\")"
+            "unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\", \"metrics\", \"http\" or \"https\")"
         )),
     }
 }

@@ -13,6 +13,7 @@
 
 mod access;
 mod build;
+mod client;
 mod emit;
 mod error;
 #[cfg(feature = "fuzz")]
@@ -50,6 +51,7 @@ use ipnet::IpNet;
 /// `"opportunistic"`, `"require"`, `"verify"`) and the address families to use
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
+pub use client::{Client, DmarcPolicy, Dns, MAX_MTA_STS_AGE, MtaSts, MtaStsMode};
 pub use error::{ConfigError, RcptError};
 pub use greylist::{Exempt, Greylist};
 pub use history::History;
@@ -111,6 +113,12 @@ pub struct Config {
     pub greylist: Greylist,
     /// Named rate-limit profiles, `[rate_limits.NAME]`, for listeners to refer to.
     pub rate_limits: BTreeMap<String, RateLimits>,
+    /// What clients and DNS records are told about this server, `[client]`.
+    pub client: Client,
+    /// The MTA-STS policy served on `http`/`https` listeners, `[mta_sts]`.
+    pub mta_sts: MtaSts,
+    /// Choices in the records `dakiya dns` prints, `[dns]`.
+    pub dns: Dns,
 }
 
 /// One listening socket.
@@ -181,6 +189,11 @@ pub enum Role {
     /// POP3 over implicit TLS (port 995, RFC 8314 §3.3): TLS from the first byte, then as
     /// [`Role::Pop3`].
     Pop3s,
+    /// Not SMTP: HTTP for mail clients and senders: autoconfig, Autodiscover, Apple profiles and
+    /// the MTA-STS policy (docs/clients.md).
+    Http,
+    /// As [`Role::Http`], over TLS with the SMTP certificate.
+    Https,
     /// Not SMTP: HTTP for monitoring, `GET /metrics` (Prometheus), `/healthz` and `/readyz`.
     /// Meant for loopback or a private network; it has no authentication.
     Metrics,
@@ -197,6 +210,8 @@ impl Role {
             Role::Pop3 => "pop3",
             Role::Pop3s => "pop3s",
             Role::Metrics => "metrics",
+            Role::Http => "http",
+            Role::Https => "https",
         }
     }
 

@@ -4,6 +4,7 @@ mod access;
 mod bad_access;
 mod bad_config;
 mod bad_mail;
+mod client;
 mod bad_outbound;
 mod greylist;
 mod load;
