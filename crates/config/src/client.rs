@@ -167,7 +167,11 @@ pub(crate) fn dns(cx: &Ctx, raw: RawDns) -> Result<Dns, ConfigError> {
             "quarantine" => DmarcPolicy::Quarantine,
             "reject" => DmarcPolicy::Reject,
             _ => {
-                return Err(cx.err("dns.dmarc_policy", Some(p.span()), "expected \"none\", \"quarantine\" or \"reject\""));
+                return Err(cx.err(
+                    "dns.dmarc_policy",
+                    Some(p.span()),
+                    "expected \"none\", \"quarantine\" or \"reject\"",
+                ));
             }
         },
     };

@@ -45,13 +45,13 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use client::{Client, DmarcPolicy, Dns, MAX_MTA_STS_AGE, MtaSts, MtaStsMode};
 /// The next-hop vocabulary, defined once in `dakiya_proto::next_hop`: a route's or relay
 /// host's [`HostPort`] (here its host is always a lowercase name without trailing dot or an IP
 /// address in canonical form), the TLS mode towards it ([`OutboundTls`], `"none"`,
 /// `"opportunistic"`, `"require"`, `"verify"`) and the address families to use
 /// ([`IpPreference`], `"ipv6_first"`, `"ipv4_first"`, `"ipv4_only"`, `"ipv6_only"`).
 pub use dakiya_proto::next_hop::{HostPort, IpPreference, TlsMode as OutboundTls};
-pub use client::{Client, DmarcPolicy, Dns, MAX_MTA_STS_AGE, MtaSts, MtaStsMode};
 pub use error::{ConfigError, RcptError};
 pub use greylist::{Exempt, Greylist};
 pub use history::History;
