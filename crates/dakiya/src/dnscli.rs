@@ -91,7 +91,10 @@ pub fn expected(cfg: &Config, domain: &Domain) -> Result<Vec<Record>, String> {
     let dir = cfg.data_dir.join("dkim");
     let dkim = dakiya_mailauth::dns_records(&dir, &domain.ascii).map_err(|e| e.to_string())?;
     if dkim.is_empty() {
-        eprintln!("dakiya: note: no DKIM keys for {} (create one with `dakiya dkim generate {}`)", domain.ascii, domain.ascii);
+        eprintln!(
+            "dakiya: note: no DKIM keys for {} (create one with `dakiya dkim generate {}`)",
+            domain.ascii, domain.ascii
+        );
     }
     let id = mtasts::policy_id(&mtasts::policy(&cfg.mta_sts));
     Ok(records(domain, cfg, &Services::from_config(cfg), &dkim, &id))

@@ -122,6 +122,17 @@ pub fn error_response(code: &str, message: &str) -> String {
     d.finish()
 }
 
+impl std::fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadRequest::TooLarge => "request too large",
+            BadRequest::Malformed => "malformed XML",
+            BadRequest::NoAddress => "no Request/EMailAddress",
+            BadRequest::BadAddress => "EMailAddress is not an email address",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,16 +181,5 @@ mod tests {
             },
         );
         assert!(doc.contains("a&amp;b&lt;c&gt;@example.org"), "{doc}");
-    }
-}
-
-impl std::fmt::Display for BadRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            BadRequest::TooLarge => "request too large",
-            BadRequest::Malformed => "malformed XML",
-            BadRequest::NoAddress => "no Request/EMailAddress",
-            BadRequest::BadAddress => "EMailAddress is not an email address",
-        })
     }
 }

@@ -42,7 +42,13 @@ pub fn run(cfg: &Config, domain: &Domain, expected: &[Record]) -> ExitCode {
                 }
                 Verdict::Different(found) => {
                     bad += 1;
-                    format!("different  {} {}: expected {}; published {}", r.name, r.kind.as_str(), r.data, found.join(" | "))
+                    format!(
+                        "different  {} {}: expected {}; published {}",
+                        r.name,
+                        r.kind.as_str(),
+                        r.data,
+                        found.join(" | ")
+                    )
                 }
             },
             Err(e) => {
@@ -66,7 +72,9 @@ pub fn run(cfg: &Config, domain: &Domain, expected: &[Record]) -> ExitCode {
 fn resolver(cfg: &Config) -> Result<TokioResolver, String> {
     let servers = &cfg.outbound.nameservers;
     let config = if servers.is_empty() {
-        hickory_resolver::system_conf::read_system_conf().map_err(|e| format!("reading the system resolver configuration: {e}"))?.0
+        hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| format!("reading the system resolver configuration: {e}"))?
+            .0
     } else {
         let mut config = ResolverConfig::new();
         for &addr in servers {
@@ -93,7 +101,11 @@ async fn published(resolver: &TokioResolver, r: &Record) -> Result<Vec<String>, 
         Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    Ok(lookup.record_iter().filter(|rec| rec.record_type() == kind).filter_map(|rec| presentation(rec.data())).collect())
+    Ok(lookup
+        .record_iter()
+        .filter(|rec| rec.record_type() == kind)
+        .filter_map(|rec| presentation(rec.data()))
+        .collect())
 }
 
 fn record_type(kind: Kind) -> RecordType {

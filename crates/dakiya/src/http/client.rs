@@ -56,7 +56,11 @@ impl Routes for ClientRoutes {
         }
         if AUTOCONFIG.contains(&path) {
             return match domain_of(cfg, req, "autoconfig.") {
-                Ok((domain, _)) => respond(StatusCode::OK, autoconfig::CONTENT_TYPE, autoconfig::document(&domain, &self.services(cfg))),
+                Ok((domain, _)) => respond(
+                    StatusCode::OK,
+                    autoconfig::CONTENT_TYPE,
+                    autoconfig::document(&domain, &self.services(cfg)),
+                ),
                 Err(r) => r,
             };
         }
@@ -80,7 +84,11 @@ impl Routes for ClientRoutes {
         if !live.config.is_local_domain(&domain.ascii) {
             return not_found();
         }
-        respond(StatusCode::OK, autodiscover::CONTENT_TYPE, autodiscover::response(&address, &self.services(&live.config)))
+        respond(
+            StatusCode::OK,
+            autodiscover::CONTENT_TYPE,
+            autodiscover::response(&address, &self.services(&live.config)),
+        )
     }
 }
 
@@ -124,7 +132,9 @@ impl ClientRoutes {
 fn mta_sts(cfg: &Config, req: &Parts) -> Response<HttpBody> {
     let Some(host) = host(req) else { return not_found() };
     match host.ascii.strip_prefix("mta-sts.") {
-        Some(d) if cfg.is_local_domain(d) => respond(StatusCode::OK, mtasts::CONTENT_TYPE, mtasts::policy(&cfg.mta_sts)),
+        Some(d) if cfg.is_local_domain(d) => {
+            respond(StatusCode::OK, mtasts::CONTENT_TYPE, mtasts::policy(&cfg.mta_sts))
+        }
         _ => not_found(),
     }
 }
@@ -146,7 +156,9 @@ fn domain_of(cfg: &Config, req: &Parts, prefix: &str) -> Result<(Domain, Option<
 /// The `emailaddress` query parameter: absent, or an address (anything else is 400).
 fn email_parameter(req: &Parts) -> Result<Option<(String, Domain)>, Response<HttpBody>> {
     let Some(query) = req.uri.query() else { return Ok(None) };
-    let Some((_, value)) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k.eq_ignore_ascii_case("emailaddress")) else {
+    let Some((_, value)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k.eq_ignore_ascii_case("emailaddress"))
+    else {
         return Ok(None);
     };
     parse_address(&value).map(Some).ok_or_else(|| bad_request("emailaddress is not an email address"))
