@@ -5,23 +5,25 @@
 
 mod check;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use dakiya_config::Config;
 use dakiya_publish::records::{Record, records};
 use dakiya_publish::{Domain, Services, mtasts, zone};
 use std::process::ExitCode;
 
-/// The arguments of `dakiya dns`.
+/// The arguments of `dakiya dns`: `[DOMAIN]` or `check DOMAIN` (words rather than a clap
+/// subcommand, so that `--config` may come anywhere).
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct DnsArgs {
-    /// One local domain (Unicode or A-label); default every local domain.
-    pub domain: Option<String>,
+    /// DOMAIN: the records of one local domain (Unicode or A-label; default every local
+    /// domain). `check DOMAIN`: look each record up through the configured name servers
+    /// (`outbound.nameservers`, else the system's) and report it as ok, missing or
+    /// different; exit status 0 only when all are ok.
+    #[arg(value_name = "[check] DOMAIN", num_args = 0..=2)]
+    pub words: Vec<String>,
     /// zone: lines for a BIND or NSD zone file; json: for scripts.
     #[arg(long, value_enum, default_value_t = Format::Zone)]
     pub format: Format,
-    #[command(subcommand)]
-    pub command: Option<DnsCmd>,
 }
 
 /// How the records are printed.
@@ -31,28 +33,21 @@ pub enum Format {
     Json,
 }
 
-#[derive(Subcommand)]
-pub enum DnsCmd {
-    /// Look up each record of DOMAIN through the configured name servers
-    /// (`outbound.nameservers`, else the system's) and report each as ok, missing or
-    /// different. Exit status 0 only when all are ok.
-    Check {
-        /// The local domain.
-        domain: String,
-    },
-}
-
 pub fn run(args: DnsArgs, cfg: &Config) -> ExitCode {
-    if let Some(DnsCmd::Check { domain }) = args.command {
-        let (domain, expected) = match one(cfg, &domain) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
-        return check::run(cfg, &domain, &expected);
-    }
-    let names: Vec<String> = match &args.domain {
-        Some(d) => vec![d.clone()],
-        None => cfg.domains.keys().cloned().collect(),
+    let names: Vec<String> = match args.words.as_slice() {
+        [check, domain] if check == "check" => {
+            let (domain, expected) = match one(cfg, domain) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            return check::run(cfg, &domain, &expected);
+        }
+        [domain] => vec![domain.clone()],
+        [] => cfg.domains.keys().cloned().collect(),
+        _ => {
+            eprintln!("dakiya: usage: dakiya dns [DOMAIN] | dakiya dns check DOMAIN");
+            return ExitCode::from(2);
+        }
     };
     let mut all = Vec::new();
     for name in names {
