@@ -231,7 +231,14 @@ fn reload_adds_and_removes_the_http_listener() {
         assert!(Instant::now() < deadline, "no http listener after the reload\n{}", s.log());
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(get(addr, "mta-sts.example.test", "/.well-known/mta-sts.txt").0, 200);
+    let (code, _, body) = get(addr, "mta-sts.example.test", "/.well-known/mta-sts.txt");
+    assert_eq!(code, 200);
+    assert!(body.contains("mode: testing\r\n"), "{body}");
+    // A changed policy is served at once, by the same listener.
+    s.rewrite_config(&format!("{LISTENERS}[mta_sts]\nmode = \"enforce\"\n"));
+    s.reload().unwrap();
+    let (_, _, body) = get(addr, "mta-sts.example.test", "/.well-known/mta-sts.txt");
+    assert!(body.contains("mode: enforce\r\n"), "{body}");
     s.rewrite_config("");
     s.reload().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -85,7 +85,10 @@ fn example_file_parses() {
     assert_eq!(c.hostname, "mail.example.org");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/dakiya"));
     let roles: Vec<Role> = c.listeners.iter().map(|l| l.role).collect();
-    assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions, Role::Pop3s, Role::Metrics, Role::Http, Role::Https]);
+    assert_eq!(
+        roles,
+        [Role::Mx, Role::Mx, Role::Submission, Role::Submissions, Role::Pop3s, Role::Metrics, Role::Http, Role::Https]
+    );
     assert_eq!((c.client.host.as_str(), c.client.imaps_port), ("mail.example.org", Some(993)));
     // The example spells out the message authentication defaults.
     for l in &c.listeners {
