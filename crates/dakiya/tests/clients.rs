@@ -1,7 +1,8 @@
 //! The `http` listener over real sockets (docs/clients.md): autoconfig, Autodiscover, Apple
 //! profiles and the MTA-STS policy chosen by Host and address, every document naming the
 //! ports as bound; hostile input (malformed, oversized, slow, parallel) gets a clear 4xx or
-//! 503 and the listener keeps serving. Also `dakiya dns` for an international domain.
+//! 503 and the listener keeps serving. Also `dakiya dns` for an international domain
+//! (configured as a U-label).
 
 mod common;
 
@@ -15,7 +16,7 @@ const LISTENERS: &str = "[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"http\"\
     [[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"submissions\"\n\
     [[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"pop3\"\n\
     [client]\nhost = \"mail.example.test\"\nimaps_port = 993\n\
-    [domains.\"xn--bcher-kva.example\"]\nmailboxes = [\"jo\"]\n";
+    [domains.\"bücher.example\"]\nmailboxes = [\"jo\"]\n";
 
 /// One HTTP/1.1 exchange on a new connection: status, head, body.
 fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {

@@ -88,3 +88,11 @@ fn unknown_key_in_client() {
     let e = super::parse(&with_listener("[client]\nimap = 143\n")).unwrap_err();
     assert!(e.message.contains("imap"), "{e}");
 }
+
+#[test]
+fn unicode_domains_are_stored_as_a_labels() {
+    let c = parse_ok(&with_listener("[domains.\"Bücher.example\"]\nmailboxes = [\"jo\"]\n"));
+    assert!(c.domains.contains_key("xn--bcher-kva.example"), "{:?}", c.domains.keys());
+    assert!(c.is_local_domain("xn--bcher-kva.example"));
+    bad("[domains.\"b ü.example\"]\n", "domains.\"b ü.example\"", 1, "not a valid domain name");
+}
