@@ -42,7 +42,7 @@ pub fn run(args: DnsArgs, cfg: &Config) -> ExitCode {
             };
             return check::run(cfg, &domain, &expected);
         }
-        [domain] => vec![domain.clone()],
+        [domain] if domain != "check" => vec![domain.clone()],
         [] => cfg.domains.keys().cloned().collect(),
         _ => {
             eprintln!("dakiya: usage: dakiya dns [DOMAIN] | dakiya dns check DOMAIN");
