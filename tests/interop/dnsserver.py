@@ -13,7 +13,8 @@ It serves a zone given as a dict:
 - a TXT value is a str (split into character-strings of at most 255 octets, RFC 1035
   §3.3.14; receivers join them again, RFC 7208 §3.3 / RFC 6376 §3.6.2.2) or a list of str,
   sent as exactly those character-strings; a name may have several TXT records;
-- A / AAAA values are address strings, MX values (preference, exchange) pairs;
+- A / AAAA values are address strings, MX values (preference, exchange) pairs, SRV values
+  (priority, weight, port, target) tuples, CNAME values target names;
 - names in `servfail` get SERVFAIL (rcode 2) for every type, names in `drop` get no answer at
   all (a timeout);
 - a name in the zone without records of the asked type gets an empty NOERROR answer (NODATA);
@@ -33,7 +34,7 @@ import socket
 import socketserver
 import threading
 
-from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A, DNSHeader, DNSRecord
+from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, SRV, TXT, A, DNSHeader, DNSRecord
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 
 LOOPBACK = "127.0.0.1"
@@ -159,7 +160,7 @@ class TestDNS:
     # -- the zone --
     def add(self, name: str, rtype: str, value) -> None:
         rtype = rtype.upper()
-        assert rtype in ("TXT", "A", "AAAA", "MX"), f"unsupported record type {rtype}"
+        assert rtype in ("TXT", "A", "AAAA", "MX", "SRV", "CNAME"), f"unsupported record type {rtype}"
         with self.lock:
             self.zone.setdefault(norm(name), {}).setdefault(rtype, []).append(value)
 
@@ -216,6 +217,11 @@ class TestDNS:
                 rdata = A(value)
             elif qtype == "AAAA":
                 rdata = AAAA(value)
+            elif qtype == "SRV":
+                priority, weight, port, target = value
+                rdata = SRV(priority, weight, port, target)
+            elif qtype == "CNAME":
+                rdata = CNAME(value)
             else:
                 pref, exchange = value
                 rdata = MX(exchange, pref)

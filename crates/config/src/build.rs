@@ -28,6 +28,9 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let greylist = crate::greylist::greylist(&cx, raw.greylist)?;
     let rate_limits = crate::ratelimit::profiles(&cx, raw.rate_limits)?;
     let privileges = crate::privilege::privileges(&cx, raw.user, raw.group, raw.allow_root)?;
+    let client = crate::client::client(&cx, raw.client, &hostname)?;
+    let mta_sts = crate::client::mta_sts(&cx, raw.mta_sts, &client.host)?;
+    let dns = crate::client::dns(&cx, raw.dns)?;
     let mut config = Config {
         source: source.to_owned(),
         hostname,
@@ -50,6 +53,9 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         greylist,
         rate_limits,
         privileges,
+        client,
+        mta_sts,
+        dns,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
@@ -188,8 +194,10 @@ fn role(name: &str) -> Result<Role, String> {
         "pop3" => Ok(Role::Pop3),
         "pop3s" => Ok(Role::Pop3s),
         "metrics" => Ok(Role::Metrics),
+        "http" => Ok(Role::Http),
+        "https" => Ok(Role::Https),
         _ => Err(format!(
-            "unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\" or \"metrics\")"
+            "unknown role {name:?} (expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\", \"metrics\", \"http\" or \"https\")"
         )),
     }
 }

@@ -133,7 +133,32 @@ pub(crate) fn to_toml(c: &Config) -> String {
         screen(&mut out, s);
     }
     greylist_and_rates(&mut out, c);
+    client(&mut out, c);
     out.0
+}
+
+/// `[client]`, `[mta_sts]` and `[dns]`.
+fn client(out: &mut Out, c: &Config) {
+    let cl = &c.client;
+    out.table("[client]");
+    out.kv("host", quote(&cl.host));
+    out.kv("imap_host", quote(&cl.imap_host));
+    if let Some(p) = cl.imap_port {
+        out.kv("imap_port", p.to_string());
+    }
+    if let Some(p) = cl.imaps_port {
+        out.kv("imaps_port", p.to_string());
+    }
+    out.kv("addresses", strings(cl.addresses.iter().map(ToString::to_string)));
+    out.table("[mta_sts]");
+    out.kv("mode", quote(c.mta_sts.mode.as_str()));
+    out.kv("max_age", quote(&format_duration(c.mta_sts.max_age)));
+    out.kv("mx", strings(&c.mta_sts.mx));
+    out.table("[dns]");
+    out.kv("dmarc_policy", quote(c.dns.dmarc_policy.as_str()));
+    if let Some(a) = &c.dns.report_address {
+        out.kv("report_address", quote(a));
+    }
 }
 
 /// `[screen]` and its `[[screen.zone]]` tables.

@@ -13,6 +13,7 @@
 
 mod access;
 mod build;
+mod client;
 mod emit;
 mod endpoint;
 mod error;
@@ -46,6 +47,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use client::{Client, DmarcPolicy, Dns, MAX_MTA_STS_AGE, MtaSts, MtaStsMode};
 /// The next-hop vocabulary, defined once in `dakiya_proto::next_hop`: a route's or relay
 /// host's [`HostPort`] (here its host is always a lowercase name without trailing dot or an IP
 /// address in canonical form), the TLS mode towards it ([`OutboundTls`], `"none"`,
@@ -118,6 +120,12 @@ pub struct Config {
     /// `user`, `group`, `allow_root`: the account the server runs as after binding its
     /// listeners when started as root (docs/hosting.md).
     pub privileges: Privileges,
+    /// What clients and DNS records are told about this server, `[client]`.
+    pub client: Client,
+    /// The MTA-STS policy served on `http`/`https` listeners, `[mta_sts]`.
+    pub mta_sts: MtaSts,
+    /// Choices in the records `dakiya dns` prints, `[dns]`.
+    pub dns: Dns,
 }
 
 /// One listening socket.
@@ -188,6 +196,11 @@ pub enum Role {
     /// POP3 over implicit TLS (port 995, RFC 8314 §3.3): TLS from the first byte, then as
     /// [`Role::Pop3`].
     Pop3s,
+    /// Not SMTP: HTTP for mail clients and senders: autoconfig, Autodiscover, Apple profiles and
+    /// the MTA-STS policy (docs/clients.md).
+    Http,
+    /// As [`Role::Http`], over TLS with the SMTP certificate.
+    Https,
     /// Not SMTP: HTTP for monitoring, `GET /metrics` (Prometheus), `/healthz` and `/readyz`.
     /// Meant for loopback or a private network; it has no authentication.
     Metrics,
@@ -204,6 +217,8 @@ impl Role {
             Role::Pop3 => "pop3",
             Role::Pop3s => "pop3s",
             Role::Metrics => "metrics",
+            Role::Http => "http",
+            Role::Https => "https",
         }
     }
 

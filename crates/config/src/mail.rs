@@ -21,7 +21,7 @@ pub(crate) fn domains(cx: &Ctx, raw: BTreeMap<SStr, RawDomain>) -> Result<BTreeM
     let mut out = BTreeMap::new();
     for (name, raw_domain) in raw {
         let key = path(&["domains", name.get_ref()]);
-        let domain = normalize_domain(name.get_ref());
+        let domain = a_label(name.get_ref());
         if !is_valid_domain(&domain) {
             return Err(cx.err(key, Some(name.span()), format!("{:?} is not a valid domain name", name.get_ref())));
         }
@@ -36,6 +36,17 @@ pub(crate) fn domains(cx: &Ctx, raw: BTreeMap<SStr, RawDomain>) -> Result<BTreeM
         out.insert(domain, parsed);
     }
     Ok(out)
+}
+
+/// A domain key as its lowercase A-label: a Unicode name (`bücher.example`) is converted
+/// (UTS #46, the `idna` crate), so the rest of the server and the DNS records see one
+/// spelling; `dakiya dns` shows the U-label to people again.
+fn a_label(name: &str) -> String {
+    let domain = normalize_domain(name);
+    if domain.is_ascii() {
+        return domain;
+    }
+    idna::domain_to_ascii(&domain).unwrap_or(domain)
 }
 
 fn one_domain(cx: &Ctx, key: &str, domain: &str, raw: RawDomain) -> Result<Domain, ConfigError> {

@@ -58,6 +58,12 @@ pub(crate) struct RawConfig {
     pub greylist: RawGreylist,
     #[serde(default)]
     pub rate_limits: BTreeMap<SStr, RawRateLimits>,
+    #[serde(default)]
+    pub client: RawClient,
+    #[serde(default)]
+    pub mta_sts: RawMtaSts,
+    #[serde(default)]
+    pub dns: RawDns,
 }
 
 /// The raw `[greylist]` table.
@@ -307,4 +313,33 @@ impl<'de> Visitor<'de> for RouteVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRoute, A::Error> {
         RawRouteTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawRoute::Table)
     }
+}
+
+/// `[client]`: what mail clients and DNS records are told about this server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClient {
+    pub host: Option<SStr>,
+    pub imap_host: Option<SStr>,
+    pub imap_port: Option<Spanned<i64>>,
+    pub imaps_port: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub addresses: Vec<SStr>,
+}
+
+/// `[mta_sts]`: the MTA-STS policy served on `http`/`https` listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMtaSts {
+    pub mode: Option<SStr>,
+    pub max_age: Option<SValue>,
+    pub mx: Option<Vec<SStr>>,
+}
+
+/// `[dns]`: choices in the records `dakiya dns` prints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub dmarc_policy: Option<SStr>,
+    pub report_address: Option<SStr>,
 }

@@ -41,6 +41,8 @@ pub mod checkconfig;
 #[doc(hidden)]
 pub mod dkimcli;
 #[doc(hidden)]
+pub mod dnscli;
+#[doc(hidden)]
 pub mod queuecli;
 #[doc(hidden)]
 pub mod reloadcli;

@@ -168,6 +168,7 @@ async fn start_bound(
         metrics,
         health,
         greylist: crate::greylisting::Greylisting::open(&cfg),
+        acme: Arc::default(),
     });
     let greylist_saver = shared.greylist.as_ref().map(|g| g.spawn_saver());
     let admission = Admission::new(Limits {
@@ -223,6 +224,12 @@ fn open_listener(
     let task = match l.role {
         // HTTP, not SMTP: it keeps answering while sessions drain (`/readyz` says so).
         Role::Metrics => tokio::spawn(crate::http::serve(socket.clone(), metrics_routes(shared))),
+        Role::Http => tokio::spawn(crate::http::serve(socket.clone(), client_routes(shared))),
+        Role::Https => {
+            let tls_of = shared.clone();
+            let acceptors: crate::http::Acceptors = Arc::new(move || tls_of.live.get().tls.acceptor());
+            tokio::spawn(crate::http::serve_tls(socket.clone(), client_routes(shared), acceptors))
+        }
         _ => {
             let counts = shared.metrics.listener(&bound.to_string(), l.role.as_str());
             let door = Door { checks: l.checks, screening: Screening::of(l), guards: guards_of(l) };
@@ -305,6 +312,11 @@ fn metrics_routes(shared: &Shared) -> Arc<crate::http::metrics::MetricsRoutes> {
         spool: shared.spool.clone(),
         queue: shared.queue.clone(),
     })
+}
+
+/// The routes of an `http`/`https` listener: client configuration, MTA-STS, ACME.
+fn client_routes(shared: &Arc<Shared>) -> Arc<crate::http::client::ClientRoutes> {
+    Arc::new(crate::http::client::ClientRoutes { shared: shared.clone(), acme: shared.acme.clone() })
 }
 
 /// Accepts SMTP and POP3 connections for the listener `key` until aborted (shutdown, or a

@@ -2,7 +2,7 @@
 //! library (the server), plus the process-wide choices: the allocator and the log.
 #![forbid(unsafe_code)]
 
-use dakiya::{checkconfig, dkimcli, queuecli, reloadcli, setupcli, statuscli, tracecli, usercli};
+use dakiya::{checkconfig, dkimcli, dnscli, queuecli, reloadcli, setupcli, statuscli, tracecli, usercli};
 
 /// jemalloc, with its background thread purging freed pages (decay, 10 s): glibc's malloc
 /// kept what a flood of connections had taken and grew with every flood; jemalloc gives it
@@ -58,6 +58,16 @@ enum Cmd {
         #[command(subcommand)]
         command: dkimcli::DkimCmd,
     },
+    /// The DNS records to publish for the local domains (MX, SPF, DKIM, DMARC, MTA-STS,
+    /// TLS-RPT, SRV and the helper names), or `check DOMAIN`: whether they are published
+    /// (exit status 0 only when all are; docs/dns.md).
+    Dns {
+        /// Configuration file; default: the embedded one.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: dnscli::DnsArgs,
+    },
     /// Make the running server re-read its configuration file and apply it without a
     /// restart, as SIGHUP does (docs/reload.md). A file with errors is refused (exit status 1)
     /// and the running configuration stays; exit status 3 means the server is not running.
@@ -112,6 +122,10 @@ fn main() -> ExitCode {
         },
         Cmd::Dkim { config, command } => match load(config) {
             Ok(cfg) => dkimcli::run(command, &cfg),
+            Err(code) => code,
+        },
+        Cmd::Dns { config, args } => match load(config) {
+            Ok(cfg) => dnscli::run(args, &cfg),
             Err(code) => code,
         },
         Cmd::Queue { config, command } => match load(config) {

@@ -152,7 +152,7 @@ fn listener_unknown_role_lists_the_roles() {
         text,
         Some("listen[0].role"),
         Some(3),
-        "expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\" or \"metrics\"",
+        "expected \"mx\", \"submission\", \"submissions\", \"pop3\", \"pop3s\", \"metrics\", \"http\" or \"https\"",
     );
 }
 

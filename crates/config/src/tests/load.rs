@@ -35,6 +35,7 @@ fn embedded_default_parses() {
             (at("127.0.0.1:2110"), Role::Pop3),
             (at("127.0.0.1:2995"), Role::Pop3s),
             (at("127.0.0.1:2980"), Role::Metrics),
+            (at("127.0.0.1:2080"), Role::Http),
         ]
     );
     let localhost = Domain { any_mailbox: true, ..Domain::default() };
@@ -84,7 +85,11 @@ fn example_file_parses() {
     assert_eq!(c.hostname, "mail.example.org");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/dakiya"));
     let roles: Vec<Role> = c.listeners.iter().map(|l| l.role).collect();
-    assert_eq!(roles, [Role::Mx, Role::Mx, Role::Submission, Role::Submissions, Role::Pop3s, Role::Metrics]);
+    assert_eq!(
+        roles,
+        [Role::Mx, Role::Mx, Role::Submission, Role::Submissions, Role::Pop3s, Role::Metrics, Role::Http, Role::Https]
+    );
+    assert_eq!((c.client.host.as_str(), c.client.imaps_port), ("mail.example.org", Some(993)));
     // The example spells out the message authentication defaults.
     for l in &c.listeners {
         assert_eq!(l.checks, Checks::defaults(l.role), "{}", l.address);

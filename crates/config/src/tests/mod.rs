@@ -5,6 +5,7 @@ mod bad_access;
 mod bad_config;
 mod bad_mail;
 mod bad_outbound;
+mod client;
 mod greylist;
 mod load;
 mod outbound;

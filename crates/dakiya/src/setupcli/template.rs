@@ -114,12 +114,12 @@ fn listeners(out: &mut String, s: &Settings) {
     );
     listener(out, "127.0.0.1:9425", "metrics", "");
     out.push_str(
-        "\n# TODO(http-role): autoconfig for mail programs and the MTA-STS policy over HTTP(S).\n\
-         # Enabled when the http/https listener roles are available.\n",
+        "\n# HTTP and HTTPS: autoconfig/Autodiscover/Apple profiles for mail programs and the\n\
+         # MTA-STS policy at mta-sts.DOMAIN (docs/clients.md); port 80 also answers ACME HTTP-01.\n",
     );
     for ip in &s.addresses {
-        out.push_str(&format!("# [[listen]]\n# address = {}\n# role = \"http\"\n", q(&socket(*ip, 80))));
-        out.push_str(&format!("# [[listen]]\n# address = {}\n# role = \"https\"\n", q(&socket(*ip, 443))));
+        listener(out, &socket(*ip, 80), "http", "");
+        listener(out, &socket(*ip, 443), "https", "");
     }
 }
 
