@@ -48,6 +48,19 @@ enum TlsTrouble {
     Handshake,
 }
 
+/// What a session showed of the next hop's TLS, for TLS-RPT (RFC 8460 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsSeen {
+    /// TLS was established.
+    Established,
+    /// The server's EHLO reply had no STARTTLS.
+    NotOffered,
+    /// The handshake failed, not on the certificate.
+    HandshakeFailed,
+    /// The certificate failed, with its result type.
+    Certificate(dakiya_mtasts::ResultType),
+}
+
 /// An open connection to a next hop, with its client and its share of the limits.
 pub(crate) struct Connection {
     client: Client,
@@ -57,6 +70,7 @@ pub(crate) struct Connection {
     server_name: Option<ServerName<'static>>,
     tls_config: Arc<rustls::ClientConfig>,
     tls_trouble: Option<TlsTrouble>,
+    certificate: Option<dakiya_mtasts::ResultType>,
     announced: bool,
     metrics: Option<Arc<Metrics>>,
     _permits: Permits,
@@ -115,6 +129,7 @@ impl Connection {
             server_name,
             tls_config: setup.tls_config.clone(),
             tls_trouble: None,
+            certificate: None,
             announced: false,
             metrics: setup.metrics.clone(),
             _permits: permits,
@@ -131,13 +146,29 @@ impl Connection {
         self.tls_trouble.is_some()
     }
 
-    /// True if another job may be started on this connection.
+    /// What the session showed of TLS, once it got as far as the EHLO reply; `None` if it
+    /// ended earlier.
+    pub(crate) fn tls_seen(&self) -> Option<TlsSeen> {
+        if self.stream.tls_version().is_some() {
+            return Some(TlsSeen::Established);
+        }
+        if let Some(t) = self.certificate {
+            return Some(TlsSeen::Certificate(t));
+        }
+        if self.tls_trouble.is_some() {
+            return Some(TlsSeen::HandshakeFailed);
+        }
+        // A session lost during EHLO would count here too; rare, and still not TLS.
+        (self.client.greeting().is_some() && !self.client.extensions().starttls).then_some(TlsSeen::NotOffered)
+    }
+
     /// Whether the server offered DSN (RFC 3461) in its EHLO reply: then it was handed the
     /// DSN parameters and reports on its own.
     pub(crate) fn offers_dsn(&self) -> bool {
         self.client.extensions().dsn
     }
 
+    /// True if another job may be started on this connection.
     pub(crate) fn is_reusable(&self) -> bool {
         self.client.is_reusable()
     }
@@ -216,6 +247,7 @@ impl Connection {
             }
             Ok(Err(e)) => {
                 let certificate = crate::tls::is_certificate_error(&e);
+                self.certificate = crate::tls::certificate_result(&e);
                 self.tls_trouble = Some(if certificate { TlsTrouble::Certificate } else { TlsTrouble::Handshake });
                 self.client.connection_lost(&format!("TLS handshake failed: {e}"));
             }

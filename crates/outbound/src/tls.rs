@@ -142,6 +142,22 @@ pub(crate) fn is_certificate_error(e: &std::io::Error) -> bool {
         .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
 }
 
+/// The TLS-RPT result type of a handshake that failed on the certificate (RFC 8460
+/// §4.3.1.2), `None` for other failures.
+pub(crate) fn certificate_result(e: &std::io::Error) -> Option<dakiya_mtasts::ResultType> {
+    use dakiya_mtasts::ResultType as R;
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = e.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    Some(match cert {
+        C::NotValidForName | C::NotValidForNameContext { .. } => R::CertificateHostMismatch,
+        C::Expired | C::ExpiredContext { .. } => R::CertificateExpired,
+        C::UnknownIssuer => R::CertificateNotTrusted,
+        _ => R::ValidationFailure,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

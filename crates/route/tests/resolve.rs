@@ -398,9 +398,8 @@ async fn resolve_is_send_for_spawned_delivery_tasks() {
 /// NXDOMAIN, temporary for SERVFAIL.
 #[tokio::test]
 async fn txt_records_under_a_label() {
-    let zone = Zone::new()
-        .txt_parts("_mta-sts.example.test", &["v=STSv1; ", "id=abc"])
-        .servfail("_mta-sts.broken.test");
+    let zone =
+        Zone::new().txt_parts("_mta-sts.example.test", &["v=STSv1; ", "id=abc"]).servfail("_mta-sts.broken.test");
     let dns = TestDns::start(zone).await;
     let router = Router::new(RouteConfig { nameservers: vec![dns.addr], ..RouteConfig::default() }).unwrap();
     assert_eq!(router.txt("_mta-sts", "Example.TEST.").await.unwrap(), vec!["v=STSv1; id=abc".to_owned()]);
