@@ -336,7 +336,10 @@ pub struct Outbound {
     pub nameservers: Vec<SocketAddr>,
     /// The port of MX hosts (and of routes that name no port). Default 25.
     pub smtp_port: u16,
-    /// TLS towards MX hosts. Default [`OutboundTls::Opportunistic`].
+    /// TLS towards MX hosts. Default [`OutboundTls::MtaSts`]: the destination's MTA-STS
+    /// policy when it publishes one (RFC 8461), else opportunistic. Routes and the relay
+    /// host without a mode of their own inherit it, except that `mta-sts` (about MX hosts)
+    /// becomes `opportunistic` for them.
     pub tls: OutboundTls,
     /// Extra trust anchors (PEM certificates) for [`OutboundTls::Verify`], besides the
     /// built-in Mozilla roots. Relative paths are relative to the working directory.
@@ -368,7 +371,7 @@ impl Outbound {
             helo_name: hostname.to_owned(),
             nameservers: Vec::new(),
             smtp_port: 25,
-            tls: OutboundTls::Opportunistic,
+            tls: OutboundTls::MtaSts,
             tls_ca_file: None,
             ip_preference: IpPreference::Ipv6First,
             concurrency: 100,

@@ -222,7 +222,7 @@ async fn enforce_with_a_valid_certificate_delivers_over_tls() {
     assert_eq!(t.policy.kind, "sts");
     assert_eq!(t.policy.mx_host, ["mail.dest.test", "*.backup.test"]);
     assert_eq!(out.tls_report_addresses("dest.test").await, ["tlsrpt@dest.test"]);
-    assert!(w.dir.path().join("mta-sts/dest.test").exists(), "the policy is cached on disk");
+    assert!(w.dir.path().join("policies/dest.test").exists(), "the policy is cached on disk");
 }
 
 #[tokio::test]

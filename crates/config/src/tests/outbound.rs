@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::load::round_trip;
-use super::{DOMAIN, parse_ok, with_listener};
+use super::{DOMAIN, check, parse_ok, with_listener};
 use crate::{HostPort, IpPreference, Outbound, OutboundTls, RelayHost, Route};
 
 fn hp(host: &str, port: Option<u16>) -> HostPort {
@@ -85,7 +85,7 @@ fn defaults() {
     assert_eq!(o.helo_name, "h.example");
     assert!(o.nameservers.is_empty());
     assert_eq!(o.smtp_port, 25);
-    assert_eq!(o.tls, OutboundTls::Opportunistic);
+    assert_eq!(o.tls, OutboundTls::MtaSts);
     assert_eq!(o.tls_ca_file, None);
     assert_eq!(o.ip_preference, IpPreference::Ipv6First);
     assert_eq!((o.concurrency, o.per_destination), (100, 10));
@@ -107,6 +107,23 @@ fn tls_default_follows_outbound_tls_wherever_written() {
     ));
     assert_eq!(c.outbound.routes["a.test"].tls, OutboundTls::Require);
     assert_eq!(c.outbound.relay_host.unwrap().tls, OutboundTls::Require);
+}
+
+/// `mta-sts` (the default) is about MX hosts: routes and the relay host inherit
+/// "opportunistic" from it, unless they name `mta-sts` themselves.
+#[test]
+fn mta_sts_is_inherited_as_opportunistic() {
+    let c = parse_ok(&with_listener(
+        "[outbound.routes]\n\"a.test\" = \"127.0.0.1:2626\"\n\
+         \"b.test\" = { hosts = [\"127.0.0.1:2626\"], tls = \"mta-sts\" }\n\
+         [outbound.relay_host]\nhost = \"127.0.0.1:2627\"\n",
+    ));
+    assert_eq!(c.outbound.tls, OutboundTls::MtaSts);
+    assert_eq!(c.outbound.routes["a.test"].tls, OutboundTls::Opportunistic);
+    assert_eq!(c.outbound.routes["b.test"].tls, OutboundTls::MtaSts);
+    assert_eq!(c.outbound.relay_host.as_ref().unwrap().tls, OutboundTls::Opportunistic);
+    round_trip(&c);
+    check(&with_listener("[outbound]\ntls = \"dane\"\n"), Some("outbound.tls"), Some(2), "\"mta-sts\"");
 }
 
 #[test]

@@ -96,14 +96,14 @@ impl Sts {
         if let Some(c) = self.memory.lock().unwrap_or_else(|e| e.into_inner()).get(domain) {
             return Some(c.clone());
         }
-        let c = store::load(&self.settings.dir.as_ref()?.join("mta-sts"), domain)?;
+        let c = store::load(&self.settings.dir.as_ref()?.join("policies"), domain)?;
         self.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(domain.to_owned(), c.clone());
         Some(c)
     }
 
     fn keep(&self, domain: &str, c: Cached) {
         if let Some(dir) = &self.settings.dir
-            && let Err(e) = store::save(&dir.join("mta-sts"), domain, &c)
+            && let Err(e) = store::save(&dir.join("policies"), domain, &c)
         {
             warn!(domain, error = %e, "cannot write the MTA-STS policy cache");
         }
