@@ -137,7 +137,7 @@ impl Inner {
         let mut names: Vec<&str> = refused.iter().map(|h| h.host.as_str()).collect();
         names.dedup();
         for name in &names {
-            self.sts.reporter.failure(sts, dakiya_mtasts::ResultType::ValidationFailure, Some(name));
+            self.sts.reporter().failure(sts, dakiya_mtasts::ResultType::ValidationFailure, Some(name));
         }
         if kept.is_empty() {
             return Err(failure::sts_no_mx(&sts.domain, &names.join(", ")));
@@ -149,8 +149,8 @@ impl Inner {
     fn count_session(&self, dest: &Destination, hop: &NextHop, conn: &Connection) {
         let (Some(sts), Some(seen)) = (&dest.sts, conn.tls_seen()) else { return };
         match crate::sts::outcome_type(seen) {
-            None => self.sts.reporter.success(sts),
-            Some(result) => self.sts.reporter.failure(sts, result, Some(&hop.host)),
+            None => self.sts.reporter().success(sts),
+            Some(result) => self.sts.reporter().failure(sts, result, Some(&hop.host)),
         }
     }
 
@@ -189,7 +189,7 @@ impl Inner {
             self.apply_sts(&mut dest).await;
         }
         let results = self.deliver_to(&dest, job, message).await;
-        self.sts.reporter.maybe_flush();
+        self.sts.reporter().maybe_flush();
         results
     }
 
@@ -330,7 +330,7 @@ impl Inner {
     }
 
     pub(crate) async fn close_idle(&self) {
-        self.sts.reporter.flush();
+        self.sts.reporter().flush();
         self.pool.close_all().await;
     }
 }

@@ -127,13 +127,13 @@ impl Outbound {
     /// those of past days, and with `all` today's too. They are gone from the counts
     /// (and their file) afterwards.
     pub fn take_tls_reports(&self, now: u64, all: bool) -> Vec<TlsReportTally> {
-        self.inner.sts.reporter.take_due(now, all)
+        self.inner.sts.reporter().take_due(now, all)
     }
 
     /// Writes the TLS-RPT counts to their file now (they are otherwise written at most
     /// every 30 s, and at [`Outbound::close_idle`]).
     pub fn flush_tls_reports(&self) {
-        self.inner.sts.reporter.flush();
+        self.inner.sts.reporter().flush();
     }
 
     /// The `rua` mail addresses of `domain`'s `_smtp._tls` record (RFC 8460 §3); empty

@@ -8,7 +8,7 @@ mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dakiya_mtasts::cache::{self, Decision};
@@ -68,36 +68,64 @@ pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// What outlives one [`Sts`]: the policy cache, the fetches in flight and the report
+/// counts. Services built on the same directory share it while one of them lives, so a
+/// reload (a new outbound service) keeps the counts and never fetches twice at once.
+pub(crate) struct Shared {
+    memory: Mutex<HashMap<String, Cached>>,
+    /// One lock per domain being resolved, so concurrent deliveries fetch once.
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    reporter: Reporter,
+}
+
+/// The [`Shared`] state of each directory in use.
+static BY_DIR: Mutex<Vec<(PathBuf, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+impl Shared {
+    fn new(dir: Option<&PathBuf>) -> Shared {
+        let reporter = Reporter::new(dir.map(|d| d.join("tlsrpt.json")));
+        Shared { memory: Mutex::new(HashMap::new()), inflight: Mutex::new(HashMap::new()), reporter }
+    }
+
+    /// The state of `dir`: the one in use, or a new one (read from its files).
+    fn for_dir(dir: Option<&PathBuf>) -> Arc<Shared> {
+        let Some(dir) = dir else { return Arc::new(Shared::new(None)) };
+        let mut all = BY_DIR.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(shared) = all.iter().find(|(d, _)| d == dir).and_then(|(_, w)| w.upgrade()) {
+            return shared;
+        }
+        let shared = Arc::new(Shared::new(Some(dir)));
+        all.push((dir.clone(), Arc::downgrade(&shared)));
+        shared
+    }
+}
+
 /// Policies of MX destinations: looked up, fetched, cached; and the report counts.
 pub(crate) struct Sts {
     router: Router,
     http_tls: Arc<rustls::ClientConfig>,
     settings: StsSettings,
-    memory: Mutex<HashMap<String, Cached>>,
-    /// One lock per domain being resolved, so concurrent deliveries fetch once.
-    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    pub(crate) reporter: Reporter,
+    shared: Arc<Shared>,
 }
 
 impl Sts {
     pub(crate) fn new(router: Router, http_tls: Arc<rustls::ClientConfig>, settings: StsSettings) -> Sts {
-        let reporter = Reporter::new(settings.dir.as_ref().map(|d| d.join("tlsrpt.json")));
-        Sts {
-            router,
-            http_tls,
-            settings,
-            memory: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
-            reporter,
-        }
+        let shared = Shared::for_dir(settings.dir.as_ref());
+        Sts { router, http_tls, settings, shared }
+    }
+
+    /// The TLS-RPT counts.
+    pub(crate) fn reporter(&self) -> &Reporter {
+        &self.shared.reporter
     }
 
     fn cached(&self, domain: &str) -> Option<Cached> {
-        if let Some(c) = self.memory.lock().unwrap_or_else(|e| e.into_inner()).get(domain) {
+        if let Some(c) = self.shared.memory.lock().unwrap_or_else(|e| e.into_inner()).get(domain) {
             return Some(c.clone());
         }
         let c = store::load(&self.settings.dir.as_ref()?.join("policies"), domain)?;
-        self.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(domain.to_owned(), c.clone());
+        self.shared.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(domain.to_owned(), c.clone());
         Some(c)
     }
 
@@ -107,14 +135,14 @@ impl Sts {
         {
             warn!(domain, error = %e, "cannot write the MTA-STS policy cache");
         }
-        self.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(domain.to_owned(), c);
+        self.shared.memory.lock().unwrap_or_else(|e| e.into_inner()).insert(domain.to_owned(), c);
     }
 
     /// The policy for `domain`, or `None` when it publishes none (or `mode: none`).
     pub(crate) async fn resolve(&self, domain: &str) -> Option<Applied> {
         let domain = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
         let lock = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            let mut inflight = self.shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
             inflight.entry(domain.clone()).or_default().clone()
         };
         let applied = {
@@ -122,7 +150,7 @@ impl Sts {
             self.resolve_locked(&domain).await
         };
         // Forget the lock when nobody else holds it (2 = the map's and ours).
-        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inflight = self.shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
         if Arc::strong_count(&lock) == 2 {
             inflight.remove(&domain);
         }
@@ -181,7 +209,7 @@ impl Sts {
                         let fallback = cache::fallback(cached.as_ref(), now).map(|c| c.policy.clone());
                         warn!(domain, reason = %e.reason, cached = fallback.is_some(), "MTA-STS policy fetch failed");
                         let applied = Applied { domain: domain.to_owned(), policy: fallback };
-                        self.reporter.failure(&applied, e.result, None);
+                        self.shared.reporter.failure(&applied, e.result, None);
                         return Some(applied);
                     }
                 }
