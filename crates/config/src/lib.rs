@@ -356,6 +356,13 @@ pub struct Outbound {
     /// How long an idle connection is kept for the next message to the same destination.
     /// Default 5 seconds.
     pub idle_timeout: Duration,
+    /// The HTTPS port MTA-STS policies are fetched from (RFC 8461 §3.3 says 443; another
+    /// port is for tests). Default 443.
+    pub mta_sts_port: u16,
+    /// How often TLS reports (RFC 8460) are sent: at least a day means one report per
+    /// policy domain and UTC day, sent after the day ends; shorter sends the counts so far
+    /// every interval (for tests). 0 sends none. Default 1 day.
+    pub tls_report_interval: Duration,
     /// A smart host that takes all mail for non-local domains that have no route of their
     /// own, instead of MX lookup. Default none.
     pub relay_host: Option<RelayHost>,
@@ -378,6 +385,8 @@ impl Outbound {
             per_destination: 10,
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(5),
+            mta_sts_port: 443,
+            tls_report_interval: Duration::from_secs(86_400),
             relay_host: None,
             routes: BTreeMap::new(),
         }

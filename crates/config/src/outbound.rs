@@ -52,7 +52,23 @@ pub(crate) fn outbound(
         None => d.idle_timeout,
         Some(value) => duration_or_zero(cx, &key("idle_timeout"), value, "")?,
     };
+    let mta_sts_port = match raw.mta_sts_port {
+        None => d.mta_sts_port,
+        Some(value) => u16::try_from(*value.get_ref()).ok().filter(|&p| p != 0).ok_or_else(|| {
+            cx.err(
+                key("mta_sts_port"),
+                Some(value.span()),
+                format!("must be a port from 1 to 65535, not {}", value.get_ref()),
+            )
+        })?,
+    };
+    let tls_report_interval = match raw.tls_report_interval {
+        None => d.tls_report_interval,
+        Some(value) => duration_or_zero(cx, &key("tls_report_interval"), value, "")?,
+    };
     Ok(Outbound {
+        mta_sts_port,
+        tls_report_interval,
         helo_name,
         nameservers: nameservers(cx, raw.nameservers)?,
         smtp_port,
