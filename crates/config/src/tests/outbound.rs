@@ -236,7 +236,12 @@ fn routes_may_sit_beside_local_domains() {
 fn bad_mta_sts_and_report_keys() {
     check(&with_listener("[outbound]\nmta_sts_port = 0\n"), Some("outbound.mta_sts_port"), Some(2), "port");
     check(&with_listener("[outbound]\nmta_sts_port = 70000\n"), Some("outbound.mta_sts_port"), Some(2), "port");
-    check(&with_listener("[outbound]\ntls_report_interval = \"soon\"\n"), Some("outbound.tls_report_interval"), Some(2), "");
+    check(
+        &with_listener("[outbound]\ntls_report_interval = \"soon\"\n"),
+        Some("outbound.tls_report_interval"),
+        Some(2),
+        "",
+    );
     let c = parse_ok(&with_listener("[outbound]\ntls_report_interval = 0\n"));
     assert_eq!(c.outbound.tls_report_interval, Duration::ZERO, "0 turns reports off");
 }
