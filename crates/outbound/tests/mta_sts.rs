@@ -380,3 +380,43 @@ async fn no_record_no_policy() {
     assert_eq!(policy.requests(), 0);
     assert!(out.take_tls_reports(u64::MAX / 2, true).is_empty());
 }
+
+/// A cached `enforce` policy is never downgraded by a policy server that turns hostile: a
+/// new id, then a malformed policy, a redirect, the wrong type: the cached policy holds.
+#[tokio::test]
+async fn a_hostile_policy_server_never_downgrades_a_cached_enforce_policy() {
+    let w = World::new(zone("1")).await;
+    let good = w.policy_server(text(ENFORCE)).await;
+    let mx = FakeSmtp::start(Script::default()).await;
+    let out = w.outbound(mx.addr.port(), good.addr.port());
+    assert!(reason(&send(&out).await).contains("STARTTLS"));
+    drop(out);
+    let hostile = [
+        text("version: STSv1\nmode: none\nmx: x\nmax_age: nope\n"),
+        Answer::Redirect,
+        Answer::Serve("application/octet-stream", TESTING.as_bytes().to_vec()),
+    ];
+    for (i, answer) in hostile.into_iter().enumerate() {
+        let bad = w.policy_server(answer).await;
+        w.dns.set_zone(zone(&format!("new{i}")));
+        let out = w.outbound(mx.addr.port(), bad.addr.port());
+        let why = reason(&send(&out).await);
+        assert!(why.starts_with("MTA-STS policy of dest.test: "), "case {i}: {why}");
+        assert_eq!(bad.requests(), 1, "case {i}: the new id was fetched");
+    }
+    assert!(mx.stats.messages().is_empty(), "nothing went in clear");
+}
+
+/// Deliveries to one domain at once wait for one fetch (§5.1 leaves it to the sender; one
+/// in flight keeps a slow policy server from being asked many times).
+#[tokio::test]
+async fn concurrent_deliveries_fetch_once() {
+    let w = World::new(zone("1")).await;
+    let policy = w.policy_server(text(ENFORCE)).await;
+    let mx = FakeSmtp::start(Script { tls: Some(w.ca.server("mail.dest.test")), ..Script::default() }).await;
+    let out = w.outbound(mx.addr.port(), policy.addr.port());
+    let (a, b, c) = tokio::join!(send(&out), send(&out), send(&out));
+    assert!(a.is_delivered() && b.is_delivered() && c.is_delivered());
+    assert_eq!(policy.requests(), 1);
+    assert_eq!(report(&out).successes, 3);
+}
