@@ -39,6 +39,8 @@ pub(crate) struct Setup {
     pub(crate) connect_timeout: Duration,
     /// Where established TLS sessions are counted.
     pub(crate) metrics: Option<Arc<Metrics>>,
+    /// Checks an unverified session's certificate for TLS reports (MTA-STS `testing`).
+    pub(crate) report_verifier: Option<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
 /// Why the TLS handshake failed, to give the job's failure the right status.
@@ -71,6 +73,7 @@ pub(crate) struct Connection {
     tls_config: Arc<rustls::ClientConfig>,
     tls_trouble: Option<TlsTrouble>,
     certificate: Option<dakiya_mtasts::ResultType>,
+    report_verifier: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     announced: bool,
     metrics: Option<Arc<Metrics>>,
     _permits: Permits,
@@ -130,6 +133,7 @@ impl Connection {
             tls_config: setup.tls_config.clone(),
             tls_trouble: None,
             certificate: None,
+            report_verifier: setup.report_verifier.clone(),
             announced: false,
             metrics: setup.metrics.clone(),
             _permits: permits,
@@ -149,11 +153,12 @@ impl Connection {
     /// What the session showed of TLS, once it got as far as the EHLO reply; `None` if it
     /// ended earlier.
     pub(crate) fn tls_seen(&self) -> Option<TlsSeen> {
-        if self.stream.tls_version().is_some() {
-            return Some(TlsSeen::Established);
-        }
+        // A failed check, whether it broke the handshake or was made after it for a report.
         if let Some(t) = self.certificate {
             return Some(TlsSeen::Certificate(t));
+        }
+        if self.stream.tls_version().is_some() {
+            return Some(TlsSeen::Established);
         }
         if self.tls_trouble.is_some() {
             return Some(TlsSeen::HandshakeFailed);
@@ -243,6 +248,11 @@ impl Connection {
         match timeout(Phase::StartTls.timeout(), handshake).await {
             Ok(Ok(())) => {
                 count_tls(self.metrics.as_deref(), &self.stream);
+                if let (Some(verifier), Some(session), Some(name)) =
+                    (&self.report_verifier, self.stream.tls_session(), &self.server_name)
+                {
+                    self.certificate = crate::tls::report_check(verifier, session, name);
+                }
                 self.client.tls_established();
             }
             Ok(Err(e)) => {

@@ -168,6 +168,9 @@ impl Inner {
             tls_config,
             connect_timeout: self.connect_timeout,
             metrics: self.metrics.get().cloned(),
+            // Under an MTA-STS policy that is not enforced, the certificate is checked after
+            // the handshake, for the TLS report only.
+            report_verifier: dest.sts.as_ref().filter(|s| !s.enforce()).map(|_| self.tls.verifier.clone()),
         }
     }
 

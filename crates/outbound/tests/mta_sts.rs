@@ -31,7 +31,13 @@ struct Ca {
 
 impl Ca {
     fn new() -> Ca {
+        Ca::named("dakiya test CA")
+    }
+
+    /// A CA with this common name (CAs with the same name would be confused by a verifier).
+    fn named(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -360,7 +366,7 @@ async fn hostile_policy_servers_give_defined_outcomes() {
 #[tokio::test]
 async fn an_untrusted_policy_server_is_no_policy() {
     let w = World::new(zone("1")).await;
-    let stranger = Ca::new();
+    let stranger = Ca::named("stranger CA");
     let policy = PolicyServer::start(stranger.server("mta-sts.dest.test"), text(ENFORCE)).await;
     let mx = FakeSmtp::start(Script::default()).await;
     let out = w.outbound(mx.addr.port(), policy.addr.port());
@@ -419,4 +425,45 @@ async fn concurrent_deliveries_fetch_once() {
     assert!(a.is_delivered() && b.is_delivered() && c.is_delivered());
     assert_eq!(policy.requests(), 1);
     assert_eq!(report(&out).successes, 3);
+}
+
+/// In testing mode the certificate is not required, but it is checked for the report.
+#[tokio::test]
+async fn testing_mode_reports_certificate_problems_and_still_delivers() {
+    let w = World::new(zone("1")).await;
+    let policy = w.policy_server(text(TESTING)).await;
+    let wrong = FakeSmtp::start(Script { tls: Some(w.ca.server("other.test")), ..Script::default() }).await;
+    let out = w.outbound(wrong.addr.port(), policy.addr.port());
+    assert!(send(&out).await.is_delivered());
+    assert!(wrong.stats.messages()[0].tls, "over TLS, unverified");
+    let t = report(&out);
+    assert_eq!((t.successes, failures(&t, "certificate-host-mismatch")), (0, 1), "{t:?}");
+    drop(out);
+
+    let stranger = Ca::named("stranger CA");
+    let untrusted = FakeSmtp::start(Script { tls: Some(stranger.server("mail.dest.test")), ..Script::default() }).await;
+    let out = w.outbound(untrusted.addr.port(), policy.addr.port());
+    assert!(send(&out).await.is_delivered());
+    let t = report(&out);
+    assert_eq!(failures(&t, "certificate-not-trusted"), 1, "{t:?}");
+    drop(out);
+
+    let right = FakeSmtp::start(Script { tls: Some(w.ca.server("mail.dest.test")), ..Script::default() }).await;
+    let out = w.outbound(right.addr.port(), policy.addr.port());
+    assert!(send(&out).await.is_delivered());
+    let t = report(&out);
+    assert_eq!((t.successes, t.failure_total()), (1, 0), "{t:?}");
+}
+
+#[tokio::test]
+async fn enforce_with_an_untrusted_certificate_is_deferred() {
+    let w = World::new(zone("1")).await;
+    let policy = w.policy_server(text(ENFORCE)).await;
+    let stranger = Ca::named("stranger CA");
+    let mx = FakeSmtp::start(Script { tls: Some(stranger.server("mail.dest.test")), ..Script::default() }).await;
+    let out = w.outbound(mx.addr.port(), policy.addr.port());
+    let why = reason(&send(&out).await);
+    assert!(why.starts_with("MTA-STS policy of dest.test: TLS handshake failed"), "{why}");
+    assert!(mx.stats.messages().is_empty());
+    assert_eq!(failures(&report(&out), "certificate-not-trusted"), 1);
 }
