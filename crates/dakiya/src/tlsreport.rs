@@ -63,11 +63,11 @@ async fn send_due(shared: &Shared, outbound: &Outbound, now: u64, all: bool) {
 
 /// The domain reports are signed for: the host name or the nearest parent with DKIM keys;
 /// else the host name (unsigned).
-fn signing_domain(cfg: &Config, keys: &dakiya_mailauth::KeyStore) -> String {
-    let host = cfg.hostname.to_ascii_lowercase();
+fn signing_domain(hostname: &str, has_keys: impl Fn(&str) -> bool) -> String {
+    let host = hostname.to_ascii_lowercase();
     let mut name = host.as_str();
     loop {
-        if keys.has_keys(name) {
+        if has_keys(name) {
             return name.to_owned();
         }
         match name.split_once('.') {
@@ -82,7 +82,7 @@ fn queue_report(shared: &Shared, tally: &TlsReportTally, to: &[String], now: u64
     let live = shared.live.get();
     let cfg = &live.config;
     let keys = live.mailauth.keys();
-    let domain = signing_domain(cfg, &keys);
+    let domain = signing_domain(&cfg.hostname, |d| keys.has_keys(d));
     let from = format!("postmaster@{domain}");
     let submitter = Submitter { organization: cfg.hostname.clone(), contact: from.clone(), host: cfg.hostname.clone() };
     let unique = shared.spool.new_id();
@@ -146,4 +146,19 @@ fn targets(shared: &Shared, cfg: &Config, address: &str) -> Vec<Recipient> {
             Recipient { address, original: String::new(), orcpt: None, notify: Some(Notify::NEVER), mailbox }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signing_domain;
+
+    #[test]
+    fn reports_are_signed_by_the_host_or_its_nearest_parent_with_keys() {
+        let keys = |list: &'static [&'static str]| move |d: &str| list.contains(&d);
+        assert_eq!(signing_domain("MX.Example.ORG", keys(&["example.org"])), "example.org");
+        assert_eq!(signing_domain("mx.example.org", keys(&["mx.example.org", "example.org"])), "mx.example.org");
+        assert_eq!(signing_domain("a.b.example.org", keys(&["b.example.org"])), "b.example.org");
+        assert_eq!(signing_domain("mx.example.org", keys(&["org"])), "mx.example.org", "never a bare TLD");
+        assert_eq!(signing_domain("localhost", keys(&[])), "localhost");
+    }
 }
