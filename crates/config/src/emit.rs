@@ -230,6 +230,8 @@ fn outbound(out: &mut Out, o: &Outbound) {
     out.kv("per_destination", o.per_destination.to_string());
     out.kv("connect_timeout", quote(&format_duration(o.connect_timeout)));
     out.kv("idle_timeout", quote(&format_duration(o.idle_timeout)));
+    out.kv("mta_sts_port", o.mta_sts_port.to_string());
+    out.kv("tls_report_interval", quote(&format_duration(o.tls_report_interval)));
     if let Some(r) = &o.relay_host {
         out.table("[outbound.relay_host]");
         out.kv("host", quote(&r.host.to_string()));

@@ -374,7 +374,10 @@ pub struct Outbound {
     pub nameservers: Vec<SocketAddr>,
     /// The port of MX hosts (and of routes that name no port). Default 25.
     pub smtp_port: u16,
-    /// TLS towards MX hosts. Default [`OutboundTls::Opportunistic`].
+    /// TLS towards MX hosts. Default [`OutboundTls::MtaSts`]: the destination's MTA-STS
+    /// policy when it publishes one (RFC 8461), else opportunistic. Routes and the relay
+    /// host without a mode of their own inherit it, except that `mta-sts` (about MX hosts)
+    /// becomes `opportunistic` for them.
     pub tls: OutboundTls,
     /// Extra trust anchors (PEM certificates) for [`OutboundTls::Verify`], besides the
     /// built-in Mozilla roots. Relative paths are relative to the working directory.
@@ -391,6 +394,13 @@ pub struct Outbound {
     /// How long an idle connection is kept for the next message to the same destination.
     /// Default 5 seconds.
     pub idle_timeout: Duration,
+    /// The HTTPS port MTA-STS policies are fetched from (RFC 8461 §3.3 says 443; another
+    /// port is for tests). Default 443.
+    pub mta_sts_port: u16,
+    /// How often TLS reports (RFC 8460) are sent: at least a day means one report per
+    /// policy domain and UTC day, sent after the day ends; shorter sends the counts so far
+    /// every interval (for tests). 0 sends none. Default 1 day.
+    pub tls_report_interval: Duration,
     /// A smart host that takes all mail for non-local domains that have no route of their
     /// own, instead of MX lookup. Default none.
     pub relay_host: Option<RelayHost>,
@@ -406,13 +416,15 @@ impl Outbound {
             helo_name: hostname.to_owned(),
             nameservers: Vec::new(),
             smtp_port: 25,
-            tls: OutboundTls::Opportunistic,
+            tls: OutboundTls::MtaSts,
             tls_ca_file: None,
             ip_preference: IpPreference::Ipv6First,
             concurrency: 100,
             per_destination: 10,
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(5),
+            mta_sts_port: 443,
+            tls_report_interval: Duration::from_secs(86_400),
             relay_host: None,
             routes: BTreeMap::new(),
         }

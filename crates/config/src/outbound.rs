@@ -52,7 +52,23 @@ pub(crate) fn outbound(
         None => d.idle_timeout,
         Some(value) => duration_or_zero(cx, &key("idle_timeout"), value, "")?,
     };
+    let mta_sts_port = match raw.mta_sts_port {
+        None => d.mta_sts_port,
+        Some(value) => u16::try_from(*value.get_ref()).ok().filter(|&p| p != 0).ok_or_else(|| {
+            cx.err(
+                key("mta_sts_port"),
+                Some(value.span()),
+                format!("must be a port from 1 to 65535, not {}", value.get_ref()),
+            )
+        })?,
+    };
+    let tls_report_interval = match raw.tls_report_interval {
+        None => d.tls_report_interval,
+        Some(value) => duration_or_zero(cx, &key("tls_report_interval"), value, "")?,
+    };
     Ok(Outbound {
+        mta_sts_port,
+        tls_report_interval,
         helo_name,
         nameservers: nameservers(cx, raw.nameservers)?,
         smtp_port,
@@ -78,11 +94,18 @@ fn tls_mode(cx: &Ctx, key: &str, value: &SStr) -> Result<OutboundTls, ConfigErro
             key,
             Some(value.span()),
             format!(
-                "unknown TLS mode {:?} (expected \"none\", \"opportunistic\", \"require\" or \"verify\")",
+                "unknown TLS mode {:?} (expected \"none\", \"opportunistic\", \"require\", \"verify\" or \"mta-sts\")",
                 value.get_ref()
             ),
         )
     })
+}
+
+/// The mode a route or the relay host gets from `outbound.tls` when it names none: the
+/// same, except `mta-sts`, which is about a domain's MX hosts (RFC 8461 §4.1) and would
+/// refuse every configured host under an enforced policy.
+fn inherited(default_tls: OutboundTls) -> OutboundTls {
+    if default_tls == OutboundTls::MtaSts { OutboundTls::Opportunistic } else { default_tls }
 }
 
 fn ip_preference(cx: &Ctx, key: &str, value: &SStr) -> Result<IpPreference, ConfigError> {
@@ -146,7 +169,7 @@ fn relay_host(cx: &Ctx, raw: RawRelayHost, default_tls: OutboundTls) -> Result<R
     let tls = match &raw.tls {
         Some(value) => tls_mode(cx, &key("tls"), value)?,
         None if username.is_some() => OutboundTls::Require,
-        None => default_tls,
+        None => inherited(default_tls),
     };
     let implicit_tls = match raw.implicit_tls {
         None => false,
@@ -214,7 +237,7 @@ fn routes(
         if hosts.is_empty() {
             return Err(cx.err(key, Some(span), "must list at least one host"));
         }
-        let route = Route { hosts: route_hosts(cx, hosts)?, tls: tls.unwrap_or(default_tls) };
+        let route = Route { hosts: route_hosts(cx, hosts)?, tls: tls.unwrap_or_else(|| inherited(default_tls)) };
         out.insert(domain, route);
     }
     Ok(out)

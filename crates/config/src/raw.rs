@@ -246,6 +246,8 @@ pub(crate) struct RawOutbound {
     pub per_destination: Option<Spanned<i64>>,
     pub connect_timeout: Option<SValue>,
     pub idle_timeout: Option<SValue>,
+    pub mta_sts_port: Option<Spanned<i64>>,
+    pub tls_report_interval: Option<SValue>,
     pub relay_host: Option<RawRelayHost>,
     #[serde(default)]
     pub routes: BTreeMap<SStr, Spanned<RawRoute>>,

@@ -34,6 +34,7 @@ mod stream;
 mod summary;
 mod termtext;
 mod tls;
+mod tlsreport;
 
 // The subcommands of the binary other than `serve`: not an API of the library.
 #[doc(hidden)]

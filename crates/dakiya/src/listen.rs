@@ -133,7 +133,9 @@ async fn start_bound(
         spool.recover().map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
     let users = Arc::new(UserStore::open(&cfg.auth.users_file).map_err(|e| StartError::Users(e.to_string()))?);
     let outbound_cfg = crate::setup::outbound_config(&cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
-    let outbound = Outbound::new(outbound_cfg).map_err(|e| StartError::Outbound(e.to_string()))?;
+    let outbound = Outbound::with_mta_sts(outbound_cfg, crate::setup::sts_settings(&cfg))
+        .map_err(|e| StartError::Outbound(e.to_string()))?;
+    let report_outbound = outbound.clone();
     let history = crate::setup::history(&cfg);
     let metrics = Arc::new(Metrics::new());
     for m in [Mechanism::Plain, Mechanism::Login] {
@@ -171,6 +173,8 @@ async fn start_bound(
         acme: Arc::default(),
     });
     let greylist_saver = shared.greylist.as_ref().map(|g| g.spawn_saver());
+    // Its end (at shutdown) writes the TLS-RPT counts; nothing waits for it.
+    let _tls_reports = crate::tlsreport::spawn(shared.clone(), report_outbound);
     let admission = Admission::new(Limits {
         total: cfg.limits.max_connections,
         per_ip: cfg.limits.max_connections_per_ip,

@@ -211,7 +211,8 @@ fn prepare(file: &Path, old: &Config) -> Result<Prepared, Vec<ConfigError>> {
     }
     let one = |key: &str, message: String| vec![problem(&cfg, key, message)];
     let outbound_cfg = setup::outbound_config(&cfg).map_err(|e| one(e.key, e.message))?;
-    let outbound = Outbound::new(outbound_cfg).map_err(|e| one("outbound", e.to_string()))?;
+    let outbound =
+        Outbound::with_mta_sts(outbound_cfg, setup::sts_settings(&cfg)).map_err(|e| one("outbound", e.to_string()))?;
     let tls = if cfg.tls == old.tls {
         None
     } else {

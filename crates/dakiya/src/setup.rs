@@ -84,6 +84,16 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, FileError> {
     })
 }
 
+/// Where MTA-STS policies and TLS-RPT counts are kept (`data_dir/mta-sts`) and the port
+/// policies are fetched from (`outbound.mta_sts_port`).
+pub fn sts_settings(cfg: &Config) -> dakiya_outbound::StsSettings {
+    dakiya_outbound::StsSettings {
+        dir: Some(cfg.data_dir.join("mta-sts")),
+        https_port: cfg.outbound.mta_sts_port,
+        ..Default::default()
+    }
+}
+
 /// The TLS settings the server starts with (`[tls]`, and the data directory for a generated
 /// certificate).
 pub fn tls_settings(cfg: &Config) -> TlsSettings {

@@ -68,8 +68,8 @@ fn setup_writes_a_production_config_that_check_config_accepts() {
         "user = \"nobody\"",
         "allow_root = false",
         "[domains.\"example.org\"]",
-        "# TODO(http-role)",
-        "# role = \"https\"",
+        "address = \"0.0.0.0:80\"\nrole = \"http\"",
+        "address = \"[::]:443\"\nrole = \"https\"",
     ] {
         assert!(written.contains(want), "{want:?} missing from:\n{written}");
     }

@@ -39,6 +39,8 @@ pub(crate) struct Setup {
     pub(crate) connect_timeout: Duration,
     /// Where established TLS sessions are counted.
     pub(crate) metrics: Option<Arc<Metrics>>,
+    /// Checks an unverified session's certificate for TLS reports (MTA-STS `testing`).
+    pub(crate) report_verifier: Option<Arc<rustls::client::WebPkiServerVerifier>>,
 }
 
 /// Why the TLS handshake failed, to give the job's failure the right status.
@@ -46,6 +48,19 @@ pub(crate) struct Setup {
 enum TlsTrouble {
     Certificate,
     Handshake,
+}
+
+/// What a session showed of the next hop's TLS, for TLS-RPT (RFC 8460 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsSeen {
+    /// TLS was established.
+    Established,
+    /// The server's EHLO reply had no STARTTLS.
+    NotOffered,
+    /// The handshake failed, not on the certificate.
+    HandshakeFailed,
+    /// The certificate failed, with its result type.
+    Certificate(dakiya_mtasts::ResultType),
 }
 
 /// An open connection to a next hop, with its client and its share of the limits.
@@ -57,6 +72,8 @@ pub(crate) struct Connection {
     server_name: Option<ServerName<'static>>,
     tls_config: Arc<rustls::ClientConfig>,
     tls_trouble: Option<TlsTrouble>,
+    certificate: Option<dakiya_mtasts::ResultType>,
+    report_verifier: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     announced: bool,
     metrics: Option<Arc<Metrics>>,
     _permits: Permits,
@@ -116,6 +133,8 @@ impl Connection {
             server_name,
             tls_config: setup.tls_config.clone(),
             tls_trouble: None,
+            certificate: None,
+            report_verifier: setup.report_verifier.clone(),
             announced: false,
             metrics: setup.metrics.clone(),
             _permits: permits,
@@ -132,13 +151,30 @@ impl Connection {
         self.tls_trouble.is_some()
     }
 
-    /// True if another job may be started on this connection.
+    /// What the session showed of TLS, once it got as far as the EHLO reply; `None` if it
+    /// ended earlier.
+    pub(crate) fn tls_seen(&self) -> Option<TlsSeen> {
+        // A failed check, whether it broke the handshake or was made after it for a report.
+        if let Some(t) = self.certificate {
+            return Some(TlsSeen::Certificate(t));
+        }
+        if self.stream.tls_version().is_some() {
+            return Some(TlsSeen::Established);
+        }
+        if self.tls_trouble.is_some() {
+            return Some(TlsSeen::HandshakeFailed);
+        }
+        // A session lost during EHLO would count here too; rare, and still not TLS.
+        (self.client.greeting().is_some() && !self.client.extensions().starttls).then_some(TlsSeen::NotOffered)
+    }
+
     /// Whether the server offered DSN (RFC 3461) in its EHLO reply: then it was handed the
     /// DSN parameters and reports on its own.
     pub(crate) fn offers_dsn(&self) -> bool {
         self.client.extensions().dsn
     }
 
+    /// True if another job may be started on this connection.
     pub(crate) fn is_reusable(&self) -> bool {
         self.client.is_reusable()
     }
@@ -213,10 +249,16 @@ impl Connection {
         match timeout(Phase::StartTls.timeout(), handshake).await {
             Ok(Ok(())) => {
                 count_tls(self.metrics.as_deref(), &self.stream);
+                if let (Some(verifier), Some(session), Some(name)) =
+                    (&self.report_verifier, self.stream.tls_session(), &self.server_name)
+                {
+                    self.certificate = crate::tls::report_check(verifier, session, name);
+                }
                 self.client.tls_established();
             }
             Ok(Err(e)) => {
                 let certificate = crate::tls::is_certificate_error(&e);
+                self.certificate = crate::tls::certificate_result(&e);
                 self.tls_trouble = Some(if certificate { TlsTrouble::Certificate } else { TlsTrouble::Handshake });
                 self.client.connection_lost(&format!("TLS handshake failed: {e}"));
             }

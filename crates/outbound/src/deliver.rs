@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::connection::{Connection, Setup};
 use crate::pool::{Key, Pool, Slot};
+use crate::sts::{Applied, Sts, StsSettings};
 use crate::tls::TlsConfigs;
 use crate::{OutboundConfig, OutboundError, RcptResult, RelaySettings, TlsMode, failure};
 
@@ -34,6 +35,8 @@ pub(crate) struct Inner {
     tls: TlsConfigs,
     connect_timeout: Duration,
     pool: Arc<Pool>,
+    /// MTA-STS policies and TLS-RPT counts (RFC 8461, RFC 8460).
+    pub(crate) sts: Sts,
     /// Where TLS sessions are counted, once the server has said ([`crate::Outbound::record_into`]).
     pub(crate) metrics: std::sync::OnceLock<Arc<dakiya_metrics::Metrics>>,
 }
@@ -44,6 +47,8 @@ struct Destination {
     key: Key,
     implicit_tls: bool,
     credentials: Option<dakiya_proto::client::AuthCredentials>,
+    /// The MTA-STS policy that applies, for `mta-sts` mode toward MX hosts.
+    sts: Option<Applied>,
 }
 
 /// A host failed: why, and who said so (`None` when no server answered).
@@ -55,7 +60,7 @@ fn normalise(domain: &str) -> String {
 }
 
 impl Inner {
-    pub(crate) fn new(cfg: OutboundConfig) -> Result<Inner, OutboundError> {
+    pub(crate) fn new(cfg: OutboundConfig, sts: StsSettings) -> Result<Inner, OutboundError> {
         let route_tls: BTreeMap<String, TlsMode> = cfg.route_tls.iter().map(|(d, m)| (normalise(d), *m)).collect();
         let routes: BTreeMap<String, TlsMode> = cfg
             .route
@@ -80,14 +85,17 @@ impl Inner {
             (None, None) => None,
         };
         let relay_host = cfg.route.relay_host.clone();
+        let router = Router::new(cfg.route)?;
+        let tls = TlsConfigs::new(&cfg.extra_roots)?;
         Ok(Inner {
-            router: Router::new(cfg.route)?,
+            sts: Sts::new(router.clone(), tls.verified.clone(), sts),
+            router,
             helo_name: cfg.helo_name,
             default_tls: cfg.default_tls,
             routes,
             relay,
             relay_host,
-            tls: TlsConfigs::new(&cfg.extra_roots)?,
+            tls,
             connect_timeout: cfg.connect_timeout,
             pool: Pool::new(cfg.idle_timeout, cfg.max_connections, cfg.max_per_destination),
             metrics: std::sync::OnceLock::new(),
@@ -100,10 +108,50 @@ impl Inner {
         let name = normalise(domain);
         let (dest, mode, implicit_tls, credentials) = match (self.routes.get(&name), &self.relay) {
             (Some(&mode), _) => (name, mode, false, None),
-            (None, Some(relay)) => (RELAY_DEST.to_owned(), relay.tls, relay.implicit_tls, relay.credentials.clone()),
+            (None, Some(relay)) => {
+                // MTA-STS is about the recipient domain's MX hosts, which a relay is not.
+                let mode = if relay.tls == TlsMode::MtaSts { TlsMode::Opportunistic } else { relay.tls };
+                (RELAY_DEST.to_owned(), mode, relay.implicit_tls, relay.credentials.clone())
+            }
             (None, None) => (name, self.default_tls, false, None),
         };
-        Destination { domain: domain.to_owned(), key: Key { dest, mode }, implicit_tls, credentials }
+        Destination { domain: domain.to_owned(), key: Key { dest, mode }, implicit_tls, credentials, sts: None }
+    }
+
+    /// For `mta-sts` mode: the domain's policy, if it publishes one, decides the mode
+    /// (RFC 8461 §5): `enforce` is "verify" toward policy-listed hosts; anything else is
+    /// opportunistic (the slot where a DANE policy would take precedence, once there is one).
+    async fn apply_sts(&self, dest: &mut Destination) {
+        let applied = self.sts.resolve(&dest.domain).await;
+        dest.key.mode =
+            if applied.as_ref().is_some_and(Applied::enforce) { TlsMode::Verify } else { TlsMode::Opportunistic };
+        dest.sts = applied;
+    }
+
+    /// Under an enforced policy, only the MX hosts it lists (RFC 8461 §4.1); the others
+    /// are counted as validation failures. `Err` when none is left.
+    fn sts_hops(&self, dest: &Destination, hops: Vec<NextHop>) -> Result<Vec<NextHop>, Failure> {
+        let Some(sts) = dest.sts.as_ref().filter(|s| s.enforce()) else { return Ok(hops) };
+        let Some(policy) = &sts.policy else { return Ok(hops) };
+        let (kept, refused): (Vec<NextHop>, Vec<NextHop>) = hops.into_iter().partition(|h| policy.matches(&h.host));
+        let mut names: Vec<&str> = refused.iter().map(|h| h.host.as_str()).collect();
+        names.dedup();
+        for name in &names {
+            self.sts.reporter().failure(sts, dakiya_mtasts::ResultType::ValidationFailure, Some(name));
+        }
+        if kept.is_empty() {
+            return Err(failure::sts_no_mx(&sts.domain, &names.join(", ")));
+        }
+        Ok(kept)
+    }
+
+    /// Counts a session for TLS-RPT when a policy applies.
+    fn count_session(&self, dest: &Destination, hop: &NextHop, conn: &Connection) {
+        let (Some(sts), Some(seen)) = (&dest.sts, conn.tls_seen()) else { return };
+        match crate::sts::outcome_type(seen) {
+            None => self.sts.reporter().success(sts),
+            Some(result) => self.sts.reporter().failure(sts, result, Some(&hop.host)),
+        }
     }
 
     fn setup(&self, dest: &Destination, hop: &NextHop, policy: TlsPolicy) -> Setup {
@@ -120,6 +168,9 @@ impl Inner {
             tls_config,
             connect_timeout: self.connect_timeout,
             metrics: self.metrics.get().cloned(),
+            // Under an MTA-STS policy that is not enforced, the certificate is checked after
+            // the handshake, for the TLS report only.
+            report_verifier: dest.sts.as_ref().filter(|s| !s.enforce()).map(|_| self.tls.verifier.clone()),
         }
     }
 
@@ -136,14 +187,33 @@ impl Inner {
         if count == 0 {
             return Vec::new();
         }
-        let dest = self.destination(domain);
+        let mut dest = self.destination(domain);
+        if dest.key.mode == TlsMode::MtaSts {
+            self.apply_sts(&mut dest).await;
+        }
+        let results = self.deliver_to(&dest, job, message).await;
+        self.sts.reporter().maybe_flush();
+        results
+    }
+
+    async fn deliver_to(&self, dest: &Destination, job: &Job, message: &[u8]) -> Vec<RcptResult> {
+        let (domain, count) = (dest.domain.as_str(), job.recipients.len());
         // An idle connection first: it needs no DNS lookup.
         while let Some(conn) = self.pool.take(&dest.key) {
-            if let Some(results) = self.reuse(conn, &dest, job, message).await {
+            if let Some(results) = self.reuse(conn, dest, job, message).await {
                 return results;
             }
         }
-        let hops = match self.router.resolve(domain).await {
+        let hops = match self.router.resolve(domain).await.map(|hops| self.sts_hops(dest, hops)) {
+            Ok(Ok(hops)) => Ok(hops),
+            Ok(Err(failure)) => {
+                info!(domain, reason = %Esc(&failure.reason), "no next hop allowed by the MTA-STS policy");
+                let outcome = RecipientOutcome::Temporary(failure);
+                return vec![RcptResult { outcome, remote_mta: None, next_hop_dsn: false }; count];
+            }
+            Err(e) => Err(e),
+        };
+        let hops = match hops {
             Ok(hops) => hops,
             Err(e) => {
                 info!(domain, error = %e, permanent = e.is_permanent(), "no route");
@@ -153,12 +223,16 @@ impl Inner {
         };
         let mut last = None;
         for hop in &hops {
-            match self.try_hop(&dest, hop, job, message).await {
+            match self.try_hop(dest, hop, job, message).await {
                 Ok(results) => return results,
                 Err(host_failure) => last = Some(host_failure),
             }
         }
-        let (failure, remote_mta) = last.unwrap_or_else(|| (failure::no_hops(), None));
+        let (mut failure, remote_mta) = last.unwrap_or_else(|| (failure::no_hops(), None));
+        if let Some(sts) = dest.sts.as_ref().filter(|s| s.enforce()) {
+            // Said in the DSN and the history: why a policy-bound delivery waits.
+            failure.reason = format!("MTA-STS policy of {}: {}", sts.domain, failure.reason);
+        }
         info!(domain, hops = hops.len(), status = %failure.status, reason = %Esc(&failure.reason), "all next hops failed");
         vec![RcptResult { outcome: RecipientOutcome::Temporary(failure), remote_mta, next_hop_dsn: false }; count]
     }
@@ -199,6 +273,8 @@ impl Inner {
             TlsMode::None => TlsPolicy::None,
             TlsMode::Opportunistic => TlsPolicy::Opportunistic,
             TlsMode::Require | TlsMode::Verify => TlsPolicy::Required,
+            // Resolved by `apply_sts` before; should it not be, never less than opportunistic.
+            TlsMode::MtaSts => TlsPolicy::Opportunistic,
         };
         loop {
             let permits = loop {
@@ -219,6 +295,7 @@ impl Inner {
                 }
             };
             let outcome = conn.run(message).await;
+            self.count_session(dest, hop, &conn);
             if !failure::try_elsewhere(&outcome) {
                 return Ok(self.finish(conn, dest, outcome, job.recipients.len()));
             }
@@ -256,6 +333,7 @@ impl Inner {
     }
 
     pub(crate) async fn close_idle(&self) {
+        self.sts.reporter().flush();
         self.pool.close_all().await;
     }
 }

@@ -64,6 +64,18 @@ pub(crate) fn mark_tls(f: &mut Failure, certificate: bool) {
     }
 }
 
+/// An enforced MTA-STS policy lists none of the domain's MX hosts (RFC 8461 §4.1): the
+/// mail waits (X.7.5, as for any TLS policy failure) rather than go elsewhere.
+pub(crate) fn sts_no_mx(domain: &str, hosts: &str) -> Failure {
+    Failure {
+        phase: Phase::Idle,
+        kind: FailureKind::Policy,
+        status: Enhanced(4, 7, 5),
+        reply: None,
+        reason: format!("MTA-STS policy of {domain}: {hosts} does not match the policy's MX hosts"),
+    }
+}
+
 /// The client closed the session without reporting the job (never expected).
 pub(crate) fn closed_early() -> Failure {
     Failure {

@@ -17,6 +17,7 @@ mod limits;
 mod lmtp;
 mod pool;
 mod stream;
+mod sts;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,9 @@ use dakiya_route::RouteConfig;
 use rustls_pki_types::CertificateDer;
 
 use crate::deliver::Inner;
+pub use crate::sts::StsSettings;
+/// A day's TLS-RPT counts for one policy domain (RFC 8460), as handed out for a report.
+pub use dakiya_mtasts::report::Tally as TlsReportTally;
 
 pub use lmtp::{Lmtp, LmtpTarget};
 
@@ -116,7 +120,32 @@ impl Outbound {
     /// `max_connections` and `max_per_destination` of 0 count as 1. With `idle_timeout` 0
     /// no connection is reused.
     pub fn new(cfg: OutboundConfig) -> Result<Outbound, OutboundError> {
-        Ok(Outbound { inner: Arc::new(Inner::new(cfg)?) })
+        Outbound::with_mta_sts(cfg, StsSettings::default())
+    }
+
+    /// As [`Outbound::new`], with where MTA-STS policies and TLS-RPT counts are kept and
+    /// how policies are fetched (RFC 8461, RFC 8460).
+    pub fn with_mta_sts(cfg: OutboundConfig, sts: StsSettings) -> Result<Outbound, OutboundError> {
+        Ok(Outbound { inner: Arc::new(Inner::new(cfg, sts)?) })
+    }
+
+    /// Takes the TLS-RPT counts due for a report at `now` (seconds since the Unix epoch):
+    /// those of past days, and with `all` today's too. They are gone from the counts
+    /// (and their file) afterwards.
+    pub fn take_tls_reports(&self, now: u64, all: bool) -> Vec<TlsReportTally> {
+        self.inner.sts.reporter().take_due(now, all)
+    }
+
+    /// Writes the TLS-RPT counts to their file now (they are otherwise written at most
+    /// every 30 s, and at [`Outbound::close_idle`]).
+    pub fn flush_tls_reports(&self) {
+        self.inner.sts.reporter().flush();
+    }
+
+    /// The `rua` mail addresses of `domain`'s `_smtp._tls` record (RFC 8460 §3); empty
+    /// when it has none (or only `https:` ones, which are not used).
+    pub async fn tls_report_addresses(&self, domain: &str) -> Vec<String> {
+        self.inner.sts.report_addresses(domain).await
     }
 
     /// Counts the TLS sessions this service establishes in `metrics` from now on (the

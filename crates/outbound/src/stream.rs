@@ -64,6 +64,14 @@ impl Stream {
     }
 
     /// The TLS version (`TLSv1.3`), or `None` in clear text.
+    /// The TLS session, if any.
+    pub(crate) fn tls_session(&self) -> Option<&rustls::ClientConnection> {
+        match self {
+            Stream::Tls(s) => Some(s.get_ref().1),
+            _ => None,
+        }
+    }
+
     pub(crate) fn tls_version(&self) -> Option<&'static str> {
         match self {
             Stream::Tls(s) => Some(crate::tls::version(s.get_ref().1)),

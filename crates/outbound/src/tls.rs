@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme};
@@ -23,6 +24,9 @@ pub(crate) struct TlsConfigs {
     pub(crate) unverified: Arc<ClientConfig>,
     /// Checks the certificate chain and the host name (verify).
     pub(crate) verified: Arc<ClientConfig>,
+    /// The same check as `verified`, run after an unverified handshake for TLS reports only
+    /// (an MTA-STS policy in `testing` mode, RFC 8461 §5).
+    pub(crate) verifier: Arc<WebPkiServerVerifier>,
 }
 
 impl TlsConfigs {
@@ -37,6 +41,9 @@ impl TlsConfigs {
         for (i, cert) in extra_roots.iter().enumerate() {
             roots.add(cert.clone()).map_err(|e| OutboundError::Tls(format!("extra root #{}: {e}", i + 1)))?;
         }
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots.clone()), provider.clone())
+            .build()
+            .map_err(|e| OutboundError::Tls(e.to_string()))?;
         let verified = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
             .map_err(tls_error)?
@@ -50,7 +57,7 @@ impl TlsConfigs {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(any))
             .with_no_client_auth();
-        Ok(TlsConfigs { unverified: Arc::new(unverified), verified: Arc::new(verified) })
+        Ok(TlsConfigs { unverified: Arc::new(unverified), verified: Arc::new(verified), verifier })
     }
 }
 
@@ -140,6 +147,41 @@ pub(crate) fn is_certificate_error(e: &std::io::Error) -> bool {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
+}
+
+/// The TLS-RPT result type of a handshake that failed on the certificate (RFC 8460
+/// §4.3.1.2), `None` for other failures.
+pub(crate) fn certificate_result(e: &std::io::Error) -> Option<dakiya_mtasts::ResultType> {
+    classify(e.get_ref()?.downcast_ref::<rustls::Error>()?)
+}
+
+/// What the certificate of an established, unverified session would have failed with under
+/// verification (`None`: it verifies), for TLS reports.
+pub(crate) fn report_check(
+    verifier: &WebPkiServerVerifier,
+    conn: &rustls::ClientConnection,
+    name: &ServerName<'_>,
+) -> Option<dakiya_mtasts::ResultType> {
+    let Some((end_entity, intermediates)) = conn.peer_certificates().and_then(|c| c.split_first()) else {
+        return Some(dakiya_mtasts::ResultType::ValidationFailure);
+    };
+    let result = verifier.verify_server_cert(end_entity, intermediates, name, &[], UnixTime::now());
+    result.err().map(|e| classify(&e).unwrap_or(dakiya_mtasts::ResultType::ValidationFailure))
+}
+
+/// The TLS-RPT result type of a certificate error (RFC 8460 §4.3.1.2).
+fn classify(e: &rustls::Error) -> Option<dakiya_mtasts::ResultType> {
+    use dakiya_mtasts::ResultType as R;
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = e else {
+        return None;
+    };
+    Some(match cert {
+        C::NotValidForName | C::NotValidForNameContext { .. } => R::CertificateHostMismatch,
+        C::Expired | C::ExpiredContext { .. } => R::CertificateExpired,
+        C::UnknownIssuer => R::CertificateNotTrusted,
+        _ => R::ValidationFailure,
+    })
 }
 
 #[cfg(test)]

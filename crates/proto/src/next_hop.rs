@@ -108,11 +108,17 @@ pub enum TlsMode {
     /// TLS must be used and the certificate must be valid for the next hop's host name
     /// (`"verify"`).
     Verify,
+    /// The destination's MTA-STS policy (RFC 8461) when it publishes one: with
+    /// `mode: enforce`, TLS with a certificate valid for a policy-listed MX host; else as
+    /// [`TlsMode::Opportunistic`] (`"mta-sts"`). Applies to MX delivery; a relay host with
+    /// this mode is treated as opportunistic.
+    MtaSts,
 }
 
 impl TlsMode {
     /// Every mode, in the order the configuration documents them.
-    pub const ALL: [TlsMode; 4] = [TlsMode::None, TlsMode::Opportunistic, TlsMode::Require, TlsMode::Verify];
+    pub const ALL: [TlsMode; 5] =
+        [TlsMode::None, TlsMode::Opportunistic, TlsMode::Require, TlsMode::Verify, TlsMode::MtaSts];
 
     /// The name used in the configuration.
     pub fn as_str(self) -> &'static str {
@@ -121,6 +127,7 @@ impl TlsMode {
             TlsMode::Opportunistic => "opportunistic",
             TlsMode::Require => "require",
             TlsMode::Verify => "verify",
+            TlsMode::MtaSts => "mta-sts",
         }
     }
 }

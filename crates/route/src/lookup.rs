@@ -59,6 +59,21 @@ pub(crate) async fn mx(resolver: &TokioResolver, name: &Name) -> Result<Vec<(u16
     }
 }
 
+/// The TXT records of a name, each record's strings concatenated (RFC 7208 §3.3 style,
+/// as RFC 8461 §3.1 asks); NXDOMAIN and NODATA give an empty list.
+pub(crate) async fn txt(resolver: &TokioResolver, name: &Name) -> Result<Vec<String>, Failure> {
+    match resolver.txt_lookup(name.clone()).await {
+        Ok(lookup) => Ok(lookup
+            .iter()
+            .map(|txt| txt.txt_data().iter().map(|part| String::from_utf8_lossy(part)).collect::<String>())
+            .collect()),
+        Err(err) => match classify(&err) {
+            Failure::NoData | Failure::NxDomain => Ok(Vec::new()),
+            other => Err(other),
+        },
+    }
+}
+
 /// The addresses of a host, in the families and order `pref` asks for, each family's
 /// addresses shuffled (spreading load over a round-robin host as RFC 5321 §5.1 asks for
 /// equal MX preferences).

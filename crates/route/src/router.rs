@@ -114,6 +114,31 @@ impl Router {
         Ok(hops)
     }
 
+    /// The TXT records at `label.domain` (e.g. `_mta-sts` and `example.org`, RFC 8461
+    /// §3.1), each record's strings joined. NXDOMAIN and NODATA give an empty list, as does
+    /// an address literal; DNS trouble is a [`RouteError::Temporary`].
+    pub async fn txt(&self, label: &str, domain: &str) -> Result<Vec<String>, RouteError> {
+        let Destination::Domain(name) = Destination::parse(domain)? else {
+            return Ok(Vec::new());
+        };
+        let name = Name::from_ascii(format!("{label}.{}", ascii_of(&name)))
+            .map_err(|_| RouteError::InvalidDomain(format!("{label}.{domain}")))?;
+        lookup::txt(&self.resolver, &name).await.map_err(|f| RouteError::Temporary(format!("TXT lookup: {f}")))
+    }
+
+    /// The addresses of a host name (e.g. `mta-sts.example.org`, RFC 8461 §3.3), in the
+    /// configured families and order. No address is [`RouteError::NoAddresses`].
+    pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, RouteError> {
+        let Destination::Domain(name) = Destination::parse(host)? else {
+            return Err(RouteError::InvalidDomain(host.to_owned()));
+        };
+        lookup::addresses(&self.resolver, &name, self.ip_preference).await.map_err(|f| match f {
+            Failure::Temporary(msg) => RouteError::Temporary(format!("addresses of {host}: {msg}")),
+            Failure::NxDomain => RouteError::NoSuchDomain,
+            Failure::NoData => RouteError::NoAddresses,
+        })
+    }
+
     /// A configured route: each target in order, names resolved to addresses. Any failure
     /// here is temporary: the route is the operator's, and a fix should not cost the mail.
     async fn via_targets(&self, targets: &[Target]) -> Result<Vec<NextHop>, RouteError> {

@@ -393,3 +393,17 @@ async fn resolve_is_send_for_spawned_delivery_tasks() {
     let task = tokio::spawn(async move { router.resolve("example.test").await });
     assert_eq!(task.await.unwrap().unwrap().len(), 4);
 }
+
+/// TXT records under a label (RFC 8461 §3.1 `_mta-sts`): joined strings, none for
+/// NXDOMAIN, temporary for SERVFAIL.
+#[tokio::test]
+async fn txt_records_under_a_label() {
+    let zone =
+        Zone::new().txt_parts("_mta-sts.example.test", &["v=STSv1; ", "id=abc"]).servfail("_mta-sts.broken.test");
+    let dns = TestDns::start(zone).await;
+    let router = Router::new(RouteConfig { nameservers: vec![dns.addr], ..RouteConfig::default() }).unwrap();
+    assert_eq!(router.txt("_mta-sts", "Example.TEST.").await.unwrap(), vec!["v=STSv1; id=abc".to_owned()]);
+    assert_eq!(router.txt("_mta-sts", "other.test").await.unwrap(), Vec::<String>::new());
+    assert!(matches!(router.txt("_mta-sts", "broken.test").await, Err(RouteError::Temporary(_))));
+    assert_eq!(router.txt("_mta-sts", "[127.0.0.1]").await.unwrap(), Vec::<String>::new());
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::load::round_trip;
-use super::{DOMAIN, parse_ok, with_listener};
+use super::{DOMAIN, check, parse_ok, with_listener};
 use crate::{HostPort, IpPreference, Outbound, OutboundTls, RelayHost, Route};
 
 fn hp(host: &str, port: Option<u16>) -> HostPort {
@@ -27,6 +27,8 @@ const FULL: &str = "hostname = \"mx.example.org\"\n\
     per_destination = 2\n\
     connect_timeout = \"45s\"\n\
     idle_timeout = 0\n\
+    mta_sts_port = 8443\n\
+    tls_report_interval = \"1h\"\n\
     [outbound.relay_host]\n\
     host = \"SMTP.Provider.Example:587\"\n\
     tls = \"opportunistic\"\n\
@@ -55,6 +57,7 @@ fn every_key_is_read() {
     assert_eq!((o.concurrency, o.per_destination), (7, 2));
     assert_eq!(o.connect_timeout, Duration::from_secs(45));
     assert_eq!(o.idle_timeout, Duration::ZERO);
+    assert_eq!((o.mta_sts_port, o.tls_report_interval), (8443, Duration::from_secs(3600)));
     let relay = RelayHost {
         host: hp("smtp.provider.example", Some(587)),
         tls: OutboundTls::Opportunistic,
@@ -85,13 +88,14 @@ fn defaults() {
     assert_eq!(o.helo_name, "h.example");
     assert!(o.nameservers.is_empty());
     assert_eq!(o.smtp_port, 25);
-    assert_eq!(o.tls, OutboundTls::Opportunistic);
+    assert_eq!(o.tls, OutboundTls::MtaSts);
     assert_eq!(o.tls_ca_file, None);
     assert_eq!(o.ip_preference, IpPreference::Ipv6First);
     assert_eq!((o.concurrency, o.per_destination), (100, 10));
     assert_eq!((o.connect_timeout, o.idle_timeout), (Duration::from_secs(30), Duration::from_secs(5)));
     assert_eq!(o.relay_host, None);
     assert!(o.routes.is_empty());
+    assert_eq!((o.mta_sts_port, o.tls_report_interval), (443, Duration::from_secs(86_400)));
     // An empty [outbound] table is the defaults too.
     let c = parse_ok(&with_listener("[outbound]\n[outbound.routes]\n"));
     assert_eq!(c.outbound, Outbound::defaults("localhost"));
@@ -107,6 +111,23 @@ fn tls_default_follows_outbound_tls_wherever_written() {
     ));
     assert_eq!(c.outbound.routes["a.test"].tls, OutboundTls::Require);
     assert_eq!(c.outbound.relay_host.unwrap().tls, OutboundTls::Require);
+}
+
+/// `mta-sts` (the default) is about MX hosts: routes and the relay host inherit
+/// "opportunistic" from it, unless they name `mta-sts` themselves.
+#[test]
+fn mta_sts_is_inherited_as_opportunistic() {
+    let c = parse_ok(&with_listener(
+        "[outbound.routes]\n\"a.test\" = \"127.0.0.1:2626\"\n\
+         \"b.test\" = { hosts = [\"127.0.0.1:2626\"], tls = \"mta-sts\" }\n\
+         [outbound.relay_host]\nhost = \"127.0.0.1:2627\"\n",
+    ));
+    assert_eq!(c.outbound.tls, OutboundTls::MtaSts);
+    assert_eq!(c.outbound.routes["a.test"].tls, OutboundTls::Opportunistic);
+    assert_eq!(c.outbound.routes["b.test"].tls, OutboundTls::MtaSts);
+    assert_eq!(c.outbound.relay_host.as_ref().unwrap().tls, OutboundTls::Opportunistic);
+    round_trip(&c);
+    check(&with_listener("[outbound]\ntls = \"dane\"\n"), Some("outbound.tls"), Some(2), "\"mta-sts\"");
 }
 
 #[test]
@@ -209,4 +230,18 @@ fn routes_may_sit_beside_local_domains() {
     // A route for a subdomain of a local domain is not a local domain.
     let c = parse_ok(&with_listener(&format!("{DOMAIN}[outbound.routes]\n\"sub.example.org\" = \"127.0.0.1\"\n")));
     assert_eq!(c.outbound.routes["sub.example.org"].hosts, [hp("127.0.0.1", None)]);
+}
+
+#[test]
+fn bad_mta_sts_and_report_keys() {
+    check(&with_listener("[outbound]\nmta_sts_port = 0\n"), Some("outbound.mta_sts_port"), Some(2), "port");
+    check(&with_listener("[outbound]\nmta_sts_port = 70000\n"), Some("outbound.mta_sts_port"), Some(2), "port");
+    check(
+        &with_listener("[outbound]\ntls_report_interval = \"soon\"\n"),
+        Some("outbound.tls_report_interval"),
+        Some(2),
+        "",
+    );
+    let c = parse_ok(&with_listener("[outbound]\ntls_report_interval = 0\n"));
+    assert_eq!(c.outbound.tls_report_interval, Duration::ZERO, "0 turns reports off");
 }

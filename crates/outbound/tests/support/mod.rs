@@ -103,7 +103,12 @@ impl Drop for FakeSmtp {
 
 impl FakeSmtp {
     pub async fn start(script: Script) -> FakeSmtp {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        FakeSmtp::start_at(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), script).await
+    }
+
+    /// Listens at `addr` (another loopback address, a given port).
+    pub async fn start_at(addr: SocketAddr, script: Script) -> FakeSmtp {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         let script = Arc::new(script);
