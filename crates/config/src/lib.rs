@@ -23,6 +23,7 @@ mod listener;
 mod locate;
 mod log;
 mod mail;
+mod milter;
 mod names;
 mod outbound;
 mod ratelimit;
@@ -54,6 +55,7 @@ pub use error::{ConfigError, RcptError};
 pub use greylist::{Exempt, Greylist};
 pub use history::History;
 pub use log::{Log, LogFormat, Timestamps};
+pub use milter::{DefaultAction, Milter, MilterAddress};
 pub use names::is_valid_mailbox_name;
 pub use ratelimit::{RateLimits, RateSpec};
 pub use resolve::Target;
@@ -111,6 +113,8 @@ pub struct Config {
     pub greylist: Greylist,
     /// Named rate-limit profiles, `[rate_limits.NAME]`, for listeners to refer to.
     pub rate_limits: BTreeMap<String, RateLimits>,
+    /// Content filters, `[[milter]]` (docs/milter.md).
+    pub milters: Vec<Milter>,
 }
 
 /// One listening socket.
@@ -135,6 +139,8 @@ pub struct Listener {
     pub rate_limits_name: Option<String>,
     /// The rate limits in force: the named profile, or [`RateLimits::defaults`] for the role.
     pub rate_limits: RateLimits,
+    /// The `[[milter]]` names asked about this listener's mail, in order (`milters`).
+    pub milters: Vec<String>,
 }
 
 /// What an `mx` listener does with SPF, DKIM, DMARC and ARC (keys of its `[[listen]]`

@@ -54,6 +54,8 @@ pub(crate) struct RawConfig {
     pub greylist: RawGreylist,
     #[serde(default)]
     pub rate_limits: BTreeMap<SStr, RawRateLimits>,
+    #[serde(default)]
+    pub milter: Vec<crate::milter::RawMilter>,
 }
 
 /// The raw `[greylist]` table.
@@ -100,6 +102,8 @@ pub(crate) struct RawListener {
     pub greet_delay: Option<SValue>,
     pub greylist: Option<Spanned<bool>>,
     pub rate_limits: Option<SStr>,
+    /// The `[[milter]]` names asked about this listener's mail, in order.
+    pub milters: Option<Spanned<Vec<SStr>>>,
 }
 
 /// One `[domains."name"]` table.

@@ -7,6 +7,7 @@ mod bad_mail;
 mod bad_outbound;
 mod greylist;
 mod load;
+mod milter;
 mod outbound;
 mod resolve;
 mod screen;
