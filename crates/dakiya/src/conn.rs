@@ -432,20 +432,15 @@ impl Conn<'_> {
                     msg.start(self.shared, server, origin, self.tls.as_ref(), mode);
                 }
                 Event::Body(bytes) => msg.write(bytes),
-                Event::MessageEnd => match Box::pin(msg.commit(
-                    self.shared,
-                    &self.checks,
-                    self.spf.as_ref(),
-                    &mut self.filters,
-                ))
-                .await
-                {
-                    Ok(id) => {
-                        self.accepted += 1;
-                        server.message_committed(Ok(&id));
+                Event::MessageEnd => {
+                    match Box::pin(msg.commit(self.shared, &self.checks, self.spf.as_ref(), &mut self.filters)).await {
+                        Ok(id) => {
+                            self.accepted += 1;
+                            server.message_committed(Ok(&id));
+                        }
+                        Err(reply) => server.message_committed(Err(reply)),
                     }
-                    Err(reply) => server.message_committed(Err(reply)),
-                },
+                }
                 Event::MessageAbort => {
                     msg.abort();
                     Box::pin(self.filters.end_transaction()).await;

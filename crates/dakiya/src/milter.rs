@@ -75,7 +75,13 @@ impl Filters {
     /// MAIL: takes the milters of the configuration in force, opens what is not open
     /// (connect and HELO stages first), and asks each. `submitted`: the client
     /// authenticated or is trusted, which milters with `skip_authenticated` let through.
-    pub async fn mail(&mut self, milters: &[Milter], submitted: bool, args: Vec<String>, body_cap: usize) -> Result<(), Reply> {
+    pub async fn mail(
+        &mut self,
+        milters: &[Milter],
+        submitted: bool,
+        args: Vec<String>,
+        body_cap: usize,
+    ) -> Result<(), Reply> {
         self.end_transaction().await;
         self.refresh(milters);
         self.in_tx = true;
@@ -176,7 +182,14 @@ impl Filters {
             let Some(m) = milters.iter().find(|m| &m.name == name) else { continue };
             match self.slots.iter().position(|s| &s.milter == m) {
                 Some(i) => slots.push(self.slots.swap_remove(i)),
-                None => slots.push(Slot { milter: m.clone(), link: None, refused: None, helo_sent: None, done: false, accepted: false }),
+                None => slots.push(Slot {
+                    milter: m.clone(),
+                    link: None,
+                    refused: None,
+                    helo_sent: None,
+                    done: false,
+                    accepted: false,
+                }),
             }
         }
         self.slots = slots;
@@ -299,18 +312,21 @@ impl Slot {
 
     /// Sends a stage (its macros first) and, unless the milter said it does not answer it,
     /// waits for the action. `None`: nothing to wait for.
-    async fn ask(&mut self, stage: Stage, code: u8, macros: Vec<(String, String)>, packet: &[u8]) -> Result<Option<Action>, LinkError> {
+    async fn ask(
+        &mut self,
+        stage: Stage,
+        code: u8,
+        macros: Vec<(String, String)>,
+        packet: &[u8],
+    ) -> Result<Option<Action>, LinkError> {
         let m = &self.milter;
         let Some(link) = self.link.as_mut() else { return Ok(None) };
         if !link.negotiated.sends(stage) {
             return Ok(None);
         }
         let deadline = Instant::now() + m.command_timeout;
-        let mut bytes = if macros.is_empty() {
-            Vec::new()
-        } else {
-            Command::Macro { for_cmd: code, pairs: &macros }.encode()
-        };
+        let mut bytes =
+            if macros.is_empty() { Vec::new() } else { Command::Macro { for_cmd: code, pairs: &macros }.encode() };
         bytes.extend_from_slice(packet);
         link.write(&bytes, deadline).await?;
         if !link.negotiated.answers(stage) {
@@ -342,7 +358,9 @@ impl Slot {
                 return Ok(Some(a));
             }
         }
-        if let Some(a) = self.ask(Stage::EndOfHeaders, b'N', id.clone(), &Command::EndOfHeaders.encode()).await?.filter(stops) {
+        if let Some(a) =
+            self.ask(Stage::EndOfHeaders, b'N', id.clone(), &Command::EndOfHeaders.encode()).await?.filter(stops)
+        {
             return Ok(Some(a));
         }
         for chunk in body.chunks(MILTER_CHUNK_SIZE) {
@@ -356,7 +374,12 @@ impl Slot {
     }
 
     /// `SMFIC_BODYEOB`, then edits until the final action, all within `eom_timeout`.
-    async fn end_of_message(&mut self, id: Vec<(String, String)>, body_cap: usize, edits: &mut Edits) -> Result<Option<Action>, LinkError> {
+    async fn end_of_message(
+        &mut self,
+        id: Vec<(String, String)>,
+        body_cap: usize,
+        edits: &mut Edits,
+    ) -> Result<Option<Action>, LinkError> {
         let m = &self.milter;
         let Some(link) = self.link.as_mut() else { return Ok(None) };
         let limit = Instant::now() + m.eom_timeout;

@@ -8,7 +8,6 @@ mod milter;
 use crate::envelope;
 use crate::logging;
 use crate::milter::Filters;
-use milter::Filtered;
 use crate::msgauth::{Mode, Received};
 use crate::shared::Shared;
 use crate::storage::Failure;
@@ -20,6 +19,7 @@ use dakiya_metrics::Rejection;
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::{Reply, Server};
 use dakiya_spool::{Envelope, MessageWriter, SpoolError};
+use milter::Filtered;
 use std::net::SocketAddr;
 
 /// The message being received: its spool writer, or why it can no longer be stored.

@@ -267,7 +267,10 @@ mod tests {
         ]);
         assert!(e.touches_content() && e.touches_envelope());
         assert!(e.apply(MSG).ends_with(b"\r\n\r\nnew\r\nmore\r\n"));
-        assert_eq!((e.sender.as_deref(), e.add_rcpts[0].as_str(), e.del_rcpts[0].as_str()), (Some("s@x"), "r@x", "q@x"));
+        assert_eq!(
+            (e.sender.as_deref(), e.add_rcpts[0].as_str(), e.del_rcpts[0].as_str()),
+            (Some("s@x"), "r@x", "q@x")
+        );
     }
 
     #[test]

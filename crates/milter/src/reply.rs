@@ -274,7 +274,10 @@ mod tests {
             interpret(p(b'2', b"<x@y>\0NOTIFY=NEVER\0"), &all()),
             Ok(Response::Modify(Modification::AddRcpt("<x@y>".into())))
         );
-        assert_eq!(interpret(p(b'q', b"held\0"), &all()), Ok(Response::Modify(Modification::Quarantine("held".into()))));
+        assert_eq!(
+            interpret(p(b'q', b"held\0"), &all()),
+            Ok(Response::Modify(Modification::Quarantine("held".into())))
+        );
     }
 
     #[test]

@@ -15,11 +15,10 @@ fn milters_have_defaults_and_listeners_name_them() {
     let c = parse_ok(&format!("{RSPAMD}{}", listener("[\"rspamd\", \"rspamd\"]")));
     let m = &c.milters[0];
     assert_eq!(m.address, MilterAddress::Inet("127.0.0.1:11332".parse().unwrap()));
-    assert_eq!((m.connect_timeout, m.command_timeout, m.eom_timeout), (
-        Duration::from_secs(5),
-        Duration::from_secs(30),
-        Duration::from_secs(120)
-    ));
+    assert_eq!(
+        (m.connect_timeout, m.command_timeout, m.eom_timeout),
+        (Duration::from_secs(5), Duration::from_secs(30), Duration::from_secs(120))
+    );
     assert_eq!(m.default_action, DefaultAction::Tempfail);
     assert!(!m.skip_authenticated);
     assert_eq!(c.listeners[0].milters, ["rspamd"], "a name given twice is asked once");

@@ -12,8 +12,8 @@ use dakiya_config::{RcptError, Target};
 use dakiya_history::{Event, Final};
 use dakiya_metrics::Rejection;
 use dakiya_milter::Edits;
-use dakiya_proto::logtext::Esc;
 use dakiya_proto::Reply;
+use dakiya_proto::logtext::Esc;
 use dakiya_spool::{Envelope, MessageWriter, Recipient, SpoolError};
 
 /// What the milters made of the message.
