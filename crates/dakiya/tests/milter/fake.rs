@@ -20,13 +20,16 @@ pub enum Answer {
     Raw(Vec<u8>),
 }
 
+/// Every command received: (code, data).
+pub type Seen = Arc<Mutex<Vec<(u8, Vec<u8>)>>>;
+
 pub type Script = dyn Fn(u8, &[u8]) -> Answer + Send + Sync;
 
 /// A running scripted milter.
 pub struct FakeMilter {
     pub addr: SocketAddr,
     /// Every command received (code, data), across connections.
-    pub seen: Arc<Mutex<Vec<(u8, Vec<u8>)>>>,
+    pub seen: Seen,
     pub connections: Arc<Mutex<usize>>,
 }
 
