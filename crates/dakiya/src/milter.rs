@@ -410,3 +410,30 @@ impl Slot {
 fn stops(a: &Action) -> bool {
     !matches!(a, Action::Continue | Action::Skip)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle session carries its `Filters` and nothing else: no milter connection is
+    /// opened before MAIL, so the per-session cost of configuring a milter is this.
+    #[test]
+    fn idle_sessions_hold_only_the_names() {
+        let f = Filters::new(Arc::from(vec!["rspamd".to_string()]), Facts::default());
+        assert!(f.slots.is_empty() && !f.active());
+        assert!(std::mem::size_of::<Filters>() <= 320, "{}", std::mem::size_of::<Filters>());
+    }
+
+    #[test]
+    fn refusals_keep_a_valid_milter_reply_and_default_otherwise() {
+        let r = Refusal { code: 554, enhanced: Some((5, 7, 1)), lines: vec!["Gtube pattern".into()] };
+        assert_eq!(verdict(Some(Action::Reject(Some(r)))).unwrap_err().to_wire(), "554 5.7.1 Gtube pattern\r\n");
+        let r = Refusal { code: 450, enhanced: None, lines: vec!["later".into()] };
+        assert_eq!(verdict(Some(Action::Tempfail(Some(r)))).unwrap_err().to_wire(), "450 4.7.1 later\r\n");
+        assert_eq!(
+            verdict(Some(Action::Tempfail(None))).unwrap_err().to_wire(),
+            "451 4.7.1 Content filter says try again later\r\n"
+        );
+        assert!(verdict(Some(Action::Accept)).is_ok() && verdict(None).is_ok());
+    }
+}
