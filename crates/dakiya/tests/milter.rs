@@ -276,3 +276,29 @@ fn one_milter_connection_serves_the_session_and_idle_sessions_hold_none() {
     assert!(codes.contains(&b'A'), "RSET after MAIL aborts the milter's transaction");
     assert_eq!(codes.last(), Some(&b'Q'));
 }
+
+#[test]
+fn a_reload_changes_the_milter_for_the_next_transaction() {
+    let refuses = fake::start(0, at(b'M', || one(b'r', b"")));
+    let accepts = fake::start(0, at(b'E', || one(b'a', b"")));
+    let s = server_with(&refuses, "");
+    let mut before = filtered(&s);
+    assert!(before.cmd("EHLO client.test").starts_with("250"));
+    assert!(before.cmd("MAIL FROM:<a@remote.test>").starts_with("550 5.7.1"));
+    let extra = format!(
+        "[[milter]]\nname = \"m\"\naddress = \"inet:{}\"\n\n[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\nrate_limits = \"none\"\nmilters = [\"m\"]\n",
+        accepts.addr
+    );
+    s.rewrite_config(&extra);
+    s.reload().unwrap();
+    // The session open across the reload uses the new milter at its next MAIL.
+    assert!(before.cmd("MAIL FROM:<a@remote.test>").starts_with("250"));
+    assert!(send(&mut filtered(&s)).starts_with("250"));
+    assert_eq!(s.wait_for("bob", 1).len(), 1);
+    // And a listener can drop its milters.
+    s.rewrite_config("[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\nrate_limits = \"none\"\n");
+    s.reload().unwrap();
+    let n = *accepts.connections.lock().unwrap();
+    assert!(send(&mut filtered(&s)).starts_with("250"));
+    assert_eq!(*accepts.connections.lock().unwrap(), n, "no milter asked after the reload");
+}
