@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 
 pub mod edit;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod negotiate;
 pub mod packet;
 pub mod reply;
