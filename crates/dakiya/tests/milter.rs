@@ -160,9 +160,49 @@ fn discard_answers_250_and_keeps_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.messages("bob").is_empty());
     assert!(s.spooled_envelopes().is_empty());
-    let history = std::fs::read_to_string(s.data().join("history").join("current")).unwrap_or_default();
-    let any = std::fs::read_dir(s.data().join("history")).map(|d| d.count()).unwrap_or(0);
-    assert!(history.contains("discarded") || any > 0, "history: {history}");
+    // The history has its arrival and its end.
+    let id = common::queue_id(&r);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let history = loop {
+        let text = history(&s);
+        if text.contains("\"discarded\"") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let ours: Vec<&str> = history.lines().filter(|l| l.contains(&id)).collect();
+    assert_eq!(ours.len(), 2, "{history}");
+    assert!(ours[0].contains("\"received\"") && ours[1].contains("\"discarded\""), "{history}");
+}
+
+/// Every history record written so far.
+fn history(s: &TestServer) -> String {
+    let Ok(dir) = std::fs::read_dir(s.data().join("history")) else { return String::new() };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect()
+}
+
+#[test]
+fn trusted_and_authenticated_clients_are_filtered_unless_the_milter_skips_them() {
+    let m = fake::start(0, at(b'M', || one(b'r', b"")));
+    let trusted = "trusted_networks = [\"127.0.0.3/32\"]\n";
+    let listener = format!(
+        "[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\nrate_limits = \"none\"\nmilters = [\"m\"]\n"
+    );
+    for (skip, expect) in [("false", "550"), ("true", "250")] {
+        let extra = format!(
+            "{trusted}[[milter]]\nname = \"m\"\naddress = \"inet:{}\"\nskip_authenticated = {skip}\n\n{listener}",
+            m.addr
+        );
+        let s = TestServer::start(&extra);
+        let mut c = Client::connect(s.listeners[1].0, Some("127.0.0.3"));
+        assert!(c.cmd("EHLO client.test").starts_with("250"));
+        let r = c.cmd("MAIL FROM:<a@remote.test>");
+        assert!(r.starts_with(expect), "skip_authenticated = {skip}: {r}");
+        // An untrusted client is filtered either way.
+        let mut other = Client::connect(s.listeners[1].0, Some("127.0.0.4"));
+        assert!(other.cmd("EHLO client.test").starts_with("250"));
+        assert!(other.cmd("MAIL FROM:<a@remote.test>").starts_with("550"));
+    }
 }
 
 #[test]
@@ -175,6 +215,26 @@ fn quarantine_accepts_and_holds() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(s.messages("bob").is_empty(), "a quarantined message is not delivered");
     assert_eq!(s.spooled_envelopes().len(), 1, "it waits in the queue, held");
+    let id = common::queue_id(&r);
+    assert!(history(&s).lines().any(|l| l.contains(&id) && l.contains("\"hold\"")), "{}", history(&s));
+}
+
+#[test]
+fn a_milter_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("milter.sock");
+    let m =
+        fake::start_unix(&path, 0, at(b'E', || Answer::Send(vec![(b'h', b"X-Unix\0yes\0".to_vec()), (b'c', vec![])])));
+    let extra = format!(
+        "[[milter]]\nname = \"m\"\naddress = \"unix:{}\"\n\n[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\nrate_limits = \"none\"\nmilters = [\"m\"]\n",
+        path.display()
+    );
+    let s = TestServer::start(&extra);
+    let r = send(&mut filtered(&s));
+    assert!(r.starts_with("250"), "{r}");
+    let got = s.wait_for("bob", 1);
+    assert!(got[0].contains("\nX-Unix: yes\n"), "{}", got[0]);
+    assert_eq!(*m.connections.lock().unwrap(), 1);
 }
 
 #[test]

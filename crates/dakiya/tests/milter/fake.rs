@@ -2,7 +2,7 @@
 //! stage as the test's script says — including hanging, closing, and garbage.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +52,28 @@ pub fn start(protocol: u32, script: impl Fn(u8, &[u8]) -> Answer + Send + Sync +
     FakeMilter { addr, seen, connections }
 }
 
+/// The same milter on a Unix socket at `path` (its `addr` is a placeholder).
+pub fn start_unix(
+    path: &std::path::Path,
+    protocol: u32,
+    script: impl Fn(u8, &[u8]) -> Answer + Send + Sync + 'static,
+) -> FakeMilter {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let connections = Arc::new(Mutex::new(0));
+    let script: Arc<Script> = Arc::new(script);
+    let (s, c) = (seen.clone(), connections.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            *c.lock().unwrap() += 1;
+            let (s, script) = (s.clone(), script.clone());
+            std::thread::spawn(move || serve(stream, protocol, &s, &*script));
+        }
+    });
+    FakeMilter { addr: SocketAddr::from(([127, 0, 0, 1], 9)), seen, connections }
+}
+
 fn packet(code: u8, data: &[u8]) -> Vec<u8> {
     let mut out = ((data.len() + 1) as u32).to_be_bytes().to_vec();
     out.push(code);
@@ -59,7 +81,7 @@ fn packet(code: u8, data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn serve(mut stream: TcpStream, protocol: u32, seen: &Mutex<Vec<(u8, Vec<u8>)>>, script: &Script) {
+fn serve(mut stream: impl Read + Write, protocol: u32, seen: &Mutex<Vec<(u8, Vec<u8>)>>, script: &Script) {
     loop {
         let mut len = [0u8; 4];
         if stream.read_exact(&mut len).is_err() {
