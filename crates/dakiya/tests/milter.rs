@@ -185,9 +185,7 @@ fn history(s: &TestServer) -> String {
 fn trusted_and_authenticated_clients_are_filtered_unless_the_milter_skips_them() {
     let m = fake::start(0, at(b'M', || one(b'r', b"")));
     let trusted = "trusted_networks = [\"127.0.0.3/32\"]\n";
-    let listener = format!(
-        "[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\nrate_limits = \"none\"\nmilters = [\"m\"]\n"
-    );
+    let listener = "[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nverify = false\nrate_limits = \"none\"\nmilters = [\"m\"]\n";
     for (skip, expect) in [("false", "550"), ("true", "250")] {
         let extra = format!(
             "{trusted}[[milter]]\nname = \"m\"\naddress = \"inet:{}\"\nskip_authenticated = {skip}\n\n{listener}",
