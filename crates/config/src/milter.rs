@@ -4,25 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{ConfigError, Ctx};
-use crate::raw::{SStr, SValue};
+use crate::raw::{RawMilter, SStr};
 use crate::value::{duration, written};
-
-/// One `[[milter]]` table as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawMilter {
-    pub name: SStr,
-    pub address: SStr,
-    pub connect_timeout: Option<SValue>,
-    pub command_timeout: Option<SValue>,
-    pub eom_timeout: Option<SValue>,
-    pub default_action: Option<SStr>,
-    pub skip_authenticated: Option<bool>,
-}
 
 /// Where a milter listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -55,7 +55,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub rate_limits: BTreeMap<SStr, RawRateLimits>,
     #[serde(default)]
-    pub milter: Vec<crate::milter::RawMilter>,
+    pub milter: Vec<RawMilter>,
 }
 
 /// The raw `[greylist]` table.
@@ -300,4 +300,17 @@ impl<'de> Visitor<'de> for RouteVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRoute, A::Error> {
         RawRouteTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawRoute::Table)
     }
+}
+
+/// One `[[milter]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMilter {
+    pub name: SStr,
+    pub address: SStr,
+    pub connect_timeout: Option<SValue>,
+    pub command_timeout: Option<SValue>,
+    pub eom_timeout: Option<SValue>,
+    pub default_action: Option<SStr>,
+    pub skip_authenticated: Option<bool>,
 }

@@ -19,7 +19,6 @@ use dakiya_metrics::Rejection;
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::{Reply, Server};
 use dakiya_spool::{Envelope, MessageWriter, SpoolError};
-use milter::Filtered;
 use std::net::SocketAddr;
 
 /// The message being received: its spool writer, or why it can no longer be stored.
@@ -160,8 +159,8 @@ impl Message {
         }
         if filters.active() && self.writer.is_some() {
             match self.run_milters(shared, filters).await {
-                Ok(Filtered::Keep) => {}
-                Ok(Filtered::Discarded(id)) => return Ok(id),
+                Ok(None) => {}
+                Ok(Some(discarded)) => return Ok(discarded),
                 Err(reply) => {
                     self.abort();
                     return Err(reply);

@@ -16,22 +16,20 @@ use dakiya_proto::Reply;
 use dakiya_proto::logtext::Esc;
 use dakiya_spool::{Envelope, MessageWriter, Recipient, SpoolError};
 
-/// What the milters made of the message.
-pub enum Filtered {
-    /// Commit it (edited or not).
-    Keep,
-    /// Dropped on a milter's word: answer 250 with this id, commit nothing.
-    Discarded(String),
-}
-
 impl Message {
-    /// Shows the message to the session's milters and applies what they decide.
-    pub(super) async fn run_milters(&mut self, shared: &Shared, filters: &mut Filters) -> Result<Filtered, Reply> {
+    /// Shows the message to the session's milters and applies what they decide: `Ok(None)`
+    /// to commit it (edited or not), `Ok(Some(id))` when it was discarded on a milter's word
+    /// (answer 250 with the id, commit nothing), `Err` to refuse it.
+    pub(super) async fn run_milters(
+        &mut self,
+        shared: &Shared,
+        filters: &mut Filters,
+    ) -> Result<Option<String>, Reply> {
         let temp = |why: SpoolError| {
             shared.metrics.rejected(Rejection::LocalError);
             Failure::from(why).refuse(&crate::logging::READ_BACK_FAILED, "Temporary local problem, try again later")
         };
-        let Some(writer) = self.writer.as_mut() else { return Ok(Filtered::Keep) };
+        let Some(writer) = self.writer.as_mut() else { return Ok(None) };
         let content = read_back(writer).map_err(temp)?;
         let id = writer.id().to_string();
         let body_cap = usize::try_from(shared.live.get().config.limits.max_message_size).unwrap_or(usize::MAX);
@@ -44,9 +42,9 @@ impl Message {
         }
         let edits = outcome.edits;
         if !edits.touches_content() && !edits.touches_envelope() {
-            return Ok(Filtered::Keep);
+            return Ok(None);
         }
-        let Some(mut env) = self.envelope.clone() else { return Ok(Filtered::Keep) };
+        let Some(mut env) = self.envelope.clone() else { return Ok(None) };
         edit_envelope(shared, &mut env, &edits);
         if env.recipients.is_empty() {
             tracing::info!(queue_id = %id, "milters removed every recipient");
@@ -67,11 +65,11 @@ impl Message {
         }
         self.envelope = Some(env);
         self.writer = Some(w);
-        Ok(Filtered::Keep)
+        Ok(None)
     }
 
     /// Drops the message: logged and in the history as discarded; the client gets 250.
-    fn discard(&mut self, shared: &Shared, id: &str, milter: &str, size: u64) -> Filtered {
+    fn discard(&mut self, shared: &Shared, id: &str, milter: &str, size: u64) -> Option<String> {
         tracing::info!(queue_id = %id, milter = %Esc(milter), from = %Esc(&format!("<{}>", self.sender)), rcpts = self.rcpts, size, "discarded by milter");
         if let Some(mut rx) = self.history.take() {
             rx.size = size;
@@ -80,7 +78,7 @@ impl Message {
             shared.history.record(id, Event::Done { state: Final::Discarded });
         }
         self.abort();
-        Filtered::Discarded(id.to_string())
+        Some(id.to_string())
     }
 }
 
