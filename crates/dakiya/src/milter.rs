@@ -9,7 +9,7 @@ pub mod macros;
 use dakiya_config::{DefaultAction, Milter};
 use dakiya_milter::edit::{self, Edits};
 use dakiya_milter::packet::Command;
-use dakiya_milter::reply::{Action, Refusal, Response};
+use dakiya_milter::reply::{Action, Refusal};
 use dakiya_milter::{MILTER_CHUNK_SIZE, Stage};
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::{Enhanced, Reply};
@@ -101,10 +101,7 @@ impl Filters {
                         slot.done = true;
                         Ok(Ok(()))
                     }
-                    None => {
-                        let packet = Command::Mail(&args).encode();
-                        slot.ask(Stage::Mail, b'M', facts.mail(&sender), &packet).await.map(verdict)
-                    }
+                    None => slot.ask(Stage::Mail, facts.mail(&sender), &Command::Mail(&args)).await.map(verdict),
                 },
                 Err(e) => Err(e),
             };
@@ -124,7 +121,7 @@ impl Filters {
             if slot.done || !self.in_tx {
                 continue;
             }
-            let result = slot.ask(Stage::Rcpt, b'R', macros::rcpt(&address), &Command::Rcpt(&args).encode()).await;
+            let result = slot.ask(Stage::Rcpt, macros::rcpt(&address), &Command::Rcpt(&args)).await;
             self.settle(i, result.map(verdict))?;
         }
         Ok(())
@@ -132,7 +129,7 @@ impl Filters {
 
     /// The end of the message: DATA, the header fields, the body in chunks and the end of
     /// message, to each milter still taking part; its edits collected.
-    pub async fn end_of_message(&mut self, content: &[u8], queue_id: &str, body_cap: usize) -> Result<Outcome, Reply> {
+    pub async fn end_of_message(&mut self, content: &[u8], queue_id: &str) -> Result<Outcome, Reply> {
         let mut out = Outcome::default();
         let (fields, body_at) = edit::split(content);
         for i in 0..self.slots.len() {
@@ -141,7 +138,7 @@ impl Filters {
             }
             let slot = &mut self.slots[i];
             let name = slot.milter.name.clone();
-            let result = slot.message(&fields, &content[body_at..], queue_id, body_cap, &mut out.edits).await;
+            let result = slot.message(&fields, &content[body_at..], queue_id, &mut out.edits).await;
             if out.edits.quarantine.is_some() && out.quarantined_by.is_none() {
                 out.quarantined_by = Some(name);
             }
@@ -288,13 +285,13 @@ impl Slot {
                 None => (dakiya_milter::Family::Unknown, 0, String::new()),
             };
             let name = facts.name();
-            let connect = Command::Connect { hostname: &name, family, port, address: &address }.encode();
-            let a = self.ask(Stage::Connect, b'C', facts.connect(), &connect).await?;
+            let connect = Command::Connect { hostname: &name, family, port, address: &address };
+            let a = self.ask(Stage::Connect, facts.connect(), &connect).await?;
             self.session_action(a);
         }
         if self.refused.is_none() && !self.accepted && self.helo_sent.as_deref() != Some(facts.helo.as_str()) {
             self.helo_sent = Some(facts.helo.clone());
-            let a = self.ask(Stage::Helo, b'H', facts.helo(), &Command::Helo(&facts.helo).encode()).await?;
+            let a = self.ask(Stage::Helo, facts.helo(), &Command::Helo(&facts.helo)).await?;
             self.session_action(a);
         }
         Ok(())
@@ -315,27 +312,13 @@ impl Slot {
     async fn ask(
         &mut self,
         stage: Stage,
-        code: u8,
         macros: Vec<(String, String)>,
-        packet: &[u8],
+        command: &Command<'_>,
     ) -> Result<Option<Action>, LinkError> {
         let m = &self.milter;
         let Some(link) = self.link.as_mut() else { return Ok(None) };
-        if !link.negotiated.sends(stage) {
-            return Ok(None);
-        }
-        let deadline = Instant::now() + m.command_timeout;
-        let mut bytes =
-            if macros.is_empty() { Vec::new() } else { Command::Macro { for_cmd: code, pairs: &macros }.encode() };
-        bytes.extend_from_slice(packet);
-        link.write(&bytes, deadline).await?;
-        if !link.negotiated.answers(stage) {
-            return Ok(None);
-        }
-        match link.response(m.command_timeout, Instant::now() + m.eom_timeout).await? {
-            Response::Action(a) => Ok(Some(a)),
-            _ => Err(LinkError::Unexpected),
-        }
+        let limit = if stage == Stage::EndOfMessage { m.eom_timeout } else { m.command_timeout.max(m.eom_timeout) };
+        link.ask(stage, &macros, command, m.command_timeout, limit).await
     }
 
     /// DATA to end of message for one milter; its edits go into `edits`.
@@ -344,55 +327,43 @@ impl Slot {
         fields: &[edit::Field],
         body: &[u8],
         queue_id: &str,
-        body_cap: usize,
         edits: &mut Edits,
     ) -> Result<Option<Action>, LinkError> {
         let id = macros::queue_id(queue_id);
-        if let Some(a) = self.ask(Stage::Data, b'T', id.clone(), &Command::Data.encode()).await?.filter(stops) {
+        if let Some(a) = self.ask(Stage::Data, id.clone(), &Command::Data).await?.filter(stops) {
             return Ok(Some(a));
         }
         for f in fields.iter().filter(|f| !f.name.is_empty()) {
             let value = f.value();
-            let packet = Command::Header { name: &f.name, value: &value }.encode();
-            if let Some(a) = self.ask(Stage::Header, b'L', Vec::new(), &packet).await?.filter(stops) {
+            let header = Command::Header { name: &f.name, value: &value };
+            if let Some(a) = self.ask(Stage::Header, Vec::new(), &header).await?.filter(stops) {
                 return Ok(Some(a));
             }
         }
-        if let Some(a) =
-            self.ask(Stage::EndOfHeaders, b'N', id.clone(), &Command::EndOfHeaders.encode()).await?.filter(stops)
-        {
+        if let Some(a) = self.ask(Stage::EndOfHeaders, id.clone(), &Command::EndOfHeaders).await?.filter(stops) {
             return Ok(Some(a));
         }
         for chunk in body.chunks(MILTER_CHUNK_SIZE) {
-            match self.ask(Stage::Body, b'B', Vec::new(), &Command::Body(chunk).encode()).await? {
+            match self.ask(Stage::Body, Vec::new(), &Command::Body(chunk)).await? {
                 Some(Action::Skip) => break,
                 Some(a) if stops(&a) => return Ok(Some(a)),
                 _ => {}
             }
         }
-        self.end_of_message(id, body_cap, edits).await
+        self.end_of_message(id, edits).await
     }
 
     /// `SMFIC_BODYEOB`, then edits until the final action, all within `eom_timeout`.
     async fn end_of_message(
         &mut self,
         id: Vec<(String, String)>,
-        body_cap: usize,
         edits: &mut Edits,
     ) -> Result<Option<Action>, LinkError> {
-        let m = &self.milter;
-        let Some(link) = self.link.as_mut() else { return Ok(None) };
-        let limit = Instant::now() + m.eom_timeout;
-        let mut bytes = Command::Macro { for_cmd: b'E', pairs: &id }.encode();
-        bytes.extend_from_slice(&Command::EndOfMessage.encode());
-        link.write(&bytes, Instant::now() + m.command_timeout).await?;
-        loop {
-            match link.response(m.command_timeout, limit).await? {
-                Response::Action(a) => return Ok(Some(a)),
-                Response::Modify(change) => edits.push(change, body_cap).map_err(|_| LinkError::TooManyEdits)?,
-                Response::Progress => {}
-            }
+        let action = self.ask(Stage::EndOfMessage, id, &Command::EndOfMessage).await?;
+        if let Some(link) = self.link.as_mut() {
+            edits.merge(link.conv.take_edits());
         }
+        Ok(action)
     }
 
     /// A packet that gets no answer; a failure closes the connection (the next

@@ -138,6 +138,23 @@ impl Edits {
         Ok(())
     }
 
+    /// Adds the edits of the next milter: its header and recipient edits after these, its
+    /// body, sender and quarantine in place of these.
+    pub fn merge(&mut self, next: Edits) {
+        self.headers.extend(next.headers);
+        self.add_rcpts.extend(next.add_rcpts);
+        self.del_rcpts.extend(next.del_rcpts);
+        if next.body.is_some() {
+            self.body = next.body;
+        }
+        if next.sender.is_some() {
+            self.sender = next.sender;
+        }
+        if next.quarantine.is_some() {
+            self.quarantine = next.quarantine;
+        }
+    }
+
     /// Whether the message's bytes change.
     pub fn touches_content(&self) -> bool {
         !self.headers.is_empty() || self.body.is_some()

@@ -2,9 +2,10 @@
 //! every wait with a deadline, every packet read under a size cap (docs/milter.md).
 
 use dakiya_config::{Milter, MilterAddress};
-use dakiya_milter::negotiate::{self, Negotiated};
+use dakiya_milter::negotiate::{self, Negotiated, Stage};
 use dakiya_milter::packet::{self, Command};
-use dakiya_milter::reply::{self, Response};
+use dakiya_milter::reply::Action;
+use dakiya_milter::{Conversation, Next, ProtocolError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
@@ -29,17 +30,14 @@ pub enum LinkError {
     #[error("{0}")]
     Negotiation(#[from] negotiate::NegotiationError),
     #[error("{0}")]
-    Reply(#[from] reply::ReplyError),
-    #[error("an edit outside the end of message")]
-    Unexpected,
-    #[error("more edits than allowed")]
-    TooManyEdits,
+    Protocol(#[from] ProtocolError),
 }
 
 /// An open, negotiated connection.
 pub struct Link {
     io: Box<dyn Io>,
-    pub negotiated: Negotiated,
+    /// What is sent and what the answers mean (crates/milter).
+    pub conv: Conversation,
     buf: Vec<u8>,
     /// Body replacement chunks may be as large as a message.
     body_cap: usize,
@@ -64,7 +62,7 @@ impl Link {
             ),
         };
         let placeholder = Negotiated { version: negotiate::VERSION, actions: 0, protocol: 0 };
-        let mut link = Link { io, negotiated: placeholder, buf: Vec::new(), body_cap };
+        let mut link = Link { io, conv: Conversation::new(placeholder, body_cap), buf: Vec::new(), body_cap };
         let optneg = Command::OptNeg {
             version: negotiate::VERSION,
             actions: negotiate::actions::OFFERED,
@@ -72,7 +70,7 @@ impl Link {
         };
         link.write(&optneg.encode(), deadline).await?;
         let p = link.read_packet(deadline).await?;
-        link.negotiated = Negotiated::from_reply(&p)?;
+        link.conv = Conversation::new(Negotiated::from_reply(&p)?, body_cap);
         Ok(link)
     }
 
@@ -108,15 +106,32 @@ impl Link {
         }
     }
 
-    /// Waits for the answer to a stage: each packet within `step` of the last, progress
-    /// (`SMFIR_PROGRESS`) extending that, and the whole answer before `limit`.
-    pub async fn response(&mut self, step: Duration, limit: Instant) -> Result<Response, LinkError> {
+    /// Sends a stage (macros first); waits for its action unless the milter does not
+    /// answer it. `None`: the stage was not sent, or is not answered.
+    pub async fn ask(
+        &mut self,
+        stage: Stage,
+        macros: &[(String, String)],
+        command: &Command<'_>,
+        step: Duration,
+        limit: Duration,
+    ) -> Result<Option<Action>, LinkError> {
+        let Some(out) = self.conv.send(stage, macros, command) else { return Ok(None) };
+        self.write(&out.bytes, Instant::now() + step).await?;
+        if !out.answered {
+            return Ok(None);
+        }
+        self.action(step, Instant::now() + limit).await.map(Some)
+    }
+
+    /// Waits for the action: each packet within `step` of the last (progress and edits
+    /// count), the whole answer before `limit`.
+    async fn action(&mut self, step: Duration, limit: Instant) -> Result<Action, LinkError> {
         loop {
-            let deadline = (Instant::now() + step).min(limit);
-            let p = self.read_packet(deadline).await?;
-            match reply::interpret(p, &self.negotiated)? {
-                Response::Progress => continue,
-                r => return Ok(r),
+            let p = self.read_packet((Instant::now() + step).min(limit)).await?;
+            match self.conv.receive(p)? {
+                Next::Wait { .. } => continue,
+                Next::Done(a) => return Ok(a),
             }
         }
     }

@@ -32,8 +32,7 @@ impl Message {
         let Some(writer) = self.writer.as_mut() else { return Ok(None) };
         let content = read_back(writer).map_err(temp)?;
         let id = writer.id().to_string();
-        let body_cap = usize::try_from(shared.live.get().config.limits.max_message_size).unwrap_or(usize::MAX);
-        let outcome = filters.end_of_message(&content, &id, body_cap.saturating_add(64 * 1024)).await?;
+        let outcome = filters.end_of_message(&content, &id).await?;
         if let Some(milter) = outcome.discard {
             return Ok(self.discard(shared, &id, &milter, content.len() as u64));
         }
