@@ -67,9 +67,9 @@ impl Filters {
         !self.names.is_empty()
     }
 
-    /// Whether some milter takes part in the current transaction.
+    /// Whether some milter takes part in the current transaction (or one said discard).
     pub fn active(&self) -> bool {
-        self.in_tx && self.slots.iter().any(|s| !s.done)
+        self.in_tx && (self.discard.is_some() || self.slots.iter().any(|s| !s.done))
     }
 
     /// MAIL: takes the milters of the configuration in force, opens what is not open

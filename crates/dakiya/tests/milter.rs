@@ -175,6 +175,17 @@ fn discard_answers_250_and_keeps_nothing() {
     assert!(ours[0].contains("\"received\"") && ours[1].contains("\"discarded\""), "{history}");
 }
 
+#[test]
+fn discard_at_rcpt_drops_the_whole_message() {
+    let m = fake::start(0, at(b'R', || one(b'd', b"")));
+    let s = server_with(&m, "");
+    let r = send(&mut filtered(&s));
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert!(common::wait_log(&s, "discarded by milter", 5), "{}", s.log());
+    assert!(s.messages("bob").is_empty() && s.spooled_envelopes().is_empty());
+    assert!(!sent_codes(&m).contains(&b'T'), "a discarding milter is not shown the message");
+}
+
 /// Every history record written so far.
 fn history(s: &TestServer) -> String {
     let Ok(dir) = std::fs::read_dir(s.data().join("history")) else { return String::new() };

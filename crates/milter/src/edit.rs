@@ -99,6 +99,8 @@ pub struct Edits {
     pub del_rcpts: Vec<String>,
     /// Why the message must be held, when a milter quarantined it.
     pub quarantine: Option<String>,
+    /// Octets held by the header and envelope edits, against [`MAX_EDIT_BYTES`].
+    held: usize,
 }
 
 /// A milter sent more edits than the caps allow.
@@ -109,10 +111,25 @@ pub struct TooMuch;
 /// unbounded list.
 pub const MAX_EDITS: usize = 1000;
 
+/// At most this many octets in header and envelope edits per message (each packet may be up
+/// to 1 MiB; a thousand of them must not become a gigabyte).
+pub const MAX_EDIT_BYTES: usize = 1024 * 1024;
+
 impl Edits {
     /// Adds one modification; the body may grow to `body_cap` octets.
     pub fn push(&mut self, m: Modification, body_cap: usize) -> Result<(), TooMuch> {
         if self.headers.len() + self.add_rcpts.len() + self.del_rcpts.len() >= MAX_EDITS {
+            return Err(TooMuch);
+        }
+        self.held += match &m {
+            Modification::AddHeader { name, value }
+            | Modification::ChangeHeader { name, value, .. }
+            | Modification::InsertHeader { name, value, .. } => name.len() + value.len(),
+            Modification::ChangeFrom(a) | Modification::AddRcpt(a) | Modification::DelRcpt(a) => a.len(),
+            Modification::Quarantine(r) => r.len(),
+            Modification::ReplaceBody(_) => 0,
+        };
+        if self.held > MAX_EDIT_BYTES {
             return Err(TooMuch);
         }
         match m {
@@ -141,6 +158,7 @@ impl Edits {
     /// Adds the edits of the next milter: its header and recipient edits after these, its
     /// body, sender and quarantine in place of these.
     pub fn merge(&mut self, next: Edits) {
+        self.held += next.held;
         self.headers.extend(next.headers);
         self.add_rcpts.extend(next.add_rcpts);
         self.del_rcpts.extend(next.del_rcpts);
@@ -298,6 +316,10 @@ mod tests {
             e.push(Modification::AddRcpt("a@b".into()), 0).unwrap();
         }
         assert_eq!(e.push(Modification::AddRcpt("a@b".into()), 0), Err(TooMuch));
+        let mut e = Edits::default();
+        let big = "v".repeat(600 * 1024);
+        e.push(Modification::AddHeader { name: "X".into(), value: big.clone() }, 0).unwrap();
+        assert_eq!(e.push(Modification::AddHeader { name: "X".into(), value: big }, 0), Err(TooMuch));
     }
 
     #[test]
