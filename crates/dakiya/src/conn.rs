@@ -396,7 +396,11 @@ impl Conn<'_> {
                 }
                 Event::Authenticate => {
                     let result = match server.pending_auth().cloned() {
-                        Some(creds) => Box::pin(policy::check_password(self.shared, &self.client, creds)).await,
+                        Some(creds) => {
+                            // For the milters' {auth_type} macro.
+                            self.filters.facts.auth_type = Some(creds.mechanism.name());
+                            Box::pin(policy::check_password(self.shared, &self.client, creds)).await
+                        }
                         None => Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure")),
                     };
                     server.auth_result(result);

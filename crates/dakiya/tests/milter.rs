@@ -186,6 +186,29 @@ fn discard_at_rcpt_drops_the_whole_message() {
     assert!(!sent_codes(&m).contains(&b'T'), "a discarding milter is not shown the message");
 }
 
+#[test]
+fn a_submission_listener_filters_authenticated_users_with_their_macros() {
+    let m = fake::start(0, at(b'E', || one(b'a', b"")));
+    let extra = format!(
+        "[auth]\nplaintext_on_loopback = true\n\n[[milter]]\nname = \"m\"\naddress = \"inet:{}\"\n\n[[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"submission\"\nmilters = [\"m\"]\n",
+        m.addr
+    );
+    let s = TestServer::start(&extra);
+    s.add_user("alice@example.test", "correct horse");
+    let mut c = Client::connect(s.addr_of("submission"), None);
+    assert!(c.cmd("EHLO client.test").starts_with("250"));
+    // base64 of "\0alice@example.test\0correct horse".
+    assert!(c.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABjb3JyZWN0IGhvcnNl").starts_with("235"));
+    let r = c.send_mail("alice@example.test", &["bob@example.test"], MAIL);
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(s.wait_for("bob", 1).len(), 1);
+    let seen = m.seen.lock().unwrap();
+    let macros: String =
+        seen.iter().filter(|(c, _)| *c == b'D').map(|(_, d)| String::from_utf8_lossy(d).into_owned()).collect();
+    assert!(macros.contains("{auth_type}\0PLAIN\0{auth_authen}\0alice@example.test\0"), "{macros:?}");
+    assert!(macros.contains("{daemon_name}\0submission\0"), "{macros:?}");
+}
+
 /// Every history record written so far.
 fn history(s: &TestServer) -> String {
     let Ok(dir) = std::fs::read_dir(s.data().join("history")) else { return String::new() };

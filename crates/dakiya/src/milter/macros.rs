@@ -16,8 +16,9 @@ pub struct Facts {
     pub helo: String,
     /// TLS version and cipher, once TLS is up.
     pub tls: Option<(String, String)>,
-    /// The authenticated user, if any.
+    /// The authenticated user, if any, and the SASL mechanism last tried.
     pub auth_user: Option<String>,
+    pub auth_type: Option<&'static str>,
 }
 
 type Pairs = Vec<(String, String)>;
@@ -67,6 +68,9 @@ impl Facts {
     pub fn mail(&self, sender: &str) -> Pairs {
         let mut m = Vec::new();
         if let Some(user) = &self.auth_user {
+            if let Some(mechanism) = self.auth_type {
+                pair(&mut m, "{auth_type}", mechanism);
+            }
             pair(&mut m, "{auth_authen}", user);
         }
         pair(&mut m, "{mail_addr}", sender);
