@@ -31,12 +31,13 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let client = crate::client::client(&cx, raw.client, &hostname)?;
     let mta_sts = crate::client::mta_sts(&cx, raw.mta_sts, &client.host)?;
     let dns = crate::client::dns(&cx, raw.dns)?;
+    let milters = crate::milter::milters(&cx, raw.milter)?;
     let mut config = Config {
         source: source.to_owned(),
         hostname,
         auth: access::auth(&cx, raw.auth, &data_dir)?,
         data_dir,
-        listeners: listeners(&cx, raw.listen, &greylist, &rate_limits)?,
+        listeners: listeners(&cx, raw.listen, &greylist, &rate_limits, &milters)?,
         domains,
         aliases: BTreeMap::new(),
         recipient_delimiter: delimiter(&cx, raw.recipient_delimiter)?,
@@ -56,6 +57,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         client,
         mta_sts,
         dns,
+        milters,
     };
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
@@ -121,6 +123,7 @@ fn listeners(
     raw: Vec<RawListener>,
     greylist: &crate::Greylist,
     profiles: &BTreeMap<String, crate::RateLimits>,
+    milters: &[crate::Milter],
 ) -> Result<Vec<Listener>, ConfigError> {
     let mut out: Vec<Listener> = Vec::with_capacity(raw.len());
     for (i, l) in raw.into_iter().enumerate() {
@@ -152,7 +155,18 @@ fn listeners(
         };
         let greylist = crate::listener::greylist(cx, i, role, l.greylist.as_ref(), greylist)?;
         let (rate_limits_name, rate_limits) = crate::listener::rate_limits(cx, i, role, l.rate_limits, profiles)?;
-        out.push(Listener { address, role, checks, screen, greet_delay, greylist, rate_limits_name, rate_limits });
+        let milters = crate::milter::listener_milters(cx, i, l.milters, milters)?;
+        out.push(Listener {
+            address,
+            role,
+            checks,
+            screen,
+            greet_delay,
+            greylist,
+            rate_limits_name,
+            rate_limits,
+            milters,
+        });
     }
     Ok(out)
 }

@@ -69,6 +69,9 @@ pub(crate) fn to_toml(c: &Config) -> String {
         }
         out.kv("screen", l.screen.to_string());
         out.kv("greet_delay", quote(&format_duration(l.greet_delay)));
+        if !l.milters.is_empty() {
+            out.kv("milters", strings(&l.milters));
+        }
     }
     if c.domains.is_empty() {
         out.table("[domains]");
@@ -134,6 +137,7 @@ pub(crate) fn to_toml(c: &Config) -> String {
     }
     greylist_and_rates(&mut out, c);
     client(&mut out, c);
+    milters(&mut out, c);
     out.0
 }
 
@@ -271,5 +275,19 @@ fn greylist_and_rates(out: &mut Out, c: &Config) {
             out.kv(k, quote(&v));
         }
         out.kv("max_entries", r.max_entries.to_string());
+    }
+}
+
+/// The `[[milter]]` tables.
+fn milters(out: &mut Out, c: &Config) {
+    for m in &c.milters {
+        out.table("[[milter]]");
+        out.kv("name", quote(&m.name));
+        out.kv("address", quote(&m.address.to_string()));
+        out.kv("connect_timeout", quote(&format_duration(m.connect_timeout)));
+        out.kv("command_timeout", quote(&format_duration(m.command_timeout)));
+        out.kv("eom_timeout", quote(&format_duration(m.eom_timeout)));
+        out.kv("default_action", quote(m.default_action.as_str()));
+        out.kv("skip_authenticated", m.skip_authenticated.to_string());
     }
 }

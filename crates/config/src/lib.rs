@@ -25,6 +25,7 @@ mod listener;
 mod locate;
 mod log;
 mod mail;
+mod milter;
 mod names;
 mod outbound;
 mod privilege;
@@ -59,6 +60,7 @@ pub use error::{ConfigError, RcptError};
 pub use greylist::{Exempt, Greylist};
 pub use history::History;
 pub use log::{Log, LogFormat, Timestamps};
+pub use milter::{DefaultAction, Milter, MilterAddress};
 pub use names::{is_valid_domain, is_valid_mailbox_name};
 pub use privilege::{AccountName, Privileges, is_valid_account_name};
 pub use ratelimit::{RateLimits, RateSpec};
@@ -126,6 +128,8 @@ pub struct Config {
     pub mta_sts: MtaSts,
     /// Choices in the records `dakiya dns` prints, `[dns]`.
     pub dns: Dns,
+    /// Content filters, `[[milter]]` (docs/milter.md).
+    pub milters: Vec<Milter>,
 }
 
 /// One listening socket.
@@ -150,6 +154,8 @@ pub struct Listener {
     pub rate_limits_name: Option<String>,
     /// The rate limits in force: the named profile, or [`RateLimits::defaults`] for the role.
     pub rate_limits: RateLimits,
+    /// The `[[milter]]` names asked about this listener's mail, in order (`milters`).
+    pub milters: Vec<String>,
 }
 
 /// What an `mx` listener does with SPF, DKIM, DMARC and ARC (keys of its `[[listen]]`

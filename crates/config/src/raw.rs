@@ -64,6 +64,8 @@ pub(crate) struct RawConfig {
     pub mta_sts: RawMtaSts,
     #[serde(default)]
     pub dns: RawDns,
+    #[serde(default)]
+    pub milter: Vec<RawMilter>,
 }
 
 /// The raw `[greylist]` table.
@@ -110,6 +112,8 @@ pub(crate) struct RawListener {
     pub greet_delay: Option<SValue>,
     pub greylist: Option<Spanned<bool>>,
     pub rate_limits: Option<SStr>,
+    /// The `[[milter]]` names asked about this listener's mail, in order.
+    pub milters: Option<Spanned<Vec<SStr>>>,
 }
 
 /// One `[domains."name"]` table.
@@ -344,4 +348,17 @@ pub(crate) struct RawMtaSts {
 pub(crate) struct RawDns {
     pub dmarc_policy: Option<SStr>,
     pub report_address: Option<SStr>,
+}
+
+/// One `[[milter]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMilter {
+    pub name: SStr,
+    pub address: SStr,
+    pub connect_timeout: Option<SValue>,
+    pub command_timeout: Option<SValue>,
+    pub eom_timeout: Option<SValue>,
+    pub default_action: Option<SStr>,
+    pub skip_authenticated: Option<bool>,
 }

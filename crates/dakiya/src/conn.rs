@@ -2,6 +2,7 @@
 //! carries out its decisions (policy checks, TLS, spooling, commits).
 
 use crate::admission::{Activity, Ticket};
+use crate::milter::{Facts, Filters};
 use crate::msgauth::Mode;
 use crate::policy::{self, Client};
 use crate::ratelimits::Guards;
@@ -55,12 +56,14 @@ pub struct Door {
     pub checks: Checks,
     pub screening: Screening,
     pub guards: Arc<Guards>,
+    /// The `[[milter]]` names the listener asks, in order.
+    pub milters: Arc<[String]>,
 }
 
 /// Serves one connection to its end; `ticket` is its place among the open connections.
 pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, door: Door, shared: Arc<Shared>, ticket: Ticket) {
     tracing::info!(peer = %peer, role = %role.as_str(), "connection opened");
-    let Door { checks, screening, guards } = door;
+    let Door { checks, screening, guards, milters } = door;
     // The session keeps its listener's role, its policy and its limits for its life; the
     // configuration's other decisions are taken afresh each time (docs/reload.md).
     let live = shared.live.get();
@@ -91,6 +94,13 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, door: Door, sh
         Stream::Plain(tcp)
     };
     let client = Client { ip: peer.ip(), trusted };
+    let facts = Facts {
+        hostname: live.config.hostname.clone(),
+        daemon_name: role.as_str().to_string(),
+        daemon_addr: Some(SocketAddr::new(local, 0)),
+        peer: Some(peer),
+        ..Facts::default()
+    };
     drop(live);
     // Clients in trusted_networks (our own machines) are not limited per network.
     if !trusted && let Err(reply) = guards.rates.connect(peer.ip()) {
@@ -115,8 +125,10 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, door: Door, sh
         interrupt,
         activity,
         gate,
+        filters: Filters::new(milters, facts),
     };
     let ending = conn.run(&mut server).await;
+    Box::pin(conn.filters.quit()).await;
     let accepted = conn.accepted;
     stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
     shared.counters.ended(ending);
@@ -148,6 +160,8 @@ struct Conn<'a> {
     activity: Arc<Activity>,
     /// Screening: early talkers, DNS lists, FCrDNS, HELO checks.
     gate: Gate,
+    /// The listener's milters (opened at the first MAIL that needs them).
+    filters: Filters,
 }
 
 /// The deadlines of the session (style rule 8: a whole command, a whole message, every
@@ -208,6 +222,33 @@ impl Conn<'_> {
             sender: &sender,
             recipient: &recipient,
         })
+    }
+
+    /// MAIL to the listener's milters: the session's facts as they are now, the sender and
+    /// its ESMTP parameters (crate::milter).
+    async fn milter_mail(&mut self, server: &Server<Vec<Target>>) -> Result<(), Reply> {
+        let submitted = server.auth_user().is_some() || self.client.trusted;
+        self.filters.facts.helo = server.hello().map(|h| h.name.clone()).unwrap_or_default();
+        self.filters.facts.tls = self.tls.as_ref().map(|t| (t.version.clone(), t.cipher.clone()));
+        self.filters.facts.auth_user = server.auth_user().map(str::to_string);
+        self.filters.facts.client_name = Box::pin(self.gate.name()).await;
+        let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
+        let mut args = vec![format!("<{sender}>")];
+        if let Some(p) = server.pending_mail_params() {
+            args.extend(crate::milter::mail_params(p));
+        }
+        let live = self.shared.live.get();
+        let body_cap = usize::try_from(live.config.limits.max_message_size).unwrap_or(usize::MAX);
+        self.filters.mail(&live.config.milters, submitted, args, body_cap).await
+    }
+
+    /// RCPT to the milters, once the recipient is otherwise acceptable.
+    async fn milter_rcpt(&mut self, server: &Server<Vec<Target>>) -> Result<(), Reply> {
+        let rcpt = match server.pending_recipient() {
+            Some((ForwardPath::Mailbox(m), _)) => m.to_string(),
+            _ => "postmaster".to_string(),
+        };
+        self.filters.rcpt(vec![format!("<{rcpt}>")]).await
     }
 
     /// SPF at MAIL time, for verifying sessions; refuses when `spf_reject` says so.
@@ -317,6 +358,12 @@ impl Conn<'_> {
                         }
                         Err(reply) => Err(reply),
                     };
+                    let verdict = match verdict {
+                        Ok(targets) if self.filters.active() => {
+                            Box::pin(self.milter_rcpt(server)).await.map(|()| targets)
+                        }
+                        other => other,
+                    };
                     if verdict.is_ok() {
                         self.shared.metrics.recipient_accepted();
                     }
@@ -343,11 +390,18 @@ impl Conn<'_> {
                         // idle session's task stays small (docs/hardening.md, "Memory").
                         verdict = Box::pin(self.check_spf(server, &sender)).await;
                     }
+                    if verdict.is_ok() && self.filters.configured() {
+                        verdict = Box::pin(self.milter_mail(server)).await;
+                    }
                     server.sender_verdict(verdict);
                 }
                 Event::Authenticate => {
                     let result = match server.pending_auth().cloned() {
-                        Some(creds) => Box::pin(policy::check_password(self.shared, &self.client, creds)).await,
+                        Some(creds) => {
+                            // For the milters' {auth_type} macro.
+                            self.filters.facts.auth_type = Some(creds.mechanism.name());
+                            Box::pin(policy::check_password(self.shared, &self.client, creds)).await
+                        }
                         None => Err(Reply::new(454, Enhanced(4, 7, 0), "Temporary authentication failure")),
                     };
                     server.auth_result(result);
@@ -383,14 +437,19 @@ impl Conn<'_> {
                     msg.start(self.shared, server, origin, self.tls.as_ref(), mode);
                 }
                 Event::Body(bytes) => msg.write(bytes),
-                Event::MessageEnd => match Box::pin(msg.commit(self.shared, &self.checks, self.spf.as_ref())).await {
-                    Ok(id) => {
-                        self.accepted += 1;
-                        server.message_committed(Ok(&id));
+                Event::MessageEnd => {
+                    match Box::pin(msg.commit(self.shared, &self.checks, self.spf.as_ref(), &mut self.filters)).await {
+                        Ok(id) => {
+                            self.accepted += 1;
+                            server.message_committed(Ok(&id));
+                        }
+                        Err(reply) => server.message_committed(Err(reply)),
                     }
-                    Err(reply) => server.message_committed(Err(reply)),
-                },
-                Event::MessageAbort => msg.abort(),
+                }
+                Event::MessageAbort => {
+                    msg.abort();
+                    Box::pin(self.filters.end_transaction()).await;
+                }
                 Event::Close => {
                     let quit = server.output().starts_with(b"221 2.0.0");
                     let _ = self.flush(server).await;

@@ -17,6 +17,7 @@ mod listen;
 mod live;
 mod logging;
 mod measure;
+mod milter;
 mod msgauth;
 mod policy;
 mod pop3;

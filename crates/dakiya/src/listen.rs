@@ -236,7 +236,12 @@ fn open_listener(
         }
         _ => {
             let counts = shared.metrics.listener(&bound.to_string(), l.role.as_str());
-            let door = Door { checks: l.checks, screening: Screening::of(l), guards: guards_of(l) };
+            let door = Door {
+                checks: l.checks,
+                screening: Screening::of(l),
+                guards: guards_of(l),
+                milters: l.milters.clone().into(),
+            };
             tokio::spawn(accept_loop(socket.clone(), key, door, shared.clone(), admission.clone(), counts))
         }
     };
@@ -364,6 +369,9 @@ async fn accept_loop(
                     }
                     door.checks = l.checks;
                     door.screening = Screening::of(l);
+                    if *door.milters != *l.milters {
+                        door.milters = l.milters.clone().into();
+                    }
                 }
                 let (shared, open, door) = (shared.clone(), counts.opened(), door.clone());
                 if role.is_pop3() {

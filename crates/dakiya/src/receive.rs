@@ -3,8 +3,11 @@
 //! sessions), then verified or signed ([`msgauth`](crate::msgauth)) and committed — durable
 //! before the caller may answer 250.
 
+mod milter;
+
 use crate::envelope;
 use crate::logging;
+use crate::milter::Filters;
 use crate::msgauth::{Mode, Received};
 use crate::shared::Shared;
 use crate::storage::Failure;
@@ -35,6 +38,8 @@ pub struct Message {
     message_id: MessageIdScanner,
     /// The authentication results decided at the end of DATA, for the history.
     verdicts: Vec<Verdict>,
+    /// Why a milter quarantined the message: it is held once committed.
+    quarantine: Option<String>,
 }
 
 impl Default for Message {
@@ -50,6 +55,7 @@ impl Default for Message {
             history: None,
             message_id: MessageIdScanner::default(),
             verdicts: Vec::new(),
+            quarantine: None,
         }
     }
 }
@@ -129,7 +135,14 @@ impl Message {
 
     /// Makes the message durable; only then may the caller answer 250. Verifies or signs
     /// it first, per the session's [`Mode`].
-    pub async fn commit(&mut self, shared: &Shared, checks: &Checks, spf: Option<&SpfCheck>) -> Result<String, Reply> {
+    /// The session's milters see it first (`filters`), and may edit, discard or quarantine it.
+    pub async fn commit(
+        &mut self,
+        shared: &Shared,
+        checks: &Checks,
+        spf: Option<&SpfCheck>,
+        filters: &mut Filters,
+    ) -> Result<String, Reply> {
         let temp_fail = |why: Failure| {
             shared.metrics.rejected(Rejection::LocalError);
             shared.health.commit_result(Err(&why));
@@ -142,6 +155,16 @@ impl Message {
             if filter.removed > 0 {
                 let id = self.envelope.as_ref().map(|e| e.id.to_string()).unwrap_or_default();
                 tracing::info!(queue_id = %id, removed = filter.removed, "removed Authentication-Results fields claiming to be ours");
+            }
+        }
+        if filters.active() && self.writer.is_some() {
+            match self.run_milters(shared, filters).await {
+                Ok(None) => {}
+                Ok(Some(discarded)) => return Ok(discarded),
+                Err(reply) => {
+                    self.abort();
+                    return Err(reply);
+                }
             }
         }
         if self.auth != Mode::None && self.writer.is_some() {
@@ -163,6 +186,13 @@ impl Message {
                 self.record(shared, id.as_str(), size);
                 shared.metrics.message_accepted(size);
                 shared.health.commit_result(Ok(()));
+                if let Some(reason) = self.quarantine.take() {
+                    // Held before the queue sees it (docs/milter.md, "Quarantine").
+                    tracing::info!(queue_id = %id, reason = %Esc(&reason), "quarantined: held");
+                    if let Err(e) = shared.queue.control(dakiya_control::ControlOp::Hold(id.clone())).await {
+                        tracing::warn!(queue_id = %id, error = %Esc(&e), "could not hold a quarantined message");
+                    }
+                }
                 shared.queue.enqueue(id.clone());
                 Ok(id.to_string())
             }
@@ -213,6 +243,7 @@ impl Message {
         self.history = None;
         self.message_id = MessageIdScanner::default();
         self.verdicts.clear();
+        self.quarantine = None;
     }
 
     /// Records the committed message `id` of `size` bytes, and the verdicts, in the history.

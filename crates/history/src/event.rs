@@ -155,6 +155,9 @@ pub enum Final {
     Expired,
     /// Deleted by the operator.
     Deleted,
+    /// Dropped at arrival by a content filter (a milter's discard): the client was told
+    /// 250, nothing was queued.
+    Discarded,
 }
 
 impl Record {

@@ -8,6 +8,7 @@ mod bad_outbound;
 mod client;
 mod greylist;
 mod load;
+mod milter;
 mod outbound;
 mod resolve;
 mod screen;

@@ -258,6 +258,11 @@ impl<T> Server<T> {
         self.pending_mail.as_ref().map(|(p, _)| p)
     }
 
+    /// The ESMTP parameters of the MAIL command awaiting a verdict (for content filters).
+    pub fn pending_mail_params(&self) -> Option<&MailParams> {
+        self.pending_mail.as_ref().map(|(_, m)| m)
+    }
+
     /// The credentials awaiting a check after [`Event::Authenticate`].
     pub fn pending_auth(&self) -> Option<&Credentials> {
         self.pending_auth.as_ref()
