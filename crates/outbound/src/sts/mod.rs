@@ -2,6 +2,8 @@
 //! and the TLS-RPT counts (RFC 8460). The rules are `dakiya_mtasts`'; this is the shell:
 //! DNS, HTTPS, files, and one fetch in flight per domain.
 
+mod applied;
+mod clock;
 mod fetch;
 mod rpt;
 mod store;
@@ -9,13 +11,15 @@ mod store;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dakiya_mtasts::cache::{self, Decision};
 use dakiya_mtasts::record::{self, RecordError};
-use dakiya_mtasts::report::PolicyInfo;
-use dakiya_mtasts::{Cached, Mode, Policy, ResultType};
+use dakiya_mtasts::{Cached, Mode, ResultType};
 use dakiya_route::Router;
+
+pub(crate) use applied::Applied;
+pub(crate) use clock::now;
 use tracing::{debug, info, warn};
 
 pub(crate) use rpt::Reporter;
@@ -36,36 +40,6 @@ impl Default for StsSettings {
     fn default() -> Self {
         StsSettings { dir: None, https_port: 443, fetch_timeout: Duration::from_secs(10) }
     }
-}
-
-/// The policy that applies to one delivery.
-#[derive(Debug, Clone)]
-pub(crate) struct Applied {
-    /// The policy domain (the recipient domain, lower case).
-    pub(crate) domain: String,
-    /// The policy; `None` when fetching failed and nothing was cached (counted, then
-    /// delivered as without a policy).
-    pub(crate) policy: Option<Policy>,
-}
-
-impl Applied {
-    /// Whether the policy is enforced (RFC 8461 §5: `mode: enforce`).
-    pub(crate) fn enforce(&self) -> bool {
-        self.policy.as_ref().is_some_and(|p| p.mode == Mode::Enforce)
-    }
-
-    /// The policy as TLS-RPT describes it (RFC 8460 §4.3).
-    pub(crate) fn info(&self) -> PolicyInfo {
-        match &self.policy {
-            Some(p) => PolicyInfo { kind: "sts".into(), lines: p.lines(), mx_host: p.mx.clone() },
-            None => PolicyInfo { kind: "no-policy-found".into(), ..PolicyInfo::default() },
-        }
-    }
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What outlives one [`Sts`]: the policy cache, the fetches in flight and the report

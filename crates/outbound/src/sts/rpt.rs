@@ -9,7 +9,7 @@ use dakiya_mtasts::report::Tally;
 use dakiya_mtasts::{ResultType, Tallies};
 use tracing::warn;
 
-use super::Applied;
+use super::applied::Applied;
 
 /// How often changed counts are written at most (besides at shutdown).
 const FLUSH_EVERY: Duration = Duration::from_secs(30);
@@ -40,12 +40,12 @@ impl Reporter {
 
     /// Counts a session that met the policy.
     pub(crate) fn success(&self, applied: &Applied) {
-        self.with(|t| t.success(&applied.domain, &applied.info(), super::now()));
+        self.with(|t| t.success(&applied.domain, &applied.info(), super::clock::now()));
     }
 
     /// Counts a failure.
     pub(crate) fn failure(&self, applied: &Applied, result: ResultType, mx: Option<&str>) {
-        self.with(|t| t.failure(&applied.domain, &applied.info(), result, mx, super::now()));
+        self.with(|t| t.failure(&applied.domain, &applied.info(), result, mx, super::clock::now()));
     }
 
     /// Writes the counts if they changed and the last write is [`FLUSH_EVERY`] ago.
