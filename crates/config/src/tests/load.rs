@@ -87,7 +87,21 @@ fn example_file_parses() {
     let roles: Vec<Role> = c.listeners.iter().map(|l| l.role).collect();
     assert_eq!(
         roles,
-        [Role::Mx, Role::Mx, Role::Submission, Role::Submissions, Role::Pop3s, Role::Metrics, Role::Http, Role::Https]
+        [
+            Role::Mx,
+            Role::Mx,
+            Role::Submission,
+            Role::Submission,
+            Role::Submissions,
+            Role::Submissions,
+            Role::Pop3s,
+            Role::Pop3s,
+            Role::Metrics,
+            Role::Http,
+            Role::Http,
+            Role::Https,
+            Role::Https
+        ]
     );
     assert_eq!((c.client.host.as_str(), c.client.imaps_port), ("mail.example.org", Some(993)));
     // The example spells out the message authentication defaults.
