@@ -67,7 +67,7 @@ pub async fn issue(settings: &Settings, host: &dyn Host) -> Result<Issued, AcmeE
         .await
         .map_err(|source| AcmeError::Order { step: "new order", source })?;
     let mut tokens = Vec::new();
-    let outcome = validate(&mut order, host, &mut tokens).await;
+    let outcome = validate(&mut order, host, &mut tokens, &settings.names).await;
     for t in &tokens {
         host.withdraw(t);
     }
@@ -110,7 +110,12 @@ fn stored_credentials(file: &std::path::Path, directory: &str) -> Option<Account
 }
 
 /// Publishes every pending HTTP-01 answer, tells the CA, and waits for the order to be ready.
-async fn validate(order: &mut Order, host: &dyn Host, tokens: &mut Vec<String>) -> Result<(), AcmeError> {
+async fn validate(
+    order: &mut Order,
+    host: &dyn Host,
+    tokens: &mut Vec<String>,
+    names: &[String],
+) -> Result<(), AcmeError> {
     let step = |step| move |source| AcmeError::Order { step, source };
     let mut authzs = order.authorizations();
     while let Some(authz) = authzs.next().await {
@@ -124,7 +129,14 @@ async fn validate(order: &mut Order, host: &dyn Host, tokens: &mut Vec<String>) 
         tokens.push(challenge.token.clone());
         challenge.set_ready().await.map_err(step("challenge ready"))?;
     }
-    let status = order.poll_ready(&POLL).await.map_err(step("waiting for validation"))?;
+    let status = match order.poll_ready(&POLL).await {
+        Ok(status) => status,
+        // The order's problem document (RFC 8555 §7.1.3 "error") tells why validation failed.
+        Err(instant_acme::Error::Api(p)) => {
+            return Err(AcmeError::Challenge { name: names.join(", "), detail: p.to_string() });
+        }
+        Err(e) => return Err(step("waiting for validation")(e)),
+    };
     if status == OrderStatus::Ready {
         return Ok(());
     }
