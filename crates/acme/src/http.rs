@@ -1,7 +1,7 @@
 //! The HTTPS client instant-acme talks to the CA through: hyper + rustls (ring), trusting
 //! the web PKI and the configured `ca_file`.
 
-use crate::order::AcmeError;
+use crate::error::AcmeError;
 use bytes::Bytes;
 use http::Request;
 use hyper_util::client::legacy::Client;

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod certinfo;
+mod error;
 mod http;
 pub mod order;
 pub mod run;
@@ -18,8 +19,8 @@ pub mod store;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use order::AcmeError;
-pub use run::{Host, run};
+pub use error::AcmeError;
+pub use run::run;
 
 /// What the client needs to know, from `[tls.acme]` and the data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,4 +43,14 @@ pub struct Settings {
     pub cert_file: PathBuf,
     /// The private key file the server uses (mode 0600, replaced atomically on issue).
     pub key_file: PathBuf,
+}
+
+/// What the server provides to the client.
+pub trait Host: Send + Sync {
+    /// Starts answering `/.well-known/acme-challenge/TOKEN` with `key_authorization`.
+    fn publish(&self, token: &str, key_authorization: &str);
+    /// Stops answering `token`.
+    fn withdraw(&self, token: &str);
+    /// The new files are in place: load them (the old certificate stays on error).
+    fn installed(&self);
 }

@@ -1,20 +1,11 @@
 //! The background loop: look at the certificate in use, order one when it is due, install
 //! it, and back off after failures. A failure changes nothing the server serves.
 
-use crate::order::{AcmeError, Issued, issue};
+use crate::error::AcmeError;
+use crate::order::{Issued, issue};
 use crate::schedule::{Due, backoff, due, sleep_for};
-use crate::{Settings, certinfo, store};
+use crate::{Host, Settings, certinfo, store};
 use std::time::{Duration, SystemTime};
-
-/// What the server provides to the client.
-pub trait Host: Send + Sync {
-    /// Starts answering `/.well-known/acme-challenge/TOKEN` with `key_authorization`.
-    fn publish(&self, token: &str, key_authorization: &str);
-    /// Stops answering `token`.
-    fn withdraw(&self, token: &str);
-    /// The new files are in place: load them (the old certificate stays on error).
-    fn installed(&self);
-}
 
 /// Runs forever (until the task is dropped): checks at once, then every `check_interval` or
 /// when the certificate is due, whichever comes first; after a failure, waits
