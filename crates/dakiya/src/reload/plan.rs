@@ -211,4 +211,15 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn acme_needs_a_restart() {
+        let http = "[[listen]]\naddress = \"127.0.0.1:8080\"\nrole = \"http\"\n";
+        let off = cfg(http);
+        let on = cfg(&format!("[tls.acme]\ncontact = \"mailto:a@example.test\"\n{http}"));
+        let other = cfg(&format!("[tls.acme]\ncontact = \"mailto:b@example.test\"\n{http}"));
+        assert_eq!(needs_restart(&off, &on), ["tls.acme"]);
+        assert_eq!(needs_restart(&on, &other), ["tls.acme"]);
+        assert_eq!(needs_restart(&on, &on.clone()), Vec::<&str>::new());
+    }
 }
