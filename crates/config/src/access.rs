@@ -31,13 +31,25 @@ pub(crate) fn tls(cx: &Ctx, raw: RawTls) -> Result<Tls, ConfigError> {
             ),
         )
     };
+    let acme = match raw.acme {
+        None => None,
+        Some(a) if raw.cert.is_some() => {
+            return Err(cx.err(
+                "tls.acme",
+                Some(a.span()),
+                "cannot be combined with tls.cert/tls.key: the ACME certificate is kept in data_dir/tls; \
+                 remove either",
+            ));
+        }
+        Some(a) => Some(crate::acme::acme(cx, a)?),
+    };
     let (cert, key) = match (raw.cert, raw.key) {
         (None, None) => (None, None),
         (Some(cert), Some(key)) => (Some(path(cx, "tls.cert", &cert)?), Some(path(cx, "tls.key", &key)?)),
         (Some(cert), None) => return Err(half("cert", "key", cert.span())),
         (None, Some(key)) => return Err(half("key", "cert", key.span())),
     };
-    Ok(Tls { cert, key, check_interval })
+    Ok(Tls { cert, key, check_interval, acme })
 }
 
 /// `[auth]`; the user store defaults to `data_dir/users`.

@@ -32,6 +32,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
     let mta_sts = crate::client::mta_sts(&cx, raw.mta_sts, &client.host)?;
     let dns = crate::client::dns(&cx, raw.dns)?;
     let milters = crate::milter::milters(&cx, raw.milter)?;
+    let acme_span = raw.tls.acme.as_ref().map(|a| a.span());
     let mut config = Config {
         source: source.to_owned(),
         hostname,
@@ -59,6 +60,7 @@ pub(crate) fn build(text: &str, source: &str) -> Result<Config, ConfigError> {
         dns,
         milters,
     };
+    crate::acme::complete(&cx, &mut config, acme_span)?;
     // Aliases are checked last: resolving them needs the domains and the delimiter.
     mail::aliases(&cx, &mut config, raw.aliases)?;
     // Checked last, so that a mistake with a line number is reported first.

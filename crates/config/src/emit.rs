@@ -194,6 +194,20 @@ fn access(out: &mut Out, c: &Config) {
         out.kv("key", path(key));
     }
     out.kv("check_interval", quote(&format_duration(c.tls.check_interval)));
+    if let Some(acme) = &c.tls.acme {
+        out.table("[tls.acme]");
+        out.kv("directory", quote(&acme.directory));
+        if let Some(contact) = &acme.contact {
+            out.kv("contact", quote(contact));
+        }
+        let names: Vec<String> = acme.names.iter().map(|n| quote(n)).collect();
+        out.kv("names", format!("[{}]", names.join(", ")));
+        if let Some(file) = &acme.ca_file {
+            out.kv("ca_file", path(file));
+        }
+        out.kv("renew_before", quote(&format_duration(acme.renew_before)));
+        out.kv("check_interval", quote(&format_duration(acme.check_interval)));
+    }
     let a = &c.auth;
     out.table("[auth]");
     out.kv("users_file", path(&a.users_file));

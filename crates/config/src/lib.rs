@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod acme;
 mod build;
 mod client;
 mod emit;
@@ -474,11 +475,39 @@ pub struct Tls {
     /// How often the certificate and key files are checked for changes (to pick up a renewed
     /// certificate without a restart). Default 30 seconds.
     pub check_interval: Duration,
+    /// `[tls.acme]`: the certificate is ordered from an ACME CA (docs/acme.md).
+    pub acme: Option<Acme>,
+}
+
+/// `[tls.acme]`: where and for which names the certificate is ordered (docs/acme.md). The
+/// issued pair is written to [`Config::self_signed_tls_dir`], the files the server uses when
+/// `[tls]` names none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acme {
+    /// The CA's directory URL (https). Default Let's Encrypt production.
+    pub directory: String,
+    /// The account contact, a `mailto:` URL, if given.
+    pub contact: Option<String>,
+    /// The names in the certificate. Default: `hostname` and `[client] host`.
+    pub names: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for the directory's HTTPS.
+    pub ca_file: Option<PathBuf>,
+    /// Order a new certificate this long before the current one expires. Default 30 days.
+    pub renew_before: Duration,
+    /// How often the certificate is looked at. Default 12 hours.
+    pub check_interval: Duration,
+}
+
+impl Acme {
+    /// Let's Encrypt's production directory, the default.
+    pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+    /// Let's Encrypt's staging directory (untrusted certificates, generous rate limits).
+    pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 }
 
 impl Default for Tls {
     fn default() -> Self {
-        Tls { cert: None, key: None, check_interval: Duration::from_secs(30) }
+        Tls { cert: None, key: None, check_interval: Duration::from_secs(30), acme: None }
     }
 }
 

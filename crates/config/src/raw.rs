@@ -172,6 +172,20 @@ pub(crate) struct RawTls {
     pub cert: Option<SStr>,
     pub key: Option<SStr>,
     pub check_interval: Option<SValue>,
+    pub acme: Option<Spanned<RawAcme>>,
+}
+
+/// `[tls.acme]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub directory: Option<SStr>,
+    pub contact: Option<SStr>,
+    pub names: Option<Spanned<Vec<SStr>>>,
+    pub ca_file: Option<SStr>,
+    pub renew_before: Option<SValue>,
+    pub check_interval: Option<SValue>,
+    pub challenge: Option<SStr>,
 }
 
 /// `[auth]`. Booleans are optional here so that their defaults stay in

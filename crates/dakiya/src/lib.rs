@@ -3,6 +3,7 @@
 //! [`run`]; tests start it in-process with [`Server::start`].
 #![forbid(unsafe_code)]
 
+mod acme;
 mod admission;
 mod authbackend;
 mod bind;

@@ -192,6 +192,8 @@ async fn start_bound(
     }
     let listeners: Vec<_> = running.iter().map(|r| (r.bound, r.key.role)).collect();
     shared.health.set_listeners(listeners.clone());
+    // Runs for the life of the process; nothing waits for it.
+    let _acme = crate::acme::spawn(&shared, &listeners);
     let reloader = Reloader::new(file, running, shared.clone(), admission.clone(), ctx, open_listener);
     let reloader = ReloadHandle::new(reloader);
     let status = Arc::new(StatusSource {

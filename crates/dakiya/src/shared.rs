@@ -34,7 +34,7 @@ pub struct Shared {
     pub health: Arc<Health>,
     /// Greylisting state, when a listener greylists.
     pub greylist: Option<Arc<crate::greylisting::Greylisting>>,
-    /// Pending ACME HTTP-01 challenges, answered by `http` listeners (empty until an ACME
-    /// client fills it).
+    /// Pending ACME HTTP-01 challenges, answered by `http` listeners, filled by the ACME
+    /// client (`acme.rs`) during an order.
     pub acme: Arc<crate::http::acme::AcmeChallenges>,
 }

@@ -1,6 +1,7 @@
 //! Crate-level tests: one per bad configuration, round trips, and recipient resolution.
 
 mod access;
+mod acme;
 mod bad_access;
 mod bad_config;
 mod bad_mail;

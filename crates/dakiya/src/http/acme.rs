@@ -1,6 +1,6 @@
 //! The ACME HTTP-01 challenge answers (RFC 8555 §8.3) an `http` listener serves at
-//! `/.well-known/acme-challenge/TOKEN`. Empty until an ACME client fills it in: it puts the
-//! key authorization of each pending challenge here and takes it out when done.
+//! `/.well-known/acme-challenge/TOKEN`. Filled by the ACME client (`acme.rs`): it puts the key
+//! authorization of each pending challenge here and takes it out when the order is done.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -16,13 +16,11 @@ impl AcmeChallenges {
     }
 
     /// Starts answering `token` with `key_authorization`.
-    #[allow(dead_code, reason = "called by the ACME client, which comes later (issue #11)")]
     pub fn insert(&self, token: String, key_authorization: String) {
         self.0.write().unwrap_or_else(|e| e.into_inner()).insert(token, key_authorization);
     }
 
     /// Stops answering `token`.
-    #[allow(dead_code, reason = "called by the ACME client, which comes later (issue #11)")]
     pub fn remove(&self, token: &str) {
         self.0.write().unwrap_or_else(|e| e.into_inner()).remove(token);
     }

@@ -76,10 +76,11 @@ pub const NEEDS_RESTART: &str = "cannot change while the server runs; it needs a
 /// store and password-check settings (the authenticator's throttle would be reset), the
 /// connection limits (the admission table) and delivery concurrency (the scheduler's bound),
 /// the log format (installed once per process), the message history (its writer is
-/// started once) and `[greylist]` (its state is opened once). Empty: the reload may go ahead.
+/// started once), `[greylist]` (its state is opened once) and `[tls.acme]` (its task is
+/// spawned once). Empty: the reload may go ahead.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.auth, &new.auth);
-    let checks: [(&'static str, bool); 22] = [
+    let checks: [(&'static str, bool); 23] = [
         ("data_dir", old.data_dir == new.data_dir),
         ("auth.users_file", a.users_file == b.users_file),
         ("auth.backend", a.backend == b.backend),
@@ -102,6 +103,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("history.enabled", old.history.enabled == new.history.enabled),
         ("history.days", old.history.days == new.history.days),
         ("greylist", old.greylist == new.greylist),
+        // The ACME task is spawned once, at start (acme.rs).
+        ("tls.acme", old.tls.acme == new.tls.acme),
         // Applied once, at start, when the process drops root (privdrop.rs).
         ("user", old.privileges.names().0 == new.privileges.names().0),
         ("group", old.privileges.names().1 == new.privileges.names().1),
@@ -207,5 +210,16 @@ mod tests {
                 "user"
             ]
         );
+    }
+
+    #[test]
+    fn acme_needs_a_restart() {
+        let http = "[[listen]]\naddress = \"127.0.0.1:8080\"\nrole = \"http\"\n";
+        let off = cfg(http);
+        let on = cfg(&format!("[tls.acme]\ncontact = \"mailto:a@example.test\"\n{http}"));
+        let other = cfg(&format!("[tls.acme]\ncontact = \"mailto:b@example.test\"\n{http}"));
+        assert_eq!(needs_restart(&off, &on), ["tls.acme"]);
+        assert_eq!(needs_restart(&on, &other), ["tls.acme"]);
+        assert_eq!(needs_restart(&on, &on.clone()), Vec::<&str>::new());
     }
 }
