@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod connection;
+mod dane;
 mod deliver;
 mod failure;
 mod limits;
