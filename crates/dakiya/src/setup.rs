@@ -77,6 +77,7 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, FileError> {
         route_tls: o.routes.iter().map(|(d, r)| (d.clone(), r.tls)).collect(),
         relay,
         extra_roots,
+        dnssec_trust_anchor: o.dnssec_trust_anchor.clone(),
         connect_timeout: o.connect_timeout,
         max_connections: o.concurrency,
         max_per_destination: o.per_destination,

@@ -37,3 +37,21 @@ async fn another_trust_anchor_is_not_trusted() {
     let r = SecureResolver::new(&cfg, Some(&other.trust_anchor)).unwrap();
     assert!(!matches!(r.tlsa("mx.example.test", 25).await, Secured::Secure(_)));
 }
+
+/// An unsigned zone (the plain test server, which knows no DNSSEC) under the built-in
+/// root anchors: not secure, so DANE never applies; never an error that would hold mail.
+#[tokio::test]
+async fn unsigned_zones_are_not_secure() {
+    use dakiya_route::testdns::{TestDns, Zone};
+    let dns =
+        TestDns::start(Zone::new().mx("plain.test", 10, "mx.plain.test").a("mx.plain.test", [127, 0, 0, 1].into()))
+            .await;
+    let cfg = RouteConfig { nameservers: vec![dns.addr], ..RouteConfig::default() };
+    let r = SecureResolver::new(&cfg, None).unwrap();
+    // Without the chain from the root, the test server's plain answers cannot even be
+    // proven insecure: they come out bogus (which `dane` mode treats as "no DANE" for the
+    // MX RRset, and as "defer" for a TLSA RRset under a validated MX RRset).
+    assert!(matches!(r.mx("plain.test").await, Secured::Bogus(_)));
+    assert!(matches!(r.tlsa("mx.plain.test", 25).await, Secured::Bogus(_)));
+    assert!(matches!(r.mx("nowhere.test").await, Secured::Bogus(_)));
+}

@@ -388,6 +388,7 @@ pub fn config(dns: &TestDns) -> OutboundConfig {
         route_tls: BTreeMap::new(),
         relay: None,
         extra_roots: Vec::new(),
+        dnssec_trust_anchor: None,
         connect_timeout: Duration::from_secs(10),
         max_connections: 10,
         max_per_destination: 5,

@@ -130,6 +130,7 @@ fn outbound(port: u16) -> OutboundConfig {
         route_tls: BTreeMap::from([("remote.test".to_string(), TlsMode::None)]),
         relay: None,
         extra_roots: Vec::new(),
+        dnssec_trust_anchor: None,
         connect_timeout: Duration::from_secs(5),
         max_connections: 4,
         max_per_destination: 2,
