@@ -283,9 +283,20 @@ impl Inner {
         }
         let mut dest = self.destination(domain);
         match dest.key.mode {
+            // RFC 8689 §5.1 (`TLS-Required: No`): DANE and MTA-STS failures must not stop
+            // the message; it goes as it would without either, opportunistically.
+            TlsMode::MtaSts | TlsMode::Dane if job.tls_optional => {
+                info!(domain, "TLS-Required: No: delivering without DANE or MTA-STS");
+                dest.key.mode = TlsMode::Opportunistic;
+            }
             TlsMode::MtaSts => self.apply_sts(&mut dest).await,
             TlsMode::Dane => self.apply_dane(&mut dest).await,
             _ => {}
+        }
+        if job.require_tls {
+            // Connections for REQUIRETLS messages are pooled apart: each was authenticated
+            // (a space cannot occur in a domain).
+            dest.key.dest.push_str(" requiretls");
         }
         let results = self.deliver_to(&dest, job, message).await;
         self.sts.reporter().maybe_flush();
@@ -325,6 +336,12 @@ impl Inner {
             }
         }
         let (mut failure, remote_mta) = last.unwrap_or_else(|| (failure::no_hops(), None));
+        if failure.status == dakiya_proto::Enhanced(5, 7, 30) {
+            // RFC 8689 §5: no next hop could take the REQUIRETLS message: it bounces.
+            info!(domain, reason = %Esc(&failure.reason), "REQUIRETLS cannot be met");
+            let outcome = RecipientOutcome::Permanent(failure);
+            return vec![RcptResult { outcome, remote_mta, next_hop_dsn: false }; count];
+        }
         if let Some(sts) = dest.sts.as_ref().filter(|s| s.enforce() && !failure.reason.starts_with("DANE")) {
             // Said in the DSN and the history: why a policy-bound delivery waits.
             failure.reason = format!("MTA-STS policy of {}: {}", sts.domain, failure.reason);
@@ -366,6 +383,18 @@ impl Inner {
         message: &[u8],
     ) -> Result<Vec<RcptResult>, HostFailure> {
         let hop_dane = self.hop_dane(dest, hop).await?;
+        if job.require_tls {
+            // RFC 8689 §5: only over TLS authenticated by DANE or MTA-STS (or a route in
+            // `verify` mode, whose certificate check is as strong).
+            let authenticated = match &hop_dane {
+                Some(hop_dane) => hop_dane.authenticated,
+                None => dest.mode() == TlsMode::Verify,
+            };
+            if !authenticated {
+                let mode = if hop_dane.is_some() { "unusable TLSA records" } else { dest.mode().as_str() };
+                return Err((failure::requiretls(hop, mode), None));
+            }
+        }
         let mut policy = match dest.mode() {
             // Validated TLSA records make TLS mandatory (RFC 7672 §2.2).
             _ if hop_dane.is_some() => TlsPolicy::Required,

@@ -171,3 +171,69 @@ async fn a_route_in_dane_mode_requires_tlsa_records() {
     }
     assert_eq!(server.stats.messages().len(), 1);
 }
+
+async fn send_job(out: &Outbound, job: &dakiya_proto::client::Job) -> RcptResult {
+    out.deliver("example.test", job, Arc::from(MESSAGE)).await.remove(0)
+}
+
+fn bounced_requiretls(r: &RcptResult, words: &str) {
+    let RecipientOutcome::Permanent(f) = &r.outcome else { panic!("not bounced: {r:?}") };
+    assert_eq!(f.status, Enhanced(5, 7, 30), "{f:?}");
+    assert!(f.reason.contains(words), "{}", f.reason);
+}
+
+/// RFC 8689 §5: a REQUIRETLS message goes over DANE-authenticated TLS to a next hop that
+/// offers REQUIRETLS, with the parameter; to one that does not, it bounces with 5.7.30.
+#[tokio::test]
+async fn requiretls_needs_authenticated_tls_and_the_next_hop_offering_it() {
+    let mut job = job(&["a@example.test"]);
+    job.require_tls = true;
+    for offers in [true, false] {
+        let (cert, tls) = self_signed(&["mx.example.test"]);
+        let server = FakeSmtp::start(Script { tls: Some(tls), requiretls: offers, ..Script::default() }).await;
+        let port = server.addr.port();
+        let zone = signed(port, &format!("3 1 1 {}", spki_sha256(&cert)), &Damage::default());
+        let out = outbound(&zone, port).await;
+        let result = send_job(&out, &job).await;
+        if offers {
+            assert!(result.outcome.is_delivered(), "{result:?}");
+            let received = &server.stats.messages()[0];
+            assert!(received.tls && received.mail_line.ends_with(" REQUIRETLS"), "{}", received.mail_line);
+        } else {
+            bounced_requiretls(&result, "does not offer REQUIRETLS");
+            assert!(server.stats.messages().is_empty());
+        }
+    }
+}
+
+/// Without DANE (no TLSA records) or an enforced MTA-STS policy, TLS would not be
+/// authenticated: the REQUIRETLS message bounces without a connection being made.
+#[tokio::test]
+async fn requiretls_without_an_authenticating_policy_bounces() {
+    let (_, tls) = self_signed(&["mx.example.test"]);
+    let server = FakeSmtp::start(Script { tls: Some(tls), requiretls: true, ..Script::default() }).await;
+    let port = server.addr.port();
+    let zone = signed(port, "", &Damage::default());
+    let out = outbound(&zone, port).await;
+    let mut job = job(&["a@example.test"]);
+    job.require_tls = true;
+    bounced_requiretls(&send_job(&out, &job).await, "would not be authenticated by DANE or MTA-STS");
+    assert_eq!(server.stats.connections(), 0);
+}
+
+/// `TLS-Required: No` (RFC 8689 §5.1): a DANE mismatch that defers other mail does not
+/// stop this message; it goes opportunistically.
+#[tokio::test]
+async fn tls_required_no_delivers_despite_a_dane_failure() {
+    let (_, tls) = self_signed(&["mx.example.test"]);
+    let (other, _) = self_signed(&["mx.example.test"]);
+    let server = FakeSmtp::start(Script { tls: Some(tls), ..Script::default() }).await;
+    let port = server.addr.port();
+    let zone = signed(port, &format!("3 1 1 {}", spki_sha256(&other)), &Damage::default());
+    let out = outbound(&zone, port).await;
+    deferred_because(&send(&out).await, "certificate");
+    let mut job = job(&["a@example.test"]);
+    job.tls_optional = true;
+    assert!(send_job(&out, &job).await.outcome.is_delivered());
+    assert!(server.stats.messages()[0].tls);
+}

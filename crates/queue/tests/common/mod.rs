@@ -81,6 +81,7 @@ impl Env {
             helo: "client.test".into(),
             body: BodyType::SevenBit,
             smtputf8: false,
+            require_tls: false,
             dsn_ret: None,
             dsn_envid: None,
             recipients,
