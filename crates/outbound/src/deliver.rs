@@ -170,8 +170,10 @@ impl Inner {
             dest.dane = Some(DaneDest { required: true, fallback: TlsMode::Require });
             return;
         }
-        self.apply_sts(dest).await;
-        match crate::dane::mx_secure(resolver, &dest.domain).await {
+        // The MTA-STS fallback and the MX check at once: neither needs the other.
+        let domain = dest.domain.clone();
+        let (_, mx) = tokio::join!(self.apply_sts(dest), crate::dane::mx_secure(resolver, &domain));
+        match mx {
             Ok(()) => {
                 dest.dane = Some(DaneDest { required: false, fallback: dest.key.mode });
                 dest.key.mode = TlsMode::Dane;
