@@ -188,6 +188,8 @@ impl Inner {
         let (Some(resolver), Some(dane)) = (&self.dane, &dest.dane) else { return Ok(None) };
         match crate::dane::for_hop(resolver, dane, hop, &self.tls.unverified).await {
             Ok(Some(hop_dane)) => {
+                let records = hop_dane.records.len();
+                info!(host = %Esc(&hop.host), authenticated = hop_dane.authenticated, records, "DANE applies");
                 if !hop_dane.authenticated {
                     // Validated records, none usable: TLS is mandatory, unauthenticated.
                     let info = crate::dane::policy_info(hop, &hop_dane.records);
