@@ -243,6 +243,9 @@ fn outbound(out: &mut Out, o: &Outbound) {
     if let Some(file) = &o.tls_ca_file {
         out.kv("tls_ca_file", path(file));
     }
+    if let Some(file) = &o.dnssec_trust_anchor {
+        out.kv("dnssec_trust_anchor", path(file));
+    }
     out.kv("ip_preference", quote(o.ip_preference.as_str()));
     out.kv("concurrency", o.concurrency.to_string());
     out.kv("per_destination", o.per_destination.to_string());

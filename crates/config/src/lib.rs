@@ -381,15 +381,19 @@ pub struct Outbound {
     pub nameservers: Vec<SocketAddr>,
     /// The port of MX hosts (and of routes that name no port). Default 25.
     pub smtp_port: u16,
-    /// TLS towards MX hosts. Default [`OutboundTls::MtaSts`]: the destination's MTA-STS
+    /// TLS towards MX hosts. Default [`OutboundTls::Dane`]: DANE where the MX host
+    /// publishes DNSSEC-validated TLSA records (RFC 7672), else the destination's MTA-STS
     /// policy when it publishes one (RFC 8461), else opportunistic. Routes and the relay
-    /// host without a mode of their own inherit it, except that `mta-sts` (about MX hosts)
-    /// becomes `opportunistic` for them.
+    /// host without a mode of their own inherit it, except that `mta-sts` and `dane`
+    /// (about MX hosts) become `opportunistic` for them.
     pub tls: OutboundTls,
     /// Extra trust anchors (PEM certificates) for [`OutboundTls::Verify`], besides the
     /// built-in Mozilla roots. Relative paths are relative to the working directory.
     /// Default none.
     pub tls_ca_file: Option<PathBuf>,
+    /// The DNSSEC trust anchor for DANE: a file of DNSKEY records in zone-file form.
+    /// Default none: the root zone's keys built into the resolver.
+    pub dnssec_trust_anchor: Option<PathBuf>,
     /// Which address families to use for next hops, in what order. Default IPv6 first.
     pub ip_preference: IpPreference,
     /// Outbound connections open at once, in all. Default 100.
@@ -423,8 +427,9 @@ impl Outbound {
             helo_name: hostname.to_owned(),
             nameservers: Vec::new(),
             smtp_port: 25,
-            tls: OutboundTls::MtaSts,
+            tls: OutboundTls::Dane,
             tls_ca_file: None,
+            dnssec_trust_anchor: None,
             ip_preference: IpPreference::Ipv6First,
             concurrency: 100,
             per_destination: 10,

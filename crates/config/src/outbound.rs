@@ -74,6 +74,10 @@ pub(crate) fn outbound(
         smtp_port,
         tls,
         tls_ca_file: raw.tls_ca_file.map(|file| path(cx, &key("tls_ca_file"), &file)).transpose()?,
+        dnssec_trust_anchor: raw
+            .dnssec_trust_anchor
+            .map(|file| path(cx, &key("dnssec_trust_anchor"), &file))
+            .transpose()?,
         ip_preference: match &raw.ip_preference {
             None => d.ip_preference,
             Some(value) => ip_preference(cx, &key("ip_preference"), value)?,
@@ -94,7 +98,7 @@ fn tls_mode(cx: &Ctx, key: &str, value: &SStr) -> Result<OutboundTls, ConfigErro
             key,
             Some(value.span()),
             format!(
-                "unknown TLS mode {:?} (expected \"none\", \"opportunistic\", \"require\", \"verify\" or \"mta-sts\")",
+                "unknown TLS mode {:?} (expected \"none\", \"opportunistic\", \"require\", \"verify\", \"mta-sts\" or \"dane\")",
                 value.get_ref()
             ),
         )
@@ -102,10 +106,15 @@ fn tls_mode(cx: &Ctx, key: &str, value: &SStr) -> Result<OutboundTls, ConfigErro
 }
 
 /// The mode a route or the relay host gets from `outbound.tls` when it names none: the
-/// same, except `mta-sts`, which is about a domain's MX hosts (RFC 8461 §4.1) and would
-/// refuse every configured host under an enforced policy.
+/// same, except `mta-sts` and `dane`, which are about a domain's MX hosts (RFC 8461 §4.1,
+/// RFC 7672 §2.2.1): `mta-sts` would refuse every configured host under an enforced
+/// policy, and `dane` on a route requires DANE, which only an explicit `tls` may ask for.
 fn inherited(default_tls: OutboundTls) -> OutboundTls {
-    if default_tls == OutboundTls::MtaSts { OutboundTls::Opportunistic } else { default_tls }
+    if matches!(default_tls, OutboundTls::MtaSts | OutboundTls::Dane) {
+        OutboundTls::Opportunistic
+    } else {
+        default_tls
+    }
 }
 
 fn ip_preference(cx: &Ctx, key: &str, value: &SStr) -> Result<IpPreference, ConfigError> {

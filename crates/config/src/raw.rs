@@ -259,6 +259,7 @@ pub(crate) struct RawOutbound {
     pub smtp_port: Option<Spanned<i64>>,
     pub tls: Option<SStr>,
     pub tls_ca_file: Option<SStr>,
+    pub dnssec_trust_anchor: Option<SStr>,
     pub ip_preference: Option<SStr>,
     pub concurrency: Option<Spanned<i64>>,
     pub per_destination: Option<Spanned<i64>>,

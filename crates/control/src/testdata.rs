@@ -31,6 +31,7 @@ pub fn sample() -> QueuedMessage {
             helo: "client.test".into(),
             body: BodyType::EightBitMime,
             smtputf8: false,
+            require_tls: false,
             dsn_ret: Some(Ret::Hdrs),
             dsn_envid: Some("env-1".into()),
             prepend: None,

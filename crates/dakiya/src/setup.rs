@@ -60,6 +60,12 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, FileError> {
             Some(RelaySettings { tls: r.tls, implicit_tls: r.implicit_tls, credentials })
         }
     };
+    if let Some(file) = &o.dnssec_trust_anchor {
+        // Parsed when the outbound service is built; here, readable (check-config too).
+        std::fs::read_to_string(file).map_err(|e| {
+            FileError::new("outbound.dnssec_trust_anchor", format!("cannot read {}: {e}", file.display()))
+        })?;
+    }
     const KEY_CA: &str = "outbound.tls_ca_file";
     let mut extra_roots = Vec::new();
     if let Some(file) = &o.tls_ca_file {
@@ -77,6 +83,7 @@ pub fn outbound_config(cfg: &Config) -> Result<OutboundConfig, FileError> {
         route_tls: o.routes.iter().map(|(d, r)| (d.clone(), r.tls)).collect(),
         relay,
         extra_roots,
+        dnssec_trust_anchor: o.dnssec_trust_anchor.clone(),
         connect_timeout: o.connect_timeout,
         max_connections: o.concurrency,
         max_per_destination: o.per_destination,

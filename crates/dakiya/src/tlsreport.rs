@@ -116,6 +116,7 @@ fn queue_report(shared: &Shared, tally: &TlsReportTally, to: &[String], now: u64
         helo: cfg.hostname.clone(),
         body: BodyType::SevenBit,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         recipients,

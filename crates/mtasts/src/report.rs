@@ -28,6 +28,12 @@ pub enum ResultType {
     StsPolicyInvalid,
     /// The policy server's certificate did not validate (§4.3.2.1).
     StsWebpkiInvalid,
+    /// DANE was required, but the host had no DNSSEC-validated TLSA records (§4.3.2.2).
+    DaneRequired,
+    /// The TLSA lookup failed DNSSEC validation (§4.3.2.2).
+    DnssecInvalid,
+    /// None of the host's TLSA records is usable (§4.3.2.2).
+    TlsaInvalid,
 }
 
 impl ResultType {
@@ -42,6 +48,9 @@ impl ResultType {
             ResultType::StsPolicyFetchError => "sts-policy-fetch-error",
             ResultType::StsPolicyInvalid => "sts-policy-invalid",
             ResultType::StsWebpkiInvalid => "sts-webpki-invalid",
+            ResultType::DaneRequired => "dane-required",
+            ResultType::DnssecInvalid => "dnssec-invalid",
+            ResultType::TlsaInvalid => "tlsa-invalid",
         }
     }
 }

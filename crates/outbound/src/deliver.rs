@@ -12,6 +12,7 @@ use dakiya_route::{HostPort, NextHop, Router};
 use tracing::{debug, info, warn};
 
 use crate::connection::{Connection, Setup};
+use crate::dane::{DaneDest, HopDane};
 use crate::pool::{Key, Pool, Slot};
 use crate::sts::{Applied, Sts, StsSettings};
 use crate::tls::TlsConfigs;
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     pool: Arc<Pool>,
     /// MTA-STS policies and TLS-RPT counts (RFC 8461, RFC 8460).
     pub(crate) sts: Sts,
+    /// The DNSSEC-validating resolver for DANE (RFC 7672), when a mode asks for it.
+    dane: Option<dakiya_route::SecureResolver>,
     /// Where TLS sessions are counted, once the server has said ([`crate::Outbound::record_into`]).
     pub(crate) metrics: std::sync::OnceLock<Arc<dakiya_metrics::Metrics>>,
 }
@@ -49,6 +52,15 @@ struct Destination {
     credentials: Option<dakiya_proto::client::AuthCredentials>,
     /// The MTA-STS policy that applies, for `mta-sts` mode toward MX hosts.
     sts: Option<Applied>,
+    /// DANE applies (`dane` mode; the MX RRset validated, or a route).
+    dane: Option<DaneDest>,
+}
+
+impl Destination {
+    /// The mode for a hop without DANE: the pool key's, or under DANE the fallback's.
+    fn mode(&self) -> TlsMode {
+        self.dane.map_or(self.key.mode, |d| d.fallback)
+    }
 }
 
 /// A host failed: why, and who said so (`None` when no server answered).
@@ -85,9 +97,16 @@ impl Inner {
             (None, None) => None,
         };
         let relay_host = cfg.route.relay_host.clone();
+        let wants_dane = cfg.default_tls == TlsMode::Dane || routes.values().any(|m| *m == TlsMode::Dane);
+        let dane = if wants_dane {
+            Some(dakiya_route::SecureResolver::new(&cfg.route, cfg.dnssec_trust_anchor.as_deref())?)
+        } else {
+            None
+        };
         let router = Router::new(cfg.route)?;
         let tls = TlsConfigs::new(&cfg.extra_roots)?;
         Ok(Inner {
+            dane,
             sts: Sts::new(router.clone(), tls.verified.clone(), sts),
             router,
             helo_name: cfg.helo_name,
@@ -110,12 +129,23 @@ impl Inner {
             (Some(&mode), _) => (name, mode, false, None),
             (None, Some(relay)) => {
                 // MTA-STS is about the recipient domain's MX hosts, which a relay is not.
-                let mode = if relay.tls == TlsMode::MtaSts { TlsMode::Opportunistic } else { relay.tls };
+                let mode = if matches!(relay.tls, TlsMode::MtaSts | TlsMode::Dane) {
+                    TlsMode::Opportunistic
+                } else {
+                    relay.tls
+                };
                 (RELAY_DEST.to_owned(), mode, relay.implicit_tls, relay.credentials.clone())
             }
             (None, None) => (name, self.default_tls, false, None),
         };
-        Destination { domain: domain.to_owned(), key: Key { dest, mode }, implicit_tls, credentials, sts: None }
+        Destination {
+            domain: domain.to_owned(),
+            key: Key { dest, mode },
+            implicit_tls,
+            credentials,
+            sts: None,
+            dane: None,
+        }
     }
 
     /// For `mta-sts` mode: the domain's policy, if it publishes one, decides the mode
@@ -126,6 +156,67 @@ impl Inner {
         dest.key.mode =
             if applied.as_ref().is_some_and(Applied::enforce) { TlsMode::Verify } else { TlsMode::Opportunistic };
         dest.sts = applied;
+    }
+
+    /// For `dane` mode: on a static route, DANE is required of its hosts; toward MX hosts,
+    /// the MTA-STS policy is resolved as the fallback, and DANE applies when the MX RRset
+    /// validates (RFC 7672 §2.2.1). Connections made under DANE are pooled apart.
+    async fn apply_dane(&self, dest: &mut Destination) {
+        let Some(resolver) = &self.dane else {
+            dest.key.mode = TlsMode::MtaSts;
+            return self.apply_sts(dest).await;
+        };
+        if self.routes.contains_key(&normalise(&dest.domain)) {
+            dest.dane = Some(DaneDest { required: true, fallback: TlsMode::Require });
+            return;
+        }
+        // The MTA-STS fallback and the MX check at once: neither needs the other.
+        let domain = dest.domain.clone();
+        let (_, mx) = tokio::join!(self.apply_sts(dest), crate::dane::mx_secure(resolver, &domain));
+        match mx {
+            Ok(()) => {
+                dest.dane = Some(DaneDest { required: false, fallback: dest.key.mode });
+                dest.key.mode = TlsMode::Dane;
+            }
+            Err(why) => debug!(domain = %Esc(&dest.domain), why, "DANE does not apply"),
+        }
+    }
+
+    /// The hop's DANE settings, when DANE applies to the destination; `Err` when the host
+    /// must not be used now (counted for TLS-RPT).
+    async fn hop_dane(&self, dest: &Destination, hop: &NextHop) -> Result<Option<HopDane>, HostFailure> {
+        let (Some(resolver), Some(dane)) = (&self.dane, &dest.dane) else { return Ok(None) };
+        match crate::dane::for_hop(resolver, dane, hop, &self.tls.unverified).await {
+            Ok(Some(hop_dane)) => {
+                let records = hop_dane.records.len();
+                info!(host = %Esc(&hop.host), authenticated = hop_dane.authenticated, records, "DANE applies");
+                if !hop_dane.authenticated {
+                    // Validated records, none usable: TLS is mandatory, unauthenticated.
+                    let info = crate::dane::policy_info(hop, &hop_dane.records);
+                    let result = Some(dakiya_mtasts::ResultType::TlsaInvalid);
+                    self.sts.reporter().count(&dest.domain, &info, result, Some(&hop.host));
+                }
+                Ok(Some(hop_dane))
+            }
+            Ok(None) => Ok(None),
+            Err((failure, result)) => {
+                info!(host = %Esc(&hop.host), reason = %Esc(&failure.reason), "next hop refused by DANE");
+                let info = crate::dane::policy_info(hop, &[]);
+                self.sts.reporter().count(&dest.domain, &info, Some(result), Some(&hop.host));
+                Err((failure, None))
+            }
+        }
+    }
+
+    /// Counts a session made under DANE for TLS-RPT (policy type `tlsa`).
+    fn count_dane(&self, dest: &Destination, hop: &NextHop, hop_dane: &HopDane, conn: &Connection) {
+        let Some(seen) = conn.tls_seen() else { return };
+        let info = crate::dane::policy_info(hop, &hop_dane.records);
+        let result = crate::sts::outcome_type(seen);
+        // An unusable set was counted as `tlsa-invalid` already.
+        if hop_dane.authenticated || result.is_some() {
+            self.sts.reporter().count(&dest.domain, &info, result, Some(&hop.host));
+        }
     }
 
     /// Under an enforced policy, only the MX hosts it lists (RFC 8461 §4.1); the others
@@ -154,9 +245,12 @@ impl Inner {
         }
     }
 
-    fn setup(&self, dest: &Destination, hop: &NextHop, policy: TlsPolicy) -> Setup {
-        let tls_config =
-            if dest.key.mode == TlsMode::Verify { self.tls.verified.clone() } else { self.tls.unverified.clone() };
+    fn setup(&self, dest: &Destination, hop: &NextHop, policy: TlsPolicy, dane: Option<&HopDane>) -> Setup {
+        let tls_config = match dane {
+            Some(hop_dane) => hop_dane.config.clone(),
+            None if dest.mode() == TlsMode::Verify => self.tls.verified.clone(),
+            None => self.tls.unverified.clone(),
+        };
         // The credentials are the relay's alone. Should a domain's static route be missed
         // here (a key spelled differently from the router's), its hosts must not get them.
         let credentials = dest.credentials.clone().filter(|_| self.is_relay(hop));
@@ -170,7 +264,11 @@ impl Inner {
             metrics: self.metrics.get().cloned(),
             // Under an MTA-STS policy that is not enforced, the certificate is checked after
             // the handshake, for the TLS report only.
-            report_verifier: dest.sts.as_ref().filter(|s| !s.enforce()).map(|_| self.tls.verifier.clone()),
+            report_verifier: dest
+                .sts
+                .as_ref()
+                .filter(|s| !s.enforce() && dane.is_none())
+                .map(|_| self.tls.verifier.clone()),
         }
     }
 
@@ -188,8 +286,21 @@ impl Inner {
             return Vec::new();
         }
         let mut dest = self.destination(domain);
-        if dest.key.mode == TlsMode::MtaSts {
-            self.apply_sts(&mut dest).await;
+        match dest.key.mode {
+            // RFC 8689 §5.1 (`TLS-Required: No`): DANE and MTA-STS failures must not stop
+            // the message; it goes as it would without either, opportunistically.
+            TlsMode::MtaSts | TlsMode::Dane if job.tls_optional => {
+                info!(domain, "TLS-Required: No: delivering without DANE or MTA-STS");
+                dest.key.mode = TlsMode::Opportunistic;
+            }
+            TlsMode::MtaSts => self.apply_sts(&mut dest).await,
+            TlsMode::Dane => self.apply_dane(&mut dest).await,
+            _ => {}
+        }
+        if job.require_tls {
+            // Connections for REQUIRETLS messages are pooled apart: each was authenticated
+            // (a space cannot occur in a domain).
+            dest.key.dest.push_str(" requiretls");
         }
         let results = self.deliver_to(&dest, job, message).await;
         self.sts.reporter().maybe_flush();
@@ -229,7 +340,13 @@ impl Inner {
             }
         }
         let (mut failure, remote_mta) = last.unwrap_or_else(|| (failure::no_hops(), None));
-        if let Some(sts) = dest.sts.as_ref().filter(|s| s.enforce()) {
+        if failure.status == dakiya_proto::Enhanced(5, 7, 30) {
+            // RFC 8689 §5: no next hop could take the REQUIRETLS message: it bounces.
+            info!(domain, reason = %Esc(&failure.reason), "REQUIRETLS cannot be met");
+            let outcome = RecipientOutcome::Permanent(failure);
+            return vec![RcptResult { outcome, remote_mta, next_hop_dsn: false }; count];
+        }
+        if let Some(sts) = dest.sts.as_ref().filter(|s| s.enforce() && !failure.reason.starts_with("DANE")) {
             // Said in the DSN and the history: why a policy-bound delivery waits.
             failure.reason = format!("MTA-STS policy of {}: {}", sts.domain, failure.reason);
         }
@@ -269,12 +386,28 @@ impl Inner {
         job: &Job,
         message: &[u8],
     ) -> Result<Vec<RcptResult>, HostFailure> {
-        let mut policy = match dest.key.mode {
+        let hop_dane = self.hop_dane(dest, hop).await?;
+        if job.require_tls {
+            // RFC 8689 §5: only over TLS authenticated by DANE or MTA-STS (or a route in
+            // `verify` mode, whose certificate check is as strong).
+            let authenticated = match &hop_dane {
+                Some(hop_dane) => hop_dane.authenticated,
+                None => dest.mode() == TlsMode::Verify,
+            };
+            if !authenticated {
+                let mode = if hop_dane.is_some() { "unusable TLSA records" } else { dest.mode().as_str() };
+                return Err((failure::requiretls(hop, mode), None));
+            }
+        }
+        let mut policy = match dest.mode() {
+            // Validated TLSA records make TLS mandatory (RFC 7672 §2.2).
+            _ if hop_dane.is_some() => TlsPolicy::Required,
             TlsMode::None => TlsPolicy::None,
             TlsMode::Opportunistic => TlsPolicy::Opportunistic,
             TlsMode::Require | TlsMode::Verify => TlsPolicy::Required,
-            // Resolved by `apply_sts` before; should it not be, never less than opportunistic.
-            TlsMode::MtaSts => TlsPolicy::Opportunistic,
+            // Resolved by `apply_sts`/`apply_dane` before; should it not be, never less
+            // than opportunistic.
+            TlsMode::MtaSts | TlsMode::Dane => TlsPolicy::Opportunistic,
         };
         loop {
             let permits = loop {
@@ -287,22 +420,33 @@ impl Inner {
                     Slot::Fresh(permits) => break permits,
                 }
             };
-            let mut conn = match Connection::open(hop, &self.setup(dest, hop, policy), permits, job.clone()).await {
+            let setup = self.setup(dest, hop, policy, hop_dane.as_ref());
+            let mut conn = match Connection::open(hop, &setup, permits, job.clone()).await {
                 Ok(conn) => conn,
-                Err((failure, remote_mta)) => {
+                Err((mut failure, remote_mta)) => {
+                    if hop_dane.is_some() {
+                        failure.reason = format!("{}: {}", crate::dane::label(hop), failure.reason);
+                    }
                     info!(host = %Esc(&hop.host), addr = %hop.addr, reason = %Esc(&failure.reason), "outbound connection failed");
                     return Err((failure, remote_mta));
                 }
             };
-            let outcome = conn.run(message).await;
-            self.count_session(dest, hop, &conn);
+            let mut outcome = conn.run(message).await;
+            match &hop_dane {
+                Some(hop_dane) => self.count_dane(dest, hop, hop_dane, &conn),
+                None => self.count_session(dest, hop, &conn),
+            }
+            if let (Some(_), Outcome::Temporary(failure)) = (&hop_dane, &mut outcome) {
+                // Said in the DSN and the history: why a DANE-bound delivery waits.
+                failure.reason = format!("{}: {}", crate::dane::label(hop), failure.reason);
+            }
             if !failure::try_elsewhere(&outcome) {
                 return Ok(self.finish(conn, dest, outcome, job.recipients.len()));
             }
             let remote_mta = conn.remote_mta();
             let dsn = conn.offers_dsn();
             log_result(&dest.domain, &remote_mta, &outcome, job.recipients.len());
-            let retry_in_clear = conn.tls_failed() && dest.key.mode == TlsMode::Opportunistic;
+            let retry_in_clear = conn.tls_failed() && dest.mode() == TlsMode::Opportunistic && hop_dane.is_none();
             tokio::spawn(conn.close());
             if retry_in_clear && policy != TlsPolicy::None {
                 // Opportunistic TLS (RFC 7435): a server whose TLS we cannot speak (an old

@@ -76,6 +76,22 @@ pub(crate) fn sts_no_mx(domain: &str, hosts: &str) -> Failure {
     }
 }
 
+/// A REQUIRETLS message (RFC 8689 §5) may not go to this hop: its TLS would not be
+/// authenticated by DANE, MTA-STS or a `verify` route. 5.7.30 "REQUIRETLS support
+/// required" (§6), permanent once no hop is left.
+pub(crate) fn requiretls(hop: &NextHop, mode: &str) -> Failure {
+    Failure {
+        phase: Phase::Idle,
+        kind: FailureKind::Policy,
+        status: Enhanced(5, 7, 30),
+        reply: None,
+        reason: format!(
+            "REQUIRETLS: TLS with {} would not be authenticated by DANE or MTA-STS ({mode})",
+            remote_mta(hop)
+        ),
+    }
+}
+
 /// The client closed the session without reporting the job (never expected).
 pub(crate) fn closed_early() -> Failure {
     Failure {

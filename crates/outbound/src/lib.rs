@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod connection;
+mod dane;
 mod deliver;
 mod failure;
 mod limits;
@@ -64,6 +65,9 @@ pub struct OutboundConfig {
     pub relay: Option<RelaySettings>,
     /// Trust anchors for [`TlsMode::Verify`] besides the built-in Mozilla roots.
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// The DNSSEC trust anchor for DANE ([`TlsMode::Dane`]): a file of DNSKEY records;
+    /// `None` for the root zone's keys built into the resolver.
+    pub dnssec_trust_anchor: Option<std::path::PathBuf>,
     /// Connection attempt timeout.
     pub connect_timeout: Duration,
     /// Connections open at once, in all.
@@ -197,6 +201,7 @@ mod tests {
             route_tls: BTreeMap::new(),
             relay: None,
             extra_roots: Vec::new(),
+            dnssec_trust_anchor: None,
             connect_timeout: Duration::from_secs(1),
             max_connections: 0,
             max_per_destination: 0,

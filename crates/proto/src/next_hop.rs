@@ -113,12 +113,17 @@ pub enum TlsMode {
     /// [`TlsMode::Opportunistic`] (`"mta-sts"`). Applies to MX delivery; a relay host with
     /// this mode is treated as opportunistic.
     MtaSts,
+    /// DANE (RFC 7672) where the next hop publishes DNSSEC-validated TLSA records, else as
+    /// [`TlsMode::MtaSts`] (`"dane"`). On a static route, DANE is required: its hosts'
+    /// TLSA records must validate, or the mail waits. A relay host with this mode is
+    /// treated as opportunistic.
+    Dane,
 }
 
 impl TlsMode {
     /// Every mode, in the order the configuration documents them.
-    pub const ALL: [TlsMode; 5] =
-        [TlsMode::None, TlsMode::Opportunistic, TlsMode::Require, TlsMode::Verify, TlsMode::MtaSts];
+    pub const ALL: [TlsMode; 6] =
+        [TlsMode::None, TlsMode::Opportunistic, TlsMode::Require, TlsMode::Verify, TlsMode::MtaSts, TlsMode::Dane];
 
     /// The name used in the configuration.
     pub fn as_str(self) -> &'static str {
@@ -128,6 +133,7 @@ impl TlsMode {
             TlsMode::Require => "require",
             TlsMode::Verify => "verify",
             TlsMode::MtaSts => "mta-sts",
+            TlsMode::Dane => "dane",
         }
     }
 }

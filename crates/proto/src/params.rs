@@ -72,6 +72,8 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// ENVID=, decoded from xtext (RFC 3461 §4.4).
     pub envid: Option<String>,
+    /// REQUIRETLS given (RFC 8689 §4.1): relay only over authenticated TLS.
+    pub requiretls: bool,
 }
 
 /// NOTIFY= of RFC 3461 §4.1: the kinds of notice a recipient asked for. All false is
@@ -178,6 +180,15 @@ pub fn parse_mail_params<'a>(params: impl Iterator<Item = &'a str>) -> Result<Ma
                 }
                 if std::mem::replace(&mut out.smtputf8, true) {
                     return Err(ParamError::Duplicate("SMTPUTF8"));
+                }
+            }
+            "REQUIRETLS" => {
+                // RFC 8689 §4.1: a keyword without a value.
+                if value.is_some() {
+                    return Err(ParamError::BadValue("REQUIRETLS"));
+                }
+                if std::mem::replace(&mut out.requiretls, true) {
+                    return Err(ParamError::Duplicate("REQUIRETLS"));
                 }
             }
             "RET" => {
@@ -348,6 +359,9 @@ mod tests {
         assert_eq!(mail("BODY=BINARYMIME"), Err(ParamError::BadValue("BODY")));
         assert_eq!(mail("BODY=7BIT BODY=7BIT"), Err(ParamError::Duplicate("BODY")));
         assert_eq!(mail("SMTPUTF8=yes"), Err(ParamError::BadValue("SMTPUTF8")));
+        assert!(mail("requiretls").unwrap().requiretls);
+        assert_eq!(mail("REQUIRETLS=1"), Err(ParamError::BadValue("REQUIRETLS")));
+        assert_eq!(mail("REQUIRETLS REQUIRETLS"), Err(ParamError::Duplicate("REQUIRETLS")));
         assert_eq!(mail("RET=ALL"), Err(ParamError::BadValue("RET")));
         assert_eq!(mail("ENVID=a+zz"), Err(ParamError::BadValue("ENVID")));
         assert_eq!(mail(&format!("ENVID={}", "a".repeat(101))), Err(ParamError::BadValue("ENVID")));

@@ -186,3 +186,25 @@ fn long_auth_line_is_allowed_up_to_12288() {
     let long = format!("AUTH PLAIN {}\r\n", "A".repeat(2000));
     assert_eq!(h.codes(&long), ["501 5.5.2"], "too long for 512 but fine for AUTH: it is only malformed");
 }
+
+/// RFC 8689 §4.1: REQUIRETLS is offered only over TLS, and MAIL with it is refused in
+/// clear; over TLS it is taken and kept with the transaction's parameters.
+#[test]
+fn requiretls_only_over_tls() {
+    let mx = SessionPolicy {
+        starttls: true,
+        implicit_tls: false,
+        auth: false,
+        auth_without_tls: false,
+        auth_required: false,
+    };
+    let mut h = H::new(mx);
+    let ehlo = h.send("EHLO c.test\r\n");
+    assert!(!ehlo.contains("REQUIRETLS"), "{ehlo}");
+    assert!(h.send("MAIL FROM:<a@b.test> REQUIRETLS\r\n").starts_with("530 5.7.10 "));
+    h.send("STARTTLS\r\n");
+    let ehlo = h.send("EHLO c.test\r\n");
+    assert!(ehlo.contains("250-REQUIRETLS\r\n") || ehlo.contains("250 REQUIRETLS\r\n"), "{ehlo}");
+    assert_eq!(h.codes("MAIL FROM:<a@b.test> REQUIRETLS\r\n"), ["250 2.1.0"]);
+    assert!(h.s.transaction().unwrap().params.requiretls);
+}

@@ -121,6 +121,7 @@ fn notice_envelope(ctx: &Ctx, m: &QueuedMessage, targets: Vec<Target>, notice: &
         helo: ctx.cfg.hostname.clone(),
         body: if notice.iter().any(|&b| b >= 0x80) { BodyType::EightBitMime } else { BodyType::SevenBit },
         smtputf8: env.smtputf8 || !env.sender.is_ascii(),
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         recipients,

@@ -87,7 +87,13 @@ impl Outcome {
             error: f.to_string(),
             status: f.status,
             remote_mta: result.remote_mta.clone(),
-            diagnostic: f.diagnostic_code(),
+            // A next hop refused by our own TLS policy (DANE, MTA-STS, REQUIRETLS) gave no
+            // reply to quote: the DSN gives our reason instead (RFC 3464 §2.3.6 allows
+            // diagnostic types besides "smtp").
+            diagnostic: f.diagnostic_code().or_else(|| {
+                (f.kind == dakiya_proto::client::FailureKind::Policy && f.reply.is_none())
+                    .then(|| format!("x-dakiya; {}", f.reason))
+            }),
         };
         match &result.outcome {
             RecipientOutcome::Delivered(_) => Outcome::Relayed { next_hop_dsn: result.next_hop_dsn },
@@ -147,6 +153,22 @@ mod tests {
         assert_eq!((d.status, d.remote_mta.as_deref()), (Enhanced(5, 1, 1), Some("mx.example.net [192.0.2.1]")));
         let later = remote(RecipientOutcome::Temporary(refused), false);
         assert!(matches!(Outcome::from_remote(&later), Outcome::Temporary(_)));
+    }
+
+    /// A hop refused by our TLS policy (no reply to quote) still tells the DSN why.
+    #[test]
+    fn policy_refusals_without_a_reply_carry_our_reason() {
+        let refused = dakiya_proto::client::Failure {
+            phase: Phase::Idle,
+            kind: ClientKind::Policy,
+            status: Enhanced(5, 7, 30),
+            reply: None,
+            reason: "REQUIRETLS: not authenticated".into(),
+        };
+        let Outcome::Permanent(f) = Outcome::from_remote(&remote(RecipientOutcome::Permanent(refused), false)) else {
+            panic!("not permanent")
+        };
+        assert_eq!(f.diagnostic.as_deref(), Some("x-dakiya; REQUIRETLS: not authenticated"));
     }
 
     #[test]

@@ -42,6 +42,7 @@ fn message(sender: &str, notifies: &[Option<Vec<Word>>]) -> QueuedMessage {
         helo: "client.example".into(),
         body: BodyType::SevenBit,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         recipients,

@@ -39,7 +39,7 @@ pub(crate) async fn deliver(ctx: &Ctx, m: &QueuedMessage, remote: &[usize]) -> V
     let eight_bit = body.iter().any(|&b| b >= 0x80);
     let mut tasks = tokio::task::JoinSet::new();
     for (domain, rcpts) in groups {
-        let job = job(m, &from, &rcpts, body.len(), eight_bit);
+        let job = job(m, &from, &rcpts, &body, eight_bit);
         let (outbound, body) = (ctx.outbound.clone(), body.clone());
         let indices: Vec<usize> = rcpts.iter().map(|(i, _)| *i).collect();
         let metrics = ctx.metrics.clone();
@@ -107,7 +107,7 @@ fn via(result: &RcptResult) -> Via {
 }
 
 /// The SMTP job for recipients `rcpts` of `m`, with their DSN parameters (RFC 3461).
-fn job(m: &QueuedMessage, from: &ReversePath, rcpts: &[(usize, Mailbox)], size: usize, eight_bit: bool) -> Job {
+fn job(m: &QueuedMessage, from: &ReversePath, rcpts: &[(usize, Mailbox)], body: &[u8], eight_bit: bool) -> Job {
     let env = &m.envelope;
     Job {
         from: from.clone(),
@@ -122,11 +122,14 @@ fn job(m: &QueuedMessage, from: &ReversePath, rcpts: &[(usize, Mailbox)], size: 
                 }
             })
             .collect(),
-        size: Some(size as u64),
+        size: Some(body.len() as u64),
         eight_bit,
         smtputf8: env.smtputf8,
         ret: env.dsn_ret,
         envid: env.dsn_envid.clone(),
+        require_tls: env.require_tls,
+        // RFC 8689 §5.1: with REQUIRETLS, the header field is ignored.
+        tls_optional: !env.require_tls && dakiya_proto::client::tls_required_no(body),
     }
 }
 

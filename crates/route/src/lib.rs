@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod dnssec;
 mod domain;
 mod error;
 mod lookup;
@@ -21,5 +22,6 @@ mod router;
 pub mod testdns;
 
 pub use config::{DEFAULT_MAX_HOPS, HostPort, IpPreference, RouteConfig, SMTP_PORT};
+pub use dnssec::{SecureResolver, Secured, TlsaData};
 pub use error::RouteError;
 pub use router::{NextHop, Router};

@@ -301,6 +301,13 @@ fn target(hp: &HostPort, smtp_port: u16) -> Result<Target, RouteError> {
 /// The resolver: the given name servers over UDP, and TCP for truncated answers; or the
 /// system's. The hosts file is never read, names are always fully qualified.
 fn build_resolver(cfg: &RouteConfig) -> Result<TokioResolver, RouteError> {
+    Ok(resolver_builder(cfg)?.build())
+}
+
+/// The builder of [`build_resolver`], for the validating resolver to add to.
+pub(crate) fn resolver_builder(
+    cfg: &RouteConfig,
+) -> Result<hickory_resolver::ResolverBuilder<TokioConnectionProvider>, RouteError> {
     let mut builder = if cfg.nameservers.is_empty() {
         TokioResolver::builder_tokio()
             .map_err(|e| RouteError::Config(format!("reading the system resolver configuration: {e}")))?
@@ -316,5 +323,5 @@ fn build_resolver(cfg: &RouteConfig) -> Result<TokioResolver, RouteError> {
     opts.timeout = cfg.dns_timeout;
     opts.attempts = cfg.dns_attempts;
     opts.use_hosts_file = ResolveHosts::Never;
-    Ok(builder.build())
+    Ok(builder)
 }

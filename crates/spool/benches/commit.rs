@@ -36,6 +36,7 @@ fn envelope(spool: &Spool) -> Envelope {
         helo: "client.example.org".into(),
         body: BodyType::SevenBit,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         prepend: None,

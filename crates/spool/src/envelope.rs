@@ -27,6 +27,10 @@ pub struct Envelope {
     /// Whether the client asked for SMTPUTF8 (RFC 6531).
     #[serde(default)]
     pub smtputf8: bool,
+    /// `REQUIRETLS` was given (RFC 8689 §4.1): relay only over authenticated TLS to next
+    /// hops that offer it. Written only when set; older spools lack it (false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls: bool,
     /// DSN `RET=` (RFC 3461 §4.3).
     #[serde(default, with = "crate::codec::ret")]
     pub dsn_ret: Option<Ret>,

@@ -53,6 +53,7 @@ fn full_envelope() -> Envelope {
         helo: "client.example.org".into(),
         body: BodyType::EightBitMime,
         smtputf8: true,
+        require_tls: false,
         dsn_ret: Some(Ret::Hdrs),
         dsn_envid: Some("env-1".into()),
         recipients: vec![
@@ -118,6 +119,7 @@ fn envelopes_written_before_read_the_same_and_are_written_the_same() {
     let seven_bit = Envelope {
         body: BodyType::SevenBit,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: Some(Ret::Full),
         dsn_envid: None,
         recipients: vec![rcpt(1, notify(false, false, true))],

@@ -18,6 +18,7 @@ fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
         helo: "client.example.org".into(),
         body: BodyType::EightBitMime,
         smtputf8: true,
+        require_tls: false,
         dsn_ret: Some(Ret::Hdrs),
         dsn_envid: Some("env-1".into()),
         prepend: None,

@@ -16,6 +16,7 @@ fn commit(spool: &Spool, rcpts: usize) -> QueueId {
         helo: "client.example.org".into(),
         body: BodyType::SevenBit,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         prepend: None,

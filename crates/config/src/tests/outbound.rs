@@ -88,8 +88,9 @@ fn defaults() {
     assert_eq!(o.helo_name, "h.example");
     assert!(o.nameservers.is_empty());
     assert_eq!(o.smtp_port, 25);
-    assert_eq!(o.tls, OutboundTls::MtaSts);
+    assert_eq!(o.tls, OutboundTls::Dane);
     assert_eq!(o.tls_ca_file, None);
+    assert_eq!(o.dnssec_trust_anchor, None);
     assert_eq!(o.ip_preference, IpPreference::Ipv6First);
     assert_eq!((o.concurrency, o.per_destination), (100, 10));
     assert_eq!((o.connect_timeout, o.idle_timeout), (Duration::from_secs(30), Duration::from_secs(5)));
@@ -113,21 +114,30 @@ fn tls_default_follows_outbound_tls_wherever_written() {
     assert_eq!(c.outbound.relay_host.unwrap().tls, OutboundTls::Require);
 }
 
-/// `mta-sts` (the default) is about MX hosts: routes and the relay host inherit
-/// "opportunistic" from it, unless they name `mta-sts` themselves.
+/// `dane` (the default) and `mta-sts` are about MX hosts: routes and the relay host
+/// inherit "opportunistic" from them, unless they name the mode themselves.
 #[test]
 fn mta_sts_is_inherited_as_opportunistic() {
     let c = parse_ok(&with_listener(
         "[outbound.routes]\n\"a.test\" = \"127.0.0.1:2626\"\n\
          \"b.test\" = { hosts = [\"127.0.0.1:2626\"], tls = \"mta-sts\" }\n\
+         \"c.test\" = { hosts = [\"127.0.0.1:2626\"], tls = \"dane\" }\n\
          [outbound.relay_host]\nhost = \"127.0.0.1:2627\"\n",
     ));
-    assert_eq!(c.outbound.tls, OutboundTls::MtaSts);
+    assert_eq!(c.outbound.tls, OutboundTls::Dane);
+    assert_eq!(c.outbound.routes["c.test"].tls, OutboundTls::Dane);
     assert_eq!(c.outbound.routes["a.test"].tls, OutboundTls::Opportunistic);
     assert_eq!(c.outbound.routes["b.test"].tls, OutboundTls::MtaSts);
     assert_eq!(c.outbound.relay_host.as_ref().unwrap().tls, OutboundTls::Opportunistic);
     round_trip(&c);
-    check(&with_listener("[outbound]\ntls = \"dane\"\n"), Some("outbound.tls"), Some(2), "\"mta-sts\"");
+    check(&with_listener("[outbound]\ntls = \"danish\"\n"), Some("outbound.tls"), Some(2), "\"dane\"");
+    let c = parse_ok(&with_listener(
+        "[outbound]\ntls = \"mta-sts\"\ndnssec_trust_anchor = \"/etc/dakiya/root.key\"\n\
+         [outbound.routes]\n\"a.test\" = \"127.0.0.1:2626\"\n",
+    ));
+    assert_eq!(c.outbound.routes["a.test"].tls, OutboundTls::Opportunistic);
+    assert_eq!(c.outbound.dnssec_trust_anchor.as_deref(), Some(std::path::Path::new("/etc/dakiya/root.key")));
+    round_trip(&c);
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dakiya_mtasts::report::Tally;
+use dakiya_mtasts::report::{PolicyInfo, Tally};
 use dakiya_mtasts::{ResultType, Tallies};
 use tracing::warn;
 
@@ -41,6 +41,15 @@ impl Reporter {
     /// Counts a session that met the policy.
     pub(crate) fn success(&self, applied: &Applied) {
         self.with(|t| t.success(&applied.domain, &applied.info(), super::clock::now()));
+    }
+
+    /// Counts a session under another kind of policy (DANE's `tlsa`, RFC 8460 §4.3):
+    /// `None` a success.
+    pub(crate) fn count(&self, domain: &str, policy: &PolicyInfo, failure: Option<ResultType>, mx: Option<&str>) {
+        self.with(|t| match failure {
+            None => t.success(domain, policy, super::now()),
+            Some(result) => t.failure(domain, policy, result, mx, super::now()),
+        });
     }
 
     /// Counts a failure.

@@ -47,12 +47,16 @@ pub struct Script {
     pub close_after_message: bool,
     /// Wait this long before answering the content (so that deliveries overlap).
     pub end_delay: Duration,
+    /// Offer REQUIRETLS (RFC 8689) over TLS.
+    pub requiretls: bool,
 }
 
 /// A message the fake server accepted.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub from: String,
+    /// The MAIL command line as sent, parameters included.
+    pub mail_line: String,
     pub rcpts: Vec<String>,
     /// The octets between 354 and the reply: dot-stuffed, terminator included.
     pub wire: Vec<u8>,
@@ -158,6 +162,7 @@ impl Drop for Active {
 
 #[derive(Default)]
 struct Session {
+    mail_line: String,
     tls: bool,
     authenticated: bool,
     from: Option<String>,
@@ -252,6 +257,9 @@ async fn dialog<S: AsyncRead + AsyncWrite + Unpin>(
                 if script.auth.is_some() && session.tls {
                     lines.push("AUTH PLAIN".into());
                 }
+                if script.requiretls && session.tls {
+                    lines.push("REQUIRETLS".into());
+                }
                 let last = lines.len() - 1;
                 let text: Vec<String> = lines
                     .iter()
@@ -281,6 +289,7 @@ async fn dialog<S: AsyncRead + AsyncWrite + Unpin>(
                 Some(r) => reply(io, r).await?,
                 None => {
                     session.from = Some(angle(&line));
+                    session.mail_line = line.clone();
                     session.rcpts.clear();
                     reply(io, "250 2.1.0 ok").await?;
                 }
@@ -310,6 +319,7 @@ async fn dialog<S: AsyncRead + AsyncWrite + Unpin>(
                 if end.starts_with('2') {
                     stats.messages.lock().unwrap().push(Received {
                         from: session.from.clone().unwrap_or_default(),
+                        mail_line: session.mail_line.clone(),
                         rcpts: std::mem::take(&mut session.rcpts),
                         wire,
                         content,
@@ -388,6 +398,7 @@ pub fn config(dns: &TestDns) -> OutboundConfig {
         route_tls: BTreeMap::new(),
         relay: None,
         extra_roots: Vec::new(),
+        dnssec_trust_anchor: None,
         connect_timeout: Duration::from_secs(10),
         max_connections: 10,
         max_per_destination: 5,

@@ -30,6 +30,8 @@ pub struct Extensions {
     pub chunking: bool,
     /// ENHANCEDSTATUSCODES (RFC 2034).
     pub enhanced_status_codes: bool,
+    /// REQUIRETLS (RFC 8689).
+    pub requiretls: bool,
 }
 
 impl Extensions {
@@ -55,6 +57,7 @@ impl Extensions {
                 "STARTTLS" => ext.starttls = true,
                 "CHUNKING" => ext.chunking = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
+                "REQUIRETLS" => ext.requiretls = true,
                 "AUTH" => ext.add_mechanisms(words),
                 // Servers written before RFC 2554 was final advertise `AUTH=LOGIN PLAIN`.
                 k if k.starts_with("AUTH=") => {

@@ -24,6 +24,13 @@ pub struct Job {
     pub ret: Option<Ret>,
     /// ENVID= to pass on, not yet xtext-encoded (RFC 3461 §4.4).
     pub envid: Option<String>,
+    /// The message was received with REQUIRETLS (RFC 8689 §4.1): it goes only to a next
+    /// hop that offers REQUIRETLS, with the parameter, and the driver sees to it that the
+    /// TLS session is authenticated (§5).
+    pub require_tls: bool,
+    /// The message has `TLS-Required: No` and no REQUIRETLS (RFC 8689 §4.2): the driver
+    /// delivers it even when a DANE or MTA-STS policy fails, opportunistically.
+    pub tls_optional: bool,
 }
 
 /// One recipient of a [`Job`] with its DSN parameters.
@@ -55,6 +62,8 @@ impl Job {
             smtputf8: false,
             ret: None,
             envid: None,
+            require_tls: false,
+            tls_optional: false,
         }
     }
 
@@ -71,8 +80,42 @@ impl Job {
     }
 }
 
+/// True when the message's header section has a `TLS-Required: No` field (RFC 8689 §5.1:
+/// the sender asks that TLS policy failures not stop delivery). Field names compare
+/// without regard to case, the value too; folded values are unfolded.
+pub fn tls_required_no(message: &[u8]) -> bool {
+    let header = match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => &message[..end + 2],
+        None => message,
+    };
+    let text = String::from_utf8_lossy(header);
+    let mut fields: Vec<String> = Vec::new();
+    for line in text.split("\r\n") {
+        match fields.last_mut() {
+            // RFC 5322 §2.2.3: a line starting with white space continues the field.
+            Some(last) if line.starts_with([' ', '\t']) => last.push_str(line),
+            _ => fields.push(line.to_owned()),
+        }
+    }
+    fields.iter().any(|f| {
+        f.split_once(':').is_some_and(|(name, value)| {
+            name.trim_end().eq_ignore_ascii_case("TLS-Required") && value.trim().eq_ignore_ascii_case("no")
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tls_required_no_is_found_in_the_header_only() {
+        use super::tls_required_no;
+        assert!(tls_required_no(b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"));
+        assert!(tls_required_no(b"tls-required:\r\n  no \r\n\r\n"));
+        assert!(!tls_required_no(b"Subject: x\r\n\r\nTLS-Required: No\r\n"));
+        assert!(!tls_required_no(b"TLS-Required: Yes\r\n\r\n"));
+        assert!(!tls_required_no(b"X-TLS-Required: No\r\n\r\n"));
+    }
+
     use super::*;
     use crate::address::parse_path;
 

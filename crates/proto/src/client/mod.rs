@@ -58,7 +58,7 @@ mod transaction;
 
 pub use ehlo::Extensions;
 pub use encoder::DataEncoder;
-pub use job::{Job, JobRecipient};
+pub use job::{Job, JobRecipient, tls_required_no};
 pub use outcome::{Failure, FailureKind, Outcome, RecipientOutcome};
 pub use phase::Phase;
 pub use response::{MAX_REPLY, MAX_REPLY_LINE, ReplyError, ReplyParser};

@@ -239,6 +239,11 @@ fn check_job(job: &Job, ext: &Extensions) -> Result<(), Failure> {
         let status = if job.has_utf8_address() { Enhanced(5, 6, 7) } else { Enhanced(5, 6, 9) };
         return Err(unsupported(status, "next hop does not support SMTPUTF8".into()));
     }
+    // RFC 8689 §5: a REQUIRETLS message only to a server that offers REQUIRETLS; 5.7.30
+    // "REQUIRETLS support required" (§6).
+    if job.require_tls && !ext.requiretls {
+        return Err(unsupported(Enhanced(5, 7, 30), "REQUIRETLS: next hop does not offer REQUIRETLS".into()));
+    }
     Ok(())
 }
 
@@ -259,6 +264,10 @@ fn mail_line(job: &Job, ext: &Extensions) -> Option<String> {
     // RFC 6531 §3.4.
     if job.needs_smtputf8() && ext.smtputf8 {
         line.push_str(" SMTPUTF8");
+    }
+    // RFC 8689 §4.1 (check_job made sure the server offers it).
+    if job.require_tls {
+        line.push_str(" REQUIRETLS");
     }
     // RFC 3461 §4: the DSN parameters only to a server that offers DSN; otherwise we are
     // the last DSN-aware hop (and report "relayed" when asked for success notices).
@@ -372,5 +381,11 @@ mod tests {
         assert_eq!(check_job(&job, &ext).unwrap_err().status, Enhanced(5, 6, 9));
         job.recipients.push(JobRecipient::new(parse_path("<\u{e9}@b.test>").unwrap()));
         assert_eq!(check_job(&job, &ext).unwrap_err().status, Enhanced(5, 6, 7));
+        let mut job = Job::new(ReversePath::Null, Vec::new());
+        job.require_tls = true;
+        assert_eq!(check_job(&job, &ext).unwrap_err().status, Enhanced(5, 7, 30));
+        let ext = Extensions { requiretls: true, ..ext };
+        assert!(check_job(&job, &ext).is_ok());
+        assert_eq!(mail_line(&job, &ext).unwrap(), "MAIL FROM:<> REQUIRETLS");
     }
 }

@@ -68,6 +68,10 @@ impl<T> Server<T> {
             if self.starttls_offered() {
                 lines.push("STARTTLS".into());
             }
+            // RFC 8689 §4.1: REQUIRETLS only over TLS.
+            if self.tls {
+                lines.push("REQUIRETLS".into());
+            }
             // RFC 4954 §4 / RFC 3207 §4: AUTH is advertised only where it may be used, so
             // passwords never cross the network in the clear.
             if self.auth_usable() && self.auth_user.is_none() {
@@ -103,6 +107,9 @@ impl<T> Server<T> {
         }
         if !hello.esmtp && *params != MailParams::default() {
             return Some(replies::params_without_ehlo());
+        }
+        if params.requiretls && !self.tls {
+            return Some(replies::requiretls_without_tls());
         }
         if let ReversePath::Mailbox(m) = from
             && !m.is_ascii()

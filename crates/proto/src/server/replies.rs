@@ -98,6 +98,10 @@ pub(crate) fn need_smtputf8() -> Reply {
     // RFC 6531 §3.5: a non-ASCII address without SMTPUTF8.
     r(553, E(5, 6, 7), "Non-ASCII address requires the SMTPUTF8 parameter on MAIL")
 }
+pub(crate) fn requiretls_without_tls() -> Reply {
+    // RFC 8689 §4.1: REQUIRETLS is offered, and may be used, only over TLS.
+    r(530, E(5, 7, 10), "REQUIRETLS needs a TLS session; use STARTTLS first")
+}
 pub(crate) fn params_without_ehlo() -> Reply {
     r(555, E(5, 5, 4), "MAIL/RCPT parameters are not accepted after HELO; use EHLO")
 }

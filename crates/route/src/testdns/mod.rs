@@ -16,6 +16,7 @@
 //! query over TCP on the same port, as a real server makes it do. The server stops when the
 //! [`TestDns`] is dropped.
 
+pub mod signed;
 mod zone;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -10,6 +10,7 @@ fn envelope(n: u64, rcpts: usize) -> Envelope {
         helo: "h".into(),
         body: BodyType::EightBitMime,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         prepend: None,
@@ -125,4 +126,19 @@ fn garbage_and_foreign_versions() {
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bytes)),
         }
     }
+}
+
+/// `require_tls` (RFC 8689 REQUIRETLS) is written only when set, so envelopes without it
+/// stay as before, and older spools (without the field) read as false.
+#[test]
+fn require_tls_is_written_only_when_set_and_defaults_to_false() {
+    let plain = envelope(1, 1);
+    let json = serde_json::to_string(&plain).unwrap();
+    assert!(!json.contains("require_tls"), "{json}");
+    let back: Envelope = serde_json::from_str(&json).unwrap();
+    assert!(!back.require_tls);
+    let strict = Envelope { require_tls: true, ..plain };
+    let json = serde_json::to_string(&strict).unwrap();
+    assert!(json.contains("\"require_tls\":true"), "{json}");
+    assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), strict);
 }

@@ -20,6 +20,7 @@ fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
         helo: "h".into(),
         body: BodyType::SevenBit,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         prepend: None,

@@ -13,6 +13,7 @@ fn envelope(spool: &Spool) -> Envelope {
         helo: "test".into(),
         body: BodyType::SevenBit,
         smtputf8: false,
+        require_tls: false,
         dsn_ret: None,
         dsn_envid: None,
         prepend: None,
