@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dakiya_proto::client::{
-    AuthCredentials, Client, ClientConfig, ClientEvent, DataEncoder, Failure, FailureKind, Job, Outcome, Phase,
-    TlsPolicy,
+    AuthCredentials, Client, ClientConfig, ClientEvent, Failure, FailureKind, Job, Outcome, Phase, TlsPolicy,
 };
 use dakiya_proto::logtext::Esc;
 use dakiya_route::NextHop;
@@ -16,12 +15,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tracing::info;
 
+use crate::body::Stuffed;
 use crate::failure;
 use crate::limits::Permits;
 use crate::stream::Stream;
 
-/// How much of the message is encoded and written at a time.
-const BODY_CHUNK: usize = 64 * 1024;
 /// How much is read from the socket at a time (replies are bounded by the client's parser).
 const READ_CHUNK: usize = 8 * 1024;
 /// The most time spent saying goodbye (QUIT and its reply, TLS close): closing must not
@@ -273,28 +271,12 @@ impl Connection {
     /// by the data block timeout (RFC 5321 §4.5.3.2.5).
     async fn send_body(&mut self, message: &[u8]) {
         let limit = Phase::DataBlock.timeout();
-        let mut encoder = DataEncoder::new();
-        let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
-        let mut chunks = message.chunks(BODY_CHUNK);
-        loop {
-            out.clear();
-            let last = match chunks.next() {
-                Some(chunk) => {
-                    encoder.encode(chunk, &mut out);
-                    false
-                }
-                None => {
-                    std::mem::take(&mut encoder).finish(&mut out);
-                    true
-                }
-            };
-            match timeout(limit, self.stream.write_all(&out)).await {
+        let mut body = Stuffed::new(message);
+        while let Some(out) = body.next_chunk() {
+            match timeout(limit, self.stream.write_all(out)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return self.client.connection_lost(&format!("write error in the message content: {e}")),
                 Err(_) => return self.client.connection_lost("timed out writing the message content"),
-            }
-            if last {
-                break;
             }
         }
         self.client.body_sent();

@@ -9,18 +9,17 @@ use std::time::Duration;
 
 use dakiya_proto::Enhanced;
 use dakiya_proto::client::{
-    Client, ClientConfig, ClientEvent, DataEncoder, Failure, FailureKind, Job, Outcome, Phase, RecipientOutcome,
+    Client, ClientConfig, ClientEvent, Failure, FailureKind, Job, Outcome, Phase, RecipientOutcome,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Semaphore;
+
+use crate::body::Stuffed;
 use tokio::time::{Instant, timeout, timeout_at};
 
 /// How much is read from the socket at a time (replies are bounded by the client's parser).
 const READ_CHUNK: usize = 8 * 1024;
-/// How much of the message is encoded and written at a time.
-const BODY_CHUNK: usize = 64 * 1024;
-
 /// Where the LMTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LmtpTarget {
@@ -217,28 +216,12 @@ async fn read(s: &mut Session, deadline: Instant) {
 /// Streams the content through the dot-stuffer, a chunk at a time (RFC 5321 §4.5.2).
 async fn send_body(s: &mut Session, message: &[u8]) {
     let limit = Phase::DataBlock.timeout();
-    let mut encoder = DataEncoder::new();
-    let mut out = Vec::with_capacity(BODY_CHUNK + BODY_CHUNK / 16);
-    let mut chunks = message.chunks(BODY_CHUNK);
-    loop {
-        out.clear();
-        let last = match chunks.next() {
-            Some(chunk) => {
-                encoder.encode(chunk, &mut out);
-                false
-            }
-            None => {
-                std::mem::take(&mut encoder).finish(&mut out);
-                true
-            }
-        };
-        match timeout(limit, s.io.write_all(&out)).await {
+    let mut body = Stuffed::new(message);
+    while let Some(out) = body.next_chunk() {
+        match timeout(limit, s.io.write_all(out)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return s.client.connection_lost(&format!("write error in the message content: {e}")),
             Err(_) => return s.client.connection_lost("timed out writing the message content"),
-        }
-        if last {
-            break;
         }
     }
     s.client.body_sent();
