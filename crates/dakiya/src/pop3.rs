@@ -11,6 +11,7 @@ use crate::shared::Shared;
 use crate::stream::{Interrupt, Stream, Wait};
 use crate::summary::Ending;
 use dakiya_config::Role;
+use dakiya_metrics::Direction;
 use dakiya_pop3::reply::Code;
 use dakiya_pop3::{ContentEncoder, Event, OpenFailure, Policy, Server, ServerConfig};
 use maildrop::{Maildrop, OpenError};
@@ -51,6 +52,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Sh
             Ok(tls) => {
                 let info = crate::stream::describe(&tls);
                 tracing::info!(peer = %peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                shared.metrics.tls(Direction::Inbound, &info.version);
                 Stream::Tls(Box::new(tls))
             }
             Err(e) => {
@@ -166,6 +168,7 @@ impl Session<'_> {
                     match self.stream.upgrade(acceptor, HANDSHAKE_TIMEOUT, &self.activity).await {
                         Ok(info) => {
                             tracing::info!(peer = %self.peer, version = %info.version, cipher = %info.cipher, "TLS established");
+                            self.shared.metrics.tls(Direction::Inbound, &info.version);
                             server.tls_established();
                         }
                         Err(e) => {
