@@ -319,7 +319,7 @@ fn read_dir_sorted(dir: &Path) -> Vec<String> {
         Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
         Err(_) => return Vec::new(),
     };
-    names.sort();
+    names.sort_by_key(|p| delivery_order(p));
     names.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
 }
 
@@ -478,4 +478,21 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Maildir names (`<secs>.M<micros>P<pid>Q<counter>.<host>`) in delivery order: the
+/// microseconds are not zero-padded, so a plain string sort is not the order of delivery.
+fn delivery_order(path: &std::path::Path) -> (u64, u64, u64, String) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let field = |tag: char| -> u64 {
+        name.split('.')
+            .nth(1)
+            .and_then(|mid| {
+                let at = mid.find(tag)? + 1;
+                mid[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+            })
+            .unwrap_or(0)
+    };
+    let secs = name.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (secs, field('M'), field('Q'), name.clone())
 }

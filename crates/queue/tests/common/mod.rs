@@ -97,7 +97,7 @@ impl Env {
         let dir = self.maildir(name);
         let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
         let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
-        paths.sort();
+        paths.sort_by_key(|p| delivery_order(p));
         paths.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
     }
 
@@ -200,3 +200,20 @@ pub fn delivery_status(raw: &str) -> String {
 }
 
 pub const MESSAGE: &str = "From: alice@example.test\r\nTo: someone\r\nSubject: hello\r\n\r\nHello there.\r\n";
+
+/// Maildir names (`<secs>.M<micros>P<pid>Q<counter>.<host>`) in delivery order: the
+/// microseconds are not zero-padded, so a plain string sort is not the order of delivery.
+fn delivery_order(path: &std::path::Path) -> (u64, u64, u64, String) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let field = |tag: char| -> u64 {
+        name.split('.')
+            .nth(1)
+            .and_then(|mid| {
+                let at = mid.find(tag)? + 1;
+                mid[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+            })
+            .unwrap_or(0)
+    };
+    let secs = name.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (secs, field('M'), field('Q'), name.clone())
+}
