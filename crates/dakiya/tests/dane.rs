@@ -175,3 +175,73 @@ fn dane_authenticates_requiretls_and_tls_required_no() {
     assert_eq!(held, 1, "the message without TLS-Required: No waits");
     assert!(std::fs::read_dir(b.data().join("mail/nodane.dest.test/bob/new")).map_or(true, |mut d| d.next().is_none()));
 }
+
+/// Runs `dakiya SUBCOMMAND --config CFG ARGS…`; its standard output.
+fn cli(server: &TestServer, sub: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dakiya"))
+        .arg(sub)
+        .arg("--config")
+        .arg(server.config_path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dakiya {sub} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// RFC 7672 §2.1.1, §2.2.1: an MX RRset whose signature does not validate is a lookup
+/// error: the mail to `bogus.dest.test` is deferred with a reason that says so (in the
+/// queue listing and `dakiya trace`), never sent without DANE; `dest.test`, in the same
+/// zone and under the same trust anchor, is delivered.
+#[test]
+fn a_bogus_mx_answer_defers_the_delivery() {
+    let files = tempfile::tempdir().unwrap();
+    let ca = ca();
+    let (b_cert, b_key) = leaf(&ca, "mail.dest.test");
+    let pem = |name: &str, text: String| write(files.path(), name, &text);
+    let mut b_cfg =
+        format!("[tls]\ncert = {:?}\nkey = {:?}\n", pem("b.pem", b_cert.pem()), pem("b.key", b_key.serialize_pem()));
+    for d in ["dest.test", "bogus.dest.test"] {
+        b_cfg.push_str(&format!("[domains.\"{d}\"]\nmailboxes = [\"bob\"]\n"));
+    }
+    let b = TestServer::start(&b_cfg);
+    let port = b.addr.port();
+    // Both MX hosts have matching TLSA records: only the broken MX signature can stop it.
+    let records = format!(
+        "@ IN MX 10 mail.dest.test.\nmail IN A 127.0.0.1\n_{port}._tcp.mail IN TLSA 3 1 1 {spki}\n\
+         bogus IN MX 10 mail4.dest.test.\nmail4 IN A 127.0.0.1\n_{port}._tcp.mail4 IN TLSA 3 1 1 {spki}\n",
+        spki = spki_sha256(&b_key),
+    );
+    let damage = Damage { bad_rrsig: Some(("bogus.dest.test.".into(), "MX".into())) };
+    let zone = SignedZone::start("dest.test", &records, &damage);
+    let a_cfg = format!(
+        "trusted_networks = [\"127.0.0.1/32\"]\n[delivery]\nretry_schedule = [\"1h\"]\n\
+         [outbound]\nnameservers = [\"{}\"]\nsmtp_port = {port}\nip_preference = \"ipv4_only\"\n\
+         dnssec_trust_anchor = {:?}\n",
+        zone.addr,
+        zone.trust_anchor.display().to_string(),
+    );
+    let a = TestServer::start(&a_cfg);
+    let mut c = a.connect();
+    let body = "From: alice@example.test\r\nSubject: bogus\r\n\r\nHello.";
+    let r = c.send_mail("alice@example.test", &["bob@bogus.dest.test"], body);
+    assert!(r.starts_with("250"), "{r}");
+    let id = common::queue_id(&r);
+    let r = c.send_mail("alice@example.test", &["bob@dest.test"], &body.replace("bogus", "control"));
+    assert!(r.starts_with("250"), "{r}");
+
+    let got = wait_files(&b.data().join("mail/dest.test/bob/new"), 1);
+    assert!(got[0].contains("Subject: control"), "{}", a.log());
+    let want = "DNSSEC validation failed for the MX of bogus.dest.test";
+    assert!(wait_log(&a, want, 20), "{}", a.log());
+    let listing: serde_json::Value = serde_json::from_str(&cli(&a, "queue", &["list", "--json"])).unwrap();
+    let rcpt = &listing["messages"][0]["recipients"][0];
+    assert_eq!(rcpt["address"], "bob@bogus.dest.test", "{listing}");
+    assert_eq!(rcpt["state"], "deferred", "{listing}");
+    let error = rcpt["error"].as_str().unwrap_or_default();
+    assert!(error.contains(want) && error.contains("4.4.3"), "{listing}");
+    let trace = cli(&a, "trace", &[&id]);
+    assert!(trace.split_whitespace().collect::<Vec<_>>().join(" ").contains(want), "{trace}");
+    let held = std::fs::read_dir(b.data().join("mail/bogus.dest.test/bob/new")).map_or(0, Iterator::count);
+    assert_eq!(held, 0, "never sent without DANE");
+}

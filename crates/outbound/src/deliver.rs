@@ -12,7 +12,7 @@ use dakiya_route::{HostPort, NextHop, Router};
 use tracing::{debug, info, warn};
 
 use crate::connection::{Connection, Setup};
-use crate::dane::{DaneDest, HopDane};
+use crate::dane::{DaneDest, HopDane, MxDane};
 use crate::pool::{Key, Pool, Slot};
 use crate::sts::{Applied, Sts, StsSettings};
 use crate::tls::TlsConfigs;
@@ -160,26 +160,36 @@ impl Inner {
 
     /// For `dane` mode: on a static route, DANE is required of its hosts; toward MX hosts,
     /// the MTA-STS policy is resolved as the fallback, and DANE applies when the MX RRset
-    /// validates (RFC 7672 §2.2.1). Connections made under DANE are pooled apart.
-    async fn apply_dane(&self, dest: &mut Destination) {
+    /// validates (RFC 7672 §2.2.1). Connections made under DANE are pooled apart. `Err`
+    /// when the MX answer is bogus or indeterminate: a lookup error (RFC 7672 §2.1.1),
+    /// the delivery is deferred.
+    async fn apply_dane(&self, dest: &mut Destination) -> Result<(), Failure> {
         let Some(resolver) = &self.dane else {
             dest.key.mode = TlsMode::MtaSts;
-            return self.apply_sts(dest).await;
+            self.apply_sts(dest).await;
+            return Ok(());
         };
         if self.routes.contains_key(&normalise(&dest.domain)) {
             dest.dane = Some(DaneDest { required: true, fallback: TlsMode::Require });
-            return;
+            return Ok(());
         }
         // The MTA-STS fallback and the MX check at once: neither needs the other.
         let domain = dest.domain.clone();
         let (_, mx) = tokio::join!(self.apply_sts(dest), crate::dane::mx_secure(resolver, &domain));
         match mx {
-            Ok(()) => {
+            MxDane::Applies => {
                 dest.dane = Some(DaneDest { required: false, fallback: dest.key.mode });
                 dest.key.mode = TlsMode::Dane;
             }
-            Err(why) => debug!(domain = %Esc(&dest.domain), why, "DANE does not apply"),
+            MxDane::NotApplicable(why) => debug!(domain = %Esc(&dest.domain), why, "DANE does not apply"),
+            MxDane::LookupError(why) => {
+                let info = dakiya_mtasts::report::PolicyInfo { kind: "tlsa".into(), lines: vec![], mx_host: vec![] };
+                let result = Some(dakiya_mtasts::ResultType::DnssecInvalid);
+                self.sts.reporter().count(&dest.domain, &info, result, None);
+                return Err(crate::dane::mx_lookup_error(&dest.domain, &why));
+            }
         }
+        Ok(())
     }
 
     /// The hop's DANE settings, when DANE applies to the destination; `Err` when the host
@@ -294,7 +304,13 @@ impl Inner {
                 dest.key.mode = TlsMode::Opportunistic;
             }
             TlsMode::MtaSts => self.apply_sts(&mut dest).await,
-            TlsMode::Dane => self.apply_dane(&mut dest).await,
+            TlsMode::Dane => {
+                if let Err(failure) = self.apply_dane(&mut dest).await {
+                    info!(domain, reason = %Esc(&failure.reason), "MX lookup failed DNSSEC validation; deferred");
+                    let outcome = RecipientOutcome::Temporary(failure);
+                    return vec![RcptResult { outcome, remote_mta: None, next_hop_dsn: false }; count];
+                }
+            }
             _ => {}
         }
         if job.require_tls {

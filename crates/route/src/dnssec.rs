@@ -2,6 +2,7 @@
 //! each with whether its answer was validated. The trust anchor is a file of DNSKEY
 //! records (the root's in production, a test zone's own key in tests).
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,7 +37,8 @@ pub enum Secured<T> {
     Secure(T),
     /// Not signed, or no chain of trust to it: the answer cannot be relied on.
     Insecure,
-    /// Signed but failed validation, or the lookup failed: never downgrade on it
+    /// Signed but failed validation ("bogus"), not provably signed or unsigned
+    /// ("indeterminate"), or the lookup failed: a lookup error, never a downgrade
     /// (RFC 7672 §2.1.1). The text says why.
     Bogus(String),
 }
@@ -45,6 +47,9 @@ pub enum Secured<T> {
 #[derive(Debug, Clone)]
 pub struct SecureResolver {
     resolver: TokioResolver,
+    /// The zone of the trust anchor (the root by default), whose DNSKEY RRset tells
+    /// whether the name servers carry DNSSEC at all ([`SecureResolver::dnssec_available`]).
+    anchor_zone: Name,
 }
 
 impl SecureResolver {
@@ -52,8 +57,8 @@ impl SecureResolver {
     /// `trust_anchor` (zone-file lines: `NAME [TTL] [IN] DNSKEY FLAGS 3 ALG BASE64`), or
     /// with the root zone's keys built into hickory when `None`.
     pub fn new(cfg: &RouteConfig, trust_anchor: Option<&Path>) -> Result<SecureResolver, RouteError> {
-        let anchors = match trust_anchor {
-            None => TrustAnchors::default(),
+        let (anchors, anchor_zone) = match trust_anchor {
+            None => (TrustAnchors::default(), Name::root()),
             Some(path) => {
                 let err = |e: String| RouteError::Config(format!("DNSSEC trust anchor {}: {e}", path.display()));
                 parse_anchors(&std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?).map_err(err)?
@@ -61,7 +66,31 @@ impl SecureResolver {
         };
         let mut builder = crate::router::resolver_builder(cfg)?.with_trust_anchor(Arc::new(anchors));
         builder.options_mut().validate = true;
-        Ok(SecureResolver { resolver: builder.build() })
+        Ok(SecureResolver { resolver: builder.build(), anchor_zone })
+    }
+
+    /// Whether the name servers pass DNSSEC through at all: the trust anchor zone's own
+    /// DNSKEY RRset validates. When it does not, every answer is indeterminate (RFC 4035
+    /// §4.3) — a property of the local resolver path, not of a destination — and the
+    /// caller may treat DANE as unavailable, as an MTA behind a non-validating resolver
+    /// does. The answer is cached by the resolver for the key's TTL.
+    pub async fn dnssec_available(&self) -> bool {
+        let answer = self.resolver.lookup(self.anchor_zone.clone(), RecordType::DNSKEY).await;
+        matches!(secured(answer, RecordType::DNSKEY, |_| Some(())), Secured::Secure(keys) if !keys.is_empty())
+    }
+
+    /// The addresses of `host` of one family (A, or AAAA when `v6`).
+    pub async fn addresses(&self, host: &str, v6: bool) -> Secured<Vec<IpAddr>> {
+        let Ok(name) = Name::from_ascii(format!("{}.", host.trim_end_matches('.'))) else {
+            return Secured::Bogus(format!("bad host name {host:?}"));
+        };
+        let rtype = if v6 { RecordType::AAAA } else { RecordType::A };
+        let answer = self.resolver.lookup(name, rtype).await;
+        secured(answer, rtype, |r| match r {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
     }
 
     /// The TLSA records of `_PORT._tcp.HOST` (RFC 6698 §3).
@@ -95,8 +124,9 @@ impl SecureResolver {
 }
 
 /// The records of type `rtype` in an answer, and how well they are proven: every one
-/// secure → secure; any bogus → bogus; else insecure. A validated NODATA/NXDOMAIN is an
-/// empty secure answer; an unvalidated one is insecure.
+/// secure → secure; any bogus or indeterminate → bogus (a lookup error, RFC 7672
+/// §2.1.1); else (proven insecure) insecure. A validated NODATA/NXDOMAIN is an empty
+/// secure answer; an unvalidated one is insecure.
 fn secured<T>(
     answer: Result<hickory_resolver::lookup::Lookup, ResolveError>,
     rtype: RecordType,
@@ -109,6 +139,9 @@ fn secured<T>(
     let records: Vec<&Record> = lookup.records().iter().filter(|r| r.record_type() == rtype).collect();
     if records.iter().any(|r| r.proof() == Proof::Bogus) {
         return Secured::Bogus(format!("{rtype} answer failed DNSSEC validation"));
+    }
+    if records.iter().any(|r| r.proof() == Proof::Indeterminate) {
+        return Secured::Bogus(format!("the DNSSEC state of the {rtype} answer is indeterminate"));
     }
     if records.is_empty() || records.iter().any(|r| r.proof() != Proof::Secure) {
         return Secured::Insecure;
@@ -132,8 +165,10 @@ fn negative<T>(e: &ResolveError) -> Secured<Vec<T>> {
 }
 
 /// Reads DNSKEY records from zone-file lines; comments (`;`) and blank lines are skipped.
-fn parse_anchors(text: &str) -> Result<TrustAnchors, String> {
+/// Also returns the owner of the first record (the zone whose keys they are).
+fn parse_anchors(text: &str) -> Result<(TrustAnchors, Name), String> {
     let mut anchors = TrustAnchors::empty();
+    let mut zone = None;
     for line in text.lines() {
         let line = line.split(';').next().unwrap_or("").trim();
         if line.is_empty() {
@@ -151,11 +186,14 @@ fn parse_anchors(text: &str) -> Result<TrustAnchors, String> {
             .decode(key.concat())
             .map_err(|_| format!("bad key in {line:?}"))?;
         anchors.insert(&PublicKeyBuf::new(key, Algorithm::from_u8(alg)));
+        if zone.is_none() && at > 0 {
+            zone = Some(Name::from_ascii(fields[0]).map_err(|_| format!("bad owner name in {line:?}"))?);
+        }
     }
     if anchors.is_empty() {
         return Err("no DNSKEY record".into());
     }
-    Ok(anchors)
+    Ok((anchors, zone.unwrap_or_else(Name::root)))
 }
 
 #[cfg(test)]
@@ -165,7 +203,8 @@ mod tests {
     #[test]
     fn anchors_parse() {
         let text = "; test\nexample.test. 3600 IN DNSKEY 257 3 13 AAEC AwQ=\n";
-        assert_eq!(parse_anchors(text).unwrap().len(), 1);
+        let (anchors, zone) = parse_anchors(text).unwrap();
+        assert_eq!((anchors.len(), zone.to_ascii().as_str()), (1, "example.test."));
         assert!(parse_anchors("").is_err());
         assert!(parse_anchors("example.test. IN A 1.2.3.4").is_err());
         assert!(parse_anchors("x. IN DNSKEY 257 3 13 !!!").is_err());

@@ -16,6 +16,7 @@ fn resolver(zone: &SignedZone) -> SecureResolver {
 async fn secure_answers_are_told_from_bogus_ones() {
     let zone = SignedZone::start("example.test", RECORDS, &Damage::default());
     let r = resolver(&zone);
+    assert_eq!(r.addresses("mx.example.test", false).await, Secured::Secure(vec![[127, 0, 0, 1].into()]));
     assert_eq!(r.mx("example.test").await, Secured::Secure(vec!["mx.example.test".to_owned()]));
     let Secured::Secure(tlsa) = r.tlsa("mx.example.test", 25).await else { panic!("TLSA not secure") };
     assert_eq!((tlsa.len(), tlsa[0].usage, tlsa[0].data[0]), (1, 3, 1));
@@ -25,6 +26,7 @@ async fn secure_answers_are_told_from_bogus_ones() {
     let damage = Damage { bad_rrsig: Some(("_25._tcp.mx.example.test.".into(), "TLSA".into())) };
     let bad = SignedZone::start("example.test", RECORDS, &damage);
     let r = resolver(&bad);
+    assert!(r.dnssec_available().await, "the zone's own keys validate");
     assert!(matches!(r.tlsa("mx.example.test", 25).await, Secured::Bogus(_)));
     assert!(matches!(r.mx("example.test").await, Secured::Secure(_)));
 }
@@ -49,8 +51,10 @@ async fn unsigned_zones_are_not_secure() {
     let cfg = RouteConfig { nameservers: vec![dns.addr], ..RouteConfig::default() };
     let r = SecureResolver::new(&cfg, None).unwrap();
     // Without the chain from the root, the test server's plain answers cannot even be
-    // proven insecure: they come out bogus (which `dane` mode treats as "no DANE" for the
-    // MX RRset, and as "defer" for a TLSA RRset under a validated MX RRset).
+    // proven insecure: they come out bogus. The server carries no DNSSEC at all (the
+    // root's DNSKEY does not validate either), which `dane` mode takes as "DANE is
+    // unavailable" rather than as a lookup error that defers the mail.
+    assert!(!r.dnssec_available().await);
     assert!(matches!(r.mx("plain.test").await, Secured::Bogus(_)));
     assert!(matches!(r.tlsa("mx.plain.test", 25).await, Secured::Bogus(_)));
     assert!(matches!(r.mx("nowhere.test").await, Secured::Bogus(_)));

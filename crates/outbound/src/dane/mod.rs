@@ -42,17 +42,47 @@ pub(crate) struct HopDane {
     pub(crate) records: Vec<TlsaData>,
 }
 
+/// What the validated MX lookup says about DANE for a destination.
+#[derive(Debug)]
+pub(crate) enum MxDane {
+    /// The MX RRset validated and is not empty: DANE applies (RFC 7672 §2.2.1).
+    Applies,
+    /// An insecure (provably unsigned) MX RRset, no MX records, or name servers that
+    /// carry no DNSSEC at all: no DANE; the text says why.
+    NotApplicable(String),
+    /// A bogus or indeterminate MX RRset: a lookup error, the delivery is deferred
+    /// (RFC 7672 §2.1.1, §2.2.1), never downgraded. The text says why.
+    LookupError(String),
+}
+
 /// Whether DANE applies to an MX destination: its MX RRset must be DNSSEC-validated
-/// (RFC 7672 §2.2.1). A bogus MX answer is treated as insecure here: a resolver path
-/// that strips DNSSEC cannot be told from tampering, and without DANE the mail goes as it
-/// would have anyway (MTA-STS or opportunistic); the TLSA answers are held to the
-/// stricter rule (a bogus one defers the host).
-pub(crate) async fn mx_secure(resolver: &SecureResolver, domain: &str) -> Result<(), String> {
+/// (RFC 7672 §2.2.1). RFC 7672 §2.1.1: a "bogus" or "indeterminate" answer is a lookup
+/// error, not "no records": the mail waits, as for a failed MX lookup, rather than going
+/// without the DANE protection the domain may have asked for. The one exception is a
+/// resolver path that carries no DNSSEC at all (the trust anchor's own keys do not
+/// validate): then no answer can be anything but indeterminate, DANE cannot work on this
+/// system, and it is off — as for an MTA whose resolver does not validate.
+pub(crate) async fn mx_secure(resolver: &SecureResolver, domain: &str) -> MxDane {
     match resolver.mx(domain).await {
-        Secured::Secure(hosts) if !hosts.is_empty() => Ok(()),
-        Secured::Secure(_) => Err("no MX records".into()),
-        Secured::Insecure => Err("the MX records are not DNSSEC-signed".into()),
-        Secured::Bogus(why) => Err(format!("the MX lookup did not validate: {why}")),
+        Secured::Secure(hosts) if !hosts.is_empty() => MxDane::Applies,
+        Secured::Secure(_) => MxDane::NotApplicable("no MX records".into()),
+        Secured::Insecure => MxDane::NotApplicable("the MX records are not DNSSEC-signed".into()),
+        Secured::Bogus(_) if !resolver.dnssec_available().await => MxDane::NotApplicable(
+            "the name servers give no DNSSEC-validated answers (not even the trust anchor's DNSKEY)".into(),
+        ),
+        Secured::Bogus(why) => MxDane::LookupError(why),
+    }
+}
+
+/// The deferral of a destination whose MX answer is a lookup error: 4.4.3 (RFC 3463
+/// §3.5, a directory server failure), as for any other failed MX lookup.
+pub(crate) fn mx_lookup_error(domain: &str, why: &str) -> Failure {
+    Failure {
+        phase: Phase::Idle,
+        kind: FailureKind::Policy,
+        status: Enhanced(4, 4, 3),
+        reply: None,
+        reason: format!("DANE: DNSSEC validation failed for the MX of {domain} ({why}); delivery deferred"),
     }
 }
 
@@ -66,7 +96,14 @@ pub(crate) async fn for_hop(
     unverified: &Arc<rustls::ClientConfig>,
 ) -> Result<Option<HopDane>, (Failure, ResultType)> {
     let port = hop.addr.port();
-    match HostPolicy::from_answer(resolver.tlsa(&hop.host, port).await) {
+    let (tlsa, addresses) = tokio::join!(resolver.tlsa(&hop.host, port), hop_addresses(resolver, hop));
+    if let Secured::Bogus(why) = addresses {
+        // RFC 7672 §2.1.1, §2.2.1: a bogus or indeterminate address answer of the MX host
+        // is a lookup error; the host is not used now.
+        let why = format!("the address lookup of {} failed DNSSEC validation ({why})", hop.host);
+        return Err((refusal(hop, &why), ResultType::DnssecInvalid));
+    }
+    match HostPolicy::from_answer(tlsa) {
         HostPolicy::None if dest.required => Err((
             refusal(hop, "DANE is required, but there are no DNSSEC-validated TLSA records"),
             ResultType::DaneRequired,
@@ -84,6 +121,15 @@ pub(crate) async fn for_hop(
             Ok(Some(HopDane { config, authenticated: true, records }))
         }
     }
+}
+
+/// The validated addresses of the hop's host in the family of its address; an IP literal
+/// (a route's) needs no lookup.
+async fn hop_addresses(resolver: &SecureResolver, hop: &NextHop) -> Secured<Vec<std::net::IpAddr>> {
+    if hop.host.parse::<std::net::IpAddr>().is_ok() {
+        return Secured::Insecure;
+    }
+    resolver.addresses(&hop.host, hop.addr.is_ipv6()).await
 }
 
 /// Why a hop is not used: 4.7.5 (RFC 3463 §3.8, cryptographic failure), temporary: the
