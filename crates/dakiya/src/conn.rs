@@ -104,6 +104,7 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, door: Door, sh
     drop(live);
     // Clients in trusted_networks (our own machines) are not limited per network.
     if !trusted && let Err(reply) = guards.rates.connect(peer.ip()) {
+        shared.metrics.rejected(Rejection::RateLimitedConnect);
         let _ = stream.write_all(reply.to_wire().as_bytes(), Instant::now() + FINAL_WRITE_TIMEOUT).await;
         stream.shutdown(Instant::now() + CLOSE_TIMEOUT).await;
         shared.counters.ended(Ending::Protocol);
@@ -208,20 +209,22 @@ impl Conn<'_> {
     /// greylisting.
     fn guard_recipient(&self, server: &Server<Vec<Target>>, allow_listed: bool) -> Result<(), Reply> {
         let user = server.auth_user();
-        self.guards.rates.rcpt(self.client.ip, user)?;
+        let metrics = &self.shared.metrics;
+        self.guards.rates.rcpt(self.client.ip, user).inspect_err(|_| metrics.rejected(Rejection::RateLimitedRcpt))?;
         let Some(greylist) = self.shared.greylist.as_ref().filter(|_| self.guards.greylist) else { return Ok(()) };
         let sender = server.transaction().map(|t| t.from.to_string()).unwrap_or_default();
         let recipient = match server.pending_recipient() {
             Some((ForwardPath::Mailbox(m), _)) => m.to_string(),
             _ => "postmaster".to_string(),
         };
-        greylist.check(&crate::greylisting::Asker {
+        let verdict = greylist.check(&crate::greylisting::Asker {
             ip: self.client.ip,
             submitted: user.is_some() || self.client.trusted,
             allow_listed,
             sender: &sender,
             recipient: &recipient,
-        })
+        });
+        verdict.inspect_err(|_| metrics.rejected(Rejection::Greylisted))
     }
 
     /// MAIL to the listener's milters: the session's facts as they are now, the sender and
@@ -239,7 +242,8 @@ impl Conn<'_> {
         }
         let live = self.shared.live.get();
         let body_cap = usize::try_from(live.config.limits.max_message_size).unwrap_or(usize::MAX);
-        self.filters.mail(&live.config.milters, submitted, args, body_cap).await
+        let verdict = self.filters.mail(&live.config.milters, submitted, args, body_cap).await;
+        verdict.inspect_err(|_| self.shared.metrics.rejected(Rejection::MilterMail))
     }
 
     /// RCPT to the milters, once the recipient is otherwise acceptable.
@@ -248,7 +252,8 @@ impl Conn<'_> {
             Some((ForwardPath::Mailbox(m), _)) => m.to_string(),
             _ => "postmaster".to_string(),
         };
-        self.filters.rcpt(vec![format!("<{rcpt}>")]).await
+        let verdict = self.filters.rcpt(vec![format!("<{rcpt}>")]).await;
+        verdict.inspect_err(|_| self.shared.metrics.rejected(Rejection::MilterRcpt))
     }
 
     /// SPF at MAIL time, for verifying sessions; refuses when `spf_reject` says so.
@@ -347,7 +352,10 @@ impl Conn<'_> {
                     let verdict = match path {
                         Some(path) => match Box::pin(self.gate.rcpt(&path, authenticated)).await {
                             Ok(()) => policy::check_recipient(self.shared, &self.client, server.auth_user(), &path),
-                            Err(reply) => Err(reply),
+                            Err((why, reply)) => {
+                                self.shared.metrics.rejected(why);
+                                Err(reply)
+                            }
                         },
                         None => Err(Reply::new(451, Enhanced(4, 3, 0), "Internal error")),
                     };
@@ -379,10 +387,12 @@ impl Conn<'_> {
                     }
                     if verdict.is_ok() {
                         verdict = self.gate.helo(server, &self.shared.live.get().config.hostname);
+                        verdict = verdict.inspect_err(|_| self.shared.metrics.rejected(Rejection::Helo));
                     }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
                         verdict = self.guards.rates.mail(&self.client, server.auth_user(), &sender);
+                        verdict = verdict.inspect_err(|_| self.shared.metrics.rejected(Rejection::RateLimited));
                     }
                     if verdict.is_ok() {
                         let sender = server.pending_sender().map(|f| f.to_string()).unwrap_or_default();
@@ -465,6 +475,9 @@ impl Conn<'_> {
     /// Ends the session as screening says, instead of the greeting or the next reply.
     async fn stop(&mut self, server: &mut Server<Vec<Target>>, stop: crate::screen::gate::Stop) -> Ending {
         server.clear_output();
+        if let Some(why) = stop.rejection() {
+            self.shared.metrics.rejected(why);
+        }
         match stop.reply {
             Some(reply) => self.close(server, reply, stop.ending).await,
             None => stop.ending,

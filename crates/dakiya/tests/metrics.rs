@@ -393,3 +393,132 @@ fn tls_versions_are_counted_on_both_sides_of_a_relay() {
     assert_eq!(value(&receiver, inbound), 1.0, "{receiver}");
     assert_eq!(value(&receiver, outbound), 0.0);
 }
+
+/// The DNS server of the spam-controls test, with its own runtime (alive as long as this).
+struct SpamDns {
+    server: dakiya_route::testdns::TestDns,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// `bl.test` lists 127.0.0.2 and nobody else; no PTR records (no client has FCrDNS).
+fn spam_dns() -> SpamDns {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let zone = dakiya_route::testdns::Zone::new().a("2.0.0.127.bl.test", [127, 0, 0, 2].into());
+    let server = rt.block_on(dakiya_route::testdns::TestDns::start(zone));
+    SpamDns { server, _rt: rt }
+}
+
+/// The first reply a client from `ip` gets after sending `send` (if anything) on connecting.
+fn first_reply_from(ip: &str, addr: SocketAddr, send: &[u8]) -> String {
+    let mut c = common::raw_from(ip, addr);
+    c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.write_all(send).unwrap();
+    let mut line = String::new();
+    let _ = BufReader::new(c).read_line(&mut line);
+    line
+}
+
+#[test]
+fn spam_control_refusals_are_counted_by_reason() {
+    let dns = spam_dns();
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed at once
+    let screen = |keys: &str| {
+        format!(
+            "[outbound]\nnameservers = [\"{}\"]\n[screen]\n{keys}\n[[screen.zone]]\nname = \"bl.test\"\n",
+            dns.server.addr
+        )
+    };
+    // Listeners: [0] the base mx (greylisted), [1] a greet delay, [2] tight rate limits,
+    // [3] a milter that is down (default_action tempfail), [4] metrics.
+    let a = TestServer::start(&format!(
+        "{}[greylist]\nenabled = true\nmin_delay = \"1h\"\n\
+         [rate_limits.tight]\nconnections_per_network = \"2/1h\"\nmessages_per_network = \"1/1h\"\n\
+         [[milter]]\nname = \"down\"\naddress = \"inet:127.0.0.1:{dead}\"\nconnect_timeout = \"2s\"\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nrate_limits = \"none\"\ngreet_delay = \"1s\"\ngreylist = false\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nrate_limits = \"tight\"\ngreylist = false\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\nrole = \"mx\"\nrate_limits = \"none\"\ngreylist = false\nmilters = [\"down\"]\n\
+         {METRICS}",
+        screen("helo_checks = [\"bare-ip\"]")
+    ));
+    let (plain, greet, tight, filtered) = (a.addr, a.listeners[1].0, a.listeners[2].0, a.listeners[3].0);
+    let m = a.addr_of("metrics");
+    let reasons = [
+        ("connect", "dnsbl"),
+        ("rcpt", "dnsbl"),
+        ("connect", "early_talker"),
+        ("command", "pipelining"),
+        ("rcpt", "fcrdns"),
+        ("mail", "helo"),
+        ("rcpt", "greylisted"),
+        ("connect", "rate_limited"),
+        ("mail", "rate_limited"),
+        ("rcpt", "rate_limited"),
+        ("mail", "milter"),
+        ("rcpt", "milter"),
+        ("data", "milter"),
+    ];
+    let series = |(stage, reason): (&str, &str)| {
+        format!("dakiya_smtp_rejections_total{{stage=\"{stage}\",reason=\"{reason}\"}}")
+    };
+    let (_, before) = get(m, "/metrics");
+    promtool_accepts(&before);
+    for r in reasons {
+        assert!(
+            before.lines().any(|l| l.starts_with(&format!("{} 0", series(r)))),
+            "{} at 0 from the start\n{before}",
+            series(r)
+        );
+    }
+
+    // A listed client, refused instead of the greeting.
+    assert!(first_reply_from("127.0.0.2", plain, b"").starts_with("554 5.7.1"));
+    // An early talker, before the 1 s greet delay is over.
+    assert!(first_reply_from("127.0.0.3", greet, b"EHLO early.test\r\n").starts_with("554 5.5.1"));
+    // Pipelining after HELO (PIPELINING not offered).
+    let mut c = Client::connect(plain, Some("127.0.0.4"));
+    assert!(c.cmd("HELO client.test").starts_with("250"));
+    c.send(b"MAIL FROM:<x@elsewhere.test>\r\nRCPT TO:<bob@example.test>\r\n");
+    assert!(c.reply().starts_with("554 5.5.1"));
+    // A bare IP address as the HELO name; then a greylisted triplet.
+    let mut c = Client::connect(plain, Some("127.0.0.5"));
+    assert!(c.cmd("EHLO 192.0.2.1").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<x@elsewhere.test>").starts_with("550 5.7.1"));
+    let mut c = Client::connect(plain, Some("127.0.0.6"));
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<x@elsewhere.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("451 4.7.1"));
+    // Rate limits: the second message of the network, then its third connection.
+    let mut c = Client::connect(tight, Some("127.0.1.1"));
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<x@elsewhere.test>").starts_with("250"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<x@elsewhere.test>").starts_with("450 4.7.1"));
+    let _second = Client::connect(tight, Some("127.0.1.2"));
+    assert!(first_reply_from("127.0.1.3", tight, b"").starts_with("421 4.7.0"));
+    // The milter is down: MAIL gets its default action, tempfail.
+    let mut c = Client::connect(filtered, Some("127.0.2.1"));
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<x@elsewhere.test>").starts_with("451 4.7.1"));
+
+    // A second server: lists refuse at RCPT, and FCrDNS is required.
+    let b = TestServer::start(&format!("{}{METRICS}", screen("action = \"reject-at-rcpt\"\nrequire_fcrdns = true")));
+    for (ip, code) in [("127.0.0.2", "554 5.7.1"), ("127.0.0.3", "450 4.7.25")] {
+        let mut c = Client::connect(b.addr, Some(ip));
+        c.cmd("EHLO client.test");
+        assert!(c.cmd("MAIL FROM:<x@elsewhere.test>").starts_with("250"));
+        assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with(code), "{ip}");
+    }
+
+    let expect_a = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+    let expect_b = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    for (s, expect) in [(&a, expect_a), (&b, expect_b)] {
+        let (_, after) = get(s.addr_of("metrics"), "/metrics");
+        promtool_accepts(&after);
+        for (r, n) in reasons.into_iter().zip(expect) {
+            assert_eq!(value(&after, &series(r)), n, "{}\n{after}", series(r));
+        }
+        for r in ["relay_denied", "unknown_user", "policy"] {
+            assert_eq!(value(&after, &series(("rcpt", r))), 0.0, "{r}");
+        }
+    }
+}

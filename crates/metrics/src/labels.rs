@@ -27,11 +27,38 @@ pub enum Rejection {
     DmarcTemporary,
     /// The message could not be stored (a spool error): deferred.
     LocalError,
+    /// Refused instead of the greeting: the client's DNS list score reached the threshold
+    /// (`[screen] action = "reject-at-connect"`, RFC 5782).
+    Dnsbl,
+    /// RCPT refused because the client is on DNS lists (`action = "reject-at-rcpt"`).
+    DnsblRcpt,
+    /// The client spoke before the greeting (`greet_delay`).
+    EarlyTalker,
+    /// The client pipelined where PIPELINING was not offered (RFC 2920 §3.1).
+    Pipelining,
+    /// RCPT refused: no forward-confirmed reverse DNS name (`require_fcrdns`, RFC 7372).
+    Fcrdns,
+    /// MAIL refused for the HELO name (`helo_checks`).
+    Helo,
+    /// RCPT deferred by greylisting (RFC 6647).
+    Greylisted,
+    /// The connection refused by `connections_per_network` (421 instead of the greeting).
+    RateLimitedConnect,
+    /// MAIL refused by a message rate limit (per network, user or sender domain).
+    RateLimited,
+    /// RCPT refused by `recipients_per_user`.
+    RateLimitedRcpt,
+    /// MAIL refused by a milter (its verdict at connect, HELO or MAIL, or its failure).
+    MilterMail,
+    /// RCPT refused by a milter (or its failure).
+    MilterRcpt,
+    /// The message refused at its end by a milter (or its failure).
+    MilterData,
 }
 
 impl Rejection {
     /// Every reason.
-    pub const ALL: [Rejection; 11] = [
+    pub const ALL: [Rejection; 24] = [
         Rejection::AuthRequired,
         Rejection::SenderNotOwned,
         Rejection::Spf,
@@ -43,6 +70,19 @@ impl Rejection {
         Rejection::Dmarc,
         Rejection::DmarcTemporary,
         Rejection::LocalError,
+        Rejection::Dnsbl,
+        Rejection::DnsblRcpt,
+        Rejection::EarlyTalker,
+        Rejection::Pipelining,
+        Rejection::Fcrdns,
+        Rejection::Helo,
+        Rejection::Greylisted,
+        Rejection::RateLimitedConnect,
+        Rejection::RateLimited,
+        Rejection::RateLimitedRcpt,
+        Rejection::MilterMail,
+        Rejection::MilterRcpt,
+        Rejection::MilterData,
     ];
 
     /// The `reason` label.
@@ -59,18 +99,43 @@ impl Rejection {
             Rejection::Dmarc => "dmarc",
             Rejection::DmarcTemporary => "dmarc_temporary",
             Rejection::LocalError => "local_error",
+            Rejection::Dnsbl | Rejection::DnsblRcpt => "dnsbl",
+            Rejection::EarlyTalker => "early_talker",
+            Rejection::Pipelining => "pipelining",
+            Rejection::Fcrdns => "fcrdns",
+            Rejection::Helo => "helo",
+            Rejection::Greylisted => "greylisted",
+            Rejection::RateLimitedConnect | Rejection::RateLimited | Rejection::RateLimitedRcpt => "rate_limited",
+            Rejection::MilterMail | Rejection::MilterRcpt | Rejection::MilterData => "milter",
         }
     }
 
-    /// The `stage` label: the command refused.
+    /// The `stage` label: the command refused (`connect`: the connection, instead of the
+    /// greeting; `command`: whichever command came pipelined).
     pub fn stage(self) -> &'static str {
         match self {
-            Rejection::AuthRequired | Rejection::SenderNotOwned | Rejection::Spf => "mail",
+            Rejection::Dnsbl | Rejection::EarlyTalker | Rejection::RateLimitedConnect => "connect",
+            Rejection::Pipelining => "command",
+            Rejection::AuthRequired
+            | Rejection::SenderNotOwned
+            | Rejection::Spf
+            | Rejection::Helo
+            | Rejection::RateLimited
+            | Rejection::MilterMail => "mail",
             Rejection::RelayDenied
             | Rejection::UnknownUser
             | Rejection::RecipientPolicy
-            | Rejection::TooManyRecipients => "rcpt",
-            Rejection::Size | Rejection::Dmarc | Rejection::DmarcTemporary | Rejection::LocalError => "data",
+            | Rejection::TooManyRecipients
+            | Rejection::DnsblRcpt
+            | Rejection::Fcrdns
+            | Rejection::Greylisted
+            | Rejection::RateLimitedRcpt
+            | Rejection::MilterRcpt => "rcpt",
+            Rejection::Size
+            | Rejection::Dmarc
+            | Rejection::DmarcTemporary
+            | Rejection::LocalError
+            | Rejection::MilterData => "data",
         }
     }
 }

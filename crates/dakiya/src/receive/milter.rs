@@ -32,7 +32,8 @@ impl Message {
         let Some(writer) = self.writer.as_mut() else { return Ok(None) };
         let content = read_back(writer).map_err(temp)?;
         let id = writer.id().to_string();
-        let outcome = filters.end_of_message(&content, &id).await?;
+        let outcome = filters.end_of_message(&content, &id).await;
+        let outcome = outcome.inspect_err(|_| shared.metrics.rejected(Rejection::MilterData))?;
         if let Some(milter) = outcome.discard {
             return Ok(self.discard(shared, &id, &milter, content.len() as u64));
         }

@@ -9,6 +9,7 @@ use crate::screen::lookup::{Pending, Screener};
 use crate::stream::{Interrupt, Stream, Wait};
 use crate::summary::Ending;
 use dakiya_config::{Screen, ScreenAction, Target};
+use dakiya_metrics::Rejection;
 use dakiya_proto::address::ForwardPath;
 use dakiya_proto::{Enhanced, Reply, Server};
 use std::net::IpAddr;
@@ -38,6 +39,19 @@ pub struct Stop {
     /// The last reply (none when the client is gone).
     pub reply: Option<Reply>,
     pub ending: Ending,
+}
+
+impl Stop {
+    /// The refusal to count in the metrics, when screening refused the client (not when it
+    /// left, or shutdown or admission ended the wait).
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self.ending {
+            Ending::Listed => Some(Rejection::Dnsbl),
+            Ending::Pregreet => Some(Rejection::EarlyTalker),
+            Ending::Pipelining => Some(Rejection::Pipelining),
+            _ => None,
+        }
+    }
 }
 
 /// One session's screening.
@@ -138,8 +152,9 @@ impl Gate {
     /// At RCPT: with `reject-at-rcpt`, a listed client is refused with `554 5.7.1`; with
     /// `require_fcrdns`, a client without a forward-confirmed name gets `450 4.7.25` (RFC 7372
     /// §3.2). Mail to postmaster is exempt (RFC 5321 §4.5.1: a blocked sender can still ask
-    /// to be unblocked), as are authenticated clients.
-    pub async fn rcpt(&mut self, path: &ForwardPath, authenticated: bool) -> Result<(), Reply> {
+    /// to be unblocked), as are authenticated clients. A refusal comes with its reason, for
+    /// the metrics.
+    pub async fn rcpt(&mut self, path: &ForwardPath, authenticated: bool) -> Result<(), (Rejection, Reply)> {
         let Some((action, require_fcrdns)) = self.cfg().map(|c| (c.action, c.require_fcrdns)) else { return Ok(()) };
         let postmaster = match path {
             ForwardPath::Postmaster => true,
@@ -151,14 +166,14 @@ impl Gate {
         if action == ScreenAction::RejectAtRcpt
             && let Some(reply) = self.listed_reply().await
         {
-            return Err(reply);
+            return Err((Rejection::DnsblRcpt, reply));
         }
         if require_fcrdns && self.name().await.is_none() {
             if crate::logging::SCREENED.admit() {
                 tracing::info!(peer = %self.ip, "client refused by screening: no forward-confirmed reverse DNS");
             }
             let text = format!("Client host rejected: reverse DNS of [{}] is not confirmed", self.ip.to_canonical());
-            return Err(Reply::new(450, Enhanced(4, 7, 25), text));
+            return Err((Rejection::Fcrdns, Reply::new(450, Enhanced(4, 7, 25), text)));
         }
         Ok(())
     }
