@@ -300,20 +300,35 @@ fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, fai
 
 /// `tmp/NAME.batch` → write → fsync → rename to `queue/NAME.msg`, where
 /// NAME is the first message's id (reserved, so no file has that name).
+/// A free file from the pool is rewritten instead of creating one.
 fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, SpoolError> {
     let name = small[0].id.clone();
     let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));
-    let tmp = inner.tmp.join(format!("{name}.batch"));
     let header = format::batch_header(small.len());
     let mut slices = Vec::with_capacity(1 + 2 * small.len());
     slices.push(IoSlice::new(&header));
+    let mut len = header.len() as u64;
     for m in small {
         slices.extend([IoSlice::new(&m.line), IoSlice::new(&m.body)]);
+        len += (m.line.len() + m.body.len()) as u64;
     }
+    let reused = inner.pool.take(&inner.queue_sync);
+    let (tmp, mut file) = match &reused {
+        Some(free) => (free.clone(), OpenOptions::new().write(true).open(free)),
+        None => {
+            let tmp = inner.tmp.join(format!("{name}.batch"));
+            let file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp);
+            (tmp, file)
+        }
+    };
     let result = (|| {
-        let mut file =
-            OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io_err("create", &tmp))?;
-        write_all_vectored(&mut file, &mut slices).map_err(io_err("write", &tmp))?;
+        let file = file.as_mut().map_err(|e| io_err("create", &tmp)(io::Error::new(e.kind(), e.to_string())))?;
+        write_all_vectored(file, &mut slices).map_err(io_err("write", &tmp))?;
+        // A reused file may be longer: cut its old tail (the reader wants
+        // the last body to end the file).
+        if reused.is_some() {
+            file.set_len(len).map_err(io_err("truncate", &tmp))?;
+        }
         // One fsync for every message of the batch: bodies and envelopes
         // become durable before the file gets its queue name.
         let started = std::time::Instant::now();

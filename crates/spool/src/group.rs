@@ -44,6 +44,8 @@ struct State {
     calls: u64,
     /// Syncs started so far (for tests and metrics).
     rounds: u64,
+    /// The number (1 = the first started) of the latest sync that succeeded.
+    last_ok: u64,
 }
 
 /// Coalesces concurrent "make my change durable" requests into few syncs.
@@ -65,7 +67,7 @@ impl<T: SyncTarget> GroupSync<T> {
     pub fn new(target: T) -> GroupSync<T> {
         GroupSync {
             target,
-            state: Mutex::new(State { pending: Arc::default(), in_progress: false, calls: 0, rounds: 0 }),
+            state: Mutex::new(State { pending: Arc::default(), in_progress: false, calls: 0, rounds: 0, last_ok: 0 }),
             wake: Condvar::new(),
             latency: Latencies::default(),
         }
@@ -95,6 +97,7 @@ impl<T: SyncTarget> GroupSync<T> {
         let round = std::mem::take(&mut state.pending);
         state.in_progress = true;
         state.rounds += 1;
+        let number = state.rounds;
         drop(state);
         // A panicking target must not leave `in_progress` set forever.
         let started = Instant::now();
@@ -106,6 +109,9 @@ impl<T: SyncTarget> GroupSync<T> {
             Err(e) => Err((e.kind(), e.to_string())),
         };
         let mut state = self.lock();
+        if shared.is_ok() {
+            state.last_ok = state.last_ok.max(number);
+        }
         let _ = round.result.set(shared);
         state.in_progress = false;
         drop(state);
@@ -117,6 +123,17 @@ impl<T: SyncTarget> GroupSync<T> {
     pub fn stats(&self) -> (u64, u64) {
         let state = self.lock();
         (state.calls, state.rounds)
+    }
+
+    /// A mark to take right after a change has returned: [`GroupSync::covers`]
+    /// then tells, without waiting, whether the change has become durable.
+    pub(crate) fn mark(&self) -> u64 {
+        self.lock().rounds
+    }
+
+    /// Whether a sync that started after `mark` was taken has succeeded.
+    pub(crate) fn covers(&self, mark: u64) -> bool {
+        self.lock().last_ok > mark
     }
 
     /// How long the syncs took so far.

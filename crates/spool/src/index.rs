@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::append::OpenLog;
 use crate::format::Extent;
 use crate::{GroupSync, QueueId, SpoolError, SyncTarget};
 
@@ -24,8 +25,9 @@ pub(crate) struct BatchFile {
     pub name: QueueId,
     /// `queue/NAME.msg`.
     pub path: PathBuf,
-    /// Serializes appends to the status log, and the final unlink with them.
-    pub lock: Mutex<()>,
+    /// Serializes appends to the status log, and the final unlink with them;
+    /// holds the log's descriptor once it has been opened for appending.
+    pub lock: Mutex<Option<OpenLog>>,
     /// Group commit of the status log's fdatasyncs.
     pub log_sync: GroupSync<LogFile>,
     /// Whether the log's directory entry is known to be durable.
@@ -41,7 +43,7 @@ impl BatchFile {
             path: queue.join(format!("{name}.{}", MSG_EXT)),
             log_sync: GroupSync::new(LogFile(queue.join(format!("{name}.{}", STATUS_EXT)))),
             name,
-            lock: Mutex::new(()),
+            lock: Mutex::new(None),
             log_durable: AtomicBool::new(log_durable),
             messages,
         }
@@ -53,7 +55,7 @@ impl BatchFile {
     }
 
     /// Takes the batch's lock (appends to its log, removal of its messages).
-    pub fn lock(&self) -> MutexGuard<'_, ()> {
+    pub fn lock(&self) -> MutexGuard<'_, Option<OpenLog>> {
         self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -3,11 +3,13 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::error::io_err;
 use crate::index::Index;
 use crate::latency::Latencies;
+use crate::pool::Pool;
 use crate::{GroupSync, QueueId, SpoolError};
 
 pub(crate) struct Inner {
@@ -18,6 +20,10 @@ pub(crate) struct Inner {
     pub queue_sync: GroupSync<File>,
     /// How long fsyncs of message files (batches, spilled messages) took.
     pub file_sync: Latencies,
+    /// Finished batch files and status logs, to be rewritten instead of created.
+    pub pool: Pool,
+    /// Status logs kept open for appending (bounded by `OPEN_LOGS_MAX`).
+    pub open_logs: Arc<AtomicUsize>,
     index: Mutex<Index>,
     /// Held (flock) for the life of the spool.
     _lock: File,
@@ -27,7 +33,8 @@ impl Inner {
     /// The state of a spool whose lock is held, with an empty index.
     pub fn new(root: PathBuf, tmp: PathBuf, queue: PathBuf, queue_sync: GroupSync<File>, lock: File) -> Inner {
         let (index, file_sync) = (Mutex::new(Index::default()), Latencies::default());
-        Inner { root, tmp, queue, queue_sync, file_sync, index, _lock: lock }
+        let (pool, open_logs) = (Pool::new(tmp.clone()), Arc::default());
+        Inner { root, tmp, queue, queue_sync, file_sync, pool, open_logs, index, _lock: lock }
     }
 
     pub fn tmp_path(&self, id: &QueueId) -> PathBuf {

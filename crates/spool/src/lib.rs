@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod append;
 pub mod codec;
 mod commit;
 mod envelope;
@@ -23,6 +24,7 @@ mod id;
 mod index;
 mod inner;
 mod latency;
+mod pool;
 mod retry;
 mod scan;
 mod spool;

@@ -19,6 +19,8 @@ use crate::{QueueId, QueuedMessage, Spool, SpoolError};
 pub struct Body {
     reader: BufReader<Take<File>>,
     len: u64,
+    /// Keeps the batch's file out of the pool of reused files while read.
+    _batch: Arc<BatchFile>,
 }
 
 impl Body {
@@ -60,7 +62,7 @@ impl Spool {
         file.seek(SeekFrom::Start(loc.extent.body_off)).map_err(io_err("seek", path))?;
         let len = loc.extent.body_len;
         let capacity = usize::try_from(len.clamp(1, BODY_BUFFER)).unwrap_or(1);
-        Ok(Body { reader: BufReader::with_capacity(capacity, file.take(len)), len })
+        Ok(Body { reader: BufReader::with_capacity(capacity, file.take(len)), len, _batch: loc.batch })
     }
 
     /// Every queued message, in id order, for a read-only look (e.g. a queue

@@ -2,16 +2,17 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::append::append;
 use crate::commit::{CommitStats, Committer};
 use crate::error::io_err;
-use crate::index::{BatchFile, MSG_EXT, STATUS_EXT};
+use crate::index::{MSG_EXT, STATUS_EXT};
 use crate::inner::Inner;
-use crate::status::{self, STATUS_HEADER};
+use crate::status;
 use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, SpoolError};
 
 /// Subdirectory for files being written; emptied at open.
@@ -150,11 +151,11 @@ impl Spool {
     fn append_durably(&self, id: &QueueId, line: &[u8]) -> Result<(), SpoolError> {
         let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
         {
-            let _guard = batch.lock();
+            let mut log = batch.lock();
             if self.inner.index().get(id).is_none() {
                 return Err(SpoolError::NotFound(id.clone()));
             }
-            append(&batch, line)?;
+            append(&self.inner, &batch, &mut log, line)?;
         }
         // fdatasync also persists the new file size, which reading needs.
         batch.log_sync.sync().map_err(io_err("fdatasync", batch.log_path()))?;
@@ -174,23 +175,36 @@ impl Spool {
     /// batch deletes the batch file and its log.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
         let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
-        let _guard = batch.lock();
+        let mut log = batch.lock();
         let live = self.inner.index().live_in_batch(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?;
         if live > 1 {
-            append(&batch, &status::encode_done(id))?;
+            append(&self.inner, &batch, &mut log, &status::encode_done(id))?;
             self.inner.index().remove(id);
             return Ok(());
         }
         self.inner.index().remove(id);
+        *log = None;
         // The batch first: a crash in between leaves an orphan log, which
         // open deletes. No directory fsync: like the done records, a crash
         // may bring the batch back, and its messages are delivered again.
-        match fs::remove_file(&batch.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("unlink", &batch.path)(e)),
+        // The files go to the pool for reuse, unless a reader still holds
+        // the batch (this `batch` is then not the only handle left: the index
+        // holds none any more and hands out no new ones).
+        let pool = &self.inner.pool;
+        let sync = &self.inner.queue_sync;
+        if Arc::strong_count(&batch) == 1 {
+            pool.recycle(&batch.path, sync).map_err(io_err("rename", &batch.path))?;
+            return pool.recycle(batch.log_path(), sync).map_err(io_err("rename", batch.log_path()));
         }
+        ignore_missing(fs::remove_file(&batch.path)).map_err(io_err("unlink", &batch.path))?;
         ignore_missing(fs::remove_file(batch.log_path())).map_err(io_err("unlink", batch.log_path()))
+    }
+
+    /// `(recycled, reused)`: finished batch files and status logs renamed
+    /// into the pool of free files so far, and those rewritten as new ones
+    /// (for tests and metrics).
+    pub fn pool_stats(&self) -> (u64, u64) {
+        self.inner.pool.stats()
     }
 
     /// Deletes everything in `tmp/`: with the lock held, it can only belong
@@ -228,38 +242,6 @@ impl Spool {
         entries.sort();
         Ok(entries)
     }
-}
-
-/// Appends `line` to the batch's status log, creating it (with its header)
-/// if needed. The caller holds the batch's lock.
-fn append(batch: &BatchFile, line: &[u8]) -> Result<(), SpoolError> {
-    let path = batch.log_path();
-    let (file, needs_header) = open_status_log(path)?;
-    let data = if needs_header { [STATUS_HEADER, line].concat() } else { line.to_vec() };
-    // One write(): a crash tears at most this record, which readers ignore.
-    (&file).write_all(&data).map_err(io_err("write", path))
-}
-
-/// Opens a status log for appending: `(file, needs_header)`. A torn last
-/// line (crash mid-append) is cut off first, so the next record starts on a
-/// line of its own.
-fn open_status_log(path: &Path) -> Result<(File, bool), SpoolError> {
-    let file =
-        OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path).map_err(io_err("open", path))?;
-    let len = file.metadata().map_err(io_err("stat", path))?.len();
-    let mut last = [0u8; 1];
-    if len > 0 {
-        file.read_exact_at(&mut last, len - 1).map_err(io_err("read", path))?;
-    }
-    if len == 0 || last[0] == b'\n' {
-        return Ok((file, len == 0));
-    }
-    let mut data = Vec::new();
-    io::Read::read_to_end(&mut &file, &mut data).map_err(io_err("read", path))?;
-    let keep = status::complete_len(&data);
-    tracing::warn!(path = %path.display(), cut = data.len() - keep, "status log: dropping torn last line");
-    file.set_len(keep as u64).map_err(io_err("truncate", path))?;
-    Ok((file, keep == 0))
 }
 
 /// Takes the spool's exclusive lock.

@@ -158,11 +158,13 @@ fn torn_status_tail_is_ignored_then_cut_before_the_next_record() {
     let spool = Spool::open(dir.path()).unwrap();
     let id = commit(&spool, 2, b"x");
     spool.record(&id, 0, &RcptState::Delivered { at: 1 }).unwrap();
-    // A crash in the middle of appending a record.
+    // A crash in the middle of appending a record; a new process opens the spool.
+    drop(spool);
     let log = dir.path().join(format!("queue/{id}.status"));
     let mut data = fs::read(&log).unwrap();
     data.extend_from_slice(b"{\"rcpt\":1,\"state\":\"fail");
     fs::write(&log, &data).unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
     let states = spool.load(&id).unwrap().states;
     assert_eq!(states, vec![RcptState::Delivered { at: 1 }, RcptState::Pending]);
 

@@ -303,3 +303,5 @@ fn probe_writable_fails_while_tmp_is_not_a_directory_and_leaves_nothing() {
     fs::rename(dir.path().join("tmp.away"), &tmp).unwrap();
     spool.probe_writable().unwrap();
 }
+
+mod recycle;

@@ -1,0 +1,135 @@
+//! Appending records to a batch's status log.
+//!
+//! The first append of a process to a log opens it (or makes it, from a
+//! recycled file when the pool has one), cuts a torn last line left by a
+//! crash, and keeps the descriptor in the batch's lock: later appends are one
+//! `write()` each, without the open, `statx`, last-byte `pread` and close
+//! (docs/performance.md, cut 4). At most [`OPEN_LOGS_MAX`] logs stay open.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::SpoolError;
+use crate::error::io_err;
+use crate::index::BatchFile;
+use crate::inner::Inner;
+use crate::status::{self, STATUS_HEADER};
+
+/// Status logs kept open at most, so that a queue of many batches with logs
+/// (deferred mail) cannot use up the process's descriptors.
+pub(crate) const OPEN_LOGS_MAX: usize = 256;
+
+/// A status log open for appending, its tail known to end a line.
+pub(crate) struct OpenLog {
+    file: File,
+    /// The spool's count of open logs; decremented on drop.
+    slot: Arc<AtomicUsize>,
+}
+
+impl Drop for OpenLog {
+    fn drop(&mut self) {
+        self.slot.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Appends `line` to the batch's status log, making the log (header first)
+/// if needed. `log` is the batch's lock, held by the caller.
+pub(crate) fn append(
+    inner: &Inner,
+    batch: &BatchFile,
+    log: &mut Option<OpenLog>,
+    line: &[u8],
+) -> Result<(), SpoolError> {
+    let path = batch.log_path();
+    if let Some(open) = log {
+        // One write(): a crash tears at most this record, which readers ignore.
+        let written = (&open.file).write_all(line);
+        if written.is_err() {
+            // Maybe a partial line: the next append reopens and cuts it.
+            *log = None;
+        }
+        return written.map_err(io_err("write", path));
+    }
+    let file = match open_existing(path)? {
+        Some(file) => {
+            (&file).write_all(line).map_err(io_err("write", path))?;
+            file
+        }
+        None => create(inner, path, line)?,
+    };
+    if inner.open_logs.fetch_add(1, Ordering::Relaxed) < OPEN_LOGS_MAX {
+        *log = Some(OpenLog { file, slot: Arc::clone(&inner.open_logs) });
+    } else {
+        inner.open_logs.fetch_sub(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Makes the log with its header and first `line`: from a recycled file
+/// (written, then renamed into `queue/`, so the name never shows an empty
+/// or stale file), else by creating it.
+fn create(inner: &Inner, path: &Path, line: &[u8]) -> Result<File, SpoolError> {
+    let data = [STATUS_HEADER, line].concat();
+    if let Some(free) = inner.pool.take(&inner.queue_sync) {
+        let reused = (|| {
+            let file = OpenOptions::new().read(true).append(true).open(&free)?;
+            file.set_len(0)?;
+            (&file).write_all(&data)?;
+            fs::rename(&free, path)?;
+            Ok::<_, io::Error>(file)
+        })();
+        match reused {
+            Ok(file) => return Ok(file),
+            Err(e) => {
+                tracing::warn!(path = %free.display(), error = %e, "spool: could not reuse a free file");
+                let _ = fs::remove_file(&free);
+            }
+        }
+    }
+    let file = open_status_log(path, true)?.ok_or_else(|| io_err("open", path)(io::ErrorKind::NotFound.into()))?;
+    let data = if file.metadata().map_err(io_err("stat", path))?.len() == 0 { &data[..] } else { line };
+    (&file).write_all(data).map_err(io_err("write", path))?;
+    Ok(file)
+}
+
+/// Opens an existing log for appending, or `None` if there is none.
+fn open_existing(path: &Path) -> Result<Option<File>, SpoolError> {
+    let file = open_status_log(path, false)?;
+    let Some(file) = file else { return Ok(None) };
+    if file.metadata().map_err(io_err("stat", path))?.len() == 0 {
+        // Only its header was torn away: write it again.
+        (&file).write_all(STATUS_HEADER).map_err(io_err("write", path))?;
+    }
+    Ok(Some(file))
+}
+
+/// Opens a status log for appending (creating it if `create`), or `None`
+/// if it does not exist. A torn last line (crash mid-append) is cut off
+/// first, so the next record starts on a line of its own; a log whose
+/// header itself was torn is left empty.
+fn open_status_log(path: &Path, create: bool) -> Result<Option<File>, SpoolError> {
+    let opened = OpenOptions::new().read(true).append(true).create(create).mode(0o600).open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let len = file.metadata().map_err(io_err("stat", path))?.len();
+    let mut last = [0u8; 1];
+    if len > 0 {
+        file.read_exact_at(&mut last, len - 1).map_err(io_err("read", path))?;
+    }
+    if len == 0 || last[0] == b'\n' {
+        return Ok(Some(file));
+    }
+    let mut data = Vec::new();
+    io::Read::read_to_end(&mut &file, &mut data).map_err(io_err("read", path))?;
+    let keep = status::complete_len(&data);
+    tracing::warn!(path = %path.display(), cut = data.len() - keep, "status log: dropping torn last line");
+    file.set_len(keep as u64).map_err(io_err("truncate", path))?;
+    Ok(Some(file))
+}
