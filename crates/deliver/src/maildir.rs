@@ -5,6 +5,7 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -176,10 +177,17 @@ fn unique_name(hostname: &str) -> String {
         "{}.M{}P{}Q{}.{}",
         now.as_secs(),
         now.subsec_micros(),
-        std::process::id(),
+        pid(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         escape_host(hostname)
     )
+}
+
+/// This process's id, asked of the kernel once rather than per message (it does not change:
+/// dakiya never forks after starting deliveries).
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// The maildir spec turns `/` into `\057` and `:` into `\072`; we also turn
