@@ -1,12 +1,14 @@
 //! Local delivery: one copy of a queued message into a recipient's Maildir.
 
+use crate::loops::count_received;
 use crate::outcome::Outcome;
 use crate::state::{RetryPolicy, Transition};
 use dakiya_config::Config;
 use dakiya_deliver::{DeliverError, Maildir, QuotaLimit};
 use dakiya_proto::logtext::Esc;
-use dakiya_spool::{QueuedMessage, RcptState, Spool};
+use dakiya_spool::{Body, QueuedMessage, RcptState};
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -64,14 +66,14 @@ pub struct Target<'a> {
 /// new state; temporary failures are retried on the schedule until `max_age`.
 pub fn deliver_one(
     cfg: &Config,
-    spool: &Spool,
+    body: &mut Source,
     boxes: &Mailboxes,
     m: &QueuedMessage,
     target: Target,
     previous: &RcptState,
     now: u64,
 ) -> (Outcome, RcptState) {
-    let result = write_copy(cfg, spool, boxes, m, target);
+    let result = write_copy(cfg, body, boxes, m, target);
     let outcome = Outcome::from_local(result.as_ref().map(|_| ()));
     let policy = RetryPolicy::of(&cfg.delivery);
     let state = RcptState::after(previous, &outcome, now, m.envelope.received_at, &policy);
@@ -82,7 +84,7 @@ pub fn deliver_one(
 /// Writes the copy: `Return-Path:` and `Delivered-To:` on top of the stored message.
 fn write_copy(
     cfg: &Config,
-    spool: &Spool,
+    body: &mut Source,
     boxes: &Mailboxes,
     m: &QueuedMessage,
     target: Target,
@@ -93,11 +95,53 @@ fn write_copy(
     // Authentication-Results, DKIM-Signature and ARC fields decided at the end of DATA.
     prefix.push_str(m.envelope.prepend.as_deref().unwrap_or(""));
     boxes.get(cfg, target.domain, target.mailbox).and_then(|md| {
-        let mut body = spool.body(&m.envelope.id).map_err(DeliverError::temporary)?;
+        let mut body = body.reader().map_err(|e| DeliverError::io("read message body", e))?;
         // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
         let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
         md.deliver_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit)
     })
+}
+
+/// Bodies up to this size are read into memory once per delivery run, then copied from
+/// there into every Maildir; larger ones are streamed from the spool for each copy.
+const IN_MEMORY: u64 = 256 * 1024;
+
+/// The body of the message a run delivers, read from the spool at most once when it is
+/// small ([`IN_MEMORY`]).
+pub struct Source {
+    body: Body,
+    /// The whole body, once read (small bodies only).
+    bytes: Option<Vec<u8>>,
+}
+
+impl Source {
+    /// The body of the message being delivered.
+    pub fn new(body: Body) -> Source {
+        Source { body, bytes: None }
+    }
+
+    /// The `Received:` fields of the message's header section (the loop check).
+    pub fn count_received(&mut self) -> usize {
+        match self.reader() {
+            Ok(reader) => count_received(reader),
+            Err(_) => 0,
+        }
+    }
+
+    /// A reader of the whole body, from its start.
+    fn reader(&mut self) -> std::io::Result<Box<dyn Read + '_>> {
+        if self.body.len() > IN_MEMORY {
+            self.body.rewind();
+            return Ok(Box::new(&mut self.body));
+        }
+        if self.bytes.is_none() {
+            let mut bytes = Vec::with_capacity(self.body.len() as usize);
+            self.body.rewind();
+            self.body.read_to_end(&mut bytes)?;
+            self.bytes = Some(bytes);
+        }
+        Ok(Box::new(self.bytes.as_deref().unwrap_or_default()))
+    }
 }
 
 fn log(

@@ -11,7 +11,7 @@
 use crate::ctx::Ctx;
 use crate::history::{self, Via};
 use crate::local::{self, Target};
-use crate::loops::{count_received, loop_failure};
+use crate::loops::loop_failure;
 use crate::notice;
 use crate::outcome::Outcome;
 use crate::plan::{Plan, Settlement};
@@ -85,11 +85,18 @@ enum Step {
 /// Delivers every due recipient of message `id`; with `force`, deferred recipients are due
 /// now whatever their next attempt time (`dakiya queue retry`).
 pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
+    run_counted(ctx, id, force, None).await
+}
+
+/// [`run()`] for a message whose `Received:` fields are already counted (`received`, from
+/// the session that accepted it): the loop check uses the count instead of reading the
+/// stored message's header section.
+pub async fn run_counted(ctx: Arc<Ctx>, id: QueueId, force: bool, received: Option<usize>) -> RunOutcome {
     let retry_soon = || RunOutcome::retry(&id, Some(ctx.clock.now() + 60));
     let first = {
         let Ok(_permit) = ctx.local_limit.acquire().await else { return retry_soon() };
         let (c, i) = (ctx.clone(), id.clone());
-        tokio::task::spawn_blocking(move || local_step(&c, &i, force)).await
+        tokio::task::spawn_blocking(move || local_step(&c, &i, force, received)).await
     };
     let mut run = match first {
         Ok(Step::Done(outcome)) => return outcome,
@@ -130,11 +137,12 @@ fn step_failed(id: &QueueId, e: &tokio::task::JoinError) {
     }
 }
 
-/// Loads the message, checks for a mail loop and delivers the local recipients.
-fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
+/// Loads the message, checks for a mail loop and delivers the local recipients. The batch
+/// file is opened once: the envelope, then the body through the same descriptor.
+fn local_step(ctx: &Ctx, id: &QueueId, force: bool, received: Option<usize>) -> Step {
     let now = ctx.clock.now();
-    let m = match ctx.spool.load(id) {
-        Ok(m) => m,
+    let (m, body) = match ctx.spool.load_with_body(id) {
+        Ok(loaded) => loaded,
         Err(dakiya_spool::SpoolError::NotFound(_)) => return Step::Done(RunOutcome::retry(id, None)),
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot load queued message; will retry");
@@ -155,8 +163,9 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
         now,
     };
     let due: Vec<usize> = (0..n).filter(|&i| run.states[i].is_due(now, force)).collect();
+    let mut body = local::Source::new(body);
     if !due.is_empty() {
-        let received = ctx.spool.body(id).map_or(0, count_received);
+        let received = received.unwrap_or_else(|| body.count_received());
         if let Some(failure) = loop_failure(received) {
             tracing::warn!(queue_id = %id, received, "mail loop detected; failing the message");
             for &i in &due {
@@ -173,7 +182,7 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
             Some((domain, mailbox)) => {
                 let target = Target { address: &rcpt.address, domain, mailbox };
                 let (outcome, state) =
-                    local::deliver_one(&ctx.cfg, &ctx.spool, &ctx.boxes, &run.m, target, &run.states[i], now);
+                    local::deliver_one(&ctx.cfg, &mut body, &ctx.boxes, &run.m, target, &run.states[i], now);
                 history::attempt(ctx, &run.m, i, &outcome, &state, &Via::local());
                 crate::measure::delivery(ctx, &run.m, i, &outcome, &state, now);
                 run.record(i, &outcome, state);
