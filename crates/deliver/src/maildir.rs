@@ -73,6 +73,28 @@ impl Maildir {
         hostname: &str,
         limit: Option<QuotaLimit>,
     ) -> Result<PathBuf, DeliverError> {
+        let staged = self.stage_within(prefix, body, hostname, limit)?;
+        self.commit_staged(&[&staged]).map_err(|e| e.error)?;
+        if limit.is_some() {
+            self.record_size(staged.size);
+        }
+        Ok(staged.path)
+    }
+
+    /// The first half of a delivery, for callers that deliver several messages into this
+    /// Maildir and make `new/` durable once for all of them ([`commit_staged`](Self::commit_staged)):
+    /// the message is written to `tmp/`, fsynced, and renamed into `new/`. It is **not**
+    /// delivered yet: until `new/` is fsynced the rename may be lost in a crash. Under a
+    /// quota (`limit`) the check is made as in [`deliver_within`](Self::deliver_within), but
+    /// `maildirsize` is not updated; callers that deliver under a quota should commit each
+    /// message on its own so that the next check sees it. On error nothing is left behind.
+    pub fn stage_within(
+        &self,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+        limit: Option<QuotaLimit>,
+    ) -> Result<Staged, DeliverError> {
         let (name, file) = self.create_tmp(hostname)?;
         let mut tmp = TmpFile { path: self.tmp.join(&name), armed: true };
         let size = copy_converted(&file, prefix, body, &tmp.path)?;
@@ -86,24 +108,42 @@ impl Maildir {
                 )));
             }
         }
+        // The file's data before its name: a crash after the rename must not leave an empty
+        // or partial message in `new/`.
         file.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
         drop(file);
         let target = self.new.join(format!("{name},S={size}"));
         fs::rename(&tmp.path, &target).map_err(|e| DeliverError::io(format!("rename to {}", target.display()), e))?;
         tmp.armed = false;
+        Ok(Staged { path: target, size })
+    }
+
+    /// The second half: makes the `new/` entries of `staged` (all from this Maildir, all
+    /// renamed before the call) durable with one fsync of `new/`, group-committed with
+    /// concurrent callers. Only after `Ok` is a staged message delivered. On failure every
+    /// staged file is taken back (removed): the delivery will be retried, and a copy not
+    /// known durable must not become a duplicate.
+    pub fn commit_staged(&self, staged: &[&Staged]) -> Result<(), CommitFailed> {
         if let Err(e) = self.new_sync.sync() {
-            // Not known durable: the delivery will be retried, so take this
-            // copy back rather than risk a duplicate.
-            let _ = fs::remove_file(&target);
-            return Err(DeliverError::io(format!("fsync {}", self.new.display()), e));
-        }
-        if limit.is_some() {
-            // Delivered whatever happens here: a lost line is corrected by a recalculation.
-            if let Err(e) = maildirsize::record(&self.path, size) {
-                tracing::warn!(maildir = %self.path.display(), error = %e, "maildirsize not updated");
+            for s in staged {
+                let _ = fs::remove_file(&s.path);
             }
+            return Err(CommitFailed { error: DeliverError::io(format!("fsync {}", self.new.display()), e) });
         }
-        Ok(target)
+        Ok(())
+    }
+
+    /// `(requests, fsyncs)` of `new/` so far: how well its directory fsyncs were shared.
+    pub fn dir_sync_stats(&self) -> (u64, u64) {
+        self.new_sync.stats()
+    }
+
+    /// Appends a delivered message of `size` bytes to `maildirsize` (quota accounting).
+    /// Delivered whatever happens here: a lost line is corrected by a recalculation.
+    pub fn record_size(&self, size: u64) {
+        if let Err(e) = maildirsize::record(&self.path, size) {
+            tracing::warn!(maildir = %self.path.display(), error = %e, "maildirsize not updated");
+        }
     }
 
     /// Creates a new file in `tmp/` under a fresh unique name.
@@ -123,6 +163,24 @@ impl Maildir {
             }
         }
     }
+}
+
+/// A message renamed into `new/` whose directory entry is not yet known durable
+/// ([`Maildir::stage_within`]); delivered once [`Maildir::commit_staged`] returns `Ok`.
+#[derive(Debug)]
+#[must_use = "a staged message is not delivered until its Maildir's new/ is committed"]
+pub struct Staged {
+    /// Its path in `new/`.
+    pub path: PathBuf,
+    /// Its size in bytes, as written (LF line ends).
+    pub size: u64,
+}
+
+/// The fsync of `new/` failed: the staged messages were removed and are not delivered.
+#[derive(Debug)]
+pub struct CommitFailed {
+    /// Why (a temporary failure).
+    pub error: DeliverError,
 }
 
 /// Removes the temporary file on failure.

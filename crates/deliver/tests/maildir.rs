@@ -274,3 +274,23 @@ fn quota_refuses_the_message_that_does_not_fit() {
     md.deliver(b"", &mut &body(1)[..], "h").unwrap();
     assert_eq!(fs::read_to_string(md.path().join("maildirsize")).unwrap(), size);
 }
+
+/// Staging writes, fsyncs and renames each copy into `new/`; one commit then fsyncs `new/`
+/// once for all of them (group commit of the directory fsync, for a round of deliveries).
+#[test]
+fn staged_copies_share_one_fsync_of_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(&dir.path().join("box")).unwrap();
+    let staged: Vec<_> = (0..3)
+        .map(|i| md.stage_within(PREFIX, &mut format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(), "h", None).unwrap())
+        .collect();
+    assert!(names(&dir.path().join("box/tmp")).is_empty(), "renamed out of tmp/");
+    assert_eq!(names(&dir.path().join("box/new")).len(), 3);
+    for s in &staged {
+        assert!(s.path.to_str().unwrap().ends_with(&format!(",S={}", s.size)), "{}", s.path.display());
+        assert_eq!(fs::metadata(&s.path).unwrap().len(), s.size);
+    }
+    md.commit_staged(&staged.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(md.dir_sync_stats(), (1, 1), "one fsync of new/ for three copies");
+    assert_eq!(names(&dir.path().join("box/new")).len(), 3);
+}

@@ -28,6 +28,7 @@ mod outcome;
 mod plan;
 mod queue;
 mod remote;
+mod round;
 mod run;
 mod state;
 #[cfg(test)]
@@ -40,5 +41,6 @@ pub use loops::{MAX_RECEIVED, ReceivedCounter, count_received, loop_failure};
 pub use outcome::{Failure, Outcome};
 pub use plan::{Notice, Plan, Settlement};
 pub use queue::{QueueHandle, Snapshot, start};
+pub use round::Rounds;
 pub use run::{RunOutcome, run, run_counted};
 pub use state::{RetryPolicy, Transition, next_due};

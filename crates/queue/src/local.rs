@@ -4,7 +4,7 @@ use crate::loops::count_received;
 use crate::outcome::Outcome;
 use crate::state::{RetryPolicy, Transition};
 use dakiya_config::Config;
-use dakiya_deliver::{DeliverError, Maildir, QuotaLimit};
+use dakiya_deliver::{DeliverError, Maildir, QuotaLimit, Staged};
 use dakiya_proto::logtext::Esc;
 use dakiya_spool::{Body, QueuedMessage, RcptState};
 use std::collections::HashMap;
@@ -41,6 +41,16 @@ impl Mailboxes {
     }
 }
 
+impl Mailboxes {
+    /// `(requests, fsyncs)` of the `new/` directory of `mailbox` in `domain`, if it is open:
+    /// how many copies asked for the fsync of their directory entry and how many fsyncs
+    /// were made for them (rounds share one).
+    pub fn dir_sync_stats(&self, domain: &str, mailbox: &str) -> Option<(u64, u64)> {
+        let key = (domain.to_string(), mailbox.to_string());
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map(|md| md.dir_sync_stats())
+    }
+}
+
 /// Whether `mailbox` in `domain` is known to be full: it has a quota and its `maildirsize`
 /// already says the quota is used up. For RCPT (`452 4.2.2`, RFC 5321 §4.2.2 / RFC 3463
 /// X.2.2); an unknown usage (no `maildirsize` yet) is not full — delivery decides then.
@@ -62,44 +72,58 @@ pub struct Target<'a> {
     pub mailbox: &'a str,
 }
 
-/// Delivers one copy into a local Maildir and returns what came of it and the recipient's
-/// new state; temporary failures are retried on the schedule until `max_age`.
-pub fn deliver_one(
-    cfg: &Config,
-    body: &mut Source,
-    boxes: &Mailboxes,
-    m: &QueuedMessage,
-    target: Target,
-    previous: &RcptState,
-    now: u64,
-) -> (Outcome, RcptState) {
-    let result = write_copy(cfg, body, boxes, m, target);
-    let outcome = Outcome::from_local(result.as_ref().map(|_| ()));
-    let policy = RetryPolicy::of(&cfg.delivery);
-    let state = RcptState::after(previous, &outcome, now, m.envelope.received_at, &policy);
-    log(m, target.address, &result, &outcome, &state, &policy);
-    (outcome, state)
+/// A copy written by [`write_copy`]: either already delivered (durable), or renamed into
+/// `new/` and waiting for the round's fsync of that directory.
+pub(crate) enum Written {
+    /// Delivered: `new/` was fsynced for it (mailboxes with a quota are committed one by
+    /// one, so that the next quota check sees this copy in `maildirsize`).
+    Durable(PathBuf),
+    /// In `new/`, not yet durable: [`Maildir::commit_staged`] decides.
+    Staged(Arc<Maildir>, Staged),
 }
 
-/// Writes the copy: `Return-Path:` and `Delivered-To:` on top of the stored message.
-fn write_copy(
+/// Writes one copy into a local Maildir: `Return-Path:` and `Delivered-To:` on top of the
+/// stored message. Not a delivery yet unless [`Written::Durable`]: the caller commits the
+/// staged copies of a round, then settles each with [`settle`].
+pub(crate) fn write_copy(
     cfg: &Config,
     body: &mut Source,
     boxes: &Mailboxes,
     m: &QueuedMessage,
     target: Target,
-) -> Result<PathBuf, DeliverError> {
+) -> Result<Written, DeliverError> {
     // RFC 5321 §4.4: Return-Path is added at final delivery; Delivered-To records which
     // mailbox this copy was for (and lets loops be detected).
     let mut prefix = format!("Return-Path: <{}>\r\nDelivered-To: {}\r\n", m.envelope.sender, target.address);
     // Authentication-Results, DKIM-Signature and ARC fields decided at the end of DATA.
     prefix.push_str(m.envelope.prepend.as_deref().unwrap_or(""));
-    boxes.get(cfg, target.domain, target.mailbox).and_then(|md| {
-        let mut body = body.reader().map_err(|e| DeliverError::io("read message body", e))?;
-        // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
-        let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
-        md.deliver_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit)
-    })
+    let md = boxes.get(cfg, target.domain, target.mailbox)?;
+    let mut body = body.reader().map_err(|e| DeliverError::io("read message body", e))?;
+    // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
+    match cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 }) {
+        Some(limit) => {
+            md.deliver_within(prefix.as_bytes(), &mut body, &cfg.hostname, Some(limit)).map(Written::Durable)
+        }
+        None => md.stage_within(prefix.as_bytes(), &mut body, &cfg.hostname, None).map(|s| Written::Staged(md, s)),
+    }
+}
+
+/// What came of one local copy once it is durable (or failed): the outcome and the
+/// recipient's new state, logged; temporary failures are retried on the schedule until
+/// `max_age`.
+pub(crate) fn settle(
+    cfg: &Config,
+    m: &QueuedMessage,
+    address: &str,
+    result: Result<PathBuf, DeliverError>,
+    previous: &RcptState,
+    now: u64,
+) -> (Outcome, RcptState) {
+    let outcome = Outcome::from_local(result.as_ref().map(|_| ()));
+    let policy = RetryPolicy::of(&cfg.delivery);
+    let state = RcptState::after(previous, &outcome, now, m.envelope.received_at, &policy);
+    log(m, address, &result, &outcome, &state, &policy);
+    (outcome, state)
 }
 
 /// Bodies up to this size are read into memory once per delivery run, then copied from
