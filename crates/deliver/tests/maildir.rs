@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
-use dakiya_deliver::{FailureKind, Maildir};
+use dakiya_deliver::{CopyBuffers, FailureKind, Maildir};
 
 const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\nDelivered-To: user@example.com\r\n";
 
@@ -281,8 +281,12 @@ fn quota_refuses_the_message_that_does_not_fit() {
 fn staged_copies_share_one_fsync_of_new() {
     let dir = tempfile::tempdir().unwrap();
     let md = Maildir::open_or_create(&dir.path().join("box")).unwrap();
+    let mut bufs = CopyBuffers::default();
     let staged: Vec<_> = (0..3)
-        .map(|i| md.stage_within(PREFIX, &mut format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(), "h", None).unwrap())
+        .map(|i| {
+            let body = format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat((2 - i) * 70_000));
+            md.stage_within(PREFIX, &mut body.as_bytes(), "h", None, &mut bufs).unwrap()
+        })
         .collect();
     assert!(names(&dir.path().join("box/tmp")).is_empty(), "renamed out of tmp/");
     assert_eq!(names(&dir.path().join("box/new")).len(), 3);
@@ -292,5 +296,13 @@ fn staged_copies_share_one_fsync_of_new() {
     }
     md.commit_staged(&staged.iter().collect::<Vec<_>>()).unwrap();
     assert_eq!(md.dir_sync_stats(), (1, 1), "one fsync of new/ for three copies");
-    assert_eq!(names(&dir.path().join("box/new")).len(), 3);
+    // The reused buffers leave nothing of one copy in the next (bodies of 140 000, 70 000
+    // and 0 bytes: more than one 64 KiB chunk, then fewer).
+    for (i, s) in staged.iter().enumerate() {
+        let expected = format!(
+            "Return-Path: <sender@example.org>\nDelivered-To: user@example.com\nSubject: {i}\n\n{}\n",
+            "x".repeat((2 - i) * 70_000)
+        );
+        assert_eq!(fs::read_to_string(&s.path).unwrap(), expected, "copy {i}");
+    }
 }

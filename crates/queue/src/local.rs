@@ -4,7 +4,7 @@ use crate::loops::count_received;
 use crate::outcome::Outcome;
 use crate::state::{RetryPolicy, Transition};
 use dakiya_config::Config;
-use dakiya_deliver::{DeliverError, Maildir, QuotaLimit, Staged};
+use dakiya_deliver::{CopyBuffers, DeliverError, Maildir, QuotaLimit, Staged};
 use dakiya_proto::logtext::Esc;
 use dakiya_spool::{Body, QueuedMessage, RcptState};
 use std::collections::HashMap;
@@ -91,6 +91,7 @@ pub(crate) fn write_copy(
     boxes: &Mailboxes,
     m: &QueuedMessage,
     target: Target,
+    bufs: &mut CopyBuffers,
 ) -> Result<Written, DeliverError> {
     // RFC 5321 §4.4: Return-Path is added at final delivery; Delivered-To records which
     // mailbox this copy was for (and lets loops be detected).
@@ -100,12 +101,16 @@ pub(crate) fn write_copy(
     let md = boxes.get(cfg, target.domain, target.mailbox)?;
     let mut body = body.reader().map_err(|e| DeliverError::io("read message body", e))?;
     // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
-    match cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 }) {
-        Some(limit) => {
-            md.deliver_within(prefix.as_bytes(), &mut body, &cfg.hostname, Some(limit)).map(Written::Durable)
-        }
-        None => md.stage_within(prefix.as_bytes(), &mut body, &cfg.hostname, None).map(|s| Written::Staged(md, s)),
+    let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
+    let staged = md.stage_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit, bufs)?;
+    if limit.is_none() {
+        return Ok(Written::Staged(md, staged));
     }
+    // Under a quota, committed at once, so that the next copy's check sees this one in
+    // `maildirsize` (docs/maildir.md, "Delivery steps and durability": file, then `new/`).
+    md.commit_staged(&[&staged]).map_err(|e| e.error)?;
+    md.record_size(staged.size);
+    Ok(Written::Durable(staged.path))
 }
 
 /// What came of one local copy once it is durable (or failed): the outcome and the

@@ -22,7 +22,7 @@
 
 use crate::ctx::Ctx;
 use crate::run::{self, Copies, Prepared, Step};
-use dakiya_deliver::{Maildir, Staged};
+use dakiya_deliver::{CopyBuffers, Maildir, Staged};
 use dakiya_spool::QueueId;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +36,8 @@ pub(crate) const MAX_ROUND: usize = 64;
 #[derive(Default)]
 pub struct Rounds {
     pending: Mutex<Vec<Request>>,
+    /// Copy buffers for the next rounds: at most one set per concurrent round, reused.
+    buffers: Mutex<Vec<CopyBuffers>>,
 }
 
 /// One run's local step, waiting for a round.
@@ -79,9 +81,12 @@ pub(crate) async fn local_step(ctx: &Arc<Ctx>, id: &QueueId, force: bool, receiv
             return done.await.ok();
         }
         let ids: Vec<QueueId> = round.iter().map(|r| r.id.clone()).collect();
+        let rounds = ctx.rounds.clone();
         let finished = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            run_round(round);
+            let mut bufs = rounds.buffers.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default();
+            run_round(round, &mut bufs);
+            rounds.buffers.lock().unwrap_or_else(PoisonError::into_inner).push(bufs);
         })
         .await;
         if let Err(e) = finished {
@@ -95,10 +100,10 @@ pub(crate) async fn local_step(ctx: &Arc<Ctx>, id: &QueueId, force: bool, receiv
 /// Runs one round on this (blocking) thread: every message's copies, one fsync of `new/` per
 /// Maildir, then every message's outcome. A panic in one message's step is caught and ends
 /// only that message's step.
-fn run_round(round: Vec<Request>) {
+fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
     let mut waiting: Vec<(Request, Box<Copies>)> = Vec::with_capacity(round.len());
     for r in round {
-        let prepared = catch_unwind(AssertUnwindSafe(|| run::prepare(&r.ctx, &r.id, r.force, r.received)));
+        let prepared = catch_unwind(AssertUnwindSafe(|| run::prepare(&r.ctx, &r.id, r.force, r.received, bufs)));
         match prepared {
             Ok(Prepared::Done(step)) => {
                 let _ = r.reply.send(step);

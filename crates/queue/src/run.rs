@@ -19,7 +19,7 @@ use crate::outcome::Outcome;
 use crate::plan::{Plan, Settlement};
 use crate::remote;
 use crate::state::{RetryPolicy, Transition};
-use dakiya_deliver::{DeliverError, Maildir, Staged};
+use dakiya_deliver::{CopyBuffers, DeliverError, Maildir, Staged};
 use dakiya_dsn::Action;
 use dakiya_spool::{QueueId, QueuedMessage, RcptState};
 use std::sync::Arc;
@@ -165,9 +165,15 @@ pub(crate) enum Prepared {
 /// Loads the message, checks for a mail loop and writes the local recipients' copies (not
 /// yet durable: see [`complete`]). The batch file is opened once: the envelope, then the
 /// body through the same descriptor.
-pub(crate) fn prepare(ctx: &Ctx, id: &QueueId, force: bool, received: Option<usize>) -> Prepared {
+pub(crate) fn prepare(
+    ctx: &Ctx,
+    id: &QueueId,
+    force: bool,
+    received: Option<usize>,
+    bufs: &mut CopyBuffers,
+) -> Prepared {
     let now = ctx.clock.now();
-    let (m, body) = match ctx.spool.load_with_body(id) {
+    let (mut m, body) = match ctx.spool.load_with_body(id) {
         Ok(loaded) => loaded,
         Err(dakiya_spool::SpoolError::NotFound(_)) => return Prepared::Done(Step::Done(RunOutcome::retry(id, None))),
         Err(e) => {
@@ -179,8 +185,9 @@ pub(crate) fn prepare(ctx: &Ctx, id: &QueueId, force: bool, received: Option<usi
         return Prepared::Done(Step::Done(RunOutcome::retry(id, None)));
     }
     let n = m.states.len();
+    // The run keeps the states (the message's copy is not read again).
     let mut run = Run {
-        states: m.states.clone(),
+        states: std::mem::take(&mut m.states),
         m,
         changed: vec![false; n],
         delivered: Vec::new(),
@@ -208,7 +215,7 @@ pub(crate) fn prepare(ctx: &Ctx, id: &QueueId, force: bool, received: Option<usi
             Some(_) if ctx.lmtp.is_some() => run.lmtp.push(i),
             Some((domain, mailbox)) => {
                 let target = Target { address: &rcpt.address, domain, mailbox };
-                copies.push((i, local::write_copy(&ctx.cfg, &mut body, &ctx.boxes, &run.m, target)));
+                copies.push((i, local::write_copy(&ctx.cfg, &mut body, &ctx.boxes, &run.m, target, bufs)));
             }
             None => run.remote.push(i),
         }
