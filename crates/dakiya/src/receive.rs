@@ -18,6 +18,7 @@ use dakiya_mailauth::{HeaderFilter, SpfCheck};
 use dakiya_metrics::Rejection;
 use dakiya_proto::logtext::Esc;
 use dakiya_proto::{Reply, Server};
+use dakiya_queue::ReceivedCounter;
 use dakiya_spool::{Envelope, MessageWriter, SpoolError};
 use std::net::SocketAddr;
 
@@ -40,6 +41,9 @@ pub struct Message {
     verdicts: Vec<Verdict>,
     /// Why a milter quarantined the message: it is held once committed.
     quarantine: Option<String>,
+    /// Counts the `Received:` fields as the message arrives, ours included, so that the
+    /// delivery run's loop check (RFC 5321 §6.3) need not read the stored message again.
+    received: ReceivedCounter,
 }
 
 impl Default for Message {
@@ -56,6 +60,7 @@ impl Default for Message {
             message_id: MessageIdScanner::default(),
             verdicts: Vec::new(),
             quarantine: None,
+            received: ReceivedCounter::default(),
         }
     }
 }
@@ -95,6 +100,7 @@ impl Message {
         let trace =
             envelope::Trace { hello: server.hello(), peer, name: origin.name, tls, auth_user: server.auth_user() };
         let received = envelope::received_header(&shared.live.get().config.hostname, &env, tx, &trace);
+        self.received.push(received.as_bytes());
         match shared.spool.writer(env) {
             Ok(mut w) => match w.write(received.as_bytes()) {
                 Ok(()) => self.writer = Some(w),
@@ -107,6 +113,7 @@ impl Message {
     /// Appends content (dot-unstuffed, as the session hands it over).
     pub fn write(&mut self, bytes: &[u8]) {
         self.message_id.push(bytes);
+        self.received.push(bytes);
         match self.filter.as_mut() {
             Some(filter) => {
                 let mut out = Vec::with_capacity(bytes.len());
@@ -157,6 +164,8 @@ impl Message {
                 tracing::info!(queue_id = %id, removed = filter.removed, "removed Authentication-Results fields claiming to be ours");
             }
         }
+        // A milter may add or change header fields: then the count is not known.
+        let received = (!filters.active()).then(|| self.received.count());
         if filters.active() && self.writer.is_some() {
             match self.run_milters(shared, filters).await {
                 Ok(None) => {}
@@ -193,7 +202,10 @@ impl Message {
                         tracing::warn!(queue_id = %id, error = %Esc(&e), "could not hold a quarantined message");
                     }
                 }
-                shared.queue.enqueue(id.clone());
+                match received {
+                    Some(n) => shared.queue.enqueue_counted(id.clone(), n),
+                    None => shared.queue.enqueue(id.clone()),
+                }
                 Ok(id.to_string())
             }
             Ok(Err(e)) => Err(temp_fail(e.into())),
@@ -244,6 +256,7 @@ impl Message {
         self.message_id = MessageIdScanner::default();
         self.verdicts.clear();
         self.quarantine = None;
+        self.received = ReceivedCounter::default();
     }
 
     /// Records the committed message `id` of `size` bytes, and the verdicts, in the history.

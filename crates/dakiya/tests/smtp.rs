@@ -310,3 +310,25 @@ fn quota_defers_at_delivery_and_refuses_at_rcpt_when_full() {
     assert!(c.cmd("RCPT TO:<team@example.test>").starts_with("250"), "bob has room");
     assert!(c.cmd("RCPT TO:<bob@example.test>").starts_with("250"), "no quota");
 }
+
+/// RFC 5321 §6.3: the delivery run's loop check counts our own `Received:` field too. The
+/// count now comes from the session (counted as the message arrived), not from re-reading
+/// the spool: 99 fields from the client plus ours (100) are delivered, 100 plus ours (101)
+/// fail with 5.4.6 and the sender gets the notice.
+#[test]
+fn the_loop_check_counts_our_received_field_from_the_session() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    let hops = |n: usize| "Received: from a.test by b.test; Thu, 1 Jan 2026 00:00:00 +0000\r\n".repeat(n);
+    let ok = c.send_mail("bob@example.test", &["alice@example.test"], &format!("{}Subject: 100\r\n\r\nx", hops(99)));
+    assert!(ok.starts_with("250"), "{ok}");
+    assert!(s.wait_for("alice", 1).len() == 1, "100 Received: fields are not a loop: {}", s.log());
+    let looping =
+        c.send_mail("bob@example.test", &["alice@example.test"], &format!("{}Subject: 101\r\n\r\nx", hops(100)));
+    assert!(looping.starts_with("250"), "{looping}");
+    let bounces = s.wait_for("bob", 1);
+    assert_eq!(bounces.len(), 1, "{}", s.log());
+    assert!(bounces[0].contains("Status: 5.4.6"), "{}", bounces[0]);
+    assert!(s.log().contains("received=101"), "{}", s.log());
+    assert_eq!(s.messages("alice").len(), 1, "the looping message was not delivered");
+}

@@ -14,5 +14,5 @@ pub mod maildirsize;
 pub mod quota;
 
 pub use error::{DeliverError, FailureKind};
-pub use maildir::Maildir;
+pub use maildir::{CommitFailed, CopyBuffers, Maildir, Staged};
 pub use quota::QuotaLimit;

@@ -1,10 +1,12 @@
 //! Local delivery into a Maildir (<https://cr.yp.to/proto/maildir.html>).
 //! Layout and naming: docs/maildir.md.
 
+use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -72,9 +74,33 @@ impl Maildir {
         hostname: &str,
         limit: Option<QuotaLimit>,
     ) -> Result<PathBuf, DeliverError> {
-        let (name, file) = self.create_tmp(hostname)?;
-        let mut tmp = TmpFile { path: self.tmp.join(&name), armed: true };
-        let size = copy_converted(&file, prefix, body, &tmp.path)?;
+        let staged = self.stage_within(prefix, body, hostname, limit, &mut CopyBuffers::default())?;
+        self.commit_staged(&[&staged]).map_err(|e| e.error)?;
+        if limit.is_some() {
+            self.record_size(staged.size);
+        }
+        Ok(staged.path)
+    }
+
+    /// The first half of a delivery, for callers that deliver several messages into this
+    /// Maildir and make `new/` durable once for all of them ([`commit_staged`](Self::commit_staged)):
+    /// the message is written to `tmp/`, fsynced, and renamed into `new/`. It is **not**
+    /// delivered yet: until `new/` is fsynced the rename may be lost in a crash. Under a
+    /// quota (`limit`) the check is made as in [`deliver_within`](Self::deliver_within), but
+    /// `maildirsize` is not updated; callers that deliver under a quota should commit each
+    /// message on its own so that the next check sees it. On error nothing is left behind.
+    /// `bufs` are the copy's working buffers, kept by the caller for its next copy.
+    pub fn stage_within(
+        &self,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+        limit: Option<QuotaLimit>,
+        bufs: &mut CopyBuffers,
+    ) -> Result<Staged, DeliverError> {
+        let file = self.create_tmp(hostname, bufs)?;
+        let mut tmp = TmpFile { path: self.tmp.join(&bufs.name), armed: true };
+        let size = copy_converted(&file, prefix, body, &tmp.path, bufs)?;
         if let Some(limit) = limit {
             let usage = maildirsize::usage(&self.path, limit)
                 .map_err(|e| DeliverError::io(format!("quota of {}", self.path.display()), e))?;
@@ -85,34 +111,53 @@ impl Maildir {
                 )));
             }
         }
+        // The file's data before its name: a crash after the rename must not leave an empty
+        // or partial message in `new/`.
         file.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
         drop(file);
-        let target = self.new.join(format!("{name},S={size}"));
+        let _ = write!(bufs.name, ",S={size}");
+        let target = self.new.join(&bufs.name);
         fs::rename(&tmp.path, &target).map_err(|e| DeliverError::io(format!("rename to {}", target.display()), e))?;
         tmp.armed = false;
-        if let Err(e) = self.new_sync.sync() {
-            // Not known durable: the delivery will be retried, so take this
-            // copy back rather than risk a duplicate.
-            let _ = fs::remove_file(&target);
-            return Err(DeliverError::io(format!("fsync {}", self.new.display()), e));
-        }
-        if limit.is_some() {
-            // Delivered whatever happens here: a lost line is corrected by a recalculation.
-            if let Err(e) = maildirsize::record(&self.path, size) {
-                tracing::warn!(maildir = %self.path.display(), error = %e, "maildirsize not updated");
-            }
-        }
-        Ok(target)
+        Ok(Staged { path: target, size })
     }
 
-    /// Creates a new file in `tmp/` under a fresh unique name.
-    fn create_tmp(&self, hostname: &str) -> Result<(String, File), DeliverError> {
+    /// The second half: makes the `new/` entries of `staged` (all from this Maildir, all
+    /// renamed before the call) durable with one fsync of `new/`, group-committed with
+    /// concurrent callers. Only after `Ok` is a staged message delivered. On failure every
+    /// staged file is taken back (removed): the delivery will be retried, and a copy not
+    /// known durable must not become a duplicate.
+    pub fn commit_staged(&self, staged: &[&Staged]) -> Result<(), CommitFailed> {
+        if let Err(e) = self.new_sync.sync() {
+            for s in staged {
+                let _ = fs::remove_file(&s.path);
+            }
+            return Err(CommitFailed { error: DeliverError::io(format!("fsync {}", self.new.display()), e) });
+        }
+        Ok(())
+    }
+
+    /// `(requests, fsyncs)` of `new/` so far: how well its directory fsyncs were shared.
+    pub fn dir_sync_stats(&self) -> (u64, u64) {
+        self.new_sync.stats()
+    }
+
+    /// Appends a delivered message of `size` bytes to `maildirsize` (quota accounting).
+    /// Delivered whatever happens here: a lost line is corrected by a recalculation.
+    pub fn record_size(&self, size: u64) {
+        if let Err(e) = maildirsize::record(&self.path, size) {
+            tracing::warn!(maildir = %self.path.display(), error = %e, "maildirsize not updated");
+        }
+    }
+
+    /// Creates a new file in `tmp/` under a fresh unique name, left in `bufs.name`.
+    fn create_tmp(&self, hostname: &str, bufs: &mut CopyBuffers) -> Result<File, DeliverError> {
         let mut attempts = 0;
         loop {
-            let name = unique_name(hostname);
-            let path = self.tmp.join(&name);
+            bufs.unique_name(hostname);
+            let path = self.tmp.join(&bufs.name);
             match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-                Ok(file) => return Ok((name, file)),
+                Ok(file) => return Ok(file),
                 // Another process with our pid (e.g. in a container) or a
                 // stale file: try the next counter value.
                 Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 10 => attempts += 1,
@@ -122,6 +167,24 @@ impl Maildir {
             }
         }
     }
+}
+
+/// A message renamed into `new/` whose directory entry is not yet known durable
+/// ([`Maildir::stage_within`]); delivered once [`Maildir::commit_staged`] returns `Ok`.
+#[derive(Debug)]
+#[must_use = "a staged message is not delivered until its Maildir's new/ is committed"]
+pub struct Staged {
+    /// Its path in `new/`.
+    pub path: PathBuf,
+    /// Its size in bytes, as written (LF line ends).
+    pub size: u64,
+}
+
+/// The fsync of `new/` failed: the staged messages were removed and are not delivered.
+#[derive(Debug)]
+pub struct CommitFailed {
+    /// Why (a temporary failure).
+    pub error: DeliverError,
 }
 
 /// Removes the temporary file on failure.
@@ -138,48 +201,76 @@ impl Drop for TmpFile {
     }
 }
 
+/// The working buffers of Maildir copies, reused from one copy to the next
+/// ([`Maildir::stage_within`]): the 64 KiB input and output chunks, the file name, and the
+/// host name as escaped for it. A thread delivering many messages keeps one.
+#[derive(Debug, Default)]
+pub struct CopyBuffers {
+    input: Vec<u8>,
+    out: Vec<u8>,
+    name: String,
+    /// `(hostname, escaped)`: the last host name and its escaped form.
+    host: (String, String),
+}
+
+impl CopyBuffers {
+    /// Puts a fresh `<secs>.M<micros>P<pid>Q<counter>.<host>` in `self.name`: unique per
+    /// delivery within a process (the counter), across processes (the pid) and across
+    /// reboots (the time).
+    fn unique_name(&mut self, hostname: &str) {
+        static COUNTER: AtomicU64 = AtomicU64::new(1);
+        if self.host.0 != hostname || self.host.1.is_empty() {
+            self.host = (hostname.to_string(), escape_host(hostname));
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.name.clear();
+        let (secs, micros, pid) = (now.as_secs(), now.subsec_micros(), pid());
+        let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let _ = write!(self.name, "{secs}.M{micros}P{pid}Q{counter}.{}", self.host.1);
+    }
+}
+
 /// Writes `prefix` and `body`, converted to LF, to `file`; returns the size.
-fn copy_converted(mut file: &File, prefix: &[u8], body: &mut dyn Read, path: &Path) -> Result<u64, DeliverError> {
+fn copy_converted(
+    mut file: &File,
+    prefix: &[u8],
+    body: &mut dyn Read,
+    path: &Path,
+    bufs: &mut CopyBuffers,
+) -> Result<u64, DeliverError> {
     let write_err = |e| DeliverError::io(format!("write {}", path.display()), e);
     let mut conv = CrlfToLf::default();
-    let mut input = vec![0u8; CHUNK];
-    let mut out = Vec::with_capacity(CHUNK + prefix.len());
+    let (input, out) = (&mut bufs.input, &mut bufs.out);
+    input.resize(CHUNK, 0);
+    out.clear();
+    out.reserve(CHUNK + prefix.len());
     let mut size = 0u64;
-    conv.convert(prefix, &mut out);
+    conv.convert(prefix, out);
     loop {
-        let n = match body.read(&mut input) {
+        let n = match body.read(input) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(DeliverError::io("read message body", e)),
         };
-        conv.convert(&input[..n], &mut out);
+        conv.convert(&input[..n], out);
         if out.len() >= CHUNK {
-            file.write_all(&out).map_err(write_err)?;
+            file.write_all(out).map_err(write_err)?;
             size += out.len() as u64;
             out.clear();
         }
     }
-    conv.finish(&mut out);
-    file.write_all(&out).map_err(write_err)?;
+    conv.finish(out);
+    file.write_all(out).map_err(write_err)?;
     size += out.len() as u64;
     Ok(size)
 }
 
-/// `<secs>.M<micros>P<pid>Q<counter>.<host>`: unique per delivery within a
-/// process (the counter), across processes (the pid) and across reboots
-/// (the time).
-fn unique_name(hostname: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(1);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    format!(
-        "{}.M{}P{}Q{}.{}",
-        now.as_secs(),
-        now.subsec_micros(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        escape_host(hostname)
-    )
+/// This process's id, asked of the kernel once rather than per message (it does not change:
+/// dakiya never forks after starting deliveries).
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// The maildir spec turns `/` into `\057` and `:` into `\072`; we also turn
@@ -207,6 +298,12 @@ mod tests {
         assert_eq!(escape_host("mx.example.org"), "mx.example.org");
         assert_eq!(escape_host("a/b:c,d"), "a\\057b\\072c\\054d");
         assert_eq!(escape_host(""), "localhost");
+    }
+
+    fn unique_name(hostname: &str) -> String {
+        let mut bufs = CopyBuffers::default();
+        bufs.unique_name(hostname);
+        bufs.name
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
-use dakiya_deliver::{FailureKind, Maildir};
+use dakiya_deliver::{CopyBuffers, FailureKind, Maildir};
 
 const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\nDelivered-To: user@example.com\r\n";
 
@@ -273,4 +273,36 @@ fn quota_refuses_the_message_that_does_not_fit() {
     // Without a quota the same Maildir takes it, and maildirsize is left alone.
     md.deliver(b"", &mut &body(1)[..], "h").unwrap();
     assert_eq!(fs::read_to_string(md.path().join("maildirsize")).unwrap(), size);
+}
+
+/// Staging writes, fsyncs and renames each copy into `new/`; one commit then fsyncs `new/`
+/// once for all of them (group commit of the directory fsync, for a round of deliveries).
+#[test]
+fn staged_copies_share_one_fsync_of_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create(&dir.path().join("box")).unwrap();
+    let mut bufs = CopyBuffers::default();
+    let staged: Vec<_> = (0..3)
+        .map(|i| {
+            let body = format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat((2 - i) * 70_000));
+            md.stage_within(PREFIX, &mut body.as_bytes(), "h", None, &mut bufs).unwrap()
+        })
+        .collect();
+    assert!(names(&dir.path().join("box/tmp")).is_empty(), "renamed out of tmp/");
+    assert_eq!(names(&dir.path().join("box/new")).len(), 3);
+    for s in &staged {
+        assert!(s.path.to_str().unwrap().ends_with(&format!(",S={}", s.size)), "{}", s.path.display());
+        assert_eq!(fs::metadata(&s.path).unwrap().len(), s.size);
+    }
+    md.commit_staged(&staged.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(md.dir_sync_stats(), (1, 1), "one fsync of new/ for three copies");
+    // The reused buffers leave nothing of one copy in the next (bodies of 140 000, 70 000
+    // and 0 bytes: more than one 64 KiB chunk, then fewer).
+    for (i, s) in staged.iter().enumerate() {
+        let expected = format!(
+            "Return-Path: <sender@example.org>\nDelivered-To: user@example.com\nSubject: {i}\n\n{}\n",
+            "x".repeat((2 - i) * 70_000)
+        );
+        assert_eq!(fs::read_to_string(&s.path).unwrap(), expected, "copy {i}");
+    }
 }

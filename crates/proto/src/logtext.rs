@@ -63,6 +63,10 @@ impl fmt::Display for Escaped {
 /// written as `\xNN`. Backslashes are left alone: the formatter's own output (quoted field
 /// values) uses them, and without raw control characters no line can be forged.
 pub fn escape_line(line: &[u8], out: &mut Vec<u8>) {
+    if is_plain_line(line) {
+        out.extend_from_slice(line);
+        return;
+    }
     let (body, end) = match line.strip_suffix(b"\n") {
         Some(body) => (body, &b"\n"[..]),
         None => (line, &b""[..]),
@@ -84,6 +88,14 @@ pub fn escape_line(line: &[u8], out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(end);
+}
+
+/// Whether [`escape_line`] would copy `line` unchanged: every byte but a final line feed is
+/// printable ASCII (U+0020–U+007E, which [`escape_char`] never names). The usual log line
+/// is, and a writer can then write it as it is, without copying it.
+pub fn is_plain_line(line: &[u8]) -> bool {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    body.iter().all(|&b| (0x20..0x7f).contains(&b))
 }
 
 /// Outside text as a log field value: written as is when it is a plain token (no spaces,
@@ -195,5 +207,24 @@ mod tests {
         assert_eq!(line("C1 \u{9b}2J and \u{202e}\n".as_bytes()), "C1 \\u{9b}2J and \\u{202e}\n");
         // The formatter's own quoting is left as it is.
         assert_eq!(line(br#"user="a \"b\"""#), r#"user="a \"b\"""#);
+    }
+
+    #[test]
+    fn a_plain_line_is_one_that_escaping_leaves_unchanged() {
+        assert!(is_plain_line(b"2026-12-07T00:00:00Z  INFO delivered queue_id=X rcpt=a@b.test\n"));
+        assert!(is_plain_line(b""));
+        for b in 0..=255u8 {
+            let input = [b'a', b, b'z', b'\n'];
+            let mut out = Vec::new();
+            escape_line(&input, &mut out);
+            if is_plain_line(&input) {
+                assert_eq!(out, input, "byte {b:#x}");
+            }
+            // What the fast path skips must never need escaping: every byte outside
+            // printable ASCII goes the slow way.
+            assert_eq!(is_plain_line(&input), (0x20..0x7f).contains(&b), "byte {b:#x}");
+        }
+        assert!(!is_plain_line("grüße\n".as_bytes()), "non-ASCII takes the slow path");
+        assert!(!is_plain_line(b"two ends\n\n"));
     }
 }

@@ -1,6 +1,7 @@
 //! [`Ctx`]: what every delivery run shares, and the [`Clock`] the queue reads time from.
 
 use crate::local::Mailboxes;
+use crate::round::Rounds;
 use dakiya_auth::UserStore;
 use dakiya_config::Config;
 use dakiya_config::{DeliveryMethod, Endpoint};
@@ -51,8 +52,11 @@ pub struct Ctx {
     pub users: Arc<UserStore>,
     /// Open Maildirs, shared by concurrent local deliveries.
     pub boxes: Arc<Mailboxes>,
-    /// Bounds the blocking steps (Maildir deliveries and status records) running at once.
+    /// Bounds the blocking steps (rounds of Maildir deliveries, status records) running at
+    /// once.
     pub local_limit: Arc<Semaphore>,
+    /// The local steps waiting for a round (round.rs).
+    pub rounds: Arc<Rounds>,
     /// The outbound SMTP service.
     pub outbound: Outbound,
     /// The LMTP server local mailboxes are delivered to, with `[delivery] method = "lmtp"`.
@@ -77,6 +81,7 @@ impl Ctx {
             users,
             boxes: Arc::default(),
             local_limit,
+            rounds: Arc::default(),
             outbound,
             lmtp,
             clock: Clock::system(),
@@ -105,8 +110,8 @@ impl Ctx {
     }
 
     /// The same context with a new configuration and outbound service (a reload): the spool,
-    /// the users, the open Maildirs, the bound on blocking steps, the clock, the history and
-    /// the metrics are shared with this one, so runs under either context count against the
+    /// the users, the open Maildirs, the bound on blocking steps, the pending rounds, the
+    /// clock, the history and the metrics are shared with this one, so runs under either context count against the
     /// same limits and into the same records. The LMTP client (and its kept sessions) stays
     /// unless `[delivery]` changed.
     pub fn reconfigured(&self, cfg: Arc<Config>, outbound: Outbound) -> Ctx {
@@ -117,6 +122,7 @@ impl Ctx {
             users: self.users.clone(),
             boxes: self.boxes.clone(),
             local_limit: self.local_limit.clone(),
+            rounds: self.rounds.clone(),
             outbound,
             lmtp,
             clock: self.clock.clone(),

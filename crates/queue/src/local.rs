@@ -1,12 +1,14 @@
 //! Local delivery: one copy of a queued message into a recipient's Maildir.
 
+use crate::loops::count_received;
 use crate::outcome::Outcome;
 use crate::state::{RetryPolicy, Transition};
 use dakiya_config::Config;
-use dakiya_deliver::{DeliverError, Maildir, QuotaLimit};
+use dakiya_deliver::{CopyBuffers, DeliverError, Maildir, QuotaLimit, Staged};
 use dakiya_proto::logtext::Esc;
-use dakiya_spool::{QueuedMessage, RcptState, Spool};
+use dakiya_spool::{Body, QueuedMessage, RcptState};
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -39,6 +41,16 @@ impl Mailboxes {
     }
 }
 
+impl Mailboxes {
+    /// `(requests, fsyncs)` of the `new/` directory of `mailbox` in `domain`, if it is open:
+    /// how many copies asked for the fsync of their directory entry and how many fsyncs
+    /// were made for them (rounds share one).
+    pub fn dir_sync_stats(&self, domain: &str, mailbox: &str) -> Option<(u64, u64)> {
+        let key = (domain.to_string(), mailbox.to_string());
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map(|md| md.dir_sync_stats())
+    }
+}
+
 /// Whether `mailbox` in `domain` is known to be full: it has a quota and its `maildirsize`
 /// already says the quota is used up. For RCPT (`452 4.2.2`, RFC 5321 §4.2.2 / RFC 3463
 /// X.2.2); an unknown usage (no `maildirsize` yet) is not full — delivery decides then.
@@ -60,44 +72,105 @@ pub struct Target<'a> {
     pub mailbox: &'a str,
 }
 
-/// Delivers one copy into a local Maildir and returns what came of it and the recipient's
-/// new state; temporary failures are retried on the schedule until `max_age`.
-pub fn deliver_one(
-    cfg: &Config,
-    spool: &Spool,
-    boxes: &Mailboxes,
-    m: &QueuedMessage,
-    target: Target,
-    previous: &RcptState,
-    now: u64,
-) -> (Outcome, RcptState) {
-    let result = write_copy(cfg, spool, boxes, m, target);
-    let outcome = Outcome::from_local(result.as_ref().map(|_| ()));
-    let policy = RetryPolicy::of(&cfg.delivery);
-    let state = RcptState::after(previous, &outcome, now, m.envelope.received_at, &policy);
-    log(m, target.address, &result, &outcome, &state, &policy);
-    (outcome, state)
+/// A copy written by [`write_copy`]: either already delivered (durable), or renamed into
+/// `new/` and waiting for the round's fsync of that directory.
+pub(crate) enum Written {
+    /// Delivered: `new/` was fsynced for it (mailboxes with a quota are committed one by
+    /// one, so that the next quota check sees this copy in `maildirsize`).
+    Durable(PathBuf),
+    /// In `new/`, not yet durable: [`Maildir::commit_staged`] decides.
+    Staged(Arc<Maildir>, Staged),
 }
 
-/// Writes the copy: `Return-Path:` and `Delivered-To:` on top of the stored message.
-fn write_copy(
+/// Writes one copy into a local Maildir: `Return-Path:` and `Delivered-To:` on top of the
+/// stored message. Not a delivery yet unless [`Written::Durable`]: the caller commits the
+/// staged copies of a round, then settles each with [`settle`].
+pub(crate) fn write_copy(
     cfg: &Config,
-    spool: &Spool,
+    body: &mut Source,
     boxes: &Mailboxes,
     m: &QueuedMessage,
     target: Target,
-) -> Result<PathBuf, DeliverError> {
+    bufs: &mut CopyBuffers,
+) -> Result<Written, DeliverError> {
     // RFC 5321 §4.4: Return-Path is added at final delivery; Delivered-To records which
     // mailbox this copy was for (and lets loops be detected).
     let mut prefix = format!("Return-Path: <{}>\r\nDelivered-To: {}\r\n", m.envelope.sender, target.address);
     // Authentication-Results, DKIM-Signature and ARC fields decided at the end of DATA.
     prefix.push_str(m.envelope.prepend.as_deref().unwrap_or(""));
-    boxes.get(cfg, target.domain, target.mailbox).and_then(|md| {
-        let mut body = spool.body(&m.envelope.id).map_err(DeliverError::temporary)?;
-        // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
-        let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
-        md.deliver_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit)
-    })
+    let md = boxes.get(cfg, target.domain, target.mailbox)?;
+    let mut body = body.reader().map_err(|e| DeliverError::io("read message body", e))?;
+    // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
+    let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
+    let staged = md.stage_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit, bufs)?;
+    if limit.is_none() {
+        return Ok(Written::Staged(md, staged));
+    }
+    // Under a quota, committed at once, so that the next copy's check sees this one in
+    // `maildirsize` (docs/maildir.md, "Delivery steps and durability": file, then `new/`).
+    md.commit_staged(&[&staged]).map_err(|e| e.error)?;
+    md.record_size(staged.size);
+    Ok(Written::Durable(staged.path))
+}
+
+/// What came of one local copy once it is durable (or failed): the outcome and the
+/// recipient's new state, logged; temporary failures are retried on the schedule until
+/// `max_age`.
+pub(crate) fn settle(
+    cfg: &Config,
+    m: &QueuedMessage,
+    address: &str,
+    result: Result<PathBuf, DeliverError>,
+    previous: &RcptState,
+    now: u64,
+) -> (Outcome, RcptState) {
+    let outcome = Outcome::from_local(result.as_ref().map(|_| ()));
+    let policy = RetryPolicy::of(&cfg.delivery);
+    let state = RcptState::after(previous, &outcome, now, m.envelope.received_at, &policy);
+    log(m, address, &result, &outcome, &state, &policy);
+    (outcome, state)
+}
+
+/// Bodies up to this size are read into memory once per delivery run, then copied from
+/// there into every Maildir; larger ones are streamed from the spool for each copy.
+const IN_MEMORY: u64 = 256 * 1024;
+
+/// The body of the message a run delivers, read from the spool at most once when it is
+/// small ([`IN_MEMORY`]).
+pub struct Source {
+    body: Body,
+    /// The whole body, once read (small bodies only).
+    bytes: Option<Vec<u8>>,
+}
+
+impl Source {
+    /// The body of the message being delivered.
+    pub fn new(body: Body) -> Source {
+        Source { body, bytes: None }
+    }
+
+    /// The `Received:` fields of the message's header section (the loop check).
+    pub fn count_received(&mut self) -> usize {
+        match self.reader() {
+            Ok(reader) => count_received(reader),
+            Err(_) => 0,
+        }
+    }
+
+    /// A reader of the whole body, from its start.
+    fn reader(&mut self) -> std::io::Result<Box<dyn Read + '_>> {
+        if self.body.len() > IN_MEMORY {
+            self.body.rewind();
+            return Ok(Box::new(&mut self.body));
+        }
+        if self.bytes.is_none() {
+            let mut bytes = Vec::with_capacity(self.body.len() as usize);
+            self.body.rewind();
+            self.body.read_to_end(&mut bytes)?;
+            self.bytes = Some(bytes);
+        }
+        Ok(Box::new(self.bytes.as_deref().unwrap_or_default()))
+    }
 }
 
 fn log(

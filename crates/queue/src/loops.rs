@@ -42,6 +42,56 @@ pub fn count_received(message: impl Read) -> usize {
     }
 }
 
+/// [`count_received`] over a message that arrives in pieces (the SMTP session's DATA), so
+/// that the count is known when the message is committed and the delivery run need not read
+/// the stored message again to count. Counts exactly what `count_received` counts on the
+/// same bytes.
+#[derive(Debug, Default, Clone)]
+pub struct ReceivedCounter {
+    count: usize,
+    /// Bytes looked at so far (`count_received` reads at most 1 MiB).
+    seen: u64,
+    /// The first bytes of the current line, up to the length of `received:`.
+    start: [u8; 9],
+    /// How many bytes of the current line (without its LF) have been seen.
+    line: usize,
+    /// The header section has ended (an empty line) or the 1 MiB limit was reached.
+    done: bool,
+}
+
+impl ReceivedCounter {
+    /// Looks at the next piece of the message.
+    pub fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.done || self.seen >= 1 << 20 {
+                self.done = true;
+                return;
+            }
+            self.seen += 1;
+            if b == b'\n' {
+                // An empty line (bare LF or CRLF) ends the header section.
+                if self.line == 0 || (self.line == 1 && self.start[0] == b'\r') {
+                    self.done = true;
+                }
+                self.line = 0;
+                continue;
+            }
+            if self.line < 9 {
+                self.start[self.line] = b;
+                if self.line == 8 && self.start.eq_ignore_ascii_case(b"received:") {
+                    self.count += 1;
+                }
+            }
+            self.line += 1;
+        }
+    }
+
+    /// The number of `Received:` fields seen.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +122,31 @@ mod tests {
         assert_eq!(f.status, Enhanced(5, 4, 6));
         assert_eq!(f.error, "mail loop: the message has 101 Received: headers (limit 100)");
         assert_eq!((f.remote_mta, f.diagnostic), (None, None));
+    }
+
+    #[test]
+    fn the_streaming_counter_counts_what_count_received_counts_at_every_split() {
+        let inputs: [&[u8]; 6] = [
+            &message(3),
+            b"RECEIVED: a\nreceived:b\nReceived\r\n",
+            b"Received: unterminated",
+            b"X: 1\r\nReceived:\r\n\r\nReceived: body\r\n",
+            b"\r\nReceived: after an empty first line\r\n",
+            b"Received:\rReceived: a CR alone is no line end\n",
+        ];
+        for input in inputs {
+            let expected = count_received(input);
+            for cut in 0..=input.len() {
+                let mut counter = ReceivedCounter::default();
+                counter.push(&input[..cut]);
+                counter.push(&input[cut..]);
+                assert_eq!(counter.count(), expected, "{:?} cut at {cut}", String::from_utf8_lossy(input));
+            }
+        }
+        let mut counter = ReceivedCounter::default();
+        for b in message(MAX_RECEIVED + 1) {
+            counter.push(&[b]);
+        }
+        assert_eq!(counter.count(), MAX_RECEIVED + 1);
     }
 }

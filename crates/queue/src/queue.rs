@@ -11,11 +11,13 @@ use crate::history;
 use crate::run::{self, RunOutcome};
 use dakiya_control::ControlOp;
 use dakiya_spool::{QueueId, QueuedMessage, Spool};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 enum Msg {
-    Enqueue(QueueId),
+    /// A new message, with its count of `Received:` fields when the session knew it.
+    Enqueue(QueueId, Option<usize>),
     Control(ControlOp, oneshot::Sender<Result<usize, String>>),
     /// A reload: runs started from now on use this context.
     Reconfigure(Arc<Ctx>, oneshot::Sender<()>),
@@ -68,7 +70,15 @@ impl QueueHandle {
     pub fn enqueue(&self, id: QueueId) {
         // If the scheduler is gone we are shutting down; the message is safe in the spool
         // and is recovered at the next start.
-        let _ = self.tx.send(Msg::Enqueue(id));
+        let _ = self.tx.send(Msg::Enqueue(id, None));
+    }
+
+    /// [`enqueue`](Self::enqueue) for a message whose `Received:` fields were counted as it
+    /// arrived ([`ReceivedCounter`](crate::ReceivedCounter)): its first delivery run takes
+    /// the count from here instead of reading the stored message to count them (the loop
+    /// check of RFC 5321 §6.3).
+    pub fn enqueue_counted(&self, id: QueueId, received: usize) {
+        let _ = self.tx.send(Msg::Enqueue(id, Some(received)));
     }
 }
 
@@ -88,7 +98,8 @@ pub fn start(ctx: Arc<Ctx>, recovered: Vec<QueuedMessage>) -> QueueHandle {
             "recovered queued messages"
         );
     }
-    let sched = Scheduler { book, limit: Arc::new(Semaphore::new(runs.max(1))), ctx };
+    let limit = Arc::new(Semaphore::new(runs.max(1)));
+    let sched = Scheduler { book, limit, ctx, received: HashMap::new() };
     tokio::spawn(sched.run(rx));
     QueueHandle { tx }
 }
@@ -97,7 +108,13 @@ struct Scheduler {
     ctx: Arc<Ctx>,
     book: Book,
     limit: Arc<Semaphore>,
+    /// The `Received:` counts of enqueued messages not started yet, for their first run.
+    received: HashMap<QueueId, usize>,
 }
+
+/// More counts than this waiting means messages sit in the queue unstarted (held, or a
+/// backlog): forget them; their runs count from the stored message instead.
+const MAX_RECEIVED_COUNTS: usize = 100_000;
 
 impl Scheduler {
     async fn run(mut self, mut incoming: mpsc::UnboundedReceiver<Msg>) {
@@ -117,7 +134,15 @@ impl Scheduler {
             };
             tokio::select! {
                 msg = incoming.recv() => match msg {
-                    Some(Msg::Enqueue(id)) => self.book.enqueue(id),
+                    Some(Msg::Enqueue(id, received)) => {
+                        if let Some(n) = received {
+                            if self.received.len() >= MAX_RECEIVED_COUNTS {
+                                self.received.clear();
+                            }
+                            self.received.insert(id.clone(), n);
+                        }
+                        self.book.enqueue(id);
+                    }
                     Some(Msg::Snapshot(reply)) => {
                         let oldest = self.book.oldest().cloned();
                         let _ = reply.send(Snapshot { counts: self.book.counts(), oldest });
@@ -148,8 +173,9 @@ impl Scheduler {
                 return;
             };
             let (ctx, done) = (self.ctx.clone(), done.clone());
+            let received = self.received.remove(&start.id);
             tokio::spawn(async move {
-                let outcome = run::run(ctx, start.id, start.force).await;
+                let outcome = run::run_counted(ctx, start.id, start.force, received).await;
                 drop(permit);
                 let _ = done.send(outcome);
             });

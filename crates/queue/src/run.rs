@@ -4,19 +4,22 @@
 //!
 //! A run has up to three steps so that the async runtime never blocks on disk: the local
 //! step (load, loop check, Maildir deliveries) and the final step (DSNs, status records) run
-//! on the blocking pool; the remote step in between is async. A message with only local
+//! on the blocking pool; the remote step in between is async. The local steps of the runs
+//! waiting at the same time go together in one round on one blocking thread (round.rs),
+//! which fsyncs each Maildir's `new/` once for all of them. A message with only local
 //! recipients runs both blocking steps in one go. What the steps decide is decided by the
 //! pure core: [`Transition::after`] for each recipient, [`Plan`] for the end of the run.
 
 use crate::ctx::Ctx;
 use crate::history::{self, Via};
-use crate::local::{self, Target};
-use crate::loops::{count_received, loop_failure};
+use crate::local::{self, Target, Written};
+use crate::loops::loop_failure;
 use crate::notice;
 use crate::outcome::Outcome;
 use crate::plan::{Plan, Settlement};
 use crate::remote;
 use crate::state::{RetryPolicy, Transition};
+use dakiya_deliver::{CopyBuffers, DeliverError, Maildir, Staged};
 use dakiya_dsn::Action;
 use dakiya_spool::{QueueId, QueuedMessage, RcptState};
 use std::sync::Arc;
@@ -39,7 +42,7 @@ impl RunOutcome {
 }
 
 /// A run between its steps.
-struct Run {
+pub(crate) struct Run {
     m: QueuedMessage,
     states: Vec<RcptState>,
     changed: Vec<bool>,
@@ -77,27 +80,30 @@ impl Run {
     }
 }
 
-enum Step {
+/// Where a run stands after its local step.
+pub(crate) enum Step {
+    /// Finished.
     Done(RunOutcome),
+    /// Remote (or LMTP) recipients are left, for the async step.
     Remote(Box<Run>),
 }
 
 /// Delivers every due recipient of message `id`; with `force`, deferred recipients are due
 /// now whatever their next attempt time (`dakiya queue retry`).
 pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
+    run_counted(ctx, id, force, None).await
+}
+
+/// [`run()`] for a message whose `Received:` fields are already counted (`received`, from
+/// the session that accepted it): the loop check uses the count instead of reading the
+/// stored message's header section.
+pub async fn run_counted(ctx: Arc<Ctx>, id: QueueId, force: bool, received: Option<usize>) -> RunOutcome {
     let retry_soon = || RunOutcome::retry(&id, Some(ctx.clock.now() + 60));
-    let first = {
-        let Ok(_permit) = ctx.local_limit.acquire().await else { return retry_soon() };
-        let (c, i) = (ctx.clone(), id.clone());
-        tokio::task::spawn_blocking(move || local_step(&c, &i, force)).await
-    };
-    let mut run = match first {
-        Ok(Step::Done(outcome)) => return outcome,
-        Ok(Step::Remote(run)) => run,
-        Err(e) => {
-            step_failed(&id, &e);
-            return retry_soon();
-        }
+    // The local step runs in a round with the local steps of other messages (round.rs).
+    let mut run = match crate::round::local_step(&ctx, &id, force, received).await {
+        Some(Step::Done(outcome)) => return outcome,
+        Some(Step::Remote(run)) => run,
+        None => return retry_soon(),
     };
     for (i, outcome, via) in remote::deliver(&ctx, &run.m, &run.remote).await {
         run.apply(&ctx, i, &outcome, &via);
@@ -122,7 +128,7 @@ pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
 /// A blocking step that did not finish. Cancelled means the runtime is shutting down (it
 /// cancels blocking tasks that have not started): nothing failed, and the message, whose
 /// state is durable, is delivered after the next start. Only a panic is an error.
-fn step_failed(id: &QueueId, e: &tokio::task::JoinError) {
+pub(crate) fn step_failed(id: &QueueId, e: &tokio::task::JoinError) {
     if e.is_cancelled() {
         tracing::debug!(queue_id = %id, "delivery run cancelled by shutdown; it runs again after the next start");
     } else {
@@ -130,23 +136,58 @@ fn step_failed(id: &QueueId, e: &tokio::task::JoinError) {
     }
 }
 
-/// Loads the message, checks for a mail loop and delivers the local recipients.
-fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
+/// A run whose local copies are written (in `new/`, renamed) and wait for the fsync of
+/// their Maildirs' `new/` directories, which the round makes once per directory.
+pub(crate) struct Copies {
+    run: Run,
+    /// Per local recipient: its copy, or why it could not be written.
+    copies: Vec<(usize, Result<Written, DeliverError>)>,
+}
+
+impl Copies {
+    /// The staged copies, to commit.
+    pub(crate) fn staged(&self) -> impl Iterator<Item = (&Arc<Maildir>, &Staged)> {
+        self.copies.iter().filter_map(|(_, c)| match c {
+            Ok(Written::Staged(md, staged)) => Some((md, staged)),
+            _ => None,
+        })
+    }
+}
+
+/// The first half of the local step.
+pub(crate) enum Prepared {
+    /// Nothing waits for a directory fsync: the step is over.
+    Done(Step),
+    /// Copies wait for their directory fsync ([`complete`]).
+    Copies(Box<Copies>),
+}
+
+/// Loads the message, checks for a mail loop and writes the local recipients' copies (not
+/// yet durable: see [`complete`]). The batch file is opened once: the envelope, then the
+/// body through the same descriptor.
+pub(crate) fn prepare(
+    ctx: &Ctx,
+    id: &QueueId,
+    force: bool,
+    received: Option<usize>,
+    bufs: &mut CopyBuffers,
+) -> Prepared {
     let now = ctx.clock.now();
-    let m = match ctx.spool.load(id) {
-        Ok(m) => m,
-        Err(dakiya_spool::SpoolError::NotFound(_)) => return Step::Done(RunOutcome::retry(id, None)),
+    let (mut m, body) = match ctx.spool.load_with_body(id) {
+        Ok(loaded) => loaded,
+        Err(dakiya_spool::SpoolError::NotFound(_)) => return Prepared::Done(Step::Done(RunOutcome::retry(id, None))),
         Err(e) => {
             tracing::warn!(queue_id = %id, error = %e, "cannot load queued message; will retry");
-            return Step::Done(RunOutcome::retry(id, Some(now + 60)));
+            return Prepared::Done(Step::Done(RunOutcome::retry(id, Some(now + 60))));
         }
     };
     if m.held {
-        return Step::Done(RunOutcome::retry(id, None));
+        return Prepared::Done(Step::Done(RunOutcome::retry(id, None)));
     }
     let n = m.states.len();
+    // The run keeps the states (the message's copy is not read again).
     let mut run = Run {
-        states: m.states.clone(),
+        states: std::mem::take(&mut m.states),
         m,
         changed: vec![false; n],
         delivered: Vec::new(),
@@ -155,16 +196,18 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
         now,
     };
     let due: Vec<usize> = (0..n).filter(|&i| run.states[i].is_due(now, force)).collect();
+    let mut body = local::Source::new(body);
     if !due.is_empty() {
-        let received = ctx.spool.body(id).map_or(0, count_received);
+        let received = received.unwrap_or_else(|| body.count_received());
         if let Some(failure) = loop_failure(received) {
             tracing::warn!(queue_id = %id, received, "mail loop detected; failing the message");
             for &i in &due {
                 run.apply(ctx, i, &failure, &Via::default());
             }
-            return Step::Done(finish(ctx, run));
+            return Prepared::Done(Step::Done(finish(ctx, run)));
         }
     }
+    let mut copies = Vec::new();
     for i in due {
         let rcpt = &run.m.envelope.recipients[i];
         match &rcpt.mailbox {
@@ -172,15 +215,44 @@ fn local_step(ctx: &Ctx, id: &QueueId, force: bool) -> Step {
             Some(_) if ctx.lmtp.is_some() => run.lmtp.push(i),
             Some((domain, mailbox)) => {
                 let target = Target { address: &rcpt.address, domain, mailbox };
-                let (outcome, state) =
-                    local::deliver_one(&ctx.cfg, &ctx.spool, &ctx.boxes, &run.m, target, &run.states[i], now);
-                history::attempt(ctx, &run.m, i, &outcome, &state, &Via::local());
-                crate::measure::delivery(ctx, &run.m, i, &outcome, &state, now);
-                run.record(i, &outcome, state);
+                copies.push((i, local::write_copy(&ctx.cfg, &mut body, &ctx.boxes, &run.m, target, bufs)));
             }
             None => run.remote.push(i),
         }
     }
+    if copies.is_empty() {
+        return Prepared::Done(end_of_local_step(ctx, run));
+    }
+    Prepared::Copies(Box::new(Copies { run, copies }))
+}
+
+/// The second half of the local step, once the round has fsynced the `new/` directory of
+/// every staged copy: `failed` says why a Maildir's fsync failed (its staged copies were
+/// taken back). Each copy's outcome is recorded only now: a copy is delivered once its file
+/// **and** its `new/` entry are durable, and only a delivered copy may be recorded done in
+/// the spool (docs/durability.md).
+pub(crate) fn complete(ctx: &Ctx, copies: Copies, failed: &dyn Fn(&Arc<Maildir>) -> Option<String>) -> Step {
+    let Copies { mut run, copies } = copies;
+    for (i, written) in copies {
+        let result = match written {
+            Ok(Written::Durable(path)) => Ok(path),
+            Ok(Written::Staged(md, staged)) => match failed(&md) {
+                Some(why) => Err(DeliverError::temporary(why)),
+                None => Ok(staged.path),
+            },
+            Err(e) => Err(e),
+        };
+        let address = &run.m.envelope.recipients[i].address;
+        let (outcome, state) = local::settle(&ctx.cfg, &run.m, address, result, &run.states[i], run.now);
+        history::attempt(ctx, &run.m, i, &outcome, &state, &Via::local());
+        crate::measure::delivery(ctx, &run.m, i, &outcome, &state, run.now);
+        run.record(i, &outcome, state);
+    }
+    end_of_local_step(ctx, run)
+}
+
+/// After the local copies: done if nothing is left for the async step.
+fn end_of_local_step(ctx: &Ctx, run: Run) -> Step {
     if run.remote.is_empty() && run.lmtp.is_empty() {
         Step::Done(finish(ctx, run))
     } else {

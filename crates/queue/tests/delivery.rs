@@ -192,3 +192,28 @@ async fn the_scheduler_delivers_recovered_and_enqueued_messages_and_obeys_hold_a
         Err(format!("no message {deferred} in the queue"))
     );
 }
+
+/// Cut 2 of docs/performance.md §6: the local steps of runs waiting at the same time form a
+/// round, which fsyncs the Maildir's `new/` once for all its copies; every copy lands and
+/// every message is recorded done (it leaves the spool) only after that fsync.
+#[tokio::test]
+async fn a_round_of_local_deliveries_into_one_maildir_lands_every_copy_with_shared_directory_fsyncs() {
+    const N: usize = 12;
+    // One permit: while the first round runs, the other runs' steps wait and form the next.
+    let env = Env::new(closed_port(), &format!("{DELIVERY}\nlocal_concurrency = 1"));
+    let ids: Vec<_> = (0..N)
+        .map(|i| env.commit("carol@elsewhere.test", &[("alice@example.test", None)], &format!("Subject: {i}\r\n\r\nx")))
+        .collect();
+    let runs: Vec<_> = ids.iter().map(|id| tokio::spawn(run(env.ctx.clone(), id.clone(), false))).collect();
+    for (id, r) in ids.iter().zip(runs) {
+        assert_eq!(r.await.unwrap(), RunOutcome { id: id.clone(), retry_at: None, notices: vec![] });
+        assert!(!env.queued(id), "{id} recorded done");
+    }
+    let copies = env.mailbox("alice");
+    assert_eq!(copies.len(), N);
+    for i in 0..N {
+        assert_eq!(copies.iter().filter(|c| c.contains(&format!("Subject: {i}\n"))).count(), 1, "copy {i}");
+    }
+    let (requests, fsyncs) = env.ctx.boxes.dir_sync_stats("example.test", "alice").unwrap();
+    assert!(fsyncs < N as u64, "{fsyncs} fsyncs of new/ for {N} copies ({requests} requests)");
+}

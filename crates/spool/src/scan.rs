@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, BufReader, ErrorKind, Read, Seek, SeekFrom, Take};
+use std::io::{self, ErrorKind, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,9 +16,15 @@ use crate::status::StatusLog;
 use crate::{QueueId, QueuedMessage, Spool, SpoolError};
 
 /// The body of a queued message, exactly the bytes given to
-/// [`crate::MessageWriter::write`].
+/// [`crate::MessageWriter::write`]. Reads are positioned (`pread`), so no seek is needed and
+/// [`rewind`](Body::rewind) reads it again without reopening the file. Unbuffered: read in
+/// large chunks (or wrap it in a `BufReader`).
 pub struct Body {
-    reader: BufReader<Take<File>>,
+    file: File,
+    /// Where the body starts in the batch file.
+    start: u64,
+    /// How far into the body the next read starts.
+    pos: u64,
     len: u64,
     /// Keeps the batch's file out of the pool of reused files while read.
     _batch: Arc<BatchFile>,
@@ -33,16 +40,25 @@ impl Body {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Starts reading from the beginning of the body again.
+    pub fn rewind(&mut self) {
+        self.pos = 0;
+    }
 }
 
 impl Read for Body {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        let left = self.len - self.pos;
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }
-
-/// Read buffer for bodies; a small body is read in one call.
-const BODY_BUFFER: u64 = 64 * 1024;
 
 impl Spool {
     /// A queued message, its recipients' last recorded states and whether
@@ -57,12 +73,18 @@ impl Spool {
     /// The body of a queued message.
     pub fn body(&self, id: &QueueId) -> Result<Body, SpoolError> {
         let loc = self.locate(id)?;
-        let mut file = open_batch(&loc, id)?;
-        let path = &loc.batch.path;
-        file.seek(SeekFrom::Start(loc.extent.body_off)).map_err(io_err("seek", path))?;
-        let len = loc.extent.body_len;
-        let capacity = usize::try_from(len.clamp(1, BODY_BUFFER)).unwrap_or(1);
-        Ok(Body { reader: BufReader::with_capacity(capacity, file.take(len)), len, _batch: loc.batch })
+        let file = open_batch(&loc, id)?;
+        Ok(body_of(file, &loc))
+    }
+
+    /// [`load`](Self::load) and [`body`](Self::body) in one: the message and its body from
+    /// one open of its batch file (a delivery run reads both).
+    pub fn load_with_body(&self, id: &QueueId) -> Result<(QueuedMessage, Body), SpoolError> {
+        let loc = self.locate(id)?;
+        let file = open_batch(&loc, id)?;
+        let log = read_log(loc.batch.log_path())?;
+        let message = read_message(&file, id, &loc, &log)?;
+        Ok((message, body_of(file, &loc)))
     }
 
     /// Every queued message, in id order, for a read-only look (e.g. a queue
@@ -216,6 +238,11 @@ fn scan_batch(path: &Path, log_path: &Path, name: &QueueId) -> Result<(Vec<Found
     }
     let log = read_log(log_path)?;
     Ok((found, log))
+}
+
+/// The body of the message at `loc` in its open batch `file`.
+fn body_of(file: File, loc: &Loc) -> Body {
+    Body { file, start: loc.extent.body_off, pos: 0, len: loc.extent.body_len, _batch: Arc::clone(&loc.batch) }
 }
 
 /// Opens the batch file holding `id`.

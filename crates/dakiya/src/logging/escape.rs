@@ -32,6 +32,11 @@ pub struct EscapingWriter<W>(pub(crate) W);
 
 impl<W: Write> Write for EscapingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The usual line needs no escape: written as it is, without a copy.
+        if logtext::is_plain_line(buf) {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
         let mut line = Vec::with_capacity(buf.len() + 16);
         logtext::escape_line(buf, &mut line);
         self.0.write_all(&line)?;

@@ -97,6 +97,11 @@ pub(crate) struct JsonEscapingWriter<W>(W);
 
 impl<W: Write> Write for JsonEscapingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Printable ASCII has nothing to escape: written as it is, without a copy.
+        if logtext::is_plain_line(buf) {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
         let mut line = Vec::with_capacity(buf.len() + 16);
         escape_json_line(buf, &mut line);
         self.0.write_all(&line)?;
