@@ -346,6 +346,78 @@ def print_outbound_table(o):
         print(f"note: outbound: {n}")
 
 
+def cpu_comparison(servers):
+    """The rows of the CPU-per-message comparison (every server with a complete smtp-source
+    run) and dakiya's ratio to each Postfix baseline."""
+    rows = []
+    for s in servers:
+        src = s.get("smtp_source") or {}
+        if s.get("status") == "skipped" or src.get("error") or not src.get("messages"):
+            continue
+        rows.append({"name": s.get("name"), "delivery": s.get("delivery", ""),
+                     "msgs_per_s": src.get("msgs_per_s"),
+                     "cpu_ms_per_msg": s.get("server_cpu_ms_per_msg_to_delivered"),
+                     "cpu_ms_per_msg_run_only": s.get("server_cpu_ms_per_msg"),
+                     "settle_s": src.get("settle_s"), "fs": s.get("fs")})
+    ratios = []
+    ours = next((r for r in rows if r["name"] == "dakiya"), None)
+    for r in rows:
+        if ours is None or not r["name"].startswith("postfix"):
+            continue
+        x = {"vs": r["name"]}
+        if ours["msgs_per_s"] and r["msgs_per_s"]:
+            x["msgs_per_s_ratio"] = round(ours["msgs_per_s"] / r["msgs_per_s"], 2)
+        if ours["cpu_ms_per_msg"] and r["cpu_ms_per_msg"]:
+            x["cpu_per_msg_ratio"] = round(ours["cpu_ms_per_msg"] / r["cpu_ms_per_msg"], 3)
+        ratios.append(x)
+    return {"rows": rows, "dakiya_ratios": ratios}
+
+
+def fs_text(fs):
+    if not fs:
+        return "?"
+    j = {True: "journal", False: "no journal", None: "journal ?"}[fs.get("journal")]
+    return f"{fs.get('fstype')} {fs.get('source')}, {j}" + (", fresh" if fs.get("fresh") else "")
+
+
+def print_cpu_comparison(cmp, sessions, size):
+    rows = cmp["rows"]
+    if not rows:
+        return
+    print()
+    print(f"msgs/s and server CPU per message (smtp-source, {sessions} x {size} B), CPU counted until "
+          "the server had delivered them")
+    cols = ["server", "does with a message", "msgs/s", "cpu-ms/msg", "of it after the run",
+            "data directory's file system"]
+    out = []
+    for r in rows:
+        after = None
+        if r["cpu_ms_per_msg"] is not None and r["cpu_ms_per_msg_run_only"] is not None:
+            after = r["cpu_ms_per_msg"] - r["cpu_ms_per_msg_run_only"]
+        out.append([r["name"], r["delivery"] or "?", fmt_rate(r["msgs_per_s"]),
+                    fmt_cpu(r["cpu_ms_per_msg"]), fmt_cpu(after), fs_text(r["fs"])])
+    widths = [max(len(c), *(len(x[i]) for x in out)) for i, c in enumerate(cols)]
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()
+    print(line(cols))
+    for r in out:
+        print(line(r))
+    for x in cmp["dakiya_ratios"]:
+        parts = []
+        if "msgs_per_s_ratio" in x:
+            parts.append(f"{x['msgs_per_s_ratio']:.2f}x the msgs/s")
+        if "cpu_per_msg_ratio" in x:
+            parts.append(f"{x['cpu_per_msg_ratio']:.3f}x the CPU per message "
+                         f"({x['vs']} uses {1 / x['cpu_per_msg_ratio']:.1f}x dakiya's)")
+        if parts:
+            print(f"dakiya vs {x['vs']}: " + ", ".join(parts))
+    print("cpu-ms/msg: utime+stime of the server's whole process tree (Postfix: master and every "
+          "child, with the children that exited during the run counted through master's "
+          "cutime/cstime), from the start of the timed smtp-source run until its deliveries were "
+          "done (queue empty, or the server idle), divided by the messages of the run; 'of it "
+          "after the run': the part of that spent after smtp-source had finished (delivery "
+          "backlog). Kernel threads (writeback, jbd2, the loop device) are not counted.")
+
+
 def postfix_version():
     try:
         return subprocess.run(["postconf", "-dh", "mail_version"], capture_output=True,
@@ -391,6 +463,12 @@ def main():
         if cpu_src and src0.get("messages") and not src0.get("error"):
             # Server CPU per accepted message: steadier than msgs/s on a shared 2-core machine.
             s["server_cpu_ms_per_msg"] = round(1000 * cpu_src["server_cpu_s"] / src0["messages"], 3)
+        fs = load(os.path.join(d, "fs.json"))
+        if fs is not None:
+            s["fs"] = fs
+        if src0.get("server_cpu_s_to_delivered") is not None and src0.get("messages") and not src0.get("error"):
+            s["server_cpu_ms_per_msg_to_delivered"] = round(
+                1000 * src0["server_cpu_s_to_delivered"] / src0["messages"], 3)
         for key in ("delivered",):
             try:
                 s[key] = int(open(os.path.join(d, key)).read().strip())
@@ -403,6 +481,9 @@ def main():
                              + lg.get("messages_incl_warmup", 0))
         servers.append(s)
     run["servers"] = servers
+    cmp = cpu_comparison(servers)
+    if cmp["rows"]:
+        run["cpu_comparison"] = cmp
     plain_lg = None
     for s in servers:
         if s.get("name") == "dakiya" and s.get("status") != "skipped":
@@ -497,7 +578,7 @@ def main():
                     "to the 250 after the final dot (loadgen); idle = per connection after EHLO, "
                     f"{run.get('idle_conns')} connections (bytes = summed RSS delta, pss = summed "
                     "PSS delta); cpu-ms/msg = the server's CPU time per message during the "
-                    "smtp-source run")
+                    "smtp-source run (without the deliveries still due after it: see the next table)")
     print(summary + ".")
     fb, fa = run.get("fsync_before") or {}, run.get("fsync_after") or {}
     if fb:
@@ -505,6 +586,13 @@ def main():
               f"{fa.get('mean_ms', '?')} ms after.")
     for n in notes:
         print(f"note: {n}")
+    print_cpu_comparison(cmp, run.get("sessions"), run.get("size"))
+    tf = run.get("tmp_fs")
+    if isinstance(tf, dict):
+        print(f"temp directory {tf.get('dir')}: {fs_text(tf)}" + (
+            "" if run.get("fresh_fs") else " (without --fresh-fs every server's data is there; on "
+            "ext4 without a journal, files deleted in the minutes before a run slow its file "
+            "creation: docs/performance.md section 5)"))
     if tls is not None and tls.get("status") == "off":
         print(f"\nTLS/AUTH phase not run: {tls.get('reason')}")
     elif tls is not None:

@@ -61,6 +61,33 @@ fn create_parent(users_file: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError { message: format!("cannot create {}: {e}", dir.display()), usage: false })
 }
 
+/// Run as root (`sudo dakiya user add`), the store writes the users file and its lock file
+/// (`users.lock`) as root. A server started as root then refuses to drop to `user` with
+/// root-owned files in its data_dir (privdrop.rs), and one started as that user could not
+/// write them. So both go to the owner of their directory (`dakiya setup` gives the data_dir
+/// to the service user), as if that user had written them. Without the right to chown (not
+/// root) they stay as they are.
+fn keep_directory_owner(users_file: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = users_file.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    let Ok(d) = std::fs::metadata(dir) else { return Ok(()) };
+    let mut lock = users_file.as_os_str().to_owned();
+    lock.push(".lock");
+    for file in [users_file, Path::new(&lock)] {
+        let Ok(f) = std::fs::metadata(file) else { continue };
+        if (d.uid(), d.gid()) == (f.uid(), f.gid()) {
+            continue;
+        }
+        match std::os::unix::fs::chown(file, Some(d.uid()), Some(d.gid())) {
+            Err(e) if e.kind() != io::ErrorKind::PermissionDenied => {
+                return Err(CliError { message: format!("cannot chown {}: {e}", file.display()), usage: false });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A failed command: its message and whether it was the caller's mistake.
 #[derive(Debug)]
 struct CliError {
@@ -104,6 +131,7 @@ fn execute(cmd: UserCmd, users_file: &Path) -> Result<(), CliError> {
             }
             let password = read_password(&name)?;
             store.add(&name, &password)?;
+            keep_directory_owner(users_file)?;
             println!("user {name} added");
         }
         UserCmd::Passwd { address } => {
@@ -113,11 +141,13 @@ fn execute(cmd: UserCmd, users_file: &Path) -> Result<(), CliError> {
             }
             let password = read_password(&name)?;
             store.set_password(&name, &password)?;
+            keep_directory_owner(users_file)?;
             println!("password of user {name} changed");
         }
         UserCmd::Del { address } => {
             let name = valid_name(&address)?;
             store.remove(&name)?;
+            keep_directory_owner(users_file)?;
             println!("user {name} deleted");
         }
         UserCmd::List => {
