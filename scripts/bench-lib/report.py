@@ -7,7 +7,8 @@ RESULTS_DIR/order lists the servers in run order; RESULTS_DIR/<server>/{meta,idl
 loadgen}.json are the fragments. RESULTS_DIR/tls-auth/ holds dakiya's TLS/AUTH phase (a second
 table), RESULTS_DIR/outbound/ the outbound scenario (a third: RESULTS_DIR/outbound/order and
 RESULTS_DIR/outbound/<server>/{meta,relay,backlog,cpu-*,sink-*}.json), RESULTS_DIR/auth/ the
-message-authentication scenario (a fourth; authreport.py). The key=value pairs describe the run.
+message-authentication scenario (a fourth; authreport.py), RESULTS_DIR/pop3/ the POP3 scenario
+(a fifth; pop3report.py). The key=value pairs describe the run.
 """
 import datetime
 import json
@@ -17,6 +18,7 @@ import subprocess
 import sys
 
 from authreport import auth_phase, print_auth_table
+from pop3report import pop3_phase, print_pop3_table
 
 
 def load(path):
@@ -417,6 +419,9 @@ def main():
     auth = auth_phase(res_dir)
     if auth is not None:
         run["auth"] = auth
+    pop3 = pop3_phase(res_dir)
+    if pop3 is not None:
+        run["pop3"] = pop3
 
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
@@ -508,6 +513,8 @@ def main():
         print_outbound_table(outbound)
     if auth is not None:
         print_auth_table(auth)
+    if pop3 is not None:
+        print_pop3_table(pop3)
     print(f"raw numbers: {out_json}")
 
 
