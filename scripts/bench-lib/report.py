@@ -8,7 +8,8 @@ loadgen}.json are the fragments. RESULTS_DIR/tls-auth/ holds dakiya's TLS/AUTH p
 table), RESULTS_DIR/outbound/ the outbound scenario (a third: RESULTS_DIR/outbound/order and
 RESULTS_DIR/outbound/<server>/{meta,relay,backlog,cpu-*,sink-*}.json), RESULTS_DIR/auth/ the
 message-authentication scenario (a fourth; authreport.py), RESULTS_DIR/spam/ the spam-controls
-scenario (a fifth; spamreport.py). The key=value pairs describe the run.
+scenario (spamreport.py), RESULTS_DIR/pop3/ the POP3 scenario (pop3report.py). The key=value
+pairs describe the run.
 """
 import datetime
 import json
@@ -19,6 +20,7 @@ import sys
 
 from authreport import auth_phase, print_auth_table
 from spamreport import print_spam_table, spam_phase
+from pop3report import pop3_phase, print_pop3_table
 
 
 def load(path):
@@ -503,6 +505,9 @@ def main():
     spam = spam_phase(res_dir)
     if spam is not None:
         run["spam"] = spam
+    pop3 = pop3_phase(res_dir)
+    if pop3 is not None:
+        run["pop3"] = pop3
 
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     with open(out_json, "w") as f:
@@ -603,6 +608,8 @@ def main():
         print_auth_table(auth)
     if spam is not None:
         print_spam_table(spam)
+    if pop3 is not None:
+        print_pop3_table(pop3)
     print(f"raw numbers: {out_json}")
 
 

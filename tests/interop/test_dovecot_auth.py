@@ -4,12 +4,15 @@
   passdb is docs/dovecot.md's passwd-file snippet over dakiya's users file, and reads mail
   dakiya delivered; `dakiya user passwd` changes the password for Dovecot too.
 * backend = "dovecot": dakiya's SMTP AUTH asks Dovecot's auth-client socket; accepts and
-  refusals are exactly Dovecot's passdb's, and a stopped Dovecot means 454 4.7.0.
+  refusals are exactly Dovecot's passdb's, and a stopped Dovecot means 454 4.7.0. POP3 logins
+  reach Dovecot as service=pop3 and SMTP AUTH as service=smtp: a passdb whose file depends on
+  the service (`%s`) accepts each protocol's own password only.
 """
 
 from __future__ import annotations
 
 import imaplib
+import poplib
 import smtplib
 import subprocess
 import time
@@ -110,6 +113,46 @@ def test_smtp_auth_asks_dovecot(dakiya_factory, dovecot, work_dir):
     code, text = smtp_login(port, "alice@example.test", DOVECOT_PASSWORD)
     assert (code, text) == (454, b"4.7.0 Temporary authentication failure"), text
     d.wait_for_log(r"password check failed.*dovecot auth unix:")
+
+
+def pop3_login(port: int, user: str, password: str) -> bytes:
+    """USER/PASS in clear (plaintext_on_loopback); the server's answer to PASS."""
+    p = poplib.POP3(LOOPBACK, port, timeout=30)
+    try:
+        p.user(user)
+        try:
+            return p.pass_(password)
+        except poplib.error_proto as e:
+            return e.args[0]
+    finally:
+        p.quit()
+
+
+def test_each_protocol_reaches_dovecot_as_its_service(dakiya_factory, dovecot, work_dir):
+    mail = work_dir / "dovecot-data" / "mail"
+    mail.mkdir(parents=True)
+    # Dovecot's passdb file is chosen by the service (%s): alice has one password for smtp and
+    # another for pop3. Had dakiya sent the wrong service, the other password would be right.
+    passdbs = work_dir / "passdb-by-service"
+    passdbs.mkdir()
+    passdbs.chmod(0o755)
+    for service in ("smtp", "pop3"):
+        f = passdbs / f"{service}.passwd"
+        f.write_text(f"alice@example.test:{{PLAIN}}only-for-{service}::::::\n")
+        f.chmod(0o644)
+    passdb = f"passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {passdbs}/%s.passwd\n}}\n"
+    # users=(): the fixture's own passdb (tried first) knows nobody.
+    server = dovecot(mail.parent, users=(), extra=dovecotdoc.snippet("auth-client") + passdb)
+    socket_path = server.run_dir / "auth-client"
+    d = dakiya_factory(
+        listeners=[(f"{LOOPBACK}:0", "submission"), (f"{LOOPBACK}:0", "pop3")],
+        tables=f'[auth]\nplaintext_on_loopback = true\nbackend = "dovecot"\nsocket = {toml_str(str(socket_path))}\n',
+    )
+    smtp, pop3 = d.port_of("submission"), d.port_of("pop3")
+    assert pop3_login(pop3, "alice@example.test", "only-for-pop3").startswith(b"+OK"), server.log()
+    assert pop3_login(pop3, "alice@example.test", "only-for-smtp").startswith(b"-ERR [AUTH]")
+    assert smtp_login(smtp, "alice@example.test", "only-for-smtp")[0] == 235
+    assert smtp_login(smtp, "alice@example.test", "only-for-pop3")[0] == 535
 
 
 def test_guide_snippets_are_the_tested_ones():

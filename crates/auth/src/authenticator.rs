@@ -10,6 +10,27 @@ use crate::pool::{CheckPool, PoolError};
 use crate::throttle::{Throttle, ThrottleVerdict};
 use crate::{AuthError, UserStore};
 
+/// The protocol a password check is for. Dovecot's auth server receives it as `service=`
+/// (its `%s` variable and `protocol` in passdb rules), so that per-service passdb settings
+/// apply to dakiya's logins as they do to Dovecot's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// SMTP AUTH (RFC 4954).
+    Smtp,
+    /// POP3 USER/PASS and AUTH (RFC 1939, RFC 5034).
+    Pop3,
+}
+
+impl Service {
+    /// The name Dovecot uses for the service (`smtp`, `pop3`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Smtp => "smtp",
+            Service::Pop3 => "pop3",
+        }
+    }
+}
+
 /// The result of [`Authenticator::authenticate`].
 #[derive(Debug)]
 #[non_exhaustive]
@@ -78,9 +99,9 @@ impl Authenticator {
         &self.pool
     }
 
-    /// Checks `password` for `user`, who connects from `ip`. Never logs; the caller decides
-    /// what to log (never the password).
-    pub async fn authenticate(&self, ip: IpAddr, user: &str, password: String) -> AuthOutcome {
+    /// Checks `password` for `user`, who connects from `ip` to log in to `service`. Never
+    /// logs; the caller decides what to log (never the password).
+    pub async fn authenticate(&self, service: Service, ip: IpAddr, user: &str, password: String) -> AuthOutcome {
         let verdict = self.throttle().begin(ip, Instant::now());
         let attempt = match verdict {
             ThrottleVerdict::Locked { until } => return AuthOutcome::Locked { until },
@@ -93,7 +114,9 @@ impl Authenticator {
         let checked = match &self.dovecot {
             // dakiya only offers AUTH on encrypted connections (or loopback when configured
             // so), so the channel is as secure as it needs to be: say so to Dovecot.
-            Some(dovecot) => dovecot.check(user, &password, ip, true).await.map_err(|e| AuthError::Dovecot(e.into())),
+            Some(dovecot) => {
+                dovecot.check(service, user, &password, ip, true).await.map_err(|e| AuthError::Dovecot(e.into()))
+            }
             None => self.check_file(user, password).await,
         };
         let outcome = match checked {

@@ -30,7 +30,7 @@ mod pool;
 mod store;
 mod throttle;
 
-pub use authenticator::{AuthOutcome, Authenticator};
+pub use authenticator::{AuthOutcome, Authenticator, Service};
 pub use dovecot::{DovecotAuth, DovecotError, DovecotTarget};
 pub use error::AuthError;
 pub use hash::{ARGON2_PARAMS, hash_password};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use dakiya_auth::{AuthOutcome, Authenticator, CheckPool, PoolError, Throttle, UserStore};
+use dakiya_auth::{AuthOutcome, Authenticator, CheckPool, PoolError, Service, Throttle, UserStore};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -118,9 +118,9 @@ async fn concurrent_attempts_get_max_failures_checks() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let auth = auth.clone();
-            tokio::spawn(
-                async move { auth.authenticate(ip("192.0.2.1"), "alice@example.org", format!("guess {i}")).await },
-            )
+            tokio::spawn(async move {
+                auth.authenticate(Service::Smtp, ip("192.0.2.1"), "alice@example.org", format!("guess {i}")).await
+            })
         })
         .collect();
     let (mut rejected, mut locked) = (0, 0);
@@ -133,7 +133,7 @@ async fn concurrent_attempts_get_max_failures_checks() {
     }
     assert_eq!((rejected, locked), (5, 15));
     // Another address is not affected.
-    let other = auth.authenticate(ip("192.0.2.2"), "alice@example.org", "right".into()).await;
+    let other = auth.authenticate(Service::Smtp, ip("192.0.2.2"), "alice@example.org", "right".into()).await;
     assert!(matches!(other, AuthOutcome::Accepted), "{other:?}");
 }
 
@@ -159,16 +159,16 @@ async fn a_busy_answer_is_not_counted() {
             .await
     });
     started.recv_timeout(Duration::from_secs(10)).unwrap();
-    let busy = auth.authenticate(ip("192.0.2.1"), "alice@example.org", "right".into()).await;
+    let busy = auth.authenticate(Service::Smtp, ip("192.0.2.1"), "alice@example.org", "right".into()).await;
     assert!(matches!(busy, AuthOutcome::Busy(PoolError::Busy(_))), "{busy:?}");
     release.send(()).unwrap();
     first.await.unwrap().unwrap();
-    let ok = auth.authenticate(ip("192.0.2.1"), "alice@example.org", "right".into()).await;
+    let ok = auth.authenticate(Service::Smtp, ip("192.0.2.1"), "alice@example.org", "right".into()).await;
     assert!(matches!(ok, AuthOutcome::Accepted), "{ok:?}");
     // The success released its reservation too: one wrong password is still checked...
-    let wrong = auth.authenticate(ip("192.0.2.1"), "alice@example.org", "wrong".into()).await;
+    let wrong = auth.authenticate(Service::Smtp, ip("192.0.2.1"), "alice@example.org", "wrong".into()).await;
     assert!(matches!(wrong, AuthOutcome::Rejected), "{wrong:?}");
     // ...and locks.
-    let after = auth.authenticate(ip("192.0.2.1"), "alice@example.org", "right".into()).await;
+    let after = auth.authenticate(Service::Smtp, ip("192.0.2.1"), "alice@example.org", "right".into()).await;
     assert!(matches!(after, AuthOutcome::Locked { .. }), "{after:?}");
 }

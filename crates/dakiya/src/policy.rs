@@ -1,7 +1,7 @@
 //! The decisions the session asks the driver for: who may send, to whom, and who is who.
 
 use crate::shared::Shared;
-use dakiya_auth::AuthOutcome;
+use dakiya_auth::{AuthOutcome, Service};
 use dakiya_config::{Config, RcptError, Target};
 use dakiya_metrics::Rejection;
 use dakiya_proto::address::{ForwardPath, ReversePath};
@@ -111,7 +111,7 @@ pub fn check_sender(cfg: &Config, user: Option<&str>, from: &ReversePath) -> Res
 pub async fn check_password(shared: &Shared, client: &Client, creds: Credentials) -> Result<String, Reply> {
     let mechanism = creds.mechanism.name();
     let user = creds.username.to_lowercase();
-    let outcome = shared.authenticator.authenticate(client.ip, &user, creds.password).await;
+    let outcome = shared.authenticator.authenticate(Service::Smtp, client.ip, &user, creds.password).await;
     shared.metrics.auth(mechanism, matches!(outcome, AuthOutcome::Accepted));
     let (result, reply) = match outcome {
         AuthOutcome::Accepted => {

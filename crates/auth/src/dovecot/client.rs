@@ -11,6 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Semaphore;
 
+use crate::Service;
+
 use super::proto::{self, Handshake, LineReader, ProtoError, Request, Verdict};
 
 /// Where Dovecot's auth server listens.
@@ -90,13 +92,21 @@ impl DovecotAuth {
         }
     }
 
-    /// Asks Dovecot whether `password` is right for `user`. `Ok(false)` for a refusal
+    /// Asks Dovecot whether `password` is right for `user` logging in to `service` (sent as
+    /// `service=`, so Dovecot's per-service passdb rules apply). `Ok(false)` for a refusal
     /// (Dovecot's `FAIL`), `Err` when there is no verdict.
-    pub async fn check(&self, user: &str, password: &str, remote: IpAddr, secured: bool) -> Result<bool, DovecotError> {
+    pub async fn check(
+        &self,
+        service: Service,
+        user: &str,
+        password: &str,
+        remote: IpAddr,
+        secured: bool,
+    ) -> Result<bool, DovecotError> {
         let permit = tokio::time::timeout(self.timeout, self.permits.acquire()).await;
         let Ok(Ok(_permit)) = permit else { return Err(DovecotError::Timeout(self.name())) };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let req = Request { id, user, password, service: "smtp", remote: Some(remote), secured };
+        let req = Request { id, user, password, service: service.as_str(), remote: Some(remote), secured };
         let Some(line) = proto::auth_line(&req) else { return Ok(false) };
         let kept = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let result = match kept {

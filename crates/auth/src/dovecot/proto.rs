@@ -114,7 +114,7 @@ pub struct Request<'a> {
     pub user: &'a str,
     /// The password.
     pub password: &'a str,
-    /// The protocol, for Dovecot's `protocol` variable and logs (`smtp`).
+    /// The protocol, for Dovecot's `%s` and `protocol` variables and logs (`smtp`, `pop3`).
     pub service: &'a str,
     /// The client's address (`rip`), for Dovecot's own penalty and logs.
     pub remote: Option<IpAddr>,

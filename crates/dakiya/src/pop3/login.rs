@@ -3,7 +3,7 @@
 //! the Maildir a user reads.
 
 use crate::shared::Shared;
-use dakiya_auth::AuthOutcome;
+use dakiya_auth::{AuthOutcome, Service};
 use dakiya_config::{Config, Target};
 use dakiya_pop3::AuthFailure;
 use dakiya_pop3::server::Credentials;
@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub async fn check(shared: &Shared, ip: IpAddr, creds: Credentials) -> Result<String, AuthFailure> {
     let user = creds.username.to_lowercase();
     let method = creds.method;
-    let outcome = shared.authenticator.authenticate(ip, &user, creds.password).await;
+    let outcome = shared.authenticator.authenticate(Service::Pop3, ip, &user, creds.password).await;
     let (result, failure) = match outcome {
         AuthOutcome::Accepted => {
             tracing::info!(peer = %ip, protocol = "pop3", mechanism = method, user = %Esc(&user), result = %"ok", "auth");
