@@ -27,14 +27,16 @@ pub mod fuzz;
 mod hash;
 mod name;
 mod pool;
+mod service;
 mod store;
 mod throttle;
 
-pub use authenticator::{AuthOutcome, Authenticator, Service};
+pub use authenticator::{AuthOutcome, Authenticator};
 pub use dovecot::{DovecotAuth, DovecotError, DovecotTarget};
 pub use error::AuthError;
 pub use hash::{ARGON2_PARAMS, hash_password};
 pub use name::{MAX_PASSWORD_LEN, check_password, normalize_user};
 pub use pool::{CheckPool, MAX_CHECK_WORKERS, PoolError};
+pub use service::Service;
 pub use store::UserStore;
 pub use throttle::{Attempt, DEFAULT_MAX_ENTRIES, MAX_DELAY, Throttle, ThrottleVerdict};

@@ -20,19 +20,18 @@
 //! once its file and its directory entry in `new/` are fsynced. A failed fsync of `new/` takes back every copy staged in that Maildir in the
 //! round; each is retried like any temporary failure.
 
-use crate::ctx::Ctx;
-use crate::run::{self, Copies, Prepared, Step};
 use dakiya_deliver::{CopyBuffers, Maildir, Staged};
 use dakiya_spool::QueueId;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 /// The most local steps in one round: beyond it, other permits run rounds in parallel.
 pub(crate) const MAX_ROUND: usize = 64;
 
 /// The local steps waiting for a round. Shared by every context of a queue (a reload keeps
-/// it), like the permits.
+/// it), like the permits. It knows nothing of what a step does (run.rs builds the steps):
+/// only that it writes copies, which wait for their Maildirs' `new/` fsync, then completes.
 #[derive(Default)]
 pub struct Rounds {
     pending: Mutex<Vec<Request>>,
@@ -40,13 +39,24 @@ pub struct Rounds {
     buffers: Mutex<Vec<CopyBuffers>>,
 }
 
-/// One run's local step, waiting for a round.
+/// The first half of a local step: writes its copies with the round's buffers. `None` when
+/// it is over already (it has sent its result); otherwise its copies wait for the fsync of
+/// their directories.
+pub(crate) type Prepare = Box<dyn FnOnce(&mut CopyBuffers) -> Option<Box<dyn StagedStep>> + Send>;
+
+/// A local step whose copies are staged (written, fsynced, renamed into `new/`).
+pub(crate) trait StagedStep: Send {
+    /// The staged copies, to commit.
+    fn staged(&self) -> Vec<(&Arc<Maildir>, &Staged)>;
+    /// The second half, once every Maildir of the round is committed: `failed` says why a
+    /// Maildir's fsync failed (its staged copies were taken back). Sends the step's result.
+    fn complete(self: Box<Self>, failed: &dyn Fn(&Arc<Maildir>) -> Option<String>);
+}
+
+/// One local step, waiting for a round.
 struct Request {
-    ctx: Arc<Ctx>,
     id: QueueId,
-    force: bool,
-    received: Option<usize>,
-    reply: oneshot::Sender<Step>,
+    prepare: Prepare,
 }
 
 impl Rounds {
@@ -62,26 +72,33 @@ impl Rounds {
     }
 }
 
-/// The local step of message `id` (see [`run::prepare`]), run in a round. `None` if the
-/// step did not finish (the runtime is shutting down, or it panicked, which is logged): the
-/// message's state is durable and it is run again.
-pub(crate) async fn local_step(ctx: &Arc<Ctx>, id: &QueueId, force: bool, received: Option<usize>) -> Option<Step> {
-    let (reply, mut done) = oneshot::channel();
-    ctx.rounds.push(Request { ctx: ctx.clone(), id: id.clone(), force, received, reply });
+/// Runs the local step of message `id` in a round and waits for its result on `done` (the
+/// step sends it). `None` if the step did not finish (the runtime is shutting down, or it
+/// panicked, which is logged): the message's state is durable and it is run again.
+/// `failed_round` is told of the ids of a round whose blocking task did not finish.
+pub(crate) async fn local_step<T>(
+    rounds: &Arc<Rounds>,
+    limit: &Arc<Semaphore>,
+    id: &QueueId,
+    prepare: Prepare,
+    mut done: oneshot::Receiver<T>,
+    failed_round: fn(&QueueId, &tokio::task::JoinError),
+) -> Option<T> {
+    rounds.push(Request { id: id.clone(), prepare });
     loop {
         let permit = tokio::select! {
             biased;
             step = &mut done => return step.ok(),
-            permit = ctx.local_limit.clone().acquire_owned() => permit.ok()?,
+            permit = limit.clone().acquire_owned() => permit.ok()?,
         };
-        let round = ctx.rounds.take();
+        let round = rounds.take();
         if round.is_empty() {
             // Ours is in a round that another run leads.
             drop(permit);
             return done.await.ok();
         }
         let ids: Vec<QueueId> = round.iter().map(|r| r.id.clone()).collect();
-        let rounds = ctx.rounds.clone();
+        let rounds = rounds.clone();
         let finished = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut bufs = rounds.buffers.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default();
@@ -91,7 +108,7 @@ pub(crate) async fn local_step(ctx: &Arc<Ctx>, id: &QueueId, force: bool, receiv
         .await;
         if let Err(e) = finished {
             for id in &ids {
-                run::step_failed(id, &e);
+                failed_round(id, &e);
             }
         }
     }
@@ -99,27 +116,21 @@ pub(crate) async fn local_step(ctx: &Arc<Ctx>, id: &QueueId, force: bool, receiv
 
 /// Runs one round on this (blocking) thread: every message's copies, one fsync of `new/` per
 /// Maildir, then every message's outcome. A panic in one message's step is caught and ends
-/// only that message's step.
+/// only that message's step (its result is never sent).
 fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
-    let mut waiting: Vec<(Request, Box<Copies>)> = Vec::with_capacity(round.len());
-    for r in round {
-        let prepared = catch_unwind(AssertUnwindSafe(|| run::prepare(&r.ctx, &r.id, r.force, r.received, bufs)));
-        match prepared {
-            Ok(Prepared::Done(step)) => {
-                let _ = r.reply.send(step);
-            }
-            Ok(Prepared::Copies(copies)) => waiting.push((r, copies)),
-            Err(_) => panicked(&r.id),
+    let mut waiting: Vec<(QueueId, Box<dyn StagedStep>)> = Vec::with_capacity(round.len());
+    for Request { id, prepare } in round {
+        match catch_unwind(AssertUnwindSafe(|| prepare(bufs))) {
+            Ok(None) => {}
+            Ok(Some(staged)) => waiting.push((id, staged)),
+            Err(_) => panicked(&id),
         }
     }
-    let failed = commit(waiting.iter().flat_map(|(_, c)| c.staged()));
+    let failed = commit(waiting.iter().flat_map(|(_, s)| s.staged()));
     let failed_in = |md: &Arc<Maildir>| failed.iter().find(|(f, _)| Arc::ptr_eq(f, md)).map(|(_, why)| why.clone());
-    for (r, copies) in waiting {
-        match catch_unwind(AssertUnwindSafe(|| run::complete(&r.ctx, *copies, &failed_in))) {
-            Ok(step) => {
-                let _ = r.reply.send(step);
-            }
-            Err(_) => panicked(&r.id),
+    for (id, staged) in waiting {
+        if catch_unwind(AssertUnwindSafe(|| staged.complete(&failed_in))).is_err() {
+            panicked(&id);
         }
     }
 }

@@ -100,7 +100,10 @@ pub async fn run(ctx: Arc<Ctx>, id: QueueId, force: bool) -> RunOutcome {
 pub async fn run_counted(ctx: Arc<Ctx>, id: QueueId, force: bool, received: Option<usize>) -> RunOutcome {
     let retry_soon = || RunOutcome::retry(&id, Some(ctx.clock.now() + 60));
     // The local step runs in a round with the local steps of other messages (round.rs).
-    let mut run = match crate::round::local_step(&ctx, &id, force, received).await {
+    let (reply, done) = tokio::sync::oneshot::channel();
+    let prepare = local_prepare(ctx.clone(), id.clone(), force, received, reply);
+    let step = crate::round::local_step(&ctx.rounds, &ctx.local_limit, &id, prepare, done, step_failed).await;
+    let mut run = match step {
         Some(Step::Done(outcome)) => return outcome,
         Some(Step::Remote(run)) => run,
         None => return retry_soon(),
@@ -160,6 +163,43 @@ pub(crate) enum Prepared {
     Done(Step),
     /// Copies wait for their directory fsync ([`complete`]).
     Copies(Box<Copies>),
+}
+
+/// The local step of message `id` for a round (round.rs): [`prepare`], and when copies wait
+/// for their directory fsync, [`complete`] once the round has committed them. The step's
+/// result goes to `reply`.
+fn local_prepare(
+    ctx: Arc<Ctx>,
+    id: QueueId,
+    force: bool,
+    received: Option<usize>,
+    reply: tokio::sync::oneshot::Sender<Step>,
+) -> crate::round::Prepare {
+    Box::new(move |bufs| match prepare(&ctx, &id, force, received, bufs) {
+        Prepared::Done(step) => {
+            let _ = reply.send(step);
+            None
+        }
+        Prepared::Copies(copies) => Some(Box::new(Waiting { ctx, copies, reply })),
+    })
+}
+
+/// A local step whose copies wait for the round's directory fsyncs.
+struct Waiting {
+    ctx: Arc<Ctx>,
+    copies: Box<Copies>,
+    reply: tokio::sync::oneshot::Sender<Step>,
+}
+
+impl crate::round::StagedStep for Waiting {
+    fn staged(&self) -> Vec<(&Arc<Maildir>, &Staged)> {
+        self.copies.staged().collect()
+    }
+
+    fn complete(self: Box<Self>, failed: &dyn Fn(&Arc<Maildir>) -> Option<String>) {
+        let Waiting { ctx, copies, reply } = *self;
+        let _ = reply.send(complete(&ctx, *copies, failed));
+    }
 }
 
 /// Loads the message, checks for a mail loop and writes the local recipients' copies (not

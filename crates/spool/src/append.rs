@@ -11,30 +11,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::SpoolError;
 use crate::error::io_err;
 use crate::index::BatchFile;
 use crate::inner::Inner;
+use crate::openlog::{OPEN_LOGS_MAX, OpenLog};
 use crate::status::{self, STATUS_HEADER};
-
-/// Status logs kept open at most, so that a queue of many batches with logs
-/// (deferred mail) cannot use up the process's descriptors.
-pub(crate) const OPEN_LOGS_MAX: usize = 256;
-
-/// A status log open for appending, its tail known to end a line.
-pub(crate) struct OpenLog {
-    file: File,
-    /// The spool's count of open logs; decremented on drop.
-    slot: Arc<AtomicUsize>,
-}
-
-impl Drop for OpenLog {
-    fn drop(&mut self) {
-        self.slot.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 /// Appends `line` to the batch's status log, making the log (header first)
 /// if needed. `log` is the batch's lock, held by the caller.

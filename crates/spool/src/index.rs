@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::append::OpenLog;
 use crate::format::Extent;
+use crate::openlog::OpenLog;
 use crate::{GroupSync, QueueId, SpoolError, SyncTarget};
 
 /// The extension of a batch file in `queue/`.

@@ -24,6 +24,7 @@ mod id;
 mod index;
 mod inner;
 mod latency;
+mod openlog;
 mod pool;
 mod retry;
 mod scan;
