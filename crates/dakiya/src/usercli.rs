@@ -64,7 +64,7 @@ fn create_parent(users_file: &Path) -> Result<(), CliError> {
 /// Run as root (`sudo dakiya user add`), the store writes the users file and its lock file
 /// (`users.lock`) as root. A server started as root then refuses to drop to `user` with
 /// root-owned files in its data_dir (privdrop.rs), and one started as that user could not
-/// write them. So both go to the owner of their directory (`dakiya setup` gives the data_dir
+/// write them. So both go to the owner (uid) of their directory (`dakiya setup` gives the data_dir
 /// to the service user), as if that user had written them. Without the right to chown (not
 /// root) they stay as they are.
 fn keep_directory_owner(users_file: &Path) -> Result<(), CliError> {
@@ -75,10 +75,12 @@ fn keep_directory_owner(users_file: &Path) -> Result<(), CliError> {
     lock.push(".lock");
     for file in [users_file, Path::new(&lock)] {
         let Ok(f) = std::fs::metadata(file) else { continue };
-        if (d.uid(), d.gid()) == (f.uid(), f.gid()) {
+        if d.uid() == f.uid() {
             continue;
         }
-        match std::os::unix::fs::chown(file, Some(d.uid()), Some(d.gid())) {
+        // The owner only: the group is the administrator's choice (docs/dovecot.md gives the
+        // users file to group dovecot, mode 0640, and a rewrite keeps it).
+        match std::os::unix::fs::chown(file, Some(d.uid()), None) {
             Err(e) if e.kind() != io::ErrorKind::PermissionDenied => {
                 return Err(CliError { message: format!("cannot chown {}: {e}", file.display()), usage: false });
             }
