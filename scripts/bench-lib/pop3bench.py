@@ -95,7 +95,8 @@ def make_maildir(d: str, n: int, size: int) -> None:
             body += line
             k += 1
         data = (head + bytes(body))[: size - 1] + b"\n"
-        name = f"{now + i}.M{i % 1000000}P{pid}Q{i + 1}.bench.test,S={len(data)},W={len(data) + data.count(b'\n')}"
+        crlf_size = len(data) + data.count(b"\n")
+        name = f"{now + i}.M{i % 1000000}P{pid}Q{i + 1}.bench.test,S={len(data)},W={crlf_size}"
         path = os.path.join(d, "new", name)
         with open(path, "wb") as f:
             f.write(data)
