@@ -3,7 +3,7 @@
 
     pop3bench.py maildir DIR N SIZE
         N messages of SIZE bytes (LF line ends) in DIR/{tmp,new,cur}, named as dakiya's local
-        delivery names them (docs/maildir.md: SECS.MUSECPpidQn.host,S=SIZE), in new/.
+        delivery names them (docs/maildir.md: SECS.MUSECPpidQn.host,S=SIZE,W=CRLFSIZE), in new/.
     pop3bench.py retr --port P --user U --password-file F --expect N --window W --pids PID...
         One download of the whole maildrop: greeting, CAPA, USER/PASS, STAT, UIDL, LIST, then
         RETR 1..N (W commands outstanding when the server announces PIPELINING in CAPA,
@@ -95,7 +95,8 @@ def make_maildir(d: str, n: int, size: int) -> None:
             body += line
             k += 1
         data = (head + bytes(body))[: size - 1] + b"\n"
-        name = f"{now + i}.M{i % 1000000}P{pid}Q{i + 1}.bench.test,S={len(data)}"
+        crlf_size = len(data) + data.count(b"\n")
+        name = f"{now + i}.M{i % 1000000}P{pid}Q{i + 1}.bench.test,S={len(data)},W={crlf_size}"
         path = os.path.join(d, "new", name)
         with open(path, "wb") as f:
             f.write(data)

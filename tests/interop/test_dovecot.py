@@ -94,8 +94,8 @@ def test_message_sent_through_dakiya_is_read_by_dovecot(dakiya, dovecot):
         whole = fetch_one(conn, "1", "BODY.PEEK[]")
         assert whole == crlf(on_disk)
         assert queue_id.encode() in fetch_one(conn, "1", "BODY.PEEK[HEADER.FIELDS (RECEIVED)]")
-        # RFC822.SIZE is computed by Dovecot, or taken from a ,S= in dakiya's file name; either
-        # way it must equal the size of the message as served.
+        # RFC822.SIZE is computed by Dovecot, or taken from the ,W= (CRLF size) in dakiya's file
+        # name; either way it must equal the size of the message as served.
         typ, data = conn.fetch("1", "(RFC822.SIZE)")
         assert typ == "OK"
         assert f"RFC822.SIZE {len(whole)}".encode() in data[0], data

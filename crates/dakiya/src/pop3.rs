@@ -14,7 +14,7 @@ use dakiya_config::Role;
 use dakiya_metrics::Direction;
 use dakiya_pop3::reply::Code;
 use dakiya_pop3::{ContentEncoder, Event, OpenFailure, Policy, Server, ServerConfig};
-use maildrop::{Maildrop, OpenError};
+use maildrop::{Maildrop, Message, OpenError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +29,15 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// RFC 1939 §3: an autologout timer, if any, must be at least 10 minutes. The command
 /// deadline is `timeouts.command` or this, whichever is longer.
 const MIN_AUTOLOGOUT: Duration = Duration::from_secs(600);
-/// RETR reads and sends a message in chunks of this size, never whole.
-const CHUNK: usize = 64 * 1024;
+/// RETR and TOP read a message of at most this size whole, in one blocking call, and send
+/// the complete answer in one write; a bigger one is read and sent in chunks.
+const WHOLE_CAP: u64 = 1024 * 1024;
+/// The chunk size for a message bigger than [`WHOLE_CAP`].
+const CHUNK: usize = 256 * 1024;
+/// Answers to pipelined commands are gathered up to this many bytes before a write.
+const FLUSH_AT: usize = 256 * 1024;
+/// The output and read buffers keep at most this much capacity between messages.
+const KEEP_CAPACITY: usize = 256 * 1024;
 
 /// The first reply to a client refused at admission (RFC 2449 §8: `[SYS/TEMP]`).
 pub const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n";
@@ -68,7 +75,16 @@ pub async fn handle(tcp: TcpStream, peer: SocketAddr, role: Role, shared: Arc<Sh
         Arc::new(ServerConfig { hostname: live.config.hostname.clone(), max_errors: live.config.limits.max_errors });
     let mut server = Server::new(cfg, policy);
     let interrupt = Interrupt::new(shared.shutdown.clone(), activity.clone());
-    let mut session = Session { stream: &mut stream, shared: &shared, peer, interrupt, activity, maildrop: None };
+    let mut session = Session {
+        stream: &mut stream,
+        shared: &shared,
+        peer,
+        interrupt,
+        activity,
+        maildrop: None,
+        out: Vec::new(),
+        content: Vec::new(),
+    };
     let ending = session.run(&mut server).await;
     let user = server.user().map(str::to_string);
     // The lock goes before the connection does: a client reconnecting at once finds it free.
@@ -87,6 +103,12 @@ struct Session<'a> {
     interrupt: Interrupt,
     activity: Arc<Activity>,
     maildrop: Option<Maildrop>,
+    /// Replies not yet written: the state machine's output followed by message content, so
+    /// that a RETR's `+OK`, content and `.` (and those of pipelined commands) go out in one
+    /// write. Bounded by [`FLUSH_AT`] plus one message of at most [`WHOLE_CAP`] (encoded).
+    out: Vec<u8>,
+    /// The raw content of the message being sent, reused from one RETR to the next.
+    content: Vec<u8>,
 }
 
 impl Session<'_> {
@@ -220,20 +242,41 @@ impl Session<'_> {
         }
     }
 
-    /// RETR and TOP: the `+OK`, then the message read and sent in chunks, each write within
-    /// the write deadline. A failure after the `+OK` cannot be reported: it ends the session.
+    /// RETR and TOP: the message read in one blocking call, and the `+OK`, the encoded
+    /// content (RFC 1939 §3) and the `.` line queued as one answer, written at once when the
+    /// queue reaches [`FLUSH_AT`] or the driver needs input. A message bigger than
+    /// [`WHOLE_CAP`] is streamed in chunks. A failure after the `+OK` cannot be reported: it
+    /// ends the session.
     async fn retrieve(&mut self, server: &mut Server, msg: usize, body_lines: Option<u64>) -> Result<(), Ending> {
         let path = self.maildrop.as_ref().and_then(|m| m.file(msg));
-        let file = match path {
-            Some(p) => tokio::fs::File::open(p).await.ok(),
-            None => None,
+        let content = std::mem::take(&mut self.content);
+        let (read, mut content) = match path {
+            Some(p) => read_blocking(p, content).await,
+            None => (None, content),
         };
-        server.retrieve_opened(file.is_some());
-        self.flush(server).await?;
-        let Some(mut file) = file else { return Ok(()) };
+        server.retrieve_opened(read.is_some());
+        self.take_output(server);
         let mut enc = ContentEncoder::new(body_lines);
+        let result = match read {
+            None => Ok(()),
+            Some(Message::Whole) => {
+                enc.encode(&content, &mut self.out);
+                enc.finish(&mut self.out);
+                if self.out.len() >= FLUSH_AT { self.write_out().await } else { Ok(()) }
+            }
+            Some(Message::Large(file)) => self.stream_large(file, enc).await,
+        };
+        content.clear();
+        content.shrink_to(KEEP_CAPACITY);
+        self.content = content;
+        result
+    }
+
+    /// Sends a message bigger than [`WHOLE_CAP`] after the queued output, in chunks.
+    async fn stream_large(&mut self, file: std::fs::File, mut enc: ContentEncoder) -> Result<(), Ending> {
+        self.write_out().await?;
+        let mut file = tokio::fs::File::from_std(file);
         let mut buf = vec![0u8; CHUNK];
-        let mut out = Vec::with_capacity(CHUNK + CHUNK / 8);
         loop {
             let n = match file.read(&mut buf).await {
                 Ok(n) => n,
@@ -245,12 +288,11 @@ impl Session<'_> {
             if n == 0 || enc.is_done() {
                 break;
             }
-            enc.encode(&buf[..n], &mut out);
-            self.write(&out).await?;
-            out.clear();
+            enc.encode(&buf[..n], &mut self.out);
+            self.write_out().await?;
         }
-        enc.finish(&mut out);
-        self.write(&out).await
+        enc.finish(&mut self.out);
+        Ok(())
     }
 
     /// UPDATE: removes the deleted messages durably; `Err(())` if some could not be.
@@ -272,37 +314,53 @@ impl Session<'_> {
         }
     }
 
-    async fn write(&mut self, data: &[u8]) -> Result<(), Ending> {
-        let limit = self.shared.live.get().config.timeouts.write;
-        match self.stream.write_all(data, Instant::now() + limit).await {
+    /// Moves the state machine's pending replies to the end of [`Session::out`].
+    fn take_output(&mut self, server: &mut Server) {
+        if !server.output().is_empty() {
+            self.out.extend_from_slice(server.output());
+            server.clear_output();
+        }
+    }
+
+    /// Writes [`Session::out`] within the write deadline (a short one when shutting down).
+    async fn write_out(&mut self) -> Result<(), Ending> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let limit =
+            if self.interrupt.shutting_down() { CLOSE_TIMEOUT } else { self.shared.live.get().config.timeouts.write };
+        let result = self.stream.write_all(&self.out, Instant::now() + limit).await;
+        self.out.clear();
+        self.out.shrink_to(KEEP_CAPACITY);
+        match result {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Ending::WriteDeadline),
             Err(_) => Err(Ending::Client),
         }
     }
 
-    /// Writes pending replies within the write deadline.
+    /// Writes all pending replies within the write deadline.
     async fn flush(&mut self, server: &mut Server) -> Result<(), Ending> {
-        if !server.output().is_empty() {
-            let limit = if self.interrupt.shutting_down() {
-                CLOSE_TIMEOUT
-            } else {
-                self.shared.live.get().config.timeouts.write
-            };
-            match self.stream.write_all(server.output(), Instant::now() + limit).await {
-                Ok(()) => server.clear_output(),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(Ending::WriteDeadline),
-                Err(_) => return Err(Ending::Client),
-            }
-        }
-        Ok(())
+        self.take_output(server);
+        self.write_out().await
     }
 
     /// Ends the session with `-ERR text` (nothing is deleted), written with a short deadline.
     async fn close(&mut self, server: &mut Server, code: Option<Code>, text: &str, ending: Ending) -> Ending {
         server.shutdown(code, text);
-        let _ = self.stream.write_all(server.output(), Instant::now() + CLOSE_TIMEOUT).await;
-        server.clear_output();
+        self.take_output(server);
+        let _ = self.stream.write_all(&self.out, Instant::now() + CLOSE_TIMEOUT).await;
+        self.out.clear();
         ending
     }
+}
+
+/// Reads message file `path` into `content` on the blocking pool, in one hand-off; `None` if
+/// it cannot be (the buffer comes back either way, unless the task panicked).
+async fn read_blocking(path: std::path::PathBuf, mut content: Vec<u8>) -> (Option<Message>, Vec<u8>) {
+    let task = tokio::task::spawn_blocking(move || {
+        let read = maildrop::read_message(&path, WHOLE_CAP, &mut content).ok();
+        (read, content)
+    });
+    task.await.unwrap_or_else(|_| (None, Vec::new()))
 }

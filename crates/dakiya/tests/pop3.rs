@@ -309,3 +309,81 @@ fn shutdown_ends_sessions_without_update() {
     assert_eq!(p.read_to_end(), "-ERR [SYS/TEMP] Server shutting down, try again later\r\n");
     assert_eq!(cur(&s).len(), 1, "the DELE was not applied");
 }
+
+/// The wire form of stored `content` (RFC 1939 §3): CRLF line ends, a "." added to lines
+/// starting with one, a line end added to a last line without, then the "." line.
+fn wire(content: &str) -> String {
+    let mut lines: Vec<String> = content.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect();
+    if content.ends_with('\n') {
+        lines.pop();
+    }
+    let stuffed: String =
+        lines.iter().map(|l| format!("{}{l}\r\n", if l.starts_with('.') { "." } else { "" })).collect();
+    format!("{stuffed}.\r\n")
+}
+
+#[test]
+fn pipelined_retrs_are_answered_byte_for_byte() {
+    let s = server(CLEAR);
+    let md = maildir(&s);
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    // Dot lines, a last line without a newline, CRLF storage, an empty body, a big one.
+    let mut contents: Vec<String> = vec![
+        "Subject: dots\n\n.\n..\n.hidden\nend\n".into(),
+        "Subject: no newline at the end\n\nlast line".into(),
+        "Subject: crlf\r\n\r\n.x\r\ny\r\n".into(),
+        "Subject: empty body\n\n".into(),
+        format!("Subject: big\n\n{}", (0..5000).map(|i| format!(".{i:05} {}\n", "y".repeat(300))).collect::<String>()),
+    ];
+    for i in 0..40 {
+        contents.push(format!("Subject: {i}\n\n.{i}\nline {i}"));
+    }
+    for (i, c) in contents.iter().enumerate() {
+        std::fs::write(md.join(format!("new/1700000000.M{i}P1Q1.test")), c).unwrap();
+    }
+    let mut p = Pop::connect(s.addr_of("pop3"), None);
+    assert!(p.login("alice@example.test").starts_with("+OK"));
+    let (_, uidl) = p.multi("UIDL");
+    let (_, list) = p.multi("LIST");
+    let by_uid: Vec<&String> = uidl
+        .lines()
+        .map(|l| {
+            let uid = l.split(' ').nth(1).unwrap();
+            let i: usize = uid.split(".M").nth(1).unwrap().split('P').next().unwrap().parse().unwrap();
+            &contents[i]
+        })
+        .collect();
+    assert_eq!(by_uid.len(), contents.len());
+    // All RETRs (and a TOP) in one write; the answers must come back in order, exact.
+    let mut cmds: String = (1..=by_uid.len()).map(|n| format!("RETR {n}\r\n")).collect();
+    cmds.push_str("TOP 1 2\r\nQUIT\r\n");
+    p.stream.write_all(cmds.as_bytes()).unwrap();
+    let mut want = String::new();
+    for (n, (c, l)) in by_uid.iter().zip(list.lines()).enumerate() {
+        let size: usize = l.split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(l.split(' ').next().unwrap(), (n + 1).to_string());
+        let body = wire(c);
+        // LIST's size is the stored content with CRLF line ends (RFC 1939 §5), before
+        // dot-stuffing and without a line end the server adds.
+        assert_eq!(size, c.replace("\r\n", "\n").replace('\n', "\r\n").len(), "message {}: {c:?}", n + 1);
+        want.push_str(&format!("+OK {size} octets\r\n{body}"));
+    }
+    let top = wire(by_uid[0]);
+    let top_lines: Vec<&str> = top.split_inclusive("\r\n").collect();
+    let header_end = top_lines.iter().position(|l| *l == "\r\n").unwrap();
+    let size1 = list.lines().next().unwrap().split(' ').nth(1).unwrap();
+    want.push_str(&format!("+OK {size1} octets\r\n"));
+    for l in &top_lines[..(header_end + 3).min(top_lines.len() - 1)] {
+        want.push_str(l);
+    }
+    want.push_str(".\r\n");
+    let got = p.read_to_end();
+    assert!(
+        got.starts_with(&want),
+        "answers differ at byte {}",
+        got.bytes().zip(want.bytes()).take_while(|(a, b)| a == b).count()
+    );
+    assert!(got[want.len()..].starts_with("+OK"), "{}", &got[want.len()..]);
+}

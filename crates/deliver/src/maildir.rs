@@ -100,7 +100,7 @@ impl Maildir {
     ) -> Result<Staged, DeliverError> {
         let file = self.create_tmp(hostname, bufs)?;
         let mut tmp = TmpFile { path: self.tmp.join(&bufs.name), armed: true };
-        let size = copy_converted(&file, prefix, body, &tmp.path, bufs)?;
+        let (size, crlf_size) = copy_converted(&file, prefix, body, &tmp.path, bufs)?;
         if let Some(limit) = limit {
             let usage = maildirsize::usage(&self.path, limit)
                 .map_err(|e| DeliverError::io(format!("quota of {}", self.path.display()), e))?;
@@ -115,7 +115,9 @@ impl Maildir {
         // or partial message in `new/`.
         file.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
         drop(file);
-        let _ = write!(bufs.name, ",S={size}");
+        // `W=` is the size with CRLF line ends, as Dovecot writes it: POP3 (RFC 1939 §5) and
+        // IMAP report that size, and read it here instead of reading the file.
+        let _ = write!(bufs.name, ",S={size},W={crlf_size}");
         let target = self.new.join(&bufs.name);
         fs::rename(&tmp.path, &target).map_err(|e| DeliverError::io(format!("rename to {}", target.display()), e))?;
         tmp.armed = false;
@@ -230,14 +232,15 @@ impl CopyBuffers {
     }
 }
 
-/// Writes `prefix` and `body`, converted to LF, to `file`; returns the size.
+/// Writes `prefix` and `body`, converted to LF, to `file`; returns the size and the size
+/// with CRLF line ends.
 fn copy_converted(
     mut file: &File,
     prefix: &[u8],
     body: &mut dyn Read,
     path: &Path,
     bufs: &mut CopyBuffers,
-) -> Result<u64, DeliverError> {
+) -> Result<(u64, u64), DeliverError> {
     let write_err = |e| DeliverError::io(format!("write {}", path.display()), e);
     let mut conv = CrlfToLf::default();
     let (input, out) = (&mut bufs.input, &mut bufs.out);
@@ -245,6 +248,7 @@ fn copy_converted(
     out.clear();
     out.reserve(CHUNK + prefix.len());
     let mut size = 0u64;
+    let mut bare_lf = BareLf::default();
     conv.convert(prefix, out);
     loop {
         let n = match body.read(input) {
@@ -257,13 +261,34 @@ fn copy_converted(
         if out.len() >= CHUNK {
             file.write_all(out).map_err(write_err)?;
             size += out.len() as u64;
+            bare_lf.add(out);
             out.clear();
         }
     }
     conv.finish(out);
     file.write_all(out).map_err(write_err)?;
     size += out.len() as u64;
-    Ok(size)
+    bare_lf.add(out);
+    Ok((size, size + bare_lf.count))
+}
+
+/// Counts the LFs not preceded by a CR (each is one octet more with CRLF line ends), across
+/// chunks.
+#[derive(Debug, Default)]
+struct BareLf {
+    count: u64,
+    after_cr: bool,
+}
+
+impl BareLf {
+    fn add(&mut self, chunk: &[u8]) {
+        let Some(&first) = chunk.first() else { return };
+        let lf = chunk.iter().filter(|&&b| b == b'\n').count();
+        let crlf = chunk[1..].iter().zip(chunk).filter(|&(&b, &prev)| b == b'\n' && prev == b'\r').count()
+            + usize::from(self.after_cr && first == b'\n');
+        self.count += (lf - crlf) as u64;
+        self.after_cr = chunk.last() == Some(&b'\r');
+    }
 }
 
 /// This process's id, asked of the kernel once rather than per message (it does not change:
@@ -292,6 +317,17 @@ fn escape_host(hostname: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_lf_count_in_any_chunking() {
+        // Three bare LFs; the CRLF (a lone CR kept before an LF) stays two octets.
+        let data = b"a\nb\r\nc\n\nd\r";
+        for step in 1..=data.len() {
+            let mut n = BareLf::default();
+            data.chunks(step).for_each(|c| n.add(c));
+            assert_eq!(n.count, 3, "step {step}");
+        }
+    }
 
     #[test]
     fn host_escaping() {

@@ -33,36 +33,39 @@ impl ContentEncoder {
         self.done
     }
 
-    /// Encodes `chunk`, appending to `out`.
-    pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    /// Encodes `chunk`, appending to `out`. Runs of octets without a line end are copied
+    /// whole; only line ends and line starts are looked at one by one.
+    pub fn encode(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
         out.reserve(chunk.len() + chunk.len() / 32 + 4);
-        for &b in chunk {
+        while let Some(&first) = chunk.first() {
             if self.done {
                 return;
             }
-            if self.line_start && b == b'.' {
+            // RFC 1939 §3: a line starting with "." gets one more.
+            if self.line_start && first == b'.' {
                 out.push(b'.');
             }
-            match b {
-                b'\n' => {
-                    if !self.after_cr {
-                        out.push(b'\r');
-                    }
-                    out.push(b'\n');
-                    self.end_line();
-                    continue;
-                }
-                b'\r' => {
-                    out.push(b'\r');
-                    self.after_cr = true;
-                    self.line_start = false;
-                    continue;
-                }
-                _ => out.push(b),
+            let run = chunk.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(chunk.len());
+            if run > 0 {
+                out.extend_from_slice(&chunk[..run]);
+                chunk = &chunk[run..];
+                self.after_cr = false;
+                self.line_start = false;
+                self.line_empty = false;
+                continue;
             }
-            self.after_cr = false;
-            self.line_start = false;
-            self.line_empty = false;
+            chunk = &chunk[1..];
+            if first == b'\n' {
+                if !self.after_cr {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+                self.end_line();
+            } else {
+                out.push(b'\r');
+                self.after_cr = true;
+                self.line_start = false;
+            }
         }
     }
 
@@ -107,10 +110,13 @@ pub struct CrlfSize {
 impl CrlfSize {
     /// Counts `chunk`.
     pub fn add(&mut self, chunk: &[u8]) {
-        for &b in chunk {
-            self.size += if b == b'\n' && !self.after_cr { 2 } else { 1 };
-            self.after_cr = b == b'\r';
-        }
+        let Some(&first) = chunk.first() else { return };
+        // Every LF not after a CR gains one octet.
+        let lf = chunk.iter().filter(|&&b| b == b'\n').count();
+        let crlf = chunk[1..].iter().zip(chunk).filter(|&(&b, &prev)| b == b'\n' && prev == b'\r').count()
+            + usize::from(self.after_cr && first == b'\n');
+        self.size += (chunk.len() + lf - crlf) as u64;
+        self.after_cr = chunk.last() == Some(&b'\r');
     }
 
     /// The size so far.
@@ -139,6 +145,59 @@ mod tests {
         let want = b"Subject: x\r\n\r\n..hidden\r\n...two\r\nend\r\n.\r\n".to_vec();
         for step in 1..input.len() + 1 {
             assert_eq!(encode(input, None, step), want, "step {step}");
+        }
+    }
+
+    /// The rules of RFC 1939 §3 octet by octet, to compare the encoder with.
+    fn reference(input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut line_start = true;
+        let mut prev = 0u8;
+        for &b in input {
+            if line_start && b == b'.' {
+                out.push(b'.');
+            }
+            if b == b'\n' && prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            line_start = b == b'\n';
+            prev = b;
+        }
+        if !line_start {
+            if prev != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    #[test]
+    fn matches_the_octet_by_octet_rules() {
+        // Every string of up to 6 octets over a small alphabet, in two chunkings.
+        let alphabet = b".\r\nx";
+        for len in 0..=6u32 {
+            for mut k in 0..4usize.pow(len) {
+                let mut input = Vec::new();
+                for _ in 0..len {
+                    input.push(alphabet[k % 4]);
+                    k /= 4;
+                }
+                let want = reference(&input);
+                for step in [1, 3, 7] {
+                    assert_eq!(encode(&input, None, step), want, "{input:?} step {step}");
+                }
+                let mut size = CrlfSize::default();
+                input.chunks(2).for_each(|c| size.add(c));
+                let crlf: usize = input
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &b)| if b == b'\n' && (i == 0 || input[i - 1] != b'\r') { 2 } else { 1 })
+                    .sum();
+                assert_eq!(size.size(), crlf as u64, "{input:?}");
+            }
         }
     }
 

@@ -69,8 +69,9 @@ impl Maildrop {
         let listed = list(&cur).map_err(OpenError::Io)?;
         let mut files = Vec::with_capacity(listed.len());
         let mut entries = Vec::with_capacity(listed.len());
+        let mut buf = vec![0u8; 64 * 1024];
         for name in listed {
-            match crlf_size(&cur.join(&name)) {
+            match crlf_size(&cur.join(&name), &name, &mut buf) {
                 Ok(size) => {
                     entries.push(Entry { size, uid: uid(&name) });
                     files.push(name);
@@ -163,19 +164,55 @@ fn list(cur: &Path) -> io::Result<Vec<String>> {
     Ok(files.into_iter().map(|(_, n)| n).collect())
 }
 
-/// The size RFC 1939 §5 asks for: stored messages have LF line ends, sent ones CRLF.
-fn crlf_size(path: &Path) -> io::Result<u64> {
+/// The size RFC 1939 §5 asks for: stored messages have LF line ends, sent ones CRLF. A
+/// name with Dovecot's `,W=<size>` field (the size with CRLF line ends) is trusted as is;
+/// otherwise the file is read, into `buf` (one buffer for the whole listing).
+fn crlf_size(path: &Path, name: &str, buf: &mut [u8]) -> io::Result<u64> {
+    if let Some(size) = name_field(name, 'W') {
+        return Ok(size);
+    }
     let mut file = File::open(path)?;
     let mut size = CrlfSize::default();
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match file.read(&mut buf) {
+        match file.read(buf) {
             Ok(0) => return Ok(size.size()),
             Ok(n) => size.add(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The value of the `,<key>=<number>` field of a Maildir file name (before its `:2,` info),
+/// as Dovecot writes `S=` and `W=`.
+fn name_field(name: &str, key: char) -> Option<u64> {
+    let base = name.split_once(':').map_or(name, |(b, _)| b);
+    base.split(',').skip(1).find_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// A message read for RETR or TOP: whole if it is at most `cap` bytes, else the open file
+/// to stream from.
+#[derive(Debug)]
+pub enum Message {
+    /// The whole content (in the buffer passed to [`read_message`]).
+    Whole,
+    /// Too big to hold: the caller streams it from this file.
+    Large(File),
+}
+
+/// Opens `path` and, if its size is at most `cap`, reads all of it into `buf` (cleared
+/// first) — one blocking call per RETR rather than one per chunk.
+pub fn read_message(path: &Path, cap: u64, buf: &mut Vec<u8>) -> io::Result<Message> {
+    buf.clear();
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > cap {
+        return Ok(Message::Large(file));
+    }
+    // The size is a hint: a file that grew meanwhile is still read to its end.
+    buf.reserve(usize::try_from(len).unwrap_or(0) + 1);
+    file.read_to_end(buf)?;
+    Ok(Message::Whole)
 }
 
 /// The unique-id of a message: its Maildir base name, the part before `:2,` — what Dovecot
@@ -209,6 +246,42 @@ mod tests {
         assert_eq!(h, uid(&long), "stable");
         assert_ne!(uid("with space"), "with space");
         assert_ne!(uid("with space"), uid("with spacf"));
+    }
+
+    #[test]
+    fn name_fields() {
+        assert_eq!(name_field("1.M1P1Q1.h,S=120,W=124:2,S", 'W'), Some(124));
+        assert_eq!(name_field("1.M1P1Q1.h,S=120,W=124:2,S", 'S'), Some(120));
+        assert_eq!(name_field("1.M1P1Q1.h,S=120:2,W", 'W'), None, "flags are not fields");
+        assert_eq!(name_field("1.M1P1Q1.h,W=x", 'W'), None);
+        assert_eq!(name_field("W=5", 'W'), None, "the first part is no field");
+    }
+
+    #[test]
+    fn sizes_from_w_field_or_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = dir.path().join("box");
+        fs::create_dir_all(md.join("cur")).unwrap();
+        // W= is trusted without reading (Dovecot's CRLF size); here it disagrees on purpose.
+        fs::write(md.join("cur/1.M1P1Q1.h,S=5,W=99:2,"), "a\nbb\n").unwrap();
+        fs::write(md.join("cur/2.M1P1Q2.h,S=5:2,"), "a\r\nb\n.").unwrap();
+        let (_drop, entries) = Maildrop::open(&md).unwrap();
+        let mut sizes: Vec<u64> = entries.iter().map(|e| e.size).collect();
+        sizes.sort();
+        assert_eq!(sizes, vec![7, 99]);
+    }
+
+    #[test]
+    fn read_message_whole_or_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        fs::write(&path, "0123456789").unwrap();
+        let mut buf = b"stale".to_vec();
+        assert!(matches!(read_message(&path, 10, &mut buf).unwrap(), Message::Whole));
+        assert_eq!(buf, b"0123456789");
+        assert!(matches!(read_message(&path, 9, &mut buf).unwrap(), Message::Large(_)));
+        assert!(buf.is_empty());
+        assert!(read_message(&dir.path().join("gone"), 9, &mut buf).is_err());
     }
 
     #[test]
