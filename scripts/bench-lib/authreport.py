@@ -5,8 +5,9 @@ measurements (CASE-ROUND) in run order; RESULTS_DIR/auth/runs/CASE-ROUND/ holds 
 meta.json, load.json (loadgen), cpu-load.json (memstat run), warmup.json, check.json (the
 delivered copy's headers), extra.json (DNS queries and CPU, refusals in the log), delivered.
 """
-import json
 import os
+
+from jsonfiles import load_json as _load, per_msg as _per_msg
 
 # Case name -> what the table calls it, in table order.
 CASES = [
@@ -18,18 +19,6 @@ CASES = [
     ("sign-rsa", "sign: RSA 2048"),
     ("sign-ed25519", "sign: Ed25519"),
 ]
-
-
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _per_msg(cpu_s, n):
-    return None if cpu_s is None or not n else round(1000 * cpu_s / n, 3)
 
 
 def auth_phase(res_dir):

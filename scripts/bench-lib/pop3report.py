@@ -9,13 +9,7 @@ import os
 import statistics
 import sys
 
-
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+from jsonfiles import load_json as _load
 
 
 def pop3_phase(res_dir):

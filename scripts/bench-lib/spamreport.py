@@ -10,20 +10,10 @@ RESULTS_DIR/spam/idle-off/ and idle-on/ hold the idle-memory phase (idle.json).
 import json
 import os
 
+from jsonfiles import load_json as _load, per_msg as _per_msg
+
 LOADS = [("kept", "kept connections (-d)"), ("conn", "a connection per message")]
 CFGS = [("off", "everything off"), ("lists", "lists + greylisting"), ("on", "lists + greylisting + rspamd")]
-
-
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _per_msg(cpu_s, n):
-    return None if cpu_s is None or not n else round(1000 * cpu_s / n, 3)
 
 
 def _run(d, key):
