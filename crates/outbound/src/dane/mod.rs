@@ -63,11 +63,15 @@ pub(crate) enum MxDane {
 /// validate): then no answer can be anything but indeterminate, DANE cannot work on this
 /// system, and it is off — as for an MTA whose resolver does not validate.
 pub(crate) async fn mx_secure(resolver: &SecureResolver, domain: &str) -> MxDane {
-    match resolver.mx(domain).await {
+    // The trust anchor's DNSKEY is asked alongside, not after a failed MX answer: with
+    // unreachable name servers the two timeouts then overlap instead of adding up (and in
+    // service the answer comes from the resolver's cache).
+    let (mx, dnssec_available) = tokio::join!(resolver.mx(domain), resolver.dnssec_available());
+    match mx {
         Secured::Secure(hosts) if !hosts.is_empty() => MxDane::Applies,
         Secured::Secure(_) => MxDane::NotApplicable("no MX records".into()),
         Secured::Insecure => MxDane::NotApplicable("the MX records are not DNSSEC-signed".into()),
-        Secured::Bogus(_) if !resolver.dnssec_available().await => MxDane::NotApplicable(
+        Secured::Bogus(_) if !dnssec_available => MxDane::NotApplicable(
             "the name servers give no DNSSEC-validated answers (not even the trust anchor's DNSKEY)".into(),
         ),
         Secured::Bogus(why) => MxDane::LookupError(why),
