@@ -7,7 +7,7 @@ delivered copy's headers), extra.json (DNS queries and CPU, refusals in the log)
 """
 import os
 
-from jsonfiles import load_json as _load, per_msg as _per_msg
+from jsonfiles import load_json as _load, per_msg as _per_msg, read_order
 
 # Case name -> what the table calls it, in table order.
 CASES = [
@@ -27,10 +27,7 @@ def auth_phase(res_dir):
     if meta is None:
         return None
     out = dict(meta)
-    try:
-        order = [l.strip() for l in open(os.path.join(d, "order")) if l.strip()]
-    except OSError:
-        order = []
+    order = read_order(d)
     runs = []
     for key in order:
         rd = os.path.join(d, "runs", key)

@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 
+from jsonfiles import read_order
 from authreport import auth_phase, print_auth_table
 from spamreport import print_spam_table, spam_phase
 from pop3report import pop3_phase, print_pop3_table
@@ -235,10 +236,7 @@ def outbound_phase(res_dir):
     o = load(os.path.join(d, "meta.json"))
     if o is None:
         return None
-    try:
-        order = [l.strip() for l in open(os.path.join(d, "order")) if l.strip()]
-    except OSError:
-        order = []
+    order = read_order(d)
     servers = []
     n = o.get("messages")
     for name in order:
@@ -440,10 +438,7 @@ def main():
     run["timestamp"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     run["machine"] = {"nproc": os.cpu_count(), "kernel": platform.release(),
                       "postfix_version": postfix_version()}
-    try:
-        order = [l.strip() for l in open(os.path.join(res_dir, "order")) if l.strip()]
-    except OSError:
-        order = []
+    order = read_order(res_dir)
 
     servers = []
     for name in order:

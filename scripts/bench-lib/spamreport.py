@@ -10,7 +10,7 @@ RESULTS_DIR/spam/idle-off/ and idle-on/ hold the idle-memory phase (idle.json).
 import json
 import os
 
-from jsonfiles import load_json as _load, per_msg as _per_msg
+from jsonfiles import load_json as _load, per_msg as _per_msg, read_order
 
 LOADS = [("kept", "kept connections (-d)"), ("conn", "a connection per message")]
 CFGS = [("off", "everything off"), ("lists", "lists + greylisting"), ("on", "lists + greylisting + rspamd")]
@@ -82,10 +82,7 @@ def spam_phase(res_dir):
     if meta is None:
         return None
     out = dict(meta)
-    try:
-        order = [l.strip() for l in open(os.path.join(d, "order")) if l.strip()]
-    except OSError:
-        order = []
+    order = read_order(d)
     out["runs"] = [_run(os.path.join(d, "runs", k), k) for k in order]
     out["idle"] = {c: _load(os.path.join(d, f"idle-{c}", "idle.json")) for c, _ in CFGS}
     summary = {}
