@@ -39,9 +39,10 @@ pub struct Spool {
 
 impl Spool {
     /// Opens (creating, mode 0700) the spool in `dir`, locks it, deletes
-    /// temporary files left by a crash (keeping its pool of free files), and reads the queue into memory:
-    /// status logs whose batch is gone and batches whose messages are all
-    /// done are deleted; undecodable files are noted for [`Spool::recover`].
+    /// temporary files left by a crash (keeping its pool of free files), and
+    /// reads the queue into memory: status logs whose batch is gone and
+    /// batches whose messages are all done are deleted; undecodable files
+    /// are noted for [`Spool::recover`].
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);

@@ -311,5 +311,62 @@ fn the_pool_is_bounded_in_files() {
     assert_eq!(spool.pool_stats().0, 20);
     assert_eq!(spool.inner.pool.counts().unlinked, 10);
     assert_eq!(names(&dir.path().join("tmp")).len(), 20);
-    assert!(crate::pool::POOL_MAX_FILES >= 4096, "thousands: a burst's backlog");
+    const { assert!(crate::pool::POOL_MAX_FILES >= 4096, "thousands: a burst's backlog") };
+}
+
+/// A file adopted at open waits, like any free file, for a `queue/` fsync
+/// that started after it joined: `open` runs one, so `adopt` must mark it
+/// before. Names made afterwards do not reuse its number.
+#[test]
+fn an_adopted_free_file_is_taken_only_after_a_later_queue_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let inner = &spool.inner;
+    fs::write(dir.path().join("tmp/free-900"), b"a previous process's batch").unwrap();
+    assert!(inner.pool.adopt(900, &inner.queue_sync).unwrap());
+    assert!(inner.pool.take(&inner.queue_sync).is_none(), "no fsync of queue/ since it joined");
+    inner.sync_queue_dir().unwrap();
+    let free = inner.pool.take(&inner.queue_sync).expect("adopted, then covered");
+    assert_eq!(free, dir.path().join("tmp/free-900"));
+    fs::remove_file(free).unwrap();
+    let id = commit_together(&spool, vec![writer(&spool, 1, b"x")]).remove(0);
+    spool.remove(&id).unwrap();
+    let pooled = names(&dir.path().join("tmp"));
+    assert!(!pooled.is_empty());
+    for name in &pooled {
+        let n: u64 = name.strip_prefix("free-").unwrap().parse().unwrap();
+        assert!(n > 900, "{name}");
+    }
+}
+
+/// The crash between rewriting a free file as a new batch (or status log)
+/// and renaming it into `queue/` leaves `tmp/free-N` holding a complete,
+/// valid batch. It must not come back as messages: `open` reads only
+/// `queue/`, and adopts the file as free. Names that only look like the
+/// pool's (`free-007`, `free-x`) are deleted as any temporary.
+#[test]
+fn a_free_file_holding_a_whole_batch_is_never_read_as_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let ids = commit_together(&spool, (0..3).map(|_| writer(&spool, 2, b"queued")).collect());
+    spool.record(&ids[0], 0, &RcptState::Delivered { at: 1 }).unwrap();
+    drop(spool);
+    let (queue, tmp) = (dir.path().join("queue"), dir.path().join("tmp"));
+    for (k, name) in names(&queue).iter().enumerate() {
+        fs::copy(queue.join(name), tmp.join(format!("free-{}", 50 + k))).unwrap();
+    }
+    fs::write(tmp.join("free-007"), b"x").unwrap();
+    fs::write(tmp.join("free-x"), b"x").unwrap();
+    let adopted = names(&tmp).into_iter().filter(|n| !n.contains("007") && n != "free-x").count();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
+    listed.sort();
+    let mut expect = ids.clone();
+    expect.sort();
+    assert_eq!(listed, expect, "each message once, from queue/ only");
+    assert!(spool.inner.index().corrupt().is_empty());
+    assert_eq!(spool.inner.pool.size().0, adopted);
+    let left = names(&tmp);
+    assert!(!left.iter().any(|n| n == "free-007" || n == "free-x"), "{left:?}");
+    assert_eq!(left.len(), adopted);
 }
