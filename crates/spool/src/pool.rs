@@ -7,14 +7,24 @@
 //! made the spool's create/unlink per batch its most expensive step
 //! (docs/performance.md, section 3). A rename allocates no inode.
 //!
+//! The pool is bounded in files ([`POOL_MAX_FILES`], thousands: enough to
+//! absorb the backlog of a burst, so that a drain does not unlink what the
+//! next burst would create) and in bytes ([`POOL_MAX_BYTES`]): a file that
+//! would take the pool past its bytes is cut to length 0 as it enters, and
+//! then holds an inode but no blocks. In memory a free file is three
+//! numbers (its name's suffix, its mark, its length).
+//!
 //! A file may be taken again only once a fsync of `queue/` that **started
 //! after** it left `queue/` has succeeded: until then a crash could bring its
 //! old name back, and that name must not point at new contents. A reader
 //! that still holds the batch (a [`crate::Body`], a listing) keeps it out of
 //! the pool: such a batch is unlinked as before, so its bytes stay readable.
+//!
+//! The pool outlives the process: `open` adopts the `tmp/free-N` files a
+//! previous process left ([`Pool::adopt`]) instead of unlinking them.
 
 use std::collections::VecDeque;
-use std::fs;
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -22,20 +32,47 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::GroupSync;
 
 /// Free files kept at most; more finished files are unlinked.
-pub(crate) const POOL_MAX: usize = 64;
+pub(crate) const POOL_MAX_FILES: usize = 8192;
+/// Bytes the free files may hold together; a file that would go past this
+/// is truncated to 0 as it enters the pool.
+pub(crate) const POOL_MAX_BYTES: u64 = 16 << 20;
 
-/// Name prefix of free files in `tmp/` (deleted at open, like all of `tmp/`).
+/// Name prefix of free files in `tmp/` (adopted at open).
 const FREE_PREFIX: &str = "free-";
 
+/// A free file: `tmp/free-{n}`, the queue-directory sync mark taken right
+/// after it left `queue/`, and its length.
+struct Free {
+    n: u64,
+    mark: u64,
+    len: u64,
+}
+
+/// What went through the pool so far (for tests and metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PoolCounts {
+    /// Files that went into the pool (adopted ones included).
+    pub recycled: u64,
+    /// Files taken out of it to be rewritten.
+    pub reused: u64,
+    /// Files cut to length 0 as they entered (the bytes bound).
+    pub truncated: u64,
+    /// Finished files unlinked because the pool was full.
+    pub unlinked: u64,
+}
+
 struct State {
-    /// Free files, oldest first, with the queue-directory sync mark taken
-    /// right after each left `queue/`.
-    free: VecDeque<(PathBuf, u64)>,
+    /// Free files, oldest first.
+    free: VecDeque<Free>,
+    /// Sum of the free files' lengths.
+    bytes: u64,
     /// Suffix of the next free file's name.
     next: u64,
-    /// Files recycled and taken again so far (for tests and metrics).
-    recycled: u64,
-    reused: u64,
+    /// Files being renamed into the pool (counted against its bound).
+    entering: usize,
+    max_files: usize,
+    max_bytes: u64,
+    counts: PoolCounts,
 }
 
 /// The spool's pool of free files in `tmp/`.
@@ -46,48 +83,143 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub fn new(tmp: PathBuf) -> Pool {
-        Pool { tmp, state: Mutex::new(State { free: VecDeque::new(), next: 0, recycled: 0, reused: 0 }) }
+        let state = State {
+            free: VecDeque::new(),
+            bytes: 0,
+            next: 0,
+            entering: 0,
+            max_files: POOL_MAX_FILES,
+            max_bytes: POOL_MAX_BYTES,
+            counts: PoolCounts::default(),
+        };
+        Pool { tmp, state: Mutex::new(state) }
     }
 
     /// Takes `path` (a file in `queue/` whose messages are all done) out of
     /// the queue: renames it into the pool, or unlinks it if the pool is
-    /// full. A missing file is not an error. Nothing is fsynced.
+    /// full. A missing file is not an error. Nothing is fsynced. The pool's
+    /// lock is not held across the file operations: a truncation frees
+    /// blocks, which can take milliseconds, and commits must not wait on it.
     pub fn recycle(&self, path: &Path, queue_sync: &GroupSync<fs::File>) -> io::Result<()> {
         let mut state = self.lock();
-        if state.free.len() >= POOL_MAX {
+        if state.free.len() + state.entering >= state.max_files {
             drop(state);
-            return ignore_missing(fs::remove_file(path));
+            match fs::remove_file(path) {
+                Ok(()) => self.lock().counts.unlinked += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            return Ok(());
         }
-        let free = self.tmp.join(format!("{FREE_PREFIX}{}", state.next));
+        let n = state.next;
         state.next += 1;
-        match fs::rename(path, &free) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        }
+        state.entering += 1;
+        drop(state);
+        let free = self.path(n);
+        let renamed = fs::rename(path, &free);
         // Taken after the rename returned: only a sync started later covers it.
         let mark = queue_sync.mark();
-        state.free.push_back((free, mark));
-        state.recycled += 1;
-        Ok(())
+        let entered = renamed.and_then(|()| self.admit(n));
+        let mut state = self.lock();
+        state.entering -= 1;
+        match entered {
+            Ok(len) => {
+                state.free.push_back(Free { n, mark, len });
+                state.counts.recycled += 1;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes a file a previous process left in the pool, `tmp/free-{n}`,
+    /// at open, before the open's fsync of `queue/`. A file linked
+    /// elsewhere too (possible only after a damaged file system was
+    /// repaired) could still be a name in `queue/`: it is unlinked instead,
+    /// as is everything beyond the pool's bound in files. Returns whether
+    /// it was kept.
+    pub fn adopt(&self, n: u64, queue_sync: &GroupSync<fs::File>) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(n);
+        let meta = fs::symlink_metadata(&path)?;
+        let mut state = self.lock();
+        state.next = state.next.max(n.saturating_add(1));
+        if !meta.file_type().is_file() || meta.nlink() != 1 || state.free.len() >= state.max_files {
+            drop(state);
+            fs::remove_file(&path)?;
+            return Ok(false);
+        }
+        drop(state);
+        // The open's fsync of `queue/` starts after this mark.
+        let mark = queue_sync.mark();
+        let len = self.admit(n)?;
+        let mut state = self.lock();
+        state.free.push_back(Free { n, mark, len });
+        state.counts.recycled += 1;
+        Ok(true)
+    }
+
+    /// Makes `tmp/free-{n}` ready to join the pool: counts its bytes in, or
+    /// cuts it to length 0 if they would take the pool past its bound.
+    /// Returns its length in the pool. On error the file is unlinked (best
+    /// effort): it does not join.
+    fn admit(&self, n: u64) -> io::Result<u64> {
+        let path = self.path(n);
+        let result = (|| {
+            let len = fs::symlink_metadata(&path)?.len();
+            let mut state = self.lock();
+            if state.bytes + len <= state.max_bytes {
+                state.bytes += len;
+                return Ok(len);
+            }
+            state.counts.truncated += 1;
+            drop(state);
+            // Frees its blocks as an unlink would, but keeps the inode.
+            OpenOptions::new().write(true).truncate(true).open(&path)?;
+            Ok(0)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+        result
     }
 
     /// A free file whose old name in `queue/` is durably gone, if any. The
     /// caller owns it: it must rename it into `queue/` or unlink it.
     pub fn take(&self, queue_sync: &GroupSync<fs::File>) -> Option<PathBuf> {
         let mut state = self.lock();
-        let (_, mark) = state.free.front()?;
-        if !queue_sync.covers(*mark) {
+        let mark = state.free.front()?.mark;
+        if !queue_sync.covers(mark) {
             return None;
         }
-        state.reused += 1;
-        state.free.pop_front().map(|(path, _)| path)
+        let free = state.free.pop_front()?;
+        state.bytes -= free.len;
+        state.counts.reused += 1;
+        Some(self.path(free.n))
     }
 
-    /// `(recycled, reused)`: files that went into the pool, and out of it.
-    pub fn stats(&self) -> (u64, u64) {
+    /// What went through the pool so far.
+    pub fn counts(&self) -> PoolCounts {
+        self.lock().counts
+    }
+
+    /// `(files, bytes)` in the pool now.
+    #[cfg(test)]
+    pub fn size(&self) -> (usize, u64) {
         let state = self.lock();
-        (state.recycled, state.reused)
+        (state.free.len(), state.bytes)
+    }
+
+    /// Lower bounds, for tests of what happens at them.
+    #[cfg(test)]
+    pub fn set_limits(&self, max_files: usize, max_bytes: u64) {
+        let mut state = self.lock();
+        (state.max_files, state.max_bytes) = (max_files, max_bytes);
+    }
+
+    fn path(&self, n: u64) -> PathBuf {
+        self.tmp.join(format!("{FREE_PREFIX}{n}"))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -95,9 +227,10 @@ impl Pool {
     }
 }
 
-fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
-    match result {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+/// The `n` of a free file's name `free-{n}`, if `name` is one.
+pub(crate) fn free_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(FREE_PREFIX)?;
+    // Canonical decimal only, so that the name made from `n` is this one.
+    let n: u64 = digits.parse().ok()?;
+    (n.to_string() == digits).then_some(n)
 }

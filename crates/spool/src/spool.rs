@@ -12,10 +12,11 @@ use crate::commit::{CommitStats, Committer};
 use crate::error::io_err;
 use crate::index::{MSG_EXT, STATUS_EXT};
 use crate::inner::Inner;
-use crate::status;
 use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, SpoolError};
+use crate::{pool, status};
 
-/// Subdirectory for files being written; emptied at open.
+/// Subdirectory for files being written and the pool of free files; at
+/// open everything but the pool's files is deleted.
 const TMP_DIR: &str = "tmp";
 /// Subdirectory for committed batch files and their status logs.
 const QUEUE_DIR: &str = "queue";
@@ -38,9 +39,10 @@ pub struct Spool {
 
 impl Spool {
     /// Opens (creating, mode 0700) the spool in `dir`, locks it, deletes
-    /// temporary files left by a crash, and reads the queue into memory:
-    /// status logs whose batch is gone and batches whose messages are all
-    /// done are deleted; undecodable files are noted for [`Spool::recover`].
+    /// temporary files left by a crash (keeping its pool of free files), and
+    /// reads the queue into memory: status logs whose batch is gone and
+    /// batches whose messages are all done are deleted; undecodable files
+    /// are noted for [`Spool::recover`].
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
@@ -204,21 +206,43 @@ impl Spool {
     /// into the pool of free files so far, and those rewritten as new ones
     /// (for tests and metrics).
     pub fn pool_stats(&self) -> (u64, u64) {
-        self.inner.pool.stats()
+        let counts = self.inner.pool.counts();
+        (counts.recycled, counts.reused)
     }
 
-    /// Deletes everything in `tmp/`: with the lock held, it can only belong
-    /// to a dead process.
+    /// Cleans `tmp/`: with the lock held, everything there belongs to a
+    /// dead process. The free files of its pool (`free-N`) join this
+    /// process's pool (docs/spool-format.md, "Reusing files: the pool"):
+    /// unlinking them would make the next burst create them again. All
+    /// else (unfinished messages and batches) is deleted.
     fn remove_temporaries(&self) -> Result<(), SpoolError> {
         let tmp = &self.inner.tmp;
-        let mut removed = 0;
+        let (mut removed, mut adopted) = (0, 0);
+        let mut free = Vec::new();
         for entry in fs::read_dir(tmp).map_err(io_err("readdir", tmp))? {
-            let path = entry.map_err(io_err("readdir", tmp))?.path();
+            let entry = entry.map_err(io_err("readdir", tmp))?;
+            if let Some(n) = entry.file_name().to_str().and_then(pool::free_number) {
+                free.push(n);
+                continue;
+            }
+            let path = entry.path();
             fs::remove_file(&path).map_err(io_err("unlink", &path))?;
             removed += 1;
         }
+        // Oldest first, as they were pooled.
+        free.sort_unstable();
+        for n in free {
+            let kept = self.inner.pool.adopt(n, &self.inner.queue_sync);
+            match kept.map_err(io_err("adopt", tmp.join(format!("free-{n}"))))? {
+                true => adopted += 1,
+                false => removed += 1,
+            }
+        }
         if removed > 0 {
             tracing::info!(count = removed, "spool: removed unfinished messages");
+        }
+        if adopted > 0 {
+            tracing::debug!(count = adopted, "spool: kept free files for reuse");
         }
         Ok(())
     }
