@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
-use dakiya_deliver::{CopyBuffers, FailureKind, Maildir};
+use dakiya_deliver::{CopyBuffers, FailureKind, Maildir, StagingOptions};
 
 const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\nDelivered-To: user@example.com\r\n";
 
@@ -197,11 +197,13 @@ fn read_only_new_is_a_temporary_failure_and_cleans_tmp() {
     assert!(names(&dir.path().join("new")).is_empty());
 }
 
-/// Root-proof variant: `tmp/` unusable, so the file cannot be created.
+/// Root-proof variant: `tmp/` unusable, so the file cannot be created (copies through
+/// `tmp/`; anonymous copies do not use it: tests/staging.rs).
 #[test]
 fn unwritable_tmp_is_a_temporary_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let maildir = Maildir::open_or_create(dir.path()).unwrap();
+    let rename = StagingOptions { anonymous: false, ..StagingOptions::default() };
+    let maildir = Maildir::open_or_create_with(dir.path(), rename).unwrap();
     fs::remove_dir(dir.path().join("tmp")).unwrap();
     fs::write(dir.path().join("tmp"), b"not a directory").unwrap();
     let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
