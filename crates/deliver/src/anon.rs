@@ -86,6 +86,12 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the unlinked file is gone");
     }
 
+    /// procfs has no `O_TMPFILE` (`EOPNOTSUPP`): "not here", not an error.
+    #[test]
+    fn open_without_tmpfile_support_is_none() {
+        assert!(open_in(Path::new("/proc")).unwrap().is_none());
+    }
+
     #[test]
     fn open_fails_on_a_missing_directory() {
         let dir = tempfile::tempdir().unwrap();

@@ -218,8 +218,11 @@ impl Maildir {
                 Err(LinkError::Unsupported(e)) => {
                     tracing::warn!(maildir = %self.path.display(), error = %e,
                         "cannot link anonymous files through {}: copies go through tmp/", self.options.fd_dir.display());
+                    // Decided only once the rescue worked: a `new/` gone or unwritable
+                    // (ENOENT, EACCES) fails the rescue too and must not decide.
+                    let staged = self.rescue(file, size, crlf_size, hostname, bufs)?;
                     self.decide(Staging::Rename);
-                    return self.rescue(file, size, crlf_size, hostname, bufs);
+                    return Ok(staged);
                 }
                 Err(LinkError::Failed(e)) => e,
             };

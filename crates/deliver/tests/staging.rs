@@ -150,3 +150,17 @@ fn quota_counts_anonymous_copies() {
     assert!(err.is_mailbox_full(), "{err}");
     assert_eq!(names(&dir.path().join("new")).len(), 2);
 }
+
+/// Linking through `/proc` fails and so does the rescue through `tmp/` (not a directory): a
+/// temporary failure that leaves nothing in `new/` and does not decide the staging.
+#[test]
+fn failed_rescue_does_not_decide() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = Maildir::open_or_create_with(dir.path(), without_proc()).unwrap();
+    fs::remove_dir(dir.path().join("tmp")).unwrap();
+    fs::write(dir.path().join("tmp"), b"not a directory").unwrap();
+    let err = md.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
+    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+    assert!(names(&dir.path().join("new")).is_empty());
+    assert_eq!(md.staging(), None);
+}
