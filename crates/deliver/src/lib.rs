@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod anon;
 mod crlf;
 mod error;
 mod maildir;
@@ -14,5 +15,5 @@ pub mod maildirsize;
 pub mod quota;
 
 pub use error::{DeliverError, FailureKind};
-pub use maildir::{CommitFailed, CopyBuffers, Maildir, Staged};
+pub use maildir::{CommitFailed, CopyBuffers, Maildir, Staged, Staging, StagingOptions};
 pub use quota::QuotaLimit;

@@ -3,16 +3,17 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dakiya_spool::GroupSync;
 
 use crate::DeliverError;
+use crate::anon::{self, LinkError};
 use crate::crlf::CrlfToLf;
 use crate::maildirsize;
 use crate::quota::{self, QuotaLimit};
@@ -28,12 +29,55 @@ pub struct Maildir {
     new: PathBuf,
     /// Group commit of fsyncs of `new/`.
     new_sync: GroupSync<File>,
+    options: StagingOptions,
+    /// [`Staging`] as decided by the first copy: `STAGING_*`.
+    staging: AtomicU8,
+}
+
+const STAGING_UNDECIDED: u8 = 0;
+const STAGING_ANONYMOUS: u8 = 1;
+const STAGING_RENAME: u8 = 2;
+
+/// How a copy is written before it appears, complete, in `new/` (docs/maildir.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staging {
+    /// An anonymous file (`O_TMPFILE`) on `new/`'s file system, linked into `new/` when
+    /// complete: nothing to clean up after a failure or a crash.
+    Anonymous,
+    /// A named file in `tmp/`, renamed into `new/` when complete (the maildir spec's way):
+    /// for file systems without `O_TMPFILE`, and processes without `/proc`.
+    Rename,
+}
+
+/// How [`Maildir::open_or_create_with`] stages copies.
+#[derive(Debug, Clone)]
+pub struct StagingOptions {
+    /// Try [`Staging::Anonymous`] first (the default); `false`: always [`Staging::Rename`].
+    pub anonymous: bool,
+    /// Where this process's descriptors appear as symbolic links, to link anonymous files
+    /// through: `/proc/self/fd`.
+    pub fd_dir: PathBuf,
+}
+
+impl Default for StagingOptions {
+    fn default() -> StagingOptions {
+        StagingOptions { anonymous: true, fd_dir: PathBuf::from("/proc/self/fd") }
+    }
 }
 
 impl Maildir {
     /// Opens the Maildir at `path`, creating `path/{tmp,new,cur}` (and any
     /// missing parents) with mode 0700.
+    ///
+    /// Copies are written as anonymous files linked into `new/` where the file system and
+    /// the process allow it, else in `tmp/` and renamed; the first copy decides, for all the
+    /// copies of this value ([`staging`](Self::staging)).
     pub fn open_or_create(path: &Path) -> Result<Maildir, DeliverError> {
+        Maildir::open_or_create_with(path, StagingOptions::default())
+    }
+
+    /// [`open_or_create`](Self::open_or_create) with the staging chosen by `options`.
+    pub fn open_or_create_with(path: &Path, options: StagingOptions) -> Result<Maildir, DeliverError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
         for sub in ["tmp", "new", "cur"] {
@@ -42,7 +86,15 @@ impl Maildir {
         }
         let new = path.join("new");
         let handle = File::open(&new).map_err(|e| DeliverError::io(format!("open {}", new.display()), e))?;
-        Ok(Maildir { path: path.to_owned(), tmp: path.join("tmp"), new, new_sync: GroupSync::new(handle) })
+        let staging = AtomicU8::new(if options.anonymous { STAGING_UNDECIDED } else { STAGING_RENAME });
+        Ok(Maildir {
+            path: path.to_owned(),
+            tmp: path.join("tmp"),
+            new,
+            new_sync: GroupSync::new(handle),
+            options,
+            staging,
+        })
     }
 
     /// The Maildir's directory.
@@ -53,17 +105,17 @@ impl Maildir {
     /// Delivers one message: `prefix` (CRLF-terminated header lines such as
     /// `Return-Path:`), then `body`, with CRLF line ends turned into LF.
     ///
-    /// The message is written to `tmp/` under a unique name, fsynced,
-    /// renamed into `new/` with `,S=<size>` appended, and `new/` is fsynced
-    /// (group-committed); only then does this return the path in `new/`. Any
-    /// failure, including a read error from `body`, is temporary and leaves
+    /// The message is written to an anonymous file (or to `tmp/` under a unique name),
+    /// fsynced, linked (renamed) into `new/` under a unique name with `,S=<size>,W=<size>`,
+    /// and `new/` is fsynced (group-committed); only then does this return the path in
+    /// `new/`. Any failure, including a read error from `body`, is temporary and leaves
     /// nothing behind in `tmp/` or `new/`.
     pub fn deliver(&self, prefix: &[u8], body: &mut dyn Read, hostname: &str) -> Result<PathBuf, DeliverError> {
         self.deliver_within(prefix, body, hostname, None)
     }
 
     /// [`deliver`](Self::deliver) under a Maildir++ quota: once the message's size is known
-    /// (written to `tmp/`), the usage from `maildirsize` (recalculated if need be) plus the
+    /// (written, not yet in `new/`), the usage from `maildirsize` (recalculated if need be) plus the
     /// message must fit `limit`, else the copy is removed and the error is
     /// [`DeliverError::mailbox_full`]. After the delivery its line is appended to
     /// `maildirsize`.
@@ -84,8 +136,9 @@ impl Maildir {
 
     /// The first half of a delivery, for callers that deliver several messages into this
     /// Maildir and make `new/` durable once for all of them ([`commit_staged`](Self::commit_staged)):
-    /// the message is written to `tmp/`, fsynced, and renamed into `new/`. It is **not**
-    /// delivered yet: until `new/` is fsynced the rename may be lost in a crash. Under a
+    /// the message is written to an anonymous file (or to `tmp/`; see [`Staging`]),
+    /// fsynced, and linked (renamed) into `new/`. It is **not** delivered yet: until `new/`
+    /// is fsynced the new name may be lost in a crash. Under a
     /// quota (`limit`) the check is made as in [`deliver_within`](Self::deliver_within), but
     /// `maildirsize` is not updated; callers that deliver under a quota should commit each
     /// message on its own so that the next check sees it. On error nothing is left behind.
@@ -98,19 +151,135 @@ impl Maildir {
         limit: Option<QuotaLimit>,
         bufs: &mut CopyBuffers,
     ) -> Result<Staged, DeliverError> {
-        let file = self.create_tmp(hostname, bufs)?;
-        let mut tmp = TmpFile { path: self.tmp.join(&bufs.name), armed: true };
-        let (size, crlf_size) = copy_converted(&file, prefix, body, &tmp.path, bufs)?;
-        if let Some(limit) = limit {
-            let usage = maildirsize::usage(&self.path, limit)
-                .map_err(|e| DeliverError::io(format!("quota of {}", self.path.display()), e))?;
-            if quota::would_exceed(usage, limit, size) {
-                return Err(DeliverError::mailbox_full(format!(
-                    "mailbox full: {} bytes in {} messages, limit {} bytes, message {size} bytes",
-                    usage.bytes, usage.messages, limit.bytes
-                )));
+        if self.staging() != Some(Staging::Rename) {
+            match anon::open_in(&self.new) {
+                Ok(Some(file)) => return self.stage_anonymous(&file, prefix, body, hostname, limit, bufs),
+                Ok(None) => {
+                    tracing::debug!(maildir = %self.path.display(), "no O_TMPFILE here: copies go through tmp/");
+                    self.decide(Staging::Rename);
+                }
+                Err(e) => return Err(DeliverError::io(format!("create a file in {}", self.new.display()), e)),
             }
         }
+        self.stage_renamed(prefix, body, hostname, limit, bufs)
+    }
+
+    /// How copies reach `new/` in this Maildir, once the first copy has decided it
+    /// (`None` before).
+    pub fn staging(&self) -> Option<Staging> {
+        match self.staging.load(Ordering::Relaxed) {
+            STAGING_ANONYMOUS => Some(Staging::Anonymous),
+            STAGING_RENAME => Some(Staging::Rename),
+            _ => None,
+        }
+    }
+
+    fn decide(&self, staging: Staging) {
+        let value = match staging {
+            Staging::Anonymous => STAGING_ANONYMOUS,
+            Staging::Rename => STAGING_RENAME,
+        };
+        self.staging.store(value, Ordering::Relaxed);
+    }
+
+    /// [`stage_within`](Self::stage_within) with an anonymous `file` opened in `new/`:
+    /// written, fsynced, then linked into `new/` under a unique name (a name taken already
+    /// is never replaced: the next one is tried). On error `file` is dropped unnamed.
+    fn stage_anonymous(
+        &self,
+        file: &File,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+        limit: Option<QuotaLimit>,
+        bufs: &mut CopyBuffers,
+    ) -> Result<Staged, DeliverError> {
+        let (size, crlf_size) = copy_converted(file, prefix, body, &self.new, bufs)?;
+        self.check_quota(limit, size)?;
+        // The file's data before its name: a crash after the link must not leave an empty
+        // or partial message in `new/`.
+        file.sync_all().map_err(|e| DeliverError::io(format!("fsync a new file in {}", self.new.display()), e))?;
+        let mut attempts = 0;
+        loop {
+            bufs.unique_name(hostname);
+            let _ = write!(bufs.name, ",S={size},W={crlf_size}");
+            let target = self.new.join(&bufs.name);
+            let err = match anon::link(file, &self.options.fd_dir, &target) {
+                Ok(()) => {
+                    self.decide(Staging::Anonymous);
+                    return Ok(Staged { path: target, size });
+                }
+                // Another process with our pid (e.g. in a container): the next counter value.
+                Err(LinkError::Exists) if attempts < 10 => {
+                    attempts += 1;
+                    continue;
+                }
+                Err(LinkError::Exists) => io::Error::from(ErrorKind::AlreadyExists),
+                Err(LinkError::Unsupported(e)) => {
+                    tracing::warn!(maildir = %self.path.display(), error = %e,
+                        "cannot link anonymous files through {}: copies go through tmp/", self.options.fd_dir.display());
+                    // Decided only once the rescue worked: a `new/` gone or unwritable
+                    // (ENOENT, EACCES) fails the rescue too and must not decide.
+                    let staged = self.rescue(file, size, crlf_size, hostname, bufs)?;
+                    self.decide(Staging::Rename);
+                    return Ok(staged);
+                }
+                Err(LinkError::Failed(e)) => e,
+            };
+            return Err(DeliverError::io(format!("link into {}", target.display()), err));
+        }
+    }
+
+    /// The anonymous `file` could not be linked: its contents are copied to `tmp/` and
+    /// renamed into `new/` instead, so that this delivery does not fail for it.
+    fn rescue(
+        &self,
+        mut file: &File,
+        size: u64,
+        crlf_size: u64,
+        hostname: &str,
+        bufs: &mut CopyBuffers,
+    ) -> Result<Staged, DeliverError> {
+        let mut copy = self.create_tmp(hostname, bufs)?;
+        let tmp = TmpFile { path: self.tmp.join(&bufs.name), armed: true };
+        let copied = file.seek(SeekFrom::Start(0)).and_then(|_| io::copy(&mut file, &mut copy));
+        match copied {
+            Ok(n) if n == size => {}
+            Ok(n) => {
+                return Err(DeliverError::temporary(format!("copy to {}: {n} of {size} bytes", tmp.path.display())));
+            }
+            Err(e) => return Err(DeliverError::io(format!("copy to {}", tmp.path.display()), e)),
+        }
+        self.publish_renamed(copy, tmp, size, crlf_size, bufs)
+    }
+
+    /// [`stage_within`](Self::stage_within) the maildir spec's way: a named file in `tmp/`,
+    /// renamed into `new/`.
+    fn stage_renamed(
+        &self,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+        limit: Option<QuotaLimit>,
+        bufs: &mut CopyBuffers,
+    ) -> Result<Staged, DeliverError> {
+        let file = self.create_tmp(hostname, bufs)?;
+        let tmp = TmpFile { path: self.tmp.join(&bufs.name), armed: true };
+        let (size, crlf_size) = copy_converted(&file, prefix, body, &tmp.path, bufs)?;
+        self.check_quota(limit, size)?;
+        self.publish_renamed(file, tmp, size, crlf_size, bufs)
+    }
+
+    /// Fsyncs `file` (written as `tmp`, its name in `bufs.name`) and renames it into `new/`
+    /// with its sizes appended to the name.
+    fn publish_renamed(
+        &self,
+        file: File,
+        mut tmp: TmpFile,
+        size: u64,
+        crlf_size: u64,
+        bufs: &mut CopyBuffers,
+    ) -> Result<Staged, DeliverError> {
         // The file's data before its name: a crash after the rename must not leave an empty
         // or partial message in `new/`.
         file.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
@@ -124,8 +293,23 @@ impl Maildir {
         Ok(Staged { path: target, size })
     }
 
+    /// Under a quota (`limit`): the usage from `maildirsize` plus a message of `size` bytes
+    /// must fit, else [`DeliverError::mailbox_full`].
+    fn check_quota(&self, limit: Option<QuotaLimit>, size: u64) -> Result<(), DeliverError> {
+        let Some(limit) = limit else { return Ok(()) };
+        let usage = maildirsize::usage(&self.path, limit)
+            .map_err(|e| DeliverError::io(format!("quota of {}", self.path.display()), e))?;
+        if quota::would_exceed(usage, limit, size) {
+            return Err(DeliverError::mailbox_full(format!(
+                "mailbox full: {} bytes in {} messages, limit {} bytes, message {size} bytes",
+                usage.bytes, usage.messages, limit.bytes
+            )));
+        }
+        Ok(())
+    }
+
     /// The second half: makes the `new/` entries of `staged` (all from this Maildir, all
-    /// renamed before the call) durable with one fsync of `new/`, group-committed with
+    /// linked or renamed before the call) durable with one fsync of `new/`, group-committed with
     /// concurrent callers. Only after `Ok` is a staged message delivered. On failure every
     /// staged file is taken back (removed): the delivery will be retried, and a copy not
     /// known durable must not become a duplicate.
@@ -171,7 +355,7 @@ impl Maildir {
     }
 }
 
-/// A message renamed into `new/` whose directory entry is not yet known durable
+/// A message linked or renamed into `new/` whose directory entry is not yet known durable
 /// ([`Maildir::stage_within`]); delivered once [`Maildir::commit_staged`] returns `Ok`.
 #[derive(Debug)]
 #[must_use = "a staged message is not delivered until its Maildir's new/ is committed"]

@@ -8,9 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
-use dakiya_deliver::{CopyBuffers, FailureKind, Maildir};
+use dakiya_deliver::{CopyBuffers, FailureKind, Maildir, Staging, StagingOptions};
 
 const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\nDelivered-To: user@example.com\r\n";
+
+/// Runs `test` for both ways a copy reaches `new/` (docs/maildir.md): an anonymous file
+/// linked into `new/` (the default; this file system has `O_TMPFILE`), and the fallback
+/// through `tmp/` + rename. `test` gets the options and the staging they must lead to.
+fn each_staging(test: impl Fn(StagingOptions, Staging)) {
+    test(StagingOptions::default(), Staging::Anonymous);
+    test(StagingOptions { anonymous: false, ..StagingOptions::default() }, Staging::Rename);
+}
 
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -38,9 +46,13 @@ impl Read for Chunked<'_> {
 
 #[test]
 fn delivery_lands_in_new_with_lf_line_ends_and_size() {
+    each_staging(delivery_lands_in_new_with);
+}
+
+fn delivery_lands_in_new_with(options: StagingOptions, staging: Staging) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("mail/example.com/user");
-    let maildir = Maildir::open_or_create(&root).unwrap();
+    let maildir = Maildir::open_or_create_with(&root, options).unwrap();
     for sub in ["", "tmp", "new", "cur"] {
         let mode = fs::metadata(root.join(sub)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "{sub}");
@@ -62,6 +74,7 @@ fn delivery_lands_in_new_with_lf_line_ends_and_size() {
     assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(names(&root.join("tmp")).is_empty());
     assert!(names(&root.join("cur")).is_empty());
+    assert_eq!(maildir.staging(), Some(staging));
     // Opening again is fine.
     Maildir::open_or_create(&root).unwrap();
 }
@@ -95,10 +108,17 @@ fn crlf_split_across_read_boundaries_becomes_lf() {
 
 #[test]
 fn names_are_unique_across_threads() {
+    each_staging(|options, staging| {
+        let maildir = names_are_unique_across_threads_with(options);
+        assert_eq!(maildir.staging(), Some(staging));
+    });
+}
+
+fn names_are_unique_across_threads_with(options: StagingOptions) -> Arc<Maildir> {
     const THREADS: usize = 8;
     const EACH: usize = 50;
     let dir = tempfile::tempdir().unwrap();
-    let maildir = Arc::new(Maildir::open_or_create(dir.path()).unwrap());
+    let maildir = Arc::new(Maildir::open_or_create_with(dir.path(), options).unwrap());
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
             let maildir = Arc::clone(&maildir);
@@ -120,6 +140,8 @@ fn names_are_unique_across_threads() {
     for (path, text) in &delivered {
         assert_eq!(&fs::read_to_string(path).unwrap(), text);
     }
+    assert!(names(&dir.path().join("tmp")).is_empty());
+    maildir
 }
 
 /// Makes directories read-only for the duration of a test: mode 0500, and,
@@ -166,42 +188,48 @@ impl Drop for ReadOnly {
 
 #[test]
 fn read_only_maildir_is_a_temporary_failure_and_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("ro");
-    let maildir = Maildir::open_or_create(&root).unwrap();
-    let Some(_guard) = ReadOnly::apply(&[root.join("tmp"), root.join("new")]) else {
-        eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
-        return;
-    };
-    let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
-    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
-    assert_eq!(err.io_error().unwrap().kind(), io::ErrorKind::PermissionDenied);
-    assert!(names(&root.join("new")).is_empty());
-    assert!(names(&root.join("tmp")).is_empty());
+    each_staging(|options, _| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ro");
+        let maildir = Maildir::open_or_create_with(&root, options).unwrap();
+        let Some(_guard) = ReadOnly::apply(&[root.join("tmp"), root.join("new")]) else {
+            eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
+            return;
+        };
+        let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
+        assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+        assert_eq!(err.io_error().unwrap().kind(), io::ErrorKind::PermissionDenied);
+        assert!(names(&root.join("new")).is_empty());
+        assert!(names(&root.join("tmp")).is_empty());
+    });
 }
 
-/// Only `new/` read-only: the file is written to `tmp/`, the rename fails,
-/// and the temporary file is removed.
+/// Only `new/` read-only: the anonymous file cannot be created in it; through `tmp/` the
+/// file is written, the rename fails, and the temporary file is removed.
 #[test]
 fn read_only_new_is_a_temporary_failure_and_cleans_tmp() {
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = Maildir::open_or_create(dir.path()).unwrap();
-    let Some(guard) = ReadOnly::apply(&[dir.path().join("new")]) else {
-        eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
-        return;
-    };
-    let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
-    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
-    assert!(names(&dir.path().join("tmp")).is_empty());
-    drop(guard);
-    assert!(names(&dir.path().join("new")).is_empty());
+    each_staging(|options, _| {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = Maildir::open_or_create_with(dir.path(), options).unwrap();
+        let Some(guard) = ReadOnly::apply(&[dir.path().join("new")]) else {
+            eprintln!("SKIPPED: cannot make a directory read-only here (root without chattr)");
+            return;
+        };
+        let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
+        assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+        assert!(names(&dir.path().join("tmp")).is_empty());
+        drop(guard);
+        assert!(names(&dir.path().join("new")).is_empty());
+    });
 }
 
-/// Root-proof variant: `tmp/` unusable, so the file cannot be created.
+/// Root-proof variant: `tmp/` unusable, so the file cannot be created (copies through
+/// `tmp/`; anonymous copies do not use it: tests/staging.rs).
 #[test]
 fn unwritable_tmp_is_a_temporary_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let maildir = Maildir::open_or_create(dir.path()).unwrap();
+    let rename = StagingOptions { anonymous: false, ..StagingOptions::default() };
+    let maildir = Maildir::open_or_create_with(dir.path(), rename).unwrap();
     fs::remove_dir(dir.path().join("tmp")).unwrap();
     fs::write(dir.path().join("tmp"), b"not a directory").unwrap();
     let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
@@ -209,17 +237,22 @@ fn unwritable_tmp_is_a_temporary_failure() {
     assert!(names(&dir.path().join("new")).is_empty());
 }
 
-/// Root-proof variant: the rename into `new/` fails after the file was
-/// written; the temporary file must be cleaned up.
+/// Root-proof variant: `new/` is not a directory. Through `tmp/` the rename into it fails
+/// after the file was written and the temporary file must be cleaned up; an anonymous file
+/// cannot be opened in it. Either way a temporary failure, and no staging decided by it.
 #[test]
 fn failed_rename_into_new_leaves_nothing_behind() {
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = Maildir::open_or_create(dir.path()).unwrap();
-    fs::remove_dir(dir.path().join("new")).unwrap();
-    fs::write(dir.path().join("new"), b"not a directory").unwrap();
-    let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
-    assert_eq!(err.kind, FailureKind::Temporary, "{err}");
-    assert!(names(&dir.path().join("tmp")).is_empty());
+    each_staging(|options, staging| {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = Maildir::open_or_create_with(dir.path(), options).unwrap();
+        fs::remove_dir(dir.path().join("new")).unwrap();
+        fs::write(dir.path().join("new"), b"not a directory").unwrap();
+        let err = maildir.deliver(PREFIX, &mut &b"body\r\n"[..], "h").unwrap_err();
+        assert_eq!(err.kind, FailureKind::Temporary, "{err}");
+        assert!(names(&dir.path().join("tmp")).is_empty());
+        let decided = (staging == Staging::Rename).then_some(Staging::Rename);
+        assert_eq!(maildir.staging(), decided, "a failure does not decide");
+    });
 }
 
 #[test]
@@ -236,13 +269,15 @@ fn body_read_error_is_temporary_and_cleans_up() {
             Ok(n)
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let maildir = Maildir::open_or_create(dir.path()).unwrap();
-    let err = maildir.deliver(PREFIX, &mut Failing(200_000), "h").unwrap_err();
-    assert_eq!(err.kind, FailureKind::Temporary);
-    assert!(err.to_string().contains("spool read failed"), "{err}");
-    assert!(names(&dir.path().join("tmp")).is_empty());
-    assert!(names(&dir.path().join("new")).is_empty());
+    each_staging(|options, _| {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = Maildir::open_or_create_with(dir.path(), options).unwrap();
+        let err = maildir.deliver(PREFIX, &mut Failing(200_000), "h").unwrap_err();
+        assert_eq!(err.kind, FailureKind::Temporary);
+        assert!(err.to_string().contains("spool read failed"), "{err}");
+        assert!(names(&dir.path().join("tmp")).is_empty());
+        assert!(names(&dir.path().join("new")).is_empty());
+    });
 }
 
 #[test]
@@ -258,9 +293,13 @@ fn open_or_create_fails_temporarily_on_a_file() {
 /// would not fit; that one is refused as "mailbox full" (temporary) and leaves nothing behind.
 #[test]
 fn quota_refuses_the_message_that_does_not_fit() {
+    each_staging(|options, _| quota_refuses_with(options));
+}
+
+fn quota_refuses_with(options: StagingOptions) {
     use dakiya_deliver::QuotaLimit;
     let dir = tempfile::tempdir().unwrap();
-    let md = Maildir::open_or_create(&dir.path().join("m")).unwrap();
+    let md = Maildir::open_or_create_with(&dir.path().join("m"), options).unwrap();
     let limit = Some(QuotaLimit { bytes: 100, messages: 0 });
     let body = |n: usize| vec![b'x'; n];
     md.deliver_within(b"", &mut &body(40)[..], "h", limit).unwrap();
@@ -277,12 +316,16 @@ fn quota_refuses_the_message_that_does_not_fit() {
     assert_eq!(fs::read_to_string(md.path().join("maildirsize")).unwrap(), size);
 }
 
-/// Staging writes, fsyncs and renames each copy into `new/`; one commit then fsyncs `new/`
-/// once for all of them (group commit of the directory fsync, for a round of deliveries).
+/// Staging writes, fsyncs and links (renames) each copy into `new/`; one commit then fsyncs
+/// `new/` once for all of them (group commit of the directory fsync, for a round of deliveries).
 #[test]
 fn staged_copies_share_one_fsync_of_new() {
+    each_staging(|options, _| staged_copies_share_one_fsync_with(options));
+}
+
+fn staged_copies_share_one_fsync_with(options: StagingOptions) {
     let dir = tempfile::tempdir().unwrap();
-    let md = Maildir::open_or_create(&dir.path().join("box")).unwrap();
+    let md = Maildir::open_or_create_with(&dir.path().join("box"), options).unwrap();
     let mut bufs = CopyBuffers::default();
     let staged: Vec<_> = (0..3)
         .map(|i| {
@@ -290,7 +333,7 @@ fn staged_copies_share_one_fsync_of_new() {
             md.stage_within(PREFIX, &mut body.as_bytes(), "h", None, &mut bufs).unwrap()
         })
         .collect();
-    assert!(names(&dir.path().join("box/tmp")).is_empty(), "renamed out of tmp/");
+    assert!(names(&dir.path().join("box/tmp")).is_empty(), "nothing left in tmp/");
     assert_eq!(names(&dir.path().join("box/new")).len(), 3);
     for s in &staged {
         assert!(s.path.to_str().unwrap().contains(&format!(",S={},W=", s.size)), "{}", s.path.display());

@@ -72,7 +72,7 @@ pub struct Target<'a> {
     pub mailbox: &'a str,
 }
 
-/// A copy written by [`write_copy`]: either already delivered (durable), or renamed into
+/// A copy written by [`write_copy`]: either already delivered (durable), or linked into
 /// `new/` and waiting for the round's fsync of that directory.
 pub(crate) enum Written {
     /// Delivered: `new/` was fsynced for it (mailboxes with a quota are committed one by

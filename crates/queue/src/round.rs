@@ -8,8 +8,8 @@
 //! requests pile up, so rounds grow with the load and stay a single message when it is
 //! light. A round:
 //!
-//! 1. for each message: loads it, checks for a loop, writes each local copy to `tmp/`,
-//!    fsyncs the file and renames it into `new/` ([`run::prepare`]);
+//! 1. for each message: loads it, checks for a loop, writes each local copy (an anonymous
+//!    file, or one in `tmp/`), fsyncs it and links (renames) it into `new/` ([`run::prepare`]);
 //! 2. fsyncs the `new/` of each Maildir written to, once (through the Maildir's
 //!    `GroupSync`, shared with concurrent rounds);
 //! 3. only then settles each copy and records the message's new state in the spool
@@ -44,7 +44,7 @@ pub struct Rounds {
 /// their directories.
 pub(crate) type Prepare = Box<dyn FnOnce(&mut CopyBuffers) -> Option<Box<dyn StagedStep>> + Send>;
 
-/// A local step whose copies are staged (written, fsynced, renamed into `new/`).
+/// A local step whose copies are staged (written, fsynced, linked or renamed into `new/`).
 pub(crate) trait StagedStep: Send {
     /// The staged copies, to commit.
     fn staged(&self) -> Vec<(&Arc<Maildir>, &Staged)>;
@@ -135,8 +135,8 @@ fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
     }
 }
 
-/// Makes the staged copies durable: one fsync of `new/` per Maildir, after all the renames
-/// into it (a directory fsync persists every entry changed before it started). Returns the
+/// Makes the staged copies durable: one fsync of `new/` per Maildir, after all the links
+/// (renames) into it (a directory fsync persists every entry changed before it started). Returns the
 /// Maildirs whose fsync failed, with why; their staged copies have been removed.
 fn commit<'a>(staged: impl Iterator<Item = (&'a Arc<Maildir>, &'a Staged)>) -> Vec<(Arc<Maildir>, String)> {
     let mut by_dir: Vec<(&Arc<Maildir>, Vec<&Staged>)> = Vec::new();

@@ -139,7 +139,7 @@ pub(crate) fn step_failed(id: &QueueId, e: &tokio::task::JoinError) {
     }
 }
 
-/// A run whose local copies are written (in `new/`, renamed) and wait for the fsync of
+/// A run whose local copies are written (in `new/`, linked or renamed) and wait for the fsync of
 /// their Maildirs' `new/` directories, which the round makes once per directory.
 pub(crate) struct Copies {
     run: Run,
