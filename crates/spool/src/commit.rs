@@ -253,17 +253,23 @@ impl Committer {
     fn abandon(&self, jobs: Vec<Job>) {
         let mut state = self.lock();
         state.running = false;
+        let mut told: Told = Vec::new();
+        let mut parked = Vec::new();
         for job in jobs {
             match job.waiter {
-                Waiter::Callback(done) => call(done, Err(SpoolError::WriterFailed)),
+                Waiter::Callback(done) => told.push((done, Err(SpoolError::WriterFailed))),
                 Waiter::Thread(waiter) => {
                     state.results.insert(job.ticket, Err(SpoolError::WriterFailed));
-                    waiter.unpark();
+                    parked.push(waiter);
                 }
                 Waiter::Taken => {}
             }
         }
-        self.wake_next(&state);
+        parked.extend(self.wake_next(&state));
+        // Callbacks and unparks without the lock, as after a round.
+        drop(state);
+        parked.iter().for_each(Thread::unpark);
+        tell(told);
     }
 
     /// Runs one round for `jobs` and returns the leader's own outcome (`mine`, if the
