@@ -189,7 +189,7 @@ impl Message {
             return Err(temp_fail(self.failed.take().map_or(Failure::NoMessage, Failure::Spool)));
         };
         let size = writer.len();
-        match tokio::task::spawn_blocking(move || writer.commit()).await {
+        match commit(writer).await {
             Ok(Ok(id)) => {
                 tracing::info!(queue_id = %id, from = %Esc(&format!("<{}>", self.sender)), rcpts = self.rcpts, size, "accepted");
                 self.record(shared, id.as_str(), size);
@@ -209,7 +209,7 @@ impl Message {
                 Ok(id.to_string())
             }
             Ok(Err(e)) => Err(temp_fail(e.into())),
-            Err(e) => Err(temp_fail(e.into())),
+            Err(e) => Err(temp_fail(e)),
         }
     }
 
@@ -269,6 +269,24 @@ impl Message {
             shared.history.record(id, Event::Checks { results: std::mem::take(&mut self.verdicts) });
         }
     }
+}
+
+/// Commits the message and waits for it to be durable (only then may the session say 250).
+/// A message held in memory is handed to the spool's committer thread and awaited through a
+/// channel, so no blocking thread is taken per message; a spilled one (its file still to
+/// finish and fsync) takes one, as file I/O must not run on the runtime's threads.
+async fn commit(writer: MessageWriter) -> Result<Result<dakiya_spool::QueueId, SpoolError>, Failure> {
+    if writer.is_spilled() {
+        return Ok(tokio::task::spawn_blocking(move || writer.commit()).await?);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    writer.commit_then(move |result| {
+        // The session may be gone (shutdown): the message is queued all the same, and
+        // recovered at the next start, as with a blocking commit whose caller went away.
+        let _ = tx.send(result);
+    });
+    // The spool calls back exactly once; a dropped callback (a panic) is a failed commit.
+    Ok(rx.await.unwrap_or(Err(SpoolError::WriterFailed)))
 }
 
 /// The arrival of a message as the history records it; the size and Message-ID are added at

@@ -9,6 +9,12 @@
 //! arriving while a round runs wait for the next round, which one of them
 //! leads as soon as the current one has finished.
 //!
+//! An async caller does not wait in a thread: [`Committer::submit`] queues its message with
+//! a callback, and the spool's committer thread leads the rounds that hold such messages.
+//! That thread is woken once per round (not once per message), and the callbacks are called
+//! once the round is durable: an async task awaits a channel instead of borrowing a
+//! blocking-pool thread per message just to sleep in it (docs/performance.md, section 7).
+//!
 //! One round at a time, on purpose: overlapping the next round's file
 //! fsync with this round's directory fsync was measured (20 threads × 5 KB)
 //! to be no faster on our disks, and it halves the batch size, i.e. doubles
@@ -19,8 +25,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, Thread};
+use std::time::Duration;
 
 use crate::error::io_err;
 use crate::format::{self, BATCH_HEADER_LEN, Extent};
@@ -35,6 +42,10 @@ const BATCH_MAX_BYTES: usize = 8 << 20;
 /// Batch sizes above this are counted in the last bucket of
 /// [`CommitStats::batch_sizes`].
 const SIZE_BUCKETS: usize = 64;
+/// The committer thread exits after this long without a message to commit (the next
+/// [`Committer::submit`] starts it again). Short in unit tests, which check that the thread
+/// exits and comes back.
+const IDLE_EXIT: Duration = if cfg!(test) { Duration::from_millis(200) } else { Duration::from_secs(10) };
 
 /// How commits were grouped into batch files (for metrics and benchmarks).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,11 +80,23 @@ struct Job {
     ticket: u64,
     id: QueueId,
     payload: Payload,
-    /// The caller, parked until its outcome is ready or it is to lead.
-    waiter: Thread,
+    waiter: Waiter,
 }
 
 type Outcome = Result<(), SpoolError>;
+
+/// Called with a submitted message's outcome, on the thread that led its round.
+pub(crate) type Callback = Box<dyn FnOnce(Outcome) + Send>;
+
+/// Who is told of a job's outcome.
+enum Waiter {
+    /// A caller of [`Committer::commit`], parked until its outcome is ready or it is to lead.
+    Thread(Thread),
+    /// A [`Committer::submit`]: called with the outcome; the committer thread leads.
+    Callback(Callback),
+    /// Taken out by the round's leader, which tells it.
+    Taken,
+}
 
 struct State {
     pending: Vec<Job>,
@@ -85,6 +108,9 @@ struct State {
     /// Outcomes not yet collected by their callers.
     results: HashMap<u64, Outcome>,
     stats: CommitStats,
+    /// Whether the committer thread exists, and whether it waits for work on `work`.
+    thread_alive: bool,
+    thread_idle: bool,
 }
 
 /// The shared state of the commit rounds of one spool.
@@ -94,6 +120,8 @@ struct State {
 /// not everyone: with many sessions most waiters belong to the next round.
 pub(crate) struct Committer {
     state: Mutex<State>,
+    /// The committer thread waits here while idle.
+    work: Condvar,
 }
 
 /// A file of a round that has been renamed into `queue/`.
@@ -112,8 +140,10 @@ impl Committer {
             running: false,
             results: HashMap::new(),
             stats,
+            thread_alive: false,
+            thread_idle: false,
         };
-        Committer { state: Mutex::new(state) }
+        Committer { state: Mutex::new(state), work: Condvar::new() }
     }
 
     pub fn stats(&self) -> CommitStats {
@@ -126,7 +156,7 @@ impl Committer {
         let mut state = self.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.pending.push(Job { ticket, id, payload, waiter: thread::current() });
+        state.pending.push(Job { ticket, id, payload, waiter: Waiter::Thread(thread::current()) });
         loop {
             if let Some(outcome) = state.results.remove(&ticket) {
                 return outcome;
@@ -137,7 +167,9 @@ impl Committer {
                 state.taken_below = state.next_ticket;
                 state.running = true;
                 drop(state);
-                return self.lead(inner, ticket, jobs);
+                let (outcome, told) = self.lead(inner, Some(ticket), jobs);
+                tell(told);
+                return outcome.unwrap_or(Err(SpoolError::WriterFailed));
             }
             // A stale or early unpark only makes this check again.
             drop(state);
@@ -146,15 +178,121 @@ impl Committer {
         }
     }
 
-    /// Runs one round for `jobs` and returns the leader's own outcome.
-    fn lead(&self, inner: &Inner, mine: u64, jobs: Vec<Job>) -> Outcome {
-        let members: Vec<(u64, Thread)> = jobs.iter().map(|job| (job.ticket, job.waiter.clone())).collect();
+    /// Queues one message (its id already reserved in the index) without waiting:
+    /// `done` is called with its outcome once the round holding it is durable and indexed,
+    /// or has failed. The committer thread (started if need be) leads that round, unless a
+    /// caller of [`Self::commit`] leads it first. No blocking I/O here.
+    pub fn submit(self: &Arc<Self>, inner: &Arc<Inner>, id: QueueId, payload: Payload, done: Callback) {
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.pending.push(Job { ticket, id, payload, waiter: Waiter::Callback(done) });
+        if !state.thread_alive {
+            let (committer, weak) = (Arc::clone(self), Arc::downgrade(inner));
+            let spawned = thread::Builder::new().name("spool-commit".into()).spawn(move || committer.serve(&weak));
+            if let Err(e) = spawned {
+                let Some(Job { waiter: Waiter::Callback(done), .. }) = state.pending.pop() else { unreachable!() };
+                drop(state);
+                return done(Err(SpoolError::Io {
+                    op: "start committer thread",
+                    path: inner.queue.clone(),
+                    source: e,
+                }));
+            }
+            state.thread_alive = true;
+        } else if !state.running {
+            self.kick(&state);
+        }
+        // While a round runs, its leader wakes the next one's at its end.
+    }
+
+    /// The committer thread: leads a round whenever messages wait and none runs; exits after
+    /// [`IDLE_EXIT`] without work. It holds the spool's state only while leading.
+    fn serve(&self, inner: &Weak<Inner>) {
+        let mut state = self.lock();
+        loop {
+            if !state.running && !state.pending.is_empty() {
+                let jobs = std::mem::take(&mut state.pending);
+                state.taken_below = state.next_ticket;
+                state.running = true;
+                drop(state);
+                // Holds the spool only while leading, not while telling: a caller told may close
+                // the spool and open it again at once.
+                match inner.upgrade() {
+                    Some(strong) => {
+                        let (_, told) = self.lead(&strong, None, jobs);
+                        drop(strong);
+                        tell(told);
+                    }
+                    // Cannot happen: a queued job's writer holds the spool. Fail them all.
+                    None => self.abandon(jobs),
+                }
+                state = self.lock();
+                continue;
+            }
+            state.thread_idle = true;
+            let (next, timeout) = self.work.wait_timeout(state, IDLE_EXIT).unwrap_or_else(PoisonError::into_inner);
+            state = next;
+            state.thread_idle = false;
+            if timeout.timed_out() && state.pending.is_empty() {
+                state.thread_alive = false;
+                return;
+            }
+        }
+    }
+
+    /// Wakes the committer thread if it waits (a `notify_one` is a system call: none when
+    /// the thread is awake, for it looks for work before it waits again).
+    fn kick(&self, state: &State) {
+        if state.thread_idle {
+            self.work.notify_one();
+        }
+    }
+
+    /// Fails `jobs` without a round (the spool is gone).
+    fn abandon(&self, jobs: Vec<Job>) {
+        let mut state = self.lock();
+        state.running = false;
+        let mut told: Told = Vec::new();
+        let mut parked = Vec::new();
+        for job in jobs {
+            match job.waiter {
+                Waiter::Callback(done) => told.push((done, Err(SpoolError::WriterFailed))),
+                Waiter::Thread(waiter) => {
+                    state.results.insert(job.ticket, Err(SpoolError::WriterFailed));
+                    parked.push(waiter);
+                }
+                Waiter::Taken => {}
+            }
+        }
+        parked.extend(self.wake_next(&state));
+        // Callbacks and unparks without the lock, as after a round.
+        drop(state);
+        parked.iter().for_each(Thread::unpark);
+        tell(told);
+    }
+
+    /// Runs one round for `jobs` and returns the leader's own outcome (`mine`, if the
+    /// leader is a caller of [`Self::commit`]) and the callbacks to call ([`tell`]). Every
+    /// parked member is woken to collect its outcome.
+    fn lead(&self, inner: &Inner, mine: Option<u64>, mut jobs: Vec<Job>) -> (Option<Outcome>, Told) {
+        let mut parked: Vec<(u64, Thread)> = Vec::new();
+        let mut callbacks: Vec<(u64, Callback)> = Vec::new();
+        for job in &mut jobs {
+            // The payload stays for the round; the waiter is taken out of the job.
+            match std::mem::replace(&mut job.waiter, Waiter::Taken) {
+                Waiter::Thread(t) => parked.push((job.ticket, t)),
+                Waiter::Callback(done) => callbacks.push((job.ticket, done)),
+                Waiter::Taken => {}
+            }
+        }
+        let tickets: Vec<u64> = jobs.iter().map(|job| job.ticket).collect();
         let mut outcomes: Vec<(u64, Outcome)> = Vec::with_capacity(jobs.len());
         // A panic must not leave `running` set, nor callers waiting forever.
         let sizes = catch_unwind(AssertUnwindSafe(|| run_round(inner, jobs, &mut outcomes)));
         let sizes = sizes.unwrap_or_else(|_| {
             let err = || SpoolError::Io { op: "commit", path: inner.queue.clone(), source: io::Error::other("panic") };
-            outcomes = members.iter().map(|(t, _)| (*t, Err(err()))).collect();
+            outcomes = tickets.iter().map(|t| (*t, Err(err()))).collect();
             Vec::new()
         });
         let mut state = self.lock();
@@ -165,20 +303,34 @@ impl Committer {
             state.stats.batch_sizes[n.min(SIZE_BUCKETS)] += 1;
         }
         state.results.extend(outcomes);
-        let outcome = state.results.remove(&mine).unwrap_or(Err(SpoolError::WriterFailed));
-        let next = state.pending.first().map(|job| job.waiter.clone());
+        let outcome = mine.map(|mine| state.results.remove(&mine).unwrap_or(Err(SpoolError::WriterFailed)));
+        let told: Told = callbacks
+            .into_iter()
+            .map(|(ticket, done)| (done, state.results.remove(&ticket).unwrap_or(Err(SpoolError::WriterFailed))))
+            .collect();
+        // The next round's leader; if someone else started it meanwhile, it just waits again.
+        let next = self.wake_next(&state);
         drop(state);
-        for (ticket, waiter) in members {
-            if ticket != mine {
+        for (ticket, waiter) in parked {
+            if Some(ticket) != mine {
                 waiter.unpark();
             }
         }
-        // The next round's leader; if someone else started it meanwhile,
-        // this caller just waits again.
-        if let Some(next) = next {
-            next.unpark();
+        next.into_iter().for_each(|t| t.unpark());
+        (outcome, told)
+    }
+
+    /// Makes sure the first waiting job gets a leader: its parked caller (returned, to
+    /// unpark once the lock is released), or the committer thread (woken now).
+    fn wake_next(&self, state: &State) -> Option<Thread> {
+        match &state.pending.first()?.waiter {
+            Waiter::Thread(t) => Some(t.clone()),
+            Waiter::Callback(_) => {
+                self.kick(state);
+                None
+            }
+            Waiter::Taken => None,
         }
-        outcome
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -199,15 +351,35 @@ impl Committer {
     pub fn resume(&self) {
         let mut state = self.lock();
         state.running = false;
-        let next = state.pending.first().map(|job| job.waiter.clone());
+        let next = self.wake_next(&state);
         drop(state);
-        next.into_iter().for_each(|next| next.unpark());
+        next.into_iter().for_each(|t| t.unpark());
     }
 
     /// Commits waiting for a round.
     pub fn pending(&self) -> usize {
         self.lock().pending.len()
     }
+
+    /// Whether the committer thread runs.
+    pub fn thread_alive(&self) -> bool {
+        self.lock().thread_alive
+    }
+}
+
+/// Submitters' callbacks with their outcomes, to call once the leader let go of the spool.
+type Told = Vec<(Callback, Outcome)>;
+
+/// Calls the callbacks of a round.
+fn tell(told: Told) {
+    for (done, outcome) in told {
+        call(done, outcome);
+    }
+}
+
+/// Calls a submitter's callback; a panic in it must not end the committer thread.
+fn call(done: Callback, outcome: Outcome) {
+    let _ = catch_unwind(AssertUnwindSafe(|| done(outcome)));
 }
 
 /// One round: write and rename every file, fsync `queue/` once, index the

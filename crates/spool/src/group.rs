@@ -46,6 +46,9 @@ struct State {
     rounds: u64,
     /// The number (1 = the first started) of the latest sync that succeeded.
     last_ok: u64,
+    /// Callers waiting on the condvar: a round with none ends without a wake-up call
+    /// (a `notify_all` is a futex system call even when nobody waits).
+    waiters: usize,
 }
 
 /// Coalesces concurrent "make my change durable" requests into few syncs.
@@ -67,7 +70,14 @@ impl<T: SyncTarget> GroupSync<T> {
     pub fn new(target: T) -> GroupSync<T> {
         GroupSync {
             target,
-            state: Mutex::new(State { pending: Arc::default(), in_progress: false, calls: 0, rounds: 0, last_ok: 0 }),
+            state: Mutex::new(State {
+                pending: Arc::default(),
+                in_progress: false,
+                calls: 0,
+                rounds: 0,
+                last_ok: 0,
+                waiters: 0,
+            }),
             wake: Condvar::new(),
             latency: Latencies::default(),
         }
@@ -88,7 +98,9 @@ impl<T: SyncTarget> GroupSync<T> {
                 // so it is still the pending one, and I lead it.
                 return self.lead(state);
             }
+            state.waiters += 1;
             state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state.waiters -= 1;
         }
     }
 
@@ -114,8 +126,13 @@ impl<T: SyncTarget> GroupSync<T> {
         }
         let _ = round.result.set(shared);
         state.in_progress = false;
+        // A caller that has not counted itself as waiting yet takes the lock after this and
+        // finds the result (or leads) without waiting.
+        let waiting = state.waiters > 0;
         drop(state);
-        self.wake.notify_all();
+        if waiting {
+            self.wake.notify_all();
+        }
         result
     }
 

@@ -242,14 +242,42 @@ impl MessageWriter {
         self.spool.index().reserve(&self.id)?;
         let spool = Arc::clone(&self.spool);
         let result = self.finish().and_then(|payload| self.committer.commit(&spool, self.id.clone(), payload));
-        match result {
+        self.settle(result)
+    }
+
+    /// [`commit`](Self::commit) without waiting for it: `done` is called with the same
+    /// result, on the spool's committer thread (or on a thread committing at the same time),
+    /// once the round holding the message is durable (its batch file and `queue/` fsynced)
+    /// or has failed. For a writer that is not [spilled](Self::is_spilled) this call does no
+    /// blocking I/O, so an async task can make it and await `done` (through a channel)
+    /// instead of holding a blocking thread; a spilled writer's file is completed and
+    /// fsynced here first.
+    pub fn commit_then(mut self, done: impl FnOnce(Result<QueueId, SpoolError>) + Send + 'static) {
+        if self.failed {
+            return done(Err(SpoolError::WriterFailed));
+        }
+        if let Err(e) = self.spool.index().reserve(&self.id) {
+            return done(Err(e));
+        }
+        let payload = match self.finish() {
+            Ok(payload) => payload,
+            Err(e) => return done(self.settle(Err(e))),
+        };
+        let (committer, spool, id) = (Arc::clone(&self.committer), Arc::clone(&self.spool), self.id.clone());
+        committer.submit(&spool, id, payload, Box::new(move |outcome| done(self.settle(outcome))));
+    }
+
+    /// The end of a commit: the id once the message is in `queue/`, else the reserved id
+    /// is given back.
+    fn settle(mut self, outcome: Result<(), SpoolError>) -> Result<QueueId, SpoolError> {
+        match outcome {
             Ok(()) => {
                 // Renamed into queue/.
                 self.tmp_exists = false;
                 Ok(self.id.clone())
             }
             Err(e) => {
-                spool.index().unreserve(&self.id);
+                self.spool.index().unreserve(&self.id);
                 Err(e)
             }
         }

@@ -305,3 +305,4 @@ fn probe_writable_fails_while_tmp_is_not_a_directory_and_leaves_nothing() {
 }
 
 mod recycle;
+mod submit;
