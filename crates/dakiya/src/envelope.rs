@@ -4,6 +4,7 @@ use dakiya_config::Target;
 use dakiya_proto::server::{Hello, Transaction};
 use dakiya_spool::{self as spool, Envelope, QueueId};
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 /// Builds the envelope: one spool recipient per final destination. A mailbox reached twice
@@ -86,33 +87,33 @@ pub fn received_header(hostname: &str, env: &Envelope, tx: &Transaction<Vec<Targ
         (false, false) => "",
     };
     let helo = trace.hello.map_or("unknown", |h| h.name.as_str());
-    let ip = match trace.peer.ip().to_canonical() {
-        std::net::IpAddr::V6(v6) => format!("IPv6:{v6}"),
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-    };
+    // One String, written in place (no String per part): this runs for every message.
+    // Writing into a String cannot fail.
+    let mut field = String::with_capacity(256 + hostname.len() + helo.len());
+    let _ = write!(field, "Received: from {helo} (");
     // RFC 5321 §4.4: TCP-info is the address literal, preceded by the name when verified.
-    let tcp_info = match trace.name {
-        Some(name) => format!("{name} [{ip}]"),
-        None => format!("[{ip}]"),
+    if let Some(name) = trace.name {
+        let _ = write!(field, "{name} ");
+    }
+    let _ = match trace.peer.ip().to_canonical() {
+        std::net::IpAddr::V6(v6) => write!(field, "[IPv6:{v6}])"),
+        std::net::IpAddr::V4(v4) => write!(field, "[{v4}])"),
     };
-    let mut comments = String::new();
     if let Some(t) = trace.tls {
-        comments.push_str(&format!("\r\n\t(using {} with cipher {})", t.version, t.cipher));
+        let _ = write!(field, "\r\n\t(using {} with cipher {})", t.version, t.cipher);
     }
     if let Some(user) = trace.auth_user {
-        comments.push_str(&format!("\r\n\t(authenticated as {user})"));
+        let _ = write!(field, "\r\n\t(authenticated as {user})");
     }
+    let _ = write!(field, "\r\n\tby {hostname} (dakiya) with {base}{suffix} id {}", env.id);
     // Name the recipient only when there is one, so one copy does not reveal the others.
-    let rcpt = match tx.rcpts.as_slice() {
-        [one] => match &one.path {
-            dakiya_proto::address::ForwardPath::Mailbox(m) => format!("\r\n\tfor <{m}>"),
-            dakiya_proto::address::ForwardPath::Postmaster => "\r\n\tfor <postmaster>".to_string(),
-        },
-        _ => String::new(),
-    };
+    if let [one] = tx.rcpts.as_slice() {
+        let _ = match &one.path {
+            dakiya_proto::address::ForwardPath::Mailbox(m) => write!(field, "\r\n\tfor <{m}>"),
+            dakiya_proto::address::ForwardPath::Postmaster => write!(field, "\r\n\tfor <postmaster>"),
+        };
+    }
     let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S +0000");
-    format!(
-        "Received: from {helo} ({tcp_info}){comments}\r\n\tby {hostname} (dakiya) with {base}{suffix} id {id}{rcpt};\r\n\t{date}\r\n",
-        id = env.id
-    )
+    let _ = write!(field, ";\r\n\t{date}\r\n");
+    field
 }

@@ -19,29 +19,39 @@ pub struct MessageIdScanner {
 }
 
 impl MessageIdScanner {
-    /// Feeds the next piece of the message.
-    pub fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            if self.body {
-                return;
-            }
-            if b == b'\n' {
-                self.end_line();
-            } else if self.line.len() < MAX_LINE {
-                self.line.push(b);
-            } else {
+    /// Feeds the next piece of the message. The line buffer is reused from line to line: no
+    /// allocation per header line (this runs for every message received).
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while !self.body && !bytes.is_empty() {
+            let (piece, rest, ends) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            let room = MAX_LINE - self.line.len();
+            if piece.len() > room {
                 self.long = true;
             }
+            self.line.extend_from_slice(&piece[..piece.len().min(room)]);
+            if ends {
+                self.end_line();
+            }
+            bytes = rest;
         }
     }
 
+    /// Handles the line in the buffer and empties the buffer, keeping its capacity.
     fn end_line(&mut self) {
         let mut line = std::mem::take(&mut self.line);
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
+        self.field_line(&line);
+        line.clear();
+        self.line = line;
+    }
+
+    /// One header line, without its LF.
+    fn field_line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         let long = std::mem::take(&mut self.long);
-        let text = String::from_utf8_lossy(&line);
+        let text = String::from_utf8_lossy(line);
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
             if let Some(v) = self.current.as_mut() {
                 v.push(' ');
@@ -106,6 +116,36 @@ mod tests {
         assert_eq!(scan(&pieces).as_deref(), Some("<abc@example.org>"));
         assert_eq!(scan(&[b"Message-ID:\r\n <folded@x>\r\n\r\n"]).as_deref(), Some("<folded@x>"));
         assert_eq!(scan(&[b"Message-ID: <last@x>"]).as_deref(), Some("<last@x>"));
+    }
+
+    #[test]
+    fn the_line_buffer_is_kept_from_line_to_line() {
+        let mut s = MessageIdScanner::default();
+        s.push(b"Received: from a long enough first line to size the buffer\r\n");
+        let (at, capacity) = (s.line.as_ptr(), s.line.capacity());
+        assert!(capacity > 0);
+        s.push(b"From: a@x\r\nMessage-ID: <kept@x>\r\nSub");
+        s.push(b"ject: y\r\n");
+        assert_eq!((s.line.as_ptr(), s.line.capacity()), (at, capacity), "no new buffer per line");
+        s.push(b"\r\n");
+        assert_eq!(s.finish().as_deref(), Some("<kept@x>"));
+    }
+
+    #[test]
+    fn the_length_bound_holds_across_pieces() {
+        let at_bound = |extra: usize| {
+            let mut msg = b"Message-ID: <".to_vec();
+            msg.resize(MAX_LINE - 2 + extra, b'a');
+            msg.extend_from_slice(b">\r\n\r\n");
+            (msg.clone(), msg.chunks(7).map(<[u8]>::to_vec).collect::<Vec<_>>())
+        };
+        // MAX_LINE bytes up to the LF (the CR counts): kept; one more: too long.
+        for (extra, kept) in [(0, true), (1, false)] {
+            let (whole, pieces) = at_bound(extra);
+            let in_pieces: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+            assert_eq!(scan(&[&whole]).is_some(), kept, "extra {extra}");
+            assert_eq!(scan(&in_pieces).is_some(), kept, "extra {extra}, in pieces");
+        }
     }
 
     #[test]

@@ -99,19 +99,31 @@ impl Reply {
         self.code >= 500
     }
 
-    /// Appends the wire form (`code[-| ]enhanced text CRLF` per line) to `out`.
+    /// Appends the wire form (`code[-| ]enhanced text CRLF` per line, RFC 5321 §4.2.1) to
+    /// `out`. Bytes are pushed straight into `out`, without `format!` or the formatting
+    /// machinery: every command of every session gets a reply, so this is on each message's
+    /// path.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
             let text = sanitize(line);
-            match self.enhanced {
-                Some(e) => out.extend_from_slice(format!("{}{sep}{e} {text}\r\n", self.code).as_bytes()),
-                None => out.extend_from_slice(format!("{}{sep}{text}\r\n", self.code).as_bytes()),
+            out.reserve(3 + 1 + 12 + text.len() + 2);
+            push_decimal(out, self.code);
+            out.push(if i == last { b' ' } else { b'-' });
+            if let Some(Enhanced(class, subject, detail)) = self.enhanced {
+                push_decimal(out, class.into());
+                out.push(b'.');
+                push_decimal(out, subject);
+                out.push(b'.');
+                push_decimal(out, detail);
+                out.push(b' ');
             }
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         if self.lines.is_empty() {
-            out.extend_from_slice(format!("{}\r\n", self.code).as_bytes());
+            push_decimal(out, self.code);
+            out.extend_from_slice(b"\r\n");
         }
     }
 
@@ -121,6 +133,22 @@ impl Reply {
         self.write_to(&mut v);
         String::from_utf8_lossy(&v).into_owned()
     }
+}
+
+/// Appends `n` in decimal, as `Display` would write it.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Reply text must never carry CR or LF: they would let text that came from elsewhere (a remote
@@ -174,6 +202,20 @@ mod tests {
     fn multi_line_every_line_has_the_code() {
         let r = Reply { code: 214, enhanced: Some(Enhanced(2, 0, 0)), lines: vec!["a".into(), "b".into()] };
         assert_eq!(r.to_wire(), "214-2.0.0 a\r\n214 2.0.0 b\r\n");
+    }
+
+    #[test]
+    fn wire_form_numbers_match_display() {
+        let codes = [0, 7, 99, 220, 250, 554, 65535];
+        let enhanced = [Enhanced(0, 0, 0), Enhanced(2, 1, 5), Enhanced(5, 7, 26), Enhanced(9, 999, 65535)];
+        for code in codes {
+            assert_eq!(Reply::plain(code, Vec::new()).to_wire(), format!("{code}\r\n"));
+            assert_eq!(Reply::plain(code, vec!["x".into()]).to_wire(), format!("{code} x\r\n"));
+            for e in enhanced {
+                let r = Reply { code, enhanced: Some(e), lines: vec!["a b".into(), String::new()] };
+                assert_eq!(r.to_wire(), format!("{code}-{e} a b\r\n{code} {e} \r\n"));
+            }
+        }
     }
 
     #[test]

@@ -57,41 +57,54 @@ fn corrupt(reason: impl Into<String>) -> DecodeError {
     DecodeError::Corrupt(reason.into())
 }
 
-/// A length formatted for a length field.
-pub(crate) fn len_field(len: u64) -> String {
-    format!("{len:0LEN_DIGITS$}")
+/// A length formatted for a length field: [`LEN_DIGITS`] decimal digits, zero-padded (every
+/// `u64` fits). An array, not a `String`: every message writes two of them.
+pub(crate) fn len_field(len: u64) -> [u8; LEN_DIGITS] {
+    let mut field = [b'0'; LEN_DIGITS];
+    let mut rest = len;
+    for digit in field.iter_mut().rev() {
+        *digit = b"0123456789"[(rest % 10) as usize];
+        rest /= 10;
+    }
+    field
 }
 
 /// The first line of a batch file of `count` messages.
-pub(crate) fn batch_header(count: usize) -> Vec<u8> {
+pub(crate) fn batch_header(count: usize) -> [u8; BATCH_HEADER_LEN] {
     debug_assert!(count > 0 && count.to_string().len() <= COUNT_DIGITS);
-    let header = format!("{}{count:0COUNT_DIGITS$}\n", String::from_utf8_lossy(V2_PREFIX)).into_bytes();
-    debug_assert_eq!(header.len(), BATCH_HEADER_LEN);
+    let mut header = [b'\n'; BATCH_HEADER_LEN];
+    header[..V2_PREFIX.len()].copy_from_slice(V2_PREFIX);
+    let digits = len_field(count as u64);
+    header[V2_PREFIX.len()..BATCH_HEADER_LEN - 1].copy_from_slice(&digits[LEN_DIGITS - COUNT_DIGITS..]);
     header
 }
 
 /// The record line of a message: mark, id, envelope length, body length
 /// (zero until [`set_body_len`]), the envelope as compact JSON, `\n`.
 pub(crate) fn encode_record_line(envelope: &Envelope) -> Result<Vec<u8>, serde_json::Error> {
-    // Compact JSON escapes control characters, so it never contains '\n'.
-    let json = serde_json::to_vec(envelope)?;
-    let mut line = Vec::with_capacity(RECORD_PREFIX + json.len() + 1);
+    /// Room for a usual envelope, so that the line is allocated once.
+    const ENVELOPE_GUESS: usize = 512;
+    let mut line = Vec::with_capacity(RECORD_PREFIX + ENVELOPE_GUESS);
     line.extend_from_slice(RECORD_MARK);
     line.extend_from_slice(envelope.id.as_str().as_bytes());
     line.push(b' ');
-    line.extend_from_slice(len_field(json.len() as u64).as_bytes());
+    line.extend_from_slice(&len_field(0));
     line.push(b' ');
-    line.extend_from_slice(len_field(0).as_bytes());
+    line.extend_from_slice(&len_field(0));
     line.push(b' ');
     debug_assert_eq!(line.len(), RECORD_PREFIX);
-    line.extend_from_slice(&json);
+    // Serialized in place (no separate JSON buffer), then its length filled in. Compact JSON
+    // escapes control characters, so it never contains '\n'.
+    serde_json::to_writer(&mut line, envelope)?;
+    let json_len = (line.len() - RECORD_PREFIX) as u64;
+    line[ENV_LEN_AT..ENV_LEN_AT + LEN_DIGITS].copy_from_slice(&len_field(json_len));
     line.push(b'\n');
     Ok(line)
 }
 
 /// Writes the body length into a line produced by [`encode_record_line`].
 pub(crate) fn set_body_len(line: &mut [u8], len: u64) {
-    line[BODY_LEN_AT..BODY_LEN_AT + LEN_DIGITS].copy_from_slice(len_field(len).as_bytes());
+    line[BODY_LEN_AT..BODY_LEN_AT + LEN_DIGITS].copy_from_slice(&len_field(len));
 }
 
 /// Where one message lies in a batch file.

@@ -121,7 +121,8 @@ impl MessageWriter {
             None => {
                 // A one-message batch file, so that commit only renames it.
                 let mut file = self.create_temp()?;
-                file.write_all(&[&format::batch_header(1), &self.head[..]].concat()).map_err(io_err("write", &path))?;
+                file.write_all(&[&format::batch_header(1)[..], &self.head[..]].concat())
+                    .map_err(io_err("write", &path))?;
                 file
             }
         };
@@ -199,7 +200,7 @@ impl MessageWriter {
         let on_disk = self.len - self.buf.len() as u64;
         let mut new = create_file(&scratch)?;
         let result = (|| {
-            new.write_all(&[&format::batch_header(1), head].concat()).map_err(io_err("write", &scratch))?;
+            new.write_all(&[&format::batch_header(1)[..], head].concat()).map_err(io_err("write", &scratch))?;
             old.seek(SeekFrom::Start(self.body_at())).map_err(io_err("seek", &path))?;
             let copied = io::copy(&mut old.take(on_disk), &mut new).map_err(io_err("copy", &path))?;
             if copied != on_disk {
@@ -294,7 +295,7 @@ impl MessageWriter {
         let path = self.spool.tmp_path(&self.id);
         file.write_all(&self.buf).map_err(io_err("write", &path))?;
         let size = format::len_field(self.len);
-        file.write_all_at(size.as_bytes(), SPILLED_BODY_LEN_AT).map_err(io_err("write", &path))?;
+        file.write_all_at(&size, SPILLED_BODY_LEN_AT).map_err(io_err("write", &path))?;
         let started = std::time::Instant::now();
         file.sync_all().map_err(io_err("fsync", &path))?;
         self.spool.file_sync.record(started.elapsed());

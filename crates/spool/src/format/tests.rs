@@ -28,7 +28,7 @@ fn envelope(n: u64, rcpts: usize) -> Envelope {
 
 /// A batch file of the given (envelope, body) pairs.
 fn batch(messages: &[(Envelope, &[u8])]) -> Vec<u8> {
-    let mut file = batch_header(messages.len());
+    let mut file = batch_header(messages.len()).to_vec();
     for (env, body) in messages {
         let mut line = encode_record_line(env).unwrap();
         set_body_len(&mut line, body.len() as u64);
@@ -46,8 +46,19 @@ fn record_line_layout() {
     let json = serde_json::to_string(&env).unwrap();
     let expected = format!("M 00000000000000AB {:020} 00000000000000005120 {json}\n", json.len());
     assert_eq!(String::from_utf8(line).unwrap(), expected);
-    assert_eq!(batch_header(3), b"DAKIYA-SPOOL 2 00000003\n");
+    assert_eq!(&batch_header(3), b"DAKIYA-SPOOL 2 00000003\n");
+    assert_eq!(&batch_header(12_345_678), b"DAKIYA-SPOOL 2 12345678\n");
     assert_eq!(SPILLED_BODY_LEN_AT, 24 + 40);
+}
+
+#[test]
+fn length_fields_are_twenty_zero_padded_digits() {
+    assert_eq!(&len_field(0), b"00000000000000000000");
+    assert_eq!(&len_field(5120), b"00000000000000005120");
+    assert_eq!(&len_field(u64::MAX), b"18446744073709551615");
+    for len in [1, 9, 10, 99, 100, 1 << 40, u64::MAX - 1] {
+        assert_eq!(len_field(len).to_vec(), format!("{len:020}").into_bytes());
+    }
 }
 
 #[test]
