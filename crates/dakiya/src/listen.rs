@@ -287,6 +287,9 @@ impl Started {
         if let Some(g) = shared.greylist.clone() {
             let _ = tokio::task::spawn_blocking(move || g.save_if_changed()).await;
         }
+        // The history writes on a tick (docs/history.md): write what was recorded now.
+        let history = shared.history.clone();
+        let _ = tokio::task::spawn_blocking(move || history.flush(std::time::Duration::from_secs(5))).await;
         shared.counters.log("since the last summary");
     }
 }

@@ -163,10 +163,21 @@ pub enum Final {
 impl Record {
     /// The record as one line of JSON, `\n` included.
     pub fn to_line(&self) -> Vec<u8> {
-        // Serializing plain data to a Vec cannot fail.
-        let mut line = serde_json::to_vec(self).unwrap_or_default();
-        line.push(b'\n');
+        let mut line = Vec::new();
+        self.write_line(&mut line);
         line
+    }
+
+    /// Appends the record as one line of JSON, `\n` included, to `out` (the writer's
+    /// buffer, reused: no allocation per record).
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        // Serializing plain data into a Vec cannot fail; should it, the line is left out whole.
+        if serde_json::to_writer(&mut *out, self).is_ok() {
+            out.push(b'\n');
+        } else {
+            out.truncate(start);
+        }
     }
 
     /// Parses one line; `None` for anything that is not a whole record (a damaged or
@@ -181,14 +192,16 @@ impl Received {
     /// [`MAX_RCPTS`] entries.
     pub fn clipped(mut self) -> Received {
         for s in [&mut self.client, &mut self.helo, &mut self.sender, &mut self.listener] {
-            *s = clip(s, MAX_NAME);
+            clip_in_place(s, MAX_NAME);
         }
         for s in [&mut self.client_name, &mut self.tls, &mut self.user, &mut self.message_id].into_iter().flatten() {
-            *s = clip(s, MAX_NAME);
+            clip_in_place(s, MAX_NAME);
         }
         self.nrcpt = self.nrcpt.max(self.rcpts.len());
         self.rcpts.truncate(MAX_RCPTS);
-        self.rcpts = self.rcpts.iter().map(|r| clip(r, MAX_NAME)).collect();
+        for r in &mut self.rcpts {
+            clip_in_place(r, MAX_NAME);
+        }
         self
     }
 }
@@ -196,11 +209,13 @@ impl Received {
 impl Attempt {
     /// Bounds every field: names to [`MAX_NAME`] bytes, the reply to [`MAX_TEXT`].
     pub fn clipped(mut self) -> Attempt {
-        self.rcpt = clip(&self.rcpt, MAX_NAME);
+        clip_in_place(&mut self.rcpt, MAX_NAME);
         for s in [&mut self.hop, &mut self.tls].into_iter().flatten() {
-            *s = clip(s, MAX_NAME);
+            clip_in_place(s, MAX_NAME);
         }
-        self.reply = self.reply.map(|r| clip(&r, MAX_TEXT));
+        if let Some(r) = &mut self.reply {
+            clip_in_place(r, MAX_TEXT);
+        }
         self
     }
 }
@@ -223,6 +238,14 @@ pub fn clip(s: &str, max: usize) -> String {
     }
     out.push_str(MARK);
     out
+}
+
+/// [`clip`] of `s` in place: the string is rebuilt only when it is too long or has a control
+/// character, so the usual field costs no allocation.
+fn clip_in_place(s: &mut String, max: usize) {
+    if s.len() > max || s.chars().any(char::is_control) {
+        *s = clip(s, max);
+    }
 }
 
 /// The `method=result` pairs of an `Authentication-Results:` field (RFC 8601 §2.2) found in
