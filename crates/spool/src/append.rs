@@ -32,21 +32,26 @@ pub(crate) fn append(
     if let Some(open) = log {
         // One write(): a crash tears at most this record, which readers ignore.
         let written = (&open.file).write_all(line);
-        if written.is_err() {
+        match written {
+            Ok(()) => open.len += line.len() as u64,
             // Maybe a partial line: the next append reopens and cuts it.
-            *log = None;
+            Err(_) => *log = None,
         }
         return written.map_err(io_err("write", path));
     }
-    let file = match open_existing(path)? {
-        Some(file) => {
+    // Marked before the log can appear, so that a reader never skips a log that exists. A
+    // log known absent is not looked for (one failing `openat` per batch saved).
+    let known_absent = !batch.has_log.swap(true, Ordering::AcqRel);
+    let existing = if known_absent { None } else { open_existing(path)? };
+    let (file, len) = match existing {
+        Some((file, len)) => {
             (&file).write_all(line).map_err(io_err("write", path))?;
-            file
+            (file, len + line.len() as u64)
         }
         None => create(inner, path, line)?,
     };
     if inner.open_logs.fetch_add(1, Ordering::Relaxed) < OPEN_LOGS_MAX {
-        *log = Some(OpenLog { file, slot: Arc::clone(&inner.open_logs) });
+        *log = Some(OpenLog { file, len, slot: Arc::clone(&inner.open_logs) });
     } else {
         inner.open_logs.fetch_sub(1, Ordering::Relaxed);
     }
@@ -55,8 +60,8 @@ pub(crate) fn append(
 
 /// Makes the log with its header and first `line`: from a recycled file
 /// (written, then renamed into `queue/`, so the name never shows an empty
-/// or stale file), else by creating it.
-fn create(inner: &Inner, path: &Path, line: &[u8]) -> Result<File, SpoolError> {
+/// or stale file), else by creating it. Returns it with its length.
+fn create(inner: &Inner, path: &Path, line: &[u8]) -> Result<(File, u64), SpoolError> {
     let data = [STATUS_HEADER, line].concat();
     if let Some(free) = inner.pool.take(&inner.queue_sync) {
         let reused = (|| {
@@ -67,35 +72,36 @@ fn create(inner: &Inner, path: &Path, line: &[u8]) -> Result<File, SpoolError> {
             Ok::<_, io::Error>(file)
         })();
         match reused {
-            Ok(file) => return Ok(file),
+            Ok(file) => return Ok((file, data.len() as u64)),
             Err(e) => {
                 tracing::warn!(path = %free.display(), error = %e, "spool: could not reuse a free file");
                 let _ = fs::remove_file(&free);
             }
         }
     }
-    let file = open_status_log(path, true)?.ok_or_else(|| io_err("open", path)(io::ErrorKind::NotFound.into()))?;
-    let data = if file.metadata().map_err(io_err("stat", path))?.len() == 0 { &data[..] } else { line };
+    let opened = open_status_log(path, true)?;
+    let (file, len) = opened.ok_or_else(|| io_err("open", path)(io::ErrorKind::NotFound.into()))?;
+    let data = if len == 0 { &data[..] } else { line };
     (&file).write_all(data).map_err(io_err("write", path))?;
-    Ok(file)
+    Ok((file, len + data.len() as u64))
 }
 
-/// Opens an existing log for appending, or `None` if there is none.
-fn open_existing(path: &Path) -> Result<Option<File>, SpoolError> {
-    let file = open_status_log(path, false)?;
-    let Some(file) = file else { return Ok(None) };
-    if file.metadata().map_err(io_err("stat", path))?.len() == 0 {
+/// Opens an existing log for appending, with its length, or `None` if there is none.
+fn open_existing(path: &Path) -> Result<Option<(File, u64)>, SpoolError> {
+    let Some((file, len)) = open_status_log(path, false)? else { return Ok(None) };
+    if len == 0 {
         // Only its header was torn away: write it again.
         (&file).write_all(STATUS_HEADER).map_err(io_err("write", path))?;
+        return Ok(Some((file, STATUS_HEADER.len() as u64)));
     }
-    Ok(Some(file))
+    Ok(Some((file, len)))
 }
 
-/// Opens a status log for appending (creating it if `create`), or `None`
-/// if it does not exist. A torn last line (crash mid-append) is cut off
-/// first, so the next record starts on a line of its own; a log whose
-/// header itself was torn is left empty.
-fn open_status_log(path: &Path, create: bool) -> Result<Option<File>, SpoolError> {
+/// Opens a status log for appending (creating it if `create`), with its
+/// length, or `None` if it does not exist. A torn last line (crash
+/// mid-append) is cut off first, so the next record starts on a line of its
+/// own; a log whose header itself was torn is left empty.
+fn open_status_log(path: &Path, create: bool) -> Result<Option<(File, u64)>, SpoolError> {
     let opened = OpenOptions::new().read(true).append(true).create(create).mode(0o600).open(path);
     let file = match opened {
         Ok(file) => file,
@@ -108,12 +114,12 @@ fn open_status_log(path: &Path, create: bool) -> Result<Option<File>, SpoolError
         file.read_exact_at(&mut last, len - 1).map_err(io_err("read", path))?;
     }
     if len == 0 || last[0] == b'\n' {
-        return Ok(Some(file));
+        return Ok(Some((file, len)));
     }
     let mut data = Vec::new();
     io::Read::read_to_end(&mut &file, &mut data).map_err(io_err("read", path))?;
     let keep = status::complete_len(&data);
     tracing::warn!(path = %path.display(), cut = data.len() - keep, "status log: dropping torn last line");
     file.set_len(keep as u64).map_err(io_err("truncate", path))?;
-    Ok(Some(file))
+    Ok(Some((file, keep as u64)))
 }

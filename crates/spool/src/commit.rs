@@ -33,6 +33,7 @@ use crate::error::io_err;
 use crate::format::{self, BATCH_HEADER_LEN, Extent};
 use crate::index::BatchFile;
 use crate::inner::Inner;
+use crate::recent::Committed;
 use crate::{QueueId, SpoolError};
 
 /// A round's small messages go into one batch file up to these limits, then
@@ -128,6 +129,8 @@ pub(crate) struct Committer {
 struct Renamed {
     batch: Arc<BatchFile>,
     members: Vec<(u64, QueueId, Extent)>,
+    /// The members' bytes as written, in order (none for a spilled message), for recent.rs.
+    bytes: Vec<Committed>,
 }
 
 impl Committer {
@@ -403,6 +406,10 @@ fn run_round(inner: &Inner, jobs: Vec<Job>, outcomes: &mut Vec<(u64, Outcome)>) 
     let mut sizes = Vec::with_capacity(renamed.len());
     for file in renamed {
         sizes.push(file.members.len());
+        // Durable now: the very bytes written serve the messages' first delivery run.
+        for ((_, id, _), bytes) in file.members.iter().zip(file.bytes) {
+            inner.recent.keep(id.clone(), bytes);
+        }
         let members = file.members.into_iter().map(|(ticket, id, extent)| {
             outcomes.push((ticket, Ok(())));
             (id, extent)
@@ -434,7 +441,10 @@ fn write_round(inner: &Inner, jobs: Vec<Job>, failed: &mut Vec<(u64, Outcome)>) 
                 let batch = Arc::new(BatchFile::new(job.id.clone(), &inner.queue, 1, false));
                 let tmp = inner.tmp_path(&job.id);
                 match fs::rename(&tmp, &batch.path) {
-                    Ok(()) => renamed.push(Renamed { batch, members: vec![(job.ticket, job.id, extent)] }),
+                    Ok(()) => {
+                        let members = vec![(job.ticket, job.id, extent)];
+                        renamed.push(Renamed { batch, members, bytes: Vec::new() });
+                    }
                     Err(e) => failed.push((job.ticket, Err(io_err("rename", tmp)(e)))),
                 }
             }
@@ -459,12 +469,15 @@ fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, fai
     match try_write_batch(inner, &small) {
         Ok(batch) => {
             let mut at = BATCH_HEADER_LEN as u64;
+            let mut bytes = Vec::with_capacity(small.len());
             let members = small.into_iter().map(|m| {
                 let extent = Extent::of_record(at, m.line.len() as u64, m.body.len() as u64);
                 at = extent.body_off + extent.body_len;
+                bytes.push(Committed { line: m.line, body: m.body });
                 (m.ticket, m.id, extent)
             });
-            renamed.push(Renamed { batch, members: members.collect() });
+            let members = members.collect();
+            renamed.push(Renamed { batch, members, bytes });
         }
         Err(e) => failed.extend(small.iter().map(|m| (m.ticket, Err(e.duplicate())))),
     }

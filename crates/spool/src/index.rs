@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::format::Extent;
 use crate::openlog::OpenLog;
@@ -32,26 +32,45 @@ pub(crate) struct BatchFile {
     pub log_sync: GroupSync<LogFile>,
     /// Whether the log's directory entry is known to be durable.
     pub log_durable: AtomicBool,
+    /// Whether the batch may have a status log. `false` only while it is
+    /// known to have none: a batch this process committed, or one found at
+    /// open without a log, until the first append ([`crate::append`] sets it
+    /// before the log can appear). Readers then skip the log (no failing
+    /// `openat` per load: docs/performance.md, 7.x "first delivery from memory").
+    pub has_log: AtomicBool,
     /// Messages the file holds (live or not). Status records without an id
     /// (version-1 logs) apply only to a file of one message.
     pub messages: usize,
+    /// The batch file's length, once known (where its last record ends): the pool takes it
+    /// instead of asking the file system when the file is recycled.
+    pub len: OnceLock<u64>,
 }
 
 impl BatchFile {
-    pub fn new(name: QueueId, queue: &Path, messages: usize, log_durable: bool) -> BatchFile {
+    /// A batch named `name` in `queue`. `at_open`: found by the scan at open
+    /// (its log, if any, is durable, and it may have one; the scan tells
+    /// [`Self::has_log`] exactly), else just committed (no log yet).
+    pub fn new(name: QueueId, queue: &Path, messages: usize, at_open: bool) -> BatchFile {
         BatchFile {
             path: queue.join(format!("{name}.{}", MSG_EXT)),
             log_sync: GroupSync::new(LogFile(queue.join(format!("{name}.{}", STATUS_EXT)))),
             name,
             lock: Mutex::new(None),
-            log_durable: AtomicBool::new(log_durable),
+            log_durable: AtomicBool::new(at_open),
+            has_log: AtomicBool::new(at_open),
             messages,
+            len: OnceLock::new(),
         }
     }
 
     /// `queue/NAME.status`.
     pub fn log_path(&self) -> &Path {
         &self.log_sync.target().0
+    }
+
+    /// Whether the batch may have a status log (see [`Self::has_log`]).
+    pub fn may_have_log(&self) -> bool {
+        self.has_log.load(Ordering::Acquire)
     }
 
     /// Takes the batch's lock (appends to its log, removal of its messages).
@@ -128,6 +147,11 @@ impl Index {
     /// Adds a batch file and its live messages (releasing their claims).
     pub fn add_batch(&mut self, batch: Arc<BatchFile>, members: Vec<(QueueId, Extent)>) {
         let count = members.len();
+        // Records tile the file: where the last ends, it ends (unless the scan at open, which
+        // saw every record and not only the live ones, said so first).
+        if let Some(end) = members.iter().map(|(_, e)| e.body_off + e.body_len).max() {
+            let _ = batch.len.set(end);
+        }
         for (id, extent) in members {
             self.reserved.remove(&id);
             self.messages.insert(id, Loc { batch: Arc::clone(&batch), extent });

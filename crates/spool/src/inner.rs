@@ -10,6 +10,7 @@ use crate::error::io_err;
 use crate::index::Index;
 use crate::latency::Latencies;
 use crate::pool::Pool;
+use crate::recent::Recent;
 use crate::{GroupSync, QueueId, SpoolError};
 
 pub(crate) struct Inner {
@@ -24,6 +25,8 @@ pub(crate) struct Inner {
     pub pool: Pool,
     /// Status logs kept open for appending (bounded by `OPEN_LOGS_MAX`).
     pub open_logs: Arc<AtomicUsize>,
+    /// Messages just committed, kept in memory for their first delivery run.
+    pub recent: Recent,
     index: Mutex<Index>,
     /// Held (flock) for the life of the spool.
     _lock: File,
@@ -34,7 +37,8 @@ impl Inner {
     pub fn new(root: PathBuf, tmp: PathBuf, queue: PathBuf, queue_sync: GroupSync<File>, lock: File) -> Inner {
         let (index, file_sync) = (Mutex::new(Index::default()), Latencies::default());
         let (pool, open_logs) = (Pool::new(tmp.clone()), Arc::default());
-        Inner { root, tmp, queue, queue_sync, file_sync, pool, open_logs, index, _lock: lock }
+        let recent = Recent::new();
+        Inner { root, tmp, queue, queue_sync, file_sync, pool, open_logs, recent, index, _lock: lock }
     }
 
     pub fn tmp_path(&self, id: &QueueId) -> PathBuf {

@@ -12,6 +12,9 @@ pub(crate) const OPEN_LOGS_MAX: usize = 256;
 /// A status log open for appending, its tail known to end a line.
 pub(crate) struct OpenLog {
     pub(crate) file: File,
+    /// The log's length after the last append through this descriptor (so that the pool
+    /// need not ask for it when the log is recycled).
+    pub(crate) len: u64,
     /// The spool's count of open logs; decremented on drop.
     pub(crate) slot: Arc<AtomicUsize>,
 }

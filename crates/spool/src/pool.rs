@@ -97,10 +97,12 @@ impl Pool {
 
     /// Takes `path` (a file in `queue/` whose messages are all done) out of
     /// the queue: renames it into the pool, or unlinks it if the pool is
-    /// full. A missing file is not an error. Nothing is fsynced. The pool's
+    /// full. `len` is the file's length when the caller knows it (else it is
+    /// asked of the file system: one `statx`). A missing file is not an
+    /// error. Nothing is fsynced. The pool's
     /// lock is not held across the file operations: a truncation frees
     /// blocks, which can take milliseconds, and commits must not wait on it.
-    pub fn recycle(&self, path: &Path, queue_sync: &GroupSync<fs::File>) -> io::Result<()> {
+    pub fn recycle(&self, path: &Path, len: Option<u64>, queue_sync: &GroupSync<fs::File>) -> io::Result<()> {
         let mut state = self.lock();
         if state.free.len() + state.entering >= state.max_files {
             drop(state);
@@ -119,7 +121,7 @@ impl Pool {
         let renamed = fs::rename(path, &free);
         // Taken after the rename returned: only a sync started later covers it.
         let mark = queue_sync.mark();
-        let entered = renamed.and_then(|()| self.admit(n));
+        let entered = renamed.and_then(|()| self.admit(n, len));
         let mut state = self.lock();
         state.entering -= 1;
         match entered {
@@ -153,7 +155,7 @@ impl Pool {
         drop(state);
         // The open's fsync of `queue/` starts after this mark.
         let mark = queue_sync.mark();
-        let len = self.admit(n)?;
+        let len = self.admit(n, None)?;
         let mut state = self.lock();
         state.free.push_back(Free { n, mark, len });
         state.counts.recycled += 1;
@@ -162,12 +164,16 @@ impl Pool {
 
     /// Makes `tmp/free-{n}` ready to join the pool: counts its bytes in, or
     /// cuts it to length 0 if they would take the pool past its bound.
-    /// Returns its length in the pool. On error the file is unlinked (best
-    /// effort): it does not join.
-    fn admit(&self, n: u64) -> io::Result<u64> {
+    /// `known`: its length, if the caller knows it. Returns its length in
+    /// the pool. On error the file is unlinked (best effort): it does not
+    /// join.
+    fn admit(&self, n: u64, known: Option<u64>) -> io::Result<u64> {
         let path = self.path(n);
         let result = (|| {
-            let len = fs::symlink_metadata(&path)?.len();
+            let len = match known {
+                Some(len) => len,
+                None => fs::symlink_metadata(&path)?.len(),
+            };
             let mut state = self.lock();
             if state.bytes + len <= state.max_bytes {
                 state.bytes += len;

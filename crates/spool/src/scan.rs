@@ -7,9 +7,10 @@ use std::io::{self, ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::error::io_err;
-use crate::format::{self, DecodeError, Found};
+use crate::format::{self, DecodeError, Extent, Found, ReadAt};
 use crate::index::{BatchFile, Foreign, Loc, MSG_EXT, STATUS_EXT};
 use crate::spool::{CORRUPT_DIR, ignore_missing};
 use crate::status::StatusLog;
@@ -18,16 +19,27 @@ use crate::{QueueId, QueuedMessage, Spool, SpoolError};
 /// The body of a queued message, exactly the bytes given to
 /// [`crate::MessageWriter::write`]. Reads are positioned (`pread`), so no seek is needed and
 /// [`rewind`](Body::rewind) reads it again without reopening the file. Unbuffered: read in
-/// large chunks (or wrap it in a `BufReader`).
+/// large chunks (or wrap it in a `BufReader`). The first [`Spool::load_with_body`] of a
+/// message just committed gives a body held in memory (the bytes that were written): reads
+/// then copy from there.
 pub struct Body {
-    file: File,
-    /// Where the body starts in the batch file.
-    start: u64,
+    src: Source,
     /// How far into the body the next read starts.
     pos: u64,
     len: u64,
-    /// Keeps the batch's file out of the pool of reused files while read.
-    _batch: Arc<BatchFile>,
+}
+
+/// Where a [`Body`]'s bytes are.
+enum Source {
+    File {
+        file: File,
+        /// Where the body starts in the batch file.
+        start: u64,
+        /// Keeps the batch's file out of the pool of reused files while read.
+        _batch: Arc<BatchFile>,
+    },
+    /// The committed bytes themselves (recent.rs); nothing to keep out of the pool.
+    Memory(Vec<u8>),
 }
 
 impl Body {
@@ -45,6 +57,11 @@ impl Body {
     pub fn rewind(&mut self) {
         self.pos = 0;
     }
+
+    /// Whether the body is held in memory (read without system calls).
+    pub fn is_in_memory(&self) -> bool {
+        matches!(self.src, Source::Memory(_))
+    }
 }
 
 impl Read for Body {
@@ -54,7 +71,16 @@ impl Read for Body {
         if want == 0 {
             return Ok(0);
         }
-        let n = self.file.read_at(&mut buf[..want], self.start + self.pos)?;
+        let n = match &self.src {
+            Source::File { file, start, .. } => FileExt::read_at(file, &mut buf[..want], start + self.pos)?,
+            Source::Memory(bytes) => {
+                let from = usize::try_from(self.pos).unwrap_or(usize::MAX);
+                let rest = bytes.get(from..).unwrap_or_default();
+                let n = want.min(rest.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                n
+            }
+        };
         self.pos += n as u64;
         Ok(n)
     }
@@ -66,8 +92,8 @@ impl Spool {
     pub fn load(&self, id: &QueueId) -> Result<QueuedMessage, SpoolError> {
         let loc = self.locate(id)?;
         let file = open_batch(&loc, id)?;
-        let log = read_log(loc.batch.log_path())?;
-        read_message(&file, id, &loc, &log)
+        let log = batch_log(&loc.batch)?;
+        read_message(&file, id, &loc.extent, &loc, &log)
     }
 
     /// The body of a queued message.
@@ -78,12 +104,24 @@ impl Spool {
     }
 
     /// [`load`](Self::load) and [`body`](Self::body) in one: the message and its body from
-    /// one open of its batch file (a delivery run reads both).
+    /// one open of its batch file (a delivery run reads both). The first call for a message
+    /// just committed reads no file at all: its envelope and body come from the bytes the
+    /// commit wrote, kept in memory (recent.rs; bounded, else read from disk as here), and
+    /// its states from the status log if the batch has one.
     pub fn load_with_body(&self, id: &QueueId) -> Result<(QueuedMessage, Body), SpoolError> {
         let loc = self.locate(id)?;
+        if let Some(kept) = self.inner.recent.take(id)
+            && kept.body.len() as u64 == loc.extent.body_len
+        {
+            let extent = Extent::of_record(0, kept.line.len() as u64, loc.extent.body_len);
+            let log = batch_log(&loc.batch)?;
+            let message = read_message(&kept.line[..], id, &extent, &loc, &log)?;
+            let len = loc.extent.body_len;
+            return Ok((message, Body { src: Source::Memory(kept.body), pos: 0, len }));
+        }
         let file = open_batch(&loc, id)?;
-        let log = read_log(loc.batch.log_path())?;
-        let message = read_message(&file, id, &loc, &log)?;
+        let log = batch_log(&loc.batch)?;
+        let message = read_message(&file, id, &loc.extent, &loc, &log)?;
         Ok((message, body_of(file, &loc)))
     }
 
@@ -99,8 +137,9 @@ impl Spool {
             // One open and one log read per batch file.
             let batch = &members[0].1.batch;
             let read = File::open(&batch.path).map_err(io_err("open", &batch.path)).and_then(|file| {
-                let log = read_log(batch.log_path())?;
-                members.iter().map(|(id, loc)| read_message(&file, id, loc, &log)).collect::<Result<Vec<_>, _>>()
+                let log = batch_log(batch)?;
+                let read = |(id, loc): &(QueueId, Loc)| read_message(&file, id, &loc.extent, loc, &log);
+                members.iter().map(read).collect::<Result<Vec<_>, _>>()
             });
             match read {
                 Ok(found) => messages.extend(found),
@@ -163,7 +202,7 @@ impl Spool {
             let batch = BatchFile::new(name.clone(), &self.inner.queue, 0, true);
             let why = match scan_batch(&batch.path, batch.log_path(), name) {
                 Ok((found, log)) => {
-                    self.index_batch(name, found, &log)?;
+                    self.index_batch(name, found, log)?;
                     continue;
                 }
                 Err(SpoolError::Corrupt { path, reason }) => {
@@ -185,7 +224,7 @@ impl Spool {
 
     /// Indexes the messages of a batch that are not done, or deletes the
     /// batch if they all are.
-    fn index_batch(&self, name: &QueueId, found: Vec<Found>, log: &StatusLog) -> Result<(), SpoolError> {
+    fn index_batch(&self, name: &QueueId, found: Vec<Found>, log: Option<StatusLog>) -> Result<(), SpoolError> {
         let mut index = self.inner.index();
         if let Some(dup) = found.iter().find(|f| index.is_taken(&f.envelope.id)) {
             let reason = format!("message {} is also queued in another file", dup.envelope.id);
@@ -194,6 +233,12 @@ impl Spool {
             return Ok(());
         }
         let batch = Arc::new(BatchFile::new(name.clone(), &self.inner.queue, found.len(), true));
+        // Known now whether it has a log: without one, loads need not look for it.
+        batch.has_log.store(log.is_some(), Ordering::Release);
+        if let Some(end) = found.iter().map(|f| f.extent.body_off + f.extent.body_len).max() {
+            let _ = batch.len.set(end);
+        }
+        let log = log.unwrap_or_default();
         let live: Vec<_> = found
             .into_iter()
             .filter(|f| !log.done.contains(&f.envelope.id))
@@ -226,8 +271,8 @@ impl Spool {
     }
 }
 
-/// Decodes a whole batch file and its status log.
-fn scan_batch(path: &Path, log_path: &Path, name: &QueueId) -> Result<(Vec<Found>, StatusLog), SpoolError> {
+/// Decodes a whole batch file and its status log (`None`: there is none).
+fn scan_batch(path: &Path, log_path: &Path, name: &QueueId) -> Result<(Vec<Found>, Option<StatusLog>), SpoolError> {
     let file = File::open(path).map_err(io_err("open", path))?;
     let len = file.metadata().map_err(io_err("stat", path))?.len();
     let found = format::read_batch(&file, len).map_err(|e| decode_err(e, path))?;
@@ -236,13 +281,14 @@ fn scan_batch(path: &Path, log_path: &Path, name: &QueueId) -> Result<(Vec<Found
         let reason = format!("first message is {}, not the file's name", found[0].envelope.id);
         return Err(SpoolError::Corrupt { path: path.to_owned(), reason });
     }
-    let log = read_log(log_path)?;
+    let log = read_log_if_any(log_path)?;
     Ok((found, log))
 }
 
 /// The body of the message at `loc` in its open batch `file`.
 fn body_of(file: File, loc: &Loc) -> Body {
-    Body { file, start: loc.extent.body_off, pos: 0, len: loc.extent.body_len, _batch: Arc::clone(&loc.batch) }
+    let src = Source::File { file, start: loc.extent.body_off, _batch: Arc::clone(&loc.batch) };
+    Body { src, pos: 0, len: loc.extent.body_len }
 }
 
 /// Opens the batch file holding `id`.
@@ -255,11 +301,20 @@ fn open_batch(loc: &Loc, id: &QueueId) -> Result<File, SpoolError> {
     }
 }
 
-/// Reads the status log of a batch; a missing log is an empty one.
-fn read_log(path: &Path) -> Result<StatusLog, SpoolError> {
+/// The status log of a batch; a missing log is an empty one, and a batch known to have none
+/// is not looked for.
+fn batch_log(batch: &BatchFile) -> Result<StatusLog, SpoolError> {
+    if !batch.may_have_log() {
+        return Ok(StatusLog::default());
+    }
+    Ok(read_log_if_any(batch.log_path())?.unwrap_or_default())
+}
+
+/// Reads a status log, or `None` if there is none.
+fn read_log_if_any(path: &Path) -> Result<Option<StatusLog>, SpoolError> {
     let data = match fs::read(path) {
         Ok(data) => data,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(StatusLog::default()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", path)(e)),
     };
     let log = StatusLog::parse(&data).map_err(|e| decode_err(e, path))?;
@@ -270,13 +325,20 @@ fn read_log(path: &Path) -> Result<StatusLog, SpoolError> {
     } else if report.torn_tail {
         tracing::info!(path = %path.display(), "spool: ignored torn last status record");
     }
-    Ok(log)
+    Ok(Some(log))
 }
 
-/// Reads one message's envelope from its batch file and applies its log.
-fn read_message(file: &File, id: &QueueId, loc: &Loc, log: &StatusLog) -> Result<QueuedMessage, SpoolError> {
+/// Reads one message's envelope at `extent` of `src` (its batch file, or its record line
+/// kept in memory) and applies its log.
+fn read_message<R: ReadAt + ?Sized>(
+    src: &R,
+    id: &QueueId,
+    extent: &Extent,
+    loc: &Loc,
+    log: &StatusLog,
+) -> Result<QueuedMessage, SpoolError> {
     let path = &loc.batch.path;
-    let envelope = format::read_envelope(file, &loc.extent).map_err(|e| decode_err(e, path))?;
+    let envelope = format::read_envelope(src, extent).map_err(|e| decode_err(e, path))?;
     if envelope.id != *id {
         let reason = format!("envelope of {id} names id {}", envelope.id);
         return Err(SpoolError::Corrupt { path: path.clone(), reason });

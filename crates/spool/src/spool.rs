@@ -12,7 +12,7 @@ use crate::commit::{CommitStats, Committer};
 use crate::error::io_err;
 use crate::index::{MSG_EXT, STATUS_EXT};
 use crate::inner::Inner;
-use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, SpoolError};
+use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, RecentStats, SpoolError};
 use crate::{pool, status};
 
 /// Subdirectory for files being written and the pool of free files; at
@@ -179,13 +179,16 @@ impl Spool {
         let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
         let mut log = batch.lock();
         let live = self.inner.index().live_in_batch(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?;
+        self.inner.recent.forget(id);
         if live > 1 {
             append(&self.inner, &batch, &mut log, &status::encode_done(id))?;
             self.inner.index().remove(id);
             return Ok(());
         }
         self.inner.index().remove(id);
-        *log = None;
+        let log_len = log.take().map(|open| open.len);
+        // A batch known to have no log (one message, or all removed at once) has none to move.
+        let has_log = batch.may_have_log();
         // The batch first: a crash in between leaves an orphan log, which
         // open deletes. No directory fsync: like the done records, a crash
         // may bring the batch back, and its messages are delivered again.
@@ -195,10 +198,16 @@ impl Spool {
         let pool = &self.inner.pool;
         let sync = &self.inner.queue_sync;
         if Arc::strong_count(&batch) == 1 {
-            pool.recycle(&batch.path, sync).map_err(io_err("rename", &batch.path))?;
-            return pool.recycle(batch.log_path(), sync).map_err(io_err("rename", batch.log_path()));
+            pool.recycle(&batch.path, batch.len.get().copied(), sync).map_err(io_err("rename", &batch.path))?;
+            if !has_log {
+                return Ok(());
+            }
+            return pool.recycle(batch.log_path(), log_len, sync).map_err(io_err("rename", batch.log_path()));
         }
         ignore_missing(fs::remove_file(&batch.path)).map_err(io_err("unlink", &batch.path))?;
+        if !has_log {
+            return Ok(());
+        }
         ignore_missing(fs::remove_file(batch.log_path())).map_err(io_err("unlink", batch.log_path()))
     }
 
@@ -208,6 +217,12 @@ impl Spool {
     pub fn pool_stats(&self) -> (u64, u64) {
         let counts = self.inner.pool.counts();
         (counts.recycled, counts.reused)
+    }
+
+    /// How the in-memory copies of just-committed messages served their first loads so far
+    /// (for metrics and benchmarks).
+    pub fn recent_stats(&self) -> RecentStats {
+        self.inner.recent.stats()
     }
 
     /// Cleans `tmp/`: with the lock held, everything there belongs to a

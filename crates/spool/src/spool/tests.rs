@@ -304,5 +304,6 @@ fn probe_writable_fails_while_tmp_is_not_a_directory_and_leaves_nothing() {
     spool.probe_writable().unwrap();
 }
 
+mod recent;
 mod recycle;
 mod submit;
