@@ -159,6 +159,10 @@ impl Source {
 
     /// A reader of the whole body, from its start.
     fn reader(&mut self) -> std::io::Result<Box<dyn Read + '_>> {
+        // The first run of a message just committed: the spool kept its bytes.
+        if self.body.is_in_memory() {
+            return Ok(Box::new(self.body.in_memory().unwrap_or_default()));
+        }
         if self.body.len() > IN_MEMORY {
             self.body.rewind();
             return Ok(Box::new(&mut self.body));

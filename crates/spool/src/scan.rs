@@ -62,6 +62,14 @@ impl Body {
     pub fn is_in_memory(&self) -> bool {
         matches!(self.src, Source::Memory(_))
     }
+
+    /// The whole body, if it is held in memory: read it from here without a copy.
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match &self.src {
+            Source::Memory(bytes) => Some(bytes),
+            Source::File { .. } => None,
+        }
+    }
 }
 
 impl Read for Body {

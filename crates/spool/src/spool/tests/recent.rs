@@ -8,6 +8,10 @@ use crate::QueuedMessage;
 
 fn load_body(spool: &Spool, id: &QueueId) -> (QueuedMessage, Vec<u8>, bool) {
     let (message, mut body) = spool.load_with_body(id).unwrap();
+    assert_eq!(body.in_memory().is_some(), body.is_in_memory());
+    if let Some(bytes) = body.in_memory() {
+        assert_eq!(bytes.len() as u64, body.len());
+    }
     let mut data = Vec::new();
     body.read_to_end(&mut data).unwrap();
     // Read twice, as a run with several copies does.
