@@ -9,11 +9,18 @@
 //! light. A round:
 //!
 //! 1. for each message: loads it, checks for a loop, writes each local copy (an anonymous
-//!    file, or one in `tmp/`), fsyncs it and links (renames) it into `new/` ([`run::prepare`]);
-//! 2. fsyncs the `new/` of each Maildir written to, once (through the Maildir's
+//!    file, or one in `tmp/`) and starts its writeback ([`run::prepare`]);
+//! 2. fsyncs every copy of the round: the writeback started in 1 put the block allocation of
+//!    all of them in one journal transaction, so the first fsync commits them all and the
+//!    later ones find their transaction committed (one journal commit, not one per copy);
+//! 3. links (renames) every fsynced copy into `new/`;
+//! 4. fsyncs the `new/` of each Maildir written to, once (through the Maildir's
 //!    `GroupSync`, shared with concurrent rounds);
-//! 3. only then settles each copy and records the message's new state in the spool
+//! 5. only then settles each copy and records the message's new state in the spool
 //!    ([`run::complete`]).
+//!
+//! Copies into a mailbox with a quota are written, fsynced, linked and committed one by one
+//! in 1 (the next copy's quota check must see the one before).
 //!
 //! The durability rule is the same for one message or a round (docs/maildir.md, "Delivery
 //! steps and durability"): a copy is delivered, and may be recorded done in the spool, only
@@ -44,8 +51,14 @@ pub struct Rounds {
 /// their directories.
 pub(crate) type Prepare = Box<dyn FnOnce(&mut CopyBuffers) -> Option<Box<dyn StagedStep>> + Send>;
 
-/// A local step whose copies are staged (written, fsynced, linked or renamed into `new/`).
+/// A local step whose copies are written: the round fsyncs them, links them into `new/`
+/// and commits them, each phase for every step of the round before the next phase.
 pub(crate) trait StagedStep: Send {
+    /// Phase 2: fsyncs each written copy's file (a failed copy fails, and is dropped).
+    fn fsync(&mut self);
+    /// Phase 3: links (renames) each written copy into `new/`, fsyncing it first if phase 2
+    /// did not.
+    fn link(&mut self, bufs: &mut CopyBuffers);
     /// The staged copies, to commit.
     fn staged(&self) -> Vec<(&Arc<Maildir>, &Staged)>;
     /// The second half, once every Maildir of the round is committed: `failed` says why a
@@ -114,9 +127,10 @@ pub(crate) async fn local_step<T>(
     }
 }
 
-/// Runs one round on this (blocking) thread: every message's copies, one fsync of `new/` per
-/// Maildir, then every message's outcome. A panic in one message's step is caught and ends
-/// only that message's step (its result is never sent).
+/// Runs one round on this (blocking) thread: every message's copies written, then every
+/// copy fsynced, then every copy linked into `new/`, one fsync of `new/` per Maildir, then
+/// every message's outcome. A panic in one message's step is caught and ends only that
+/// message's step (its result is never sent).
 fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
     let mut waiting: Vec<(QueueId, Box<dyn StagedStep>)> = Vec::with_capacity(round.len());
     for Request { id, prepare } in round {
@@ -126,6 +140,8 @@ fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
             Err(_) => panicked(&id),
         }
     }
+    each(&mut waiting, |step| step.fsync());
+    each(&mut waiting, |step| step.link(bufs));
     let failed = commit(waiting.iter().flat_map(|(_, s)| s.staged()));
     let failed_in = |md: &Arc<Maildir>| failed.iter().find(|(f, _)| Arc::ptr_eq(f, md)).map(|(_, why)| why.clone());
     for (id, staged) in waiting {
@@ -133,6 +149,18 @@ fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
             panicked(&id);
         }
     }
+}
+
+/// Runs `phase` on every waiting step; a step that panics is dropped (its copies not yet in
+/// `new/` with it) and its result never sent.
+fn each(waiting: &mut Vec<(QueueId, Box<dyn StagedStep>)>, mut phase: impl FnMut(&mut dyn StagedStep)) {
+    waiting.retain_mut(|(id, step)| {
+        let ok = catch_unwind(AssertUnwindSafe(|| phase(step.as_mut()))).is_ok();
+        if !ok {
+            panicked(id);
+        }
+        ok
+    });
 }
 
 /// Makes the staged copies durable: one fsync of `new/` per Maildir, after all the links
