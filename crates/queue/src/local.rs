@@ -49,6 +49,12 @@ impl Mailboxes {
         let key = (domain.to_string(), mailbox.to_string());
         self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map(|md| md.dir_sync_stats())
     }
+
+    /// How many copies' files were fsynced in `mailbox` of `domain`, if it is open.
+    pub fn file_sync_count(&self, domain: &str, mailbox: &str) -> Option<u64> {
+        let key = (domain.to_string(), mailbox.to_string());
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map(|md| md.file_sync_count())
+    }
 }
 
 /// Whether `mailbox` in `domain` is known to be full: it has a quota and its `maildirsize`

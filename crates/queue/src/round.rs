@@ -187,3 +187,6 @@ fn commit<'a>(staged: impl Iterator<Item = (&'a Arc<Maildir>, &'a Staged)>) -> V
 fn panicked(id: &QueueId) {
     tracing::error!(queue_id = %id, "delivery run failed (panic in the local step); will retry");
 }
+
+#[cfg(test)]
+mod tests;
