@@ -3,10 +3,10 @@
 //! instead of once per message (group commit of the directory fsync).
 //!
 //! A run asks for its local step with [`local_step`]: its request joins the pending round,
-//! and whoever gets one of the `delivery.local_concurrency` permits first takes the pending
-//! requests (up to [`MAX_ROUND`]) and runs them as one round. While every permit is busy,
-//! requests pile up, so rounds grow with the load and stay a single message when it is
-//! light. A round:
+//! and whoever gets the turn (one round runs at a time) and then one of the
+//! `delivery.local_concurrency` permits first takes the pending requests (up to
+//! [`MAX_ROUND`]) and runs them as one round. While a round runs, requests pile up, so
+//! rounds grow with the load and stay a single message when it is light. A round:
 //!
 //! 1. for each message: loads it, checks for a loop, writes each local copy (an anonymous
 //!    file, or one in `tmp/`) and starts its writeback ([`run::prepare`]);
@@ -33,17 +33,26 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Semaphore, oneshot};
 
-/// The most local steps in one round: beyond it, other permits run rounds in parallel.
+/// The most local steps in one round: beyond it, the rest wait for the next round.
 pub(crate) const MAX_ROUND: usize = 64;
 
 /// The local steps waiting for a round. Shared by every context of a queue (a reload keeps
 /// it), like the permits. It knows nothing of what a step does (run.rs builds the steps):
 /// only that it writes copies, which wait for their Maildirs' `new/` fsync, then completes.
-#[derive(Default)]
 pub struct Rounds {
     pending: Mutex<Vec<Request>>,
     /// Copy buffers for the next rounds: at most one set per concurrent round, reused.
     buffers: Mutex<Vec<CopyBuffers>>,
+    /// One round at a time: while a round runs, the steps that arrive wait and form the next
+    /// one, instead of a second, smaller round linking into the same `new/` at once and
+    /// paying its own journal commits (docs/performance.md §7).
+    one_at_a_time: Arc<Semaphore>,
+}
+
+impl Default for Rounds {
+    fn default() -> Rounds {
+        Rounds { pending: Mutex::default(), buffers: Mutex::default(), one_at_a_time: Arc::new(Semaphore::new(1)) }
+    }
 }
 
 /// The first half of a local step: writes its copies with the round's buffers. `None` when
@@ -99,10 +108,16 @@ pub(crate) async fn local_step<T>(
 ) -> Option<T> {
     rounds.push(Request { id: id.clone(), prepare });
     loop {
+        // The round's turn first, then a permit: a run waiting for its turn holds no permit
+        // that the final steps of other runs need.
+        let turn = async {
+            let turn = rounds.one_at_a_time.clone().acquire_owned().await.ok()?;
+            Some((turn, limit.clone().acquire_owned().await.ok()?))
+        };
         let permit = tokio::select! {
             biased;
             step = &mut done => return step.ok(),
-            permit = limit.clone().acquire_owned() => permit.ok()?,
+            permit = turn => permit?,
         };
         let round = rounds.take();
         if round.is_empty() {

@@ -82,3 +82,34 @@ fn a_step_panicking_in_a_phase_is_dropped_and_the_round_goes_on() {
         assert!(log.contains(&"complete 0".to_string()) && log.contains(&"complete 2".to_string()), "{log:?}");
     }
 }
+
+/// With several permits, a second round still waits for the first to end (its steps join
+/// the next round) instead of running beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_run_one_at_a_time_whatever_the_permits() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rounds = Arc::new(Rounds::default());
+    let limit = Arc::new(Semaphore::new(4));
+    let (active, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut runs = Vec::new();
+    for n in 0..12u32 {
+        let (reply, done) = oneshot::channel();
+        let (active, most) = (active.clone(), most.clone());
+        let prepare: Prepare = Box::new(move |_| {
+            most.fetch_max(active.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            // Long enough for the other runs to ask for their steps meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            active.fetch_sub(1, Ordering::SeqCst);
+            let _ = reply.send(n);
+            None
+        });
+        let (rounds, limit) = (rounds.clone(), limit.clone());
+        let id: QueueId = format!("06B15C91CD0D88{n:02X}").parse().unwrap();
+        runs.push(tokio::spawn(async move { local_step(&rounds, &limit, &id, prepare, done, |_, _| {}).await }));
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    for (n, run) in runs.into_iter().enumerate() {
+        assert_eq!(run.await.unwrap(), Some(n as u32));
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two rounds ran at once");
+}
