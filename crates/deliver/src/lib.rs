@@ -13,7 +13,8 @@ mod error;
 mod maildir;
 pub mod maildirsize;
 pub mod quota;
+mod writeback;
 
 pub use error::{DeliverError, FailureKind};
-pub use maildir::{CommitFailed, CopyBuffers, Maildir, Staged, Staging, StagingOptions};
+pub use maildir::{CommitFailed, CopyBuffers, Maildir, Pending, Staged, Staging, StagingOptions};
 pub use quota::QuotaLimit;

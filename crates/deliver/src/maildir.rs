@@ -17,6 +17,7 @@ use crate::anon::{self, LinkError};
 use crate::crlf::CrlfToLf;
 use crate::maildirsize;
 use crate::quota::{self, QuotaLimit};
+use crate::writeback;
 
 /// Read (and write) in chunks of this size: memory stays bounded.
 const CHUNK: usize = 64 * 1024;
@@ -32,6 +33,8 @@ pub struct Maildir {
     options: StagingOptions,
     /// [`Staging`] as decided by the first copy: `STAGING_*`.
     staging: AtomicU8,
+    /// Copies' files fsynced so far ([`Maildir::file_sync_count`]).
+    file_syncs: AtomicU64,
 }
 
 const STAGING_UNDECIDED: u8 = 0;
@@ -94,6 +97,7 @@ impl Maildir {
             new_sync: GroupSync::new(handle),
             options,
             staging,
+            file_syncs: AtomicU64::new(0),
         })
     }
 
@@ -151,9 +155,46 @@ impl Maildir {
         limit: Option<QuotaLimit>,
         bufs: &mut CopyBuffers,
     ) -> Result<Staged, DeliverError> {
+        let copy = self.write(prefix, body, hostname, limit, bufs)?;
+        self.link(copy, hostname, bufs)
+    }
+
+    /// The first of three phases of [`stage_within`](Self::stage_within), for callers that
+    /// write several copies at once (a delivery round): the message is written (as there,
+    /// the quota checked) and its writeback started, but it is neither fsynced nor in `new/`.
+    /// Writing every copy of a round before fsyncing any lets one journal commit make all of
+    /// them durable (writeback.rs). Then [`fsync`](Self::fsync) each copy, then
+    /// [`link`](Self::link) each into `new/`, then [`commit_staged`](Self::commit_staged).
+    /// Dropping the [`Pending`] copy (after a failure) leaves nothing behind.
+    pub fn write_within(
+        &self,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+        limit: Option<QuotaLimit>,
+        bufs: &mut CopyBuffers,
+    ) -> Result<Pending, DeliverError> {
+        let copy = self.write(prefix, body, hostname, limit, bufs)?;
+        writeback::start(&copy.file, copy.size);
+        Ok(copy)
+    }
+
+    /// Writes a copy: an anonymous file (or one in `tmp/`; see [`Staging`]), not fsynced.
+    fn write(
+        &self,
+        prefix: &[u8],
+        body: &mut dyn Read,
+        hostname: &str,
+        limit: Option<QuotaLimit>,
+        bufs: &mut CopyBuffers,
+    ) -> Result<Pending, DeliverError> {
         if self.staging() != Some(Staging::Rename) {
             match anon::open_in(&self.new) {
-                Ok(Some(file)) => return self.stage_anonymous(&file, prefix, body, hostname, limit, bufs),
+                Ok(Some(file)) => {
+                    let (size, crlf_size) = copy_converted(&file, prefix, body, &self.new, bufs)?;
+                    self.check_quota(limit, size)?;
+                    return Ok(Pending { file, tmp: None, size, crlf_size, synced: false });
+                }
                 Ok(None) => {
                     tracing::debug!(maildir = %self.path.display(), "no O_TMPFILE here: copies go through tmp/");
                     self.decide(Staging::Rename);
@@ -161,7 +202,40 @@ impl Maildir {
                 Err(e) => return Err(DeliverError::io(format!("create a file in {}", self.new.display()), e)),
             }
         }
-        self.stage_renamed(prefix, body, hostname, limit, bufs)
+        let file = self.create_tmp(hostname, bufs)?;
+        let tmp = TmpFile { path: self.tmp.join(&bufs.name), armed: true };
+        let (size, crlf_size) = copy_converted(&file, prefix, body, &tmp.path, bufs)?;
+        self.check_quota(limit, size)?;
+        Ok(Pending { file, tmp: Some(tmp), size, crlf_size, synced: false })
+    }
+
+    /// The second phase ([`write_within`](Self::write_within)): fsyncs the copy's file
+    /// (once: a copy fsynced already is not fsynced again). On error drop the copy.
+    pub fn fsync(&self, copy: &mut Pending) -> Result<(), DeliverError> {
+        if copy.synced {
+            return Ok(());
+        }
+        copy.file.sync_all().map_err(|e| match &copy.tmp {
+            Some(tmp) => DeliverError::io(format!("fsync {}", tmp.path.display()), e),
+            None => DeliverError::io(format!("fsync a new file in {}", self.new.display()), e),
+        })?;
+        self.file_syncs.fetch_add(1, Ordering::Relaxed);
+        copy.synced = true;
+        Ok(())
+    }
+
+    /// The third phase ([`write_within`](Self::write_within)): gives the copy its name in
+    /// `new/` (a link of the anonymous file, or a rename from `tmp/`), under a unique name
+    /// with `,S=<size>,W=<size>`. A copy not yet fsynced is fsynced first: the file's data
+    /// before its name, so that a crash never leaves an empty or partial message in `new/`.
+    /// Not delivered until [`commit_staged`](Self::commit_staged). On error nothing is left.
+    pub fn link(&self, mut copy: Pending, hostname: &str, bufs: &mut CopyBuffers) -> Result<Staged, DeliverError> {
+        self.fsync(&mut copy)?;
+        let Pending { file, tmp, size, crlf_size, .. } = copy;
+        match tmp {
+            Some(tmp) => self.rename_into_new(file, tmp, size, crlf_size),
+            None => self.link_anonymous(&file, size, crlf_size, hostname, bufs),
+        }
     }
 
     /// How copies reach `new/` in this Maildir, once the first copy has decided it
@@ -182,23 +256,17 @@ impl Maildir {
         self.staging.store(value, Ordering::Relaxed);
     }
 
-    /// [`stage_within`](Self::stage_within) with an anonymous `file` opened in `new/`:
-    /// written, fsynced, then linked into `new/` under a unique name (a name taken already
-    /// is never replaced: the next one is tried). On error `file` is dropped unnamed.
-    fn stage_anonymous(
+    /// Links the anonymous `file`, written and fsynced, into `new/` under a unique name (a
+    /// name taken already is never replaced: the next one is tried). On error `file` is
+    /// dropped unnamed.
+    fn link_anonymous(
         &self,
         file: &File,
-        prefix: &[u8],
-        body: &mut dyn Read,
+        size: u64,
+        crlf_size: u64,
         hostname: &str,
-        limit: Option<QuotaLimit>,
         bufs: &mut CopyBuffers,
     ) -> Result<Staged, DeliverError> {
-        let (size, crlf_size) = copy_converted(file, prefix, body, &self.new, bufs)?;
-        self.check_quota(limit, size)?;
-        // The file's data before its name: a crash after the link must not leave an empty
-        // or partial message in `new/`.
-        file.sync_all().map_err(|e| DeliverError::io(format!("fsync a new file in {}", self.new.display()), e))?;
         let mut attempts = 0;
         loop {
             bufs.unique_name(hostname);
@@ -230,8 +298,8 @@ impl Maildir {
         }
     }
 
-    /// The anonymous `file` could not be linked: its contents are copied to `tmp/` and
-    /// renamed into `new/` instead, so that this delivery does not fail for it.
+    /// The anonymous `file` could not be linked: its contents are copied to `tmp/`, fsynced
+    /// and renamed into `new/` instead, so that this delivery does not fail for it.
     fn rescue(
         &self,
         mut file: &File,
@@ -250,44 +318,20 @@ impl Maildir {
             }
             Err(e) => return Err(DeliverError::io(format!("copy to {}", tmp.path.display()), e)),
         }
-        self.publish_renamed(copy, tmp, size, crlf_size, bufs)
+        copy.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
+        self.file_syncs.fetch_add(1, Ordering::Relaxed);
+        self.rename_into_new(copy, tmp, size, crlf_size)
     }
 
-    /// [`stage_within`](Self::stage_within) the maildir spec's way: a named file in `tmp/`,
-    /// renamed into `new/`.
-    fn stage_renamed(
-        &self,
-        prefix: &[u8],
-        body: &mut dyn Read,
-        hostname: &str,
-        limit: Option<QuotaLimit>,
-        bufs: &mut CopyBuffers,
-    ) -> Result<Staged, DeliverError> {
-        let file = self.create_tmp(hostname, bufs)?;
-        let tmp = TmpFile { path: self.tmp.join(&bufs.name), armed: true };
-        let (size, crlf_size) = copy_converted(&file, prefix, body, &tmp.path, bufs)?;
-        self.check_quota(limit, size)?;
-        self.publish_renamed(file, tmp, size, crlf_size, bufs)
-    }
-
-    /// Fsyncs `file` (written as `tmp`, its name in `bufs.name`) and renames it into `new/`
-    /// with its sizes appended to the name.
-    fn publish_renamed(
-        &self,
-        file: File,
-        mut tmp: TmpFile,
-        size: u64,
-        crlf_size: u64,
-        bufs: &mut CopyBuffers,
-    ) -> Result<Staged, DeliverError> {
-        // The file's data before its name: a crash after the rename must not leave an empty
-        // or partial message in `new/`.
-        file.sync_all().map_err(|e| DeliverError::io(format!("fsync {}", tmp.path.display()), e))?;
+    /// Renames `file`, written and fsynced as `tmp`, into `new/` with its sizes appended to
+    /// its name.
+    fn rename_into_new(&self, file: File, mut tmp: TmpFile, size: u64, crlf_size: u64) -> Result<Staged, DeliverError> {
         drop(file);
         // `W=` is the size with CRLF line ends, as Dovecot writes it: POP3 (RFC 1939 §5) and
         // IMAP report that size, and read it here instead of reading the file.
-        let _ = write!(bufs.name, ",S={size},W={crlf_size}");
-        let target = self.new.join(&bufs.name);
+        let mut name = tmp.path.file_name().unwrap_or_default().to_owned();
+        name.push(format!(",S={size},W={crlf_size}"));
+        let target = self.new.join(name);
         fs::rename(&tmp.path, &target).map_err(|e| DeliverError::io(format!("rename to {}", target.display()), e))?;
         tmp.armed = false;
         Ok(Staged { path: target, size })
@@ -328,6 +372,12 @@ impl Maildir {
         self.new_sync.stats()
     }
 
+    /// How many copies' files this Maildir has fsynced so far (each once, before its name
+    /// appears in `new/`).
+    pub fn file_sync_count(&self) -> u64 {
+        self.file_syncs.load(Ordering::Relaxed)
+    }
+
     /// Appends a delivered message of `size` bytes to `maildirsize` (quota accounting).
     /// Delivered whatever happens here: a lost line is corrected by a recalculation.
     pub fn record_size(&self, size: u64) {
@@ -366,6 +416,34 @@ pub struct Staged {
     pub size: u64,
 }
 
+/// A copy written by [`Maildir::write_within`], its writeback started: not yet durable, and
+/// not in `new/` (an anonymous file, or a file in `tmp/`). [`Maildir::fsync`], then
+/// [`Maildir::link`]; dropped, it leaves nothing behind (the anonymous file is freed, the
+/// file in `tmp/` removed).
+#[derive(Debug)]
+#[must_use = "a written copy is not delivered until it is linked into new/ and committed"]
+pub struct Pending {
+    file: File,
+    /// Its name in `tmp/` when the Maildir stages copies there ([`Staging::Rename`]).
+    tmp: Option<TmpFile>,
+    size: u64,
+    crlf_size: u64,
+    /// Whether [`Maildir::fsync`] has fsynced it.
+    synced: bool,
+}
+
+impl Pending {
+    /// Its size in bytes, as written (LF line ends).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether its file has been fsynced ([`Maildir::fsync`]).
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+}
+
 /// The fsync of `new/` failed: the staged messages were removed and are not delivered.
 #[derive(Debug)]
 pub struct CommitFailed {
@@ -374,6 +452,7 @@ pub struct CommitFailed {
 }
 
 /// Removes the temporary file on failure.
+#[derive(Debug)]
 struct TmpFile {
     path: PathBuf,
     armed: bool,

@@ -4,7 +4,7 @@ use crate::loops::count_received;
 use crate::outcome::Outcome;
 use crate::state::{RetryPolicy, Transition};
 use dakiya_config::Config;
-use dakiya_deliver::{CopyBuffers, DeliverError, Maildir, QuotaLimit, Staged};
+use dakiya_deliver::{CopyBuffers, DeliverError, Maildir, Pending, QuotaLimit, Staged};
 use dakiya_proto::logtext::Esc;
 use dakiya_spool::{Body, QueuedMessage, RcptState};
 use std::collections::HashMap;
@@ -49,6 +49,12 @@ impl Mailboxes {
         let key = (domain.to_string(), mailbox.to_string());
         self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map(|md| md.dir_sync_stats())
     }
+
+    /// How many copies' files were fsynced in `mailbox` of `domain`, if it is open.
+    pub fn file_sync_count(&self, domain: &str, mailbox: &str) -> Option<u64> {
+        let key = (domain.to_string(), mailbox.to_string());
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map(|md| md.file_sync_count())
+    }
 }
 
 /// Whether `mailbox` in `domain` is known to be full: it has a quota and its `maildirsize`
@@ -72,19 +78,46 @@ pub struct Target<'a> {
     pub mailbox: &'a str,
 }
 
-/// A copy written by [`write_copy`]: either already delivered (durable), or linked into
-/// `new/` and waiting for the round's fsync of that directory.
+/// A copy written by [`write_copy`]: either already delivered (durable), or written and
+/// waiting for the round's phases: its fsync ([`fsync_copy`]), its link into `new/`
+/// ([`link_copy`]), then the round's fsync of that directory.
 pub(crate) enum Written {
     /// Delivered: `new/` was fsynced for it (mailboxes with a quota are committed one by
     /// one, so that the next quota check sees this copy in `maildirsize`).
     Durable(PathBuf),
+    /// Written, its writeback started; not in `new/` yet.
+    Pending(Arc<Maildir>, Pending),
     /// In `new/`, not yet durable: [`Maildir::commit_staged`] decides.
     Staged(Arc<Maildir>, Staged),
 }
 
+/// The round's second phase for one copy: fsyncs a written copy's file. A failure makes
+/// the copy a failed one (dropped: nothing left behind; retried like any temporary failure).
+pub(crate) fn fsync_copy(copy: &mut Result<Written, DeliverError>) {
+    if let Ok(Written::Pending(md, pending)) = copy
+        && let Err(e) = md.fsync(pending)
+    {
+        *copy = Err(e);
+    }
+}
+
+/// The round's third phase for one copy: links (renames) a written copy into `new/` (after
+/// its fsync, which [`Maildir::link`] makes if [`fsync_copy`] did not). Any other copy is
+/// left as it is.
+pub(crate) fn link_copy(copy: &mut Result<Written, DeliverError>, hostname: &str, bufs: &mut CopyBuffers) {
+    if !matches!(copy, Ok(Written::Pending(..))) {
+        return;
+    }
+    let placeholder = Err(DeliverError::temporary("copy not linked"));
+    if let Ok(Written::Pending(md, pending)) = std::mem::replace(copy, placeholder) {
+        *copy = md.link(pending, hostname, bufs).map(|staged| Written::Staged(md, staged));
+    }
+}
+
 /// Writes one copy into a local Maildir: `Return-Path:` and `Delivered-To:` on top of the
-/// stored message. Not a delivery yet unless [`Written::Durable`]: the caller commits the
-/// staged copies of a round, then settles each with [`settle`].
+/// stored message. Not a delivery yet unless [`Written::Durable`]: the round fsyncs each
+/// written copy, links it into `new/`, commits the staged copies, then settles each with
+/// [`settle`].
 pub(crate) fn write_copy(
     cfg: &Config,
     body: &mut Source,
@@ -102,10 +135,13 @@ pub(crate) fn write_copy(
     let mut body = body.reader().map_err(|e| DeliverError::io("read message body", e))?;
     // Maildir++ quota (docs/dovecot.md): over it, deferred as 4.2.2 "mailbox full".
     let limit = cfg.quota_of(target.domain, target.mailbox).map(|bytes| QuotaLimit { bytes, messages: 0 });
-    let staged = md.stage_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit, bufs)?;
     if limit.is_none() {
-        return Ok(Written::Staged(md, staged));
+        // Written now, fsynced and linked with the round's other copies, so that one journal
+        // commit covers them all (docs/maildir.md, "Delivery steps and durability").
+        let pending = md.write_within(prefix.as_bytes(), &mut body, &cfg.hostname, None, bufs)?;
+        return Ok(Written::Pending(md, pending));
     }
+    let staged = md.stage_within(prefix.as_bytes(), &mut body, &cfg.hostname, limit, bufs)?;
     // Under a quota, committed at once, so that the next copy's check sees this one in
     // `maildirsize` (docs/maildir.md, "Delivery steps and durability": file, then `new/`).
     md.commit_staged(&[&staged]).map_err(|e| e.error)?;

@@ -3,17 +3,24 @@
 //! instead of once per message (group commit of the directory fsync).
 //!
 //! A run asks for its local step with [`local_step`]: its request joins the pending round,
-//! and whoever gets one of the `delivery.local_concurrency` permits first takes the pending
-//! requests (up to [`MAX_ROUND`]) and runs them as one round. While every permit is busy,
-//! requests pile up, so rounds grow with the load and stay a single message when it is
-//! light. A round:
+//! and whoever gets the turn (one round runs at a time) and then one of the
+//! `delivery.local_concurrency` permits first takes the pending requests (up to
+//! [`MAX_ROUND`]) and runs them as one round. While a round runs, requests pile up, so
+//! rounds grow with the load and stay a single message when it is light. A round:
 //!
 //! 1. for each message: loads it, checks for a loop, writes each local copy (an anonymous
-//!    file, or one in `tmp/`), fsyncs it and links (renames) it into `new/` ([`run::prepare`]);
-//! 2. fsyncs the `new/` of each Maildir written to, once (through the Maildir's
+//!    file, or one in `tmp/`) and starts its writeback ([`run::prepare`]);
+//! 2. fsyncs every copy of the round: the writeback started in 1 put the block allocation of
+//!    all of them in one journal transaction, so the first fsync commits them all and the
+//!    later ones find their transaction committed (one journal commit, not one per copy);
+//! 3. links (renames) every fsynced copy into `new/`;
+//! 4. fsyncs the `new/` of each Maildir written to, once (through the Maildir's
 //!    `GroupSync`, shared with concurrent rounds);
-//! 3. only then settles each copy and records the message's new state in the spool
+//! 5. only then settles each copy and records the message's new state in the spool
 //!    ([`run::complete`]).
+//!
+//! Copies into a mailbox with a quota are written, fsynced, linked and committed one by one
+//! in 1 (the next copy's quota check must see the one before).
 //!
 //! The durability rule is the same for one message or a round (docs/maildir.md, "Delivery
 //! steps and durability"): a copy is delivered, and may be recorded done in the spool, only
@@ -26,17 +33,26 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Semaphore, oneshot};
 
-/// The most local steps in one round: beyond it, other permits run rounds in parallel.
+/// The most local steps in one round: beyond it, the rest wait for the next round.
 pub(crate) const MAX_ROUND: usize = 64;
 
 /// The local steps waiting for a round. Shared by every context of a queue (a reload keeps
 /// it), like the permits. It knows nothing of what a step does (run.rs builds the steps):
 /// only that it writes copies, which wait for their Maildirs' `new/` fsync, then completes.
-#[derive(Default)]
 pub struct Rounds {
     pending: Mutex<Vec<Request>>,
     /// Copy buffers for the next rounds: at most one set per concurrent round, reused.
     buffers: Mutex<Vec<CopyBuffers>>,
+    /// One round at a time: while a round runs, the steps that arrive wait and form the next
+    /// one, instead of a second, smaller round linking into the same `new/` at once and
+    /// paying its own journal commits (docs/performance.md §7).
+    one_at_a_time: Arc<Semaphore>,
+}
+
+impl Default for Rounds {
+    fn default() -> Rounds {
+        Rounds { pending: Mutex::default(), buffers: Mutex::default(), one_at_a_time: Arc::new(Semaphore::new(1)) }
+    }
 }
 
 /// The first half of a local step: writes its copies with the round's buffers. `None` when
@@ -44,8 +60,14 @@ pub struct Rounds {
 /// their directories.
 pub(crate) type Prepare = Box<dyn FnOnce(&mut CopyBuffers) -> Option<Box<dyn StagedStep>> + Send>;
 
-/// A local step whose copies are staged (written, fsynced, linked or renamed into `new/`).
+/// A local step whose copies are written: the round fsyncs them, links them into `new/`
+/// and commits them, each phase for every step of the round before the next phase.
 pub(crate) trait StagedStep: Send {
+    /// Phase 2: fsyncs each written copy's file (a failed copy fails, and is dropped).
+    fn fsync(&mut self);
+    /// Phase 3: links (renames) each written copy into `new/`, fsyncing it first if phase 2
+    /// did not.
+    fn link(&mut self, bufs: &mut CopyBuffers);
     /// The staged copies, to commit.
     fn staged(&self) -> Vec<(&Arc<Maildir>, &Staged)>;
     /// The second half, once every Maildir of the round is committed: `failed` says why a
@@ -86,10 +108,16 @@ pub(crate) async fn local_step<T>(
 ) -> Option<T> {
     rounds.push(Request { id: id.clone(), prepare });
     loop {
+        // The round's turn first, then a permit: a run waiting for its turn holds no permit
+        // that the final steps of other runs need.
+        let turn = async {
+            let turn = rounds.one_at_a_time.clone().acquire_owned().await.ok()?;
+            Some((turn, limit.clone().acquire_owned().await.ok()?))
+        };
         let permit = tokio::select! {
             biased;
             step = &mut done => return step.ok(),
-            permit = limit.clone().acquire_owned() => permit.ok()?,
+            permit = turn => permit?,
         };
         let round = rounds.take();
         if round.is_empty() {
@@ -114,9 +142,10 @@ pub(crate) async fn local_step<T>(
     }
 }
 
-/// Runs one round on this (blocking) thread: every message's copies, one fsync of `new/` per
-/// Maildir, then every message's outcome. A panic in one message's step is caught and ends
-/// only that message's step (its result is never sent).
+/// Runs one round on this (blocking) thread: every message's copies written, then every
+/// copy fsynced, then every copy linked into `new/`, one fsync of `new/` per Maildir, then
+/// every message's outcome. A panic in one message's step is caught and ends only that
+/// message's step (its result is never sent).
 fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
     let mut waiting: Vec<(QueueId, Box<dyn StagedStep>)> = Vec::with_capacity(round.len());
     for Request { id, prepare } in round {
@@ -126,6 +155,8 @@ fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
             Err(_) => panicked(&id),
         }
     }
+    each(&mut waiting, |step| step.fsync());
+    each(&mut waiting, |step| step.link(bufs));
     let failed = commit(waiting.iter().flat_map(|(_, s)| s.staged()));
     let failed_in = |md: &Arc<Maildir>| failed.iter().find(|(f, _)| Arc::ptr_eq(f, md)).map(|(_, why)| why.clone());
     for (id, staged) in waiting {
@@ -133,6 +164,18 @@ fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
             panicked(&id);
         }
     }
+}
+
+/// Runs `phase` on every waiting step; a step that panics is dropped (its copies not yet in
+/// `new/` with it) and its result never sent.
+fn each(waiting: &mut Vec<(QueueId, Box<dyn StagedStep>)>, mut phase: impl FnMut(&mut dyn StagedStep)) {
+    waiting.retain_mut(|(id, step)| {
+        let ok = catch_unwind(AssertUnwindSafe(|| phase(step.as_mut()))).is_ok();
+        if !ok {
+            panicked(id);
+        }
+        ok
+    });
 }
 
 /// Makes the staged copies durable: one fsync of `new/` per Maildir, after all the links
@@ -159,3 +202,6 @@ fn commit<'a>(staged: impl Iterator<Item = (&'a Arc<Maildir>, &'a Staged)>) -> V
 fn panicked(id: &QueueId) {
     tracing::error!(queue_id = %id, "delivery run failed (panic in the local step); will retry");
 }
+
+#[cfg(test)]
+mod tests;

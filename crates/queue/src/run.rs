@@ -139,8 +139,9 @@ pub(crate) fn step_failed(id: &QueueId, e: &tokio::task::JoinError) {
     }
 }
 
-/// A run whose local copies are written (in `new/`, linked or renamed) and wait for the fsync of
-/// their Maildirs' `new/` directories, which the round makes once per directory.
+/// A run whose local copies are written and wait for the round's phases: their fsync, their
+/// link (rename) into `new/`, then the fsync of their Maildirs' `new/` directories, which the
+/// round makes once per directory.
 pub(crate) struct Copies {
     run: Run,
     /// Per local recipient: its copy, or why it could not be written.
@@ -148,6 +149,20 @@ pub(crate) struct Copies {
 }
 
 impl Copies {
+    /// The round's second phase: fsyncs every written copy's file.
+    fn fsync(&mut self) {
+        for (_, copy) in &mut self.copies {
+            local::fsync_copy(copy);
+        }
+    }
+
+    /// The round's third phase: links (renames) every written copy into `new/`.
+    fn link(&mut self, hostname: &str, bufs: &mut CopyBuffers) {
+        for (_, copy) in &mut self.copies {
+            local::link_copy(copy, hostname, bufs);
+        }
+    }
+
     /// The staged copies, to commit.
     pub(crate) fn staged(&self) -> impl Iterator<Item = (&Arc<Maildir>, &Staged)> {
         self.copies.iter().filter_map(|(_, c)| match c {
@@ -192,6 +207,14 @@ struct Waiting {
 }
 
 impl crate::round::StagedStep for Waiting {
+    fn fsync(&mut self) {
+        self.copies.fsync();
+    }
+
+    fn link(&mut self, bufs: &mut CopyBuffers) {
+        self.copies.link(&self.ctx.cfg.hostname, bufs);
+    }
+
     fn staged(&self) -> Vec<(&Arc<Maildir>, &Staged)> {
         self.copies.staged().collect()
     }
@@ -276,6 +299,8 @@ pub(crate) fn complete(ctx: &Ctx, copies: Copies, failed: &dyn Fn(&Arc<Maildir>)
     for (i, written) in copies {
         let result = match written {
             Ok(Written::Durable(path)) => Ok(path),
+            // Never linked (the round always links before it commits): dropped, not delivered.
+            Ok(Written::Pending(..)) => Err(DeliverError::temporary("copy written but not linked into new/")),
             Ok(Written::Staged(md, staged)) => match failed(&md) {
                 Some(why) => Err(DeliverError::temporary(why)),
                 None => Ok(staged.path),

@@ -224,4 +224,6 @@ async fn a_round_of_local_deliveries_into_one_maildir_lands_every_copy_with_shar
     }
     let (requests, fsyncs) = env.ctx.boxes.dir_sync_stats("example.test", "alice").unwrap();
     assert!(fsyncs < N as u64, "{fsyncs} fsyncs of new/ for {N} copies ({requests} requests)");
+    // Each copy's file fsynced once, in the round's phase between the writes and the links.
+    assert_eq!(env.ctx.boxes.file_sync_count("example.test", "alice"), Some(N as u64));
 }
