@@ -347,7 +347,8 @@ pub struct Delivery {
     pub retry_schedule: Vec<Duration>,
     /// How long a message may stay queued before it bounces. Default 5 days.
     pub max_age: Duration,
-    /// Local (mailbox) deliveries running at once. Default 4.
+    /// Blocking delivery steps running at once (status records, notices, the end of a run).
+    /// Maildir copies go in rounds, one round at a time (docs/delivery.md). Default 4.
     pub local_concurrency: usize,
     /// Tell the sender when a message is still undelivered this long after it was accepted
     /// (a "delayed" DSN, RFC 3464), once per recipient, while retrying goes on. `None` turns

@@ -36,7 +36,7 @@ pub(crate) struct BatchFile {
     /// known to have none: a batch this process committed, or one found at
     /// open without a log, until the first append ([`crate::append`] sets it
     /// before the log can appear). Readers then skip the log (no failing
-    /// `openat` per load: docs/performance.md, 7.x "first delivery from memory").
+    /// `openat` per load: docs/performance.md, 7.10 "first delivery from memory").
     pub has_log: AtomicBool,
     /// Messages the file holds (live or not). Status records without an id
     /// (version-1 logs) apply only to a file of one message.

@@ -5,7 +5,7 @@
 //! read it all back from the batch file (open, `pread` of the envelope, `pread` of the body,
 //! close). The round hands those very buffers (the same `Vec`s that were written, moved, not
 //! copied) to this cache, and the message's first [`crate::Spool::load_with_body`] takes them
-//! from here instead (docs/performance.md, 7.x "first delivery from memory").
+//! from here instead (docs/performance.md, 7.10 "first delivery from memory").
 //!
 //! Bounded by design: only messages up to [`MAX_MESSAGE`] bytes, at most [`MAX_MESSAGES`]
 //! messages and [`MAX_BYTES`] bytes (of the buffers' capacities) together; the oldest entry
