@@ -178,6 +178,15 @@ fn counters_move_by_exactly_what_the_sessions_did() {
         let fsyncs = format!("dakiya_spool_fsync_duration_seconds_count{{kind=\"{kind}\"}}");
         assert!(value(&after, &fsyncs) >= 1.0, "{fsyncs}\n{after}");
     }
+    // The message's first delivery run, and the notice's, read what their commits kept in
+    // memory (docs/performance.md 7.10); nothing was evicted.
+    let hits = "dakiya_spool_memory_loads_total{result=\"hit\"}";
+    let kept = "dakiya_spool_memory_messages_total{event=\"kept\"}";
+    assert_eq!(value(&before, hits), 0.0, "{before}");
+    assert!(value(&after, hits) >= 1.0, "{after}");
+    assert!(value(&after, kept) >= value(&after, hits), "{after}");
+    assert_eq!(value(&after, "dakiya_spool_memory_messages_total{event=\"evicted\"}"), 0.0);
+    assert!(after.contains("dakiya_spool_pool_files_total{event=\"recycled\"} "), "{after}");
     // No client-controlled text in any label.
     for needle in ["elsewhere.test", "alice", "127.0.0.9", "client.test"] {
         assert!(!after.contains(needle), "{needle} in the metrics:\n{after}");

@@ -67,6 +67,27 @@ pub struct Scrape {
     pub spool_writable: bool,
     /// fsync durations in seconds, by what was synced (`directory`, `file`).
     pub fsync: Vec<(&'static str, HistogramSnapshot)>,
+    /// The spool's pool of free files: `(recycled, reused)`, as `Spool::pool_stats` reports.
+    pub pool: (u64, u64),
+    /// The spool's in-memory copies of just-committed messages, as `Spool::recent_stats`
+    /// reports them.
+    pub recent: RecentSnapshot,
+}
+
+/// How the spool's in-memory copies of just-committed messages served first loads
+/// (`dakiya_spool::RecentStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentSnapshot {
+    /// Messages kept after their commit.
+    pub kept: u64,
+    /// Loads served from memory.
+    pub hits: u64,
+    /// Loads that read the batch file.
+    pub misses: u64,
+    /// Messages dropped to stay within the bounds before they were loaded.
+    pub evictions: u64,
+    /// Messages removed from the queue before they were loaded.
+    pub dropped: u64,
 }
 
 impl Scrape {
@@ -88,6 +109,22 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
 }
 
+/// One counter family with one label, a counter per value.
+fn labelled_counters(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: &[(&'static str, u64)],
+) -> std::fmt::Result {
+    let mut family = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for &(value, n) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -106,6 +143,7 @@ impl Collector for Scrape {
         }
         self.encode_batches(&mut e)?;
         self.encode_fsync(&mut e)?;
+        self.encode_reuse(&mut e)?;
         counter(
             &mut e,
             "spool_commit_rounds",
@@ -128,6 +166,20 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
+    /// The spool's reuse of files and of committed bytes (docs/performance.md 7.4, 7.10).
+    fn encode_reuse(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let (recycled, reused) = self.pool;
+        let help = "Spool files that entered the pool of free files (recycled) or left it as new ones (reused)";
+        labelled_counters(e, "spool_pool_files", help, "event", &[("recycled", recycled), ("reused", reused)])?;
+        let r = &self.recent;
+        let help = "First delivery loads of just-committed messages, served from memory (hit) or the batch file (miss)";
+        labelled_counters(e, "spool_memory_loads", help, "result", &[("hit", r.hits), ("miss", r.misses)])?;
+        let help = "Just-committed messages kept in memory for their first load, and those let go unloaded \
+                    (evicted to stay within the bounds, dropped when removed first)";
+        let events = [("kept", r.kept), ("evicted", r.evictions), ("dropped", r.dropped)];
+        labelled_counters(e, "spool_memory_messages", help, "event", &events)
+    }
+
     /// The spool's fsync durations, by what was synced.
     fn encode_fsync(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         if self.fsync.is_empty() {

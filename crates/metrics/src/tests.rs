@@ -68,6 +68,8 @@ fn scrape_time_values() {
         start_time: 1_700_000_000,
         spool_writable: true,
         fsync: vec![("directory", HistogramSnapshot { bounds: vec![0.001, 0.01], counts: vec![3, 1, 1], sum: 2.5 })],
+        pool: (7, 5),
+        recent: RecentSnapshot { kept: 11, hits: 8, misses: 2, evictions: 1, dropped: 2 },
     };
     let text = m.encode(&scrape);
     assert_eq!(value(&text, r#"dakiya_queue_messages{state="held"}"#), 3.0);
@@ -84,5 +86,12 @@ fn scrape_time_values() {
     assert_eq!(value(&text, &format!("{fsync}_bucket{{le=\"0.01\",kind=\"directory\"}}")), 4.0);
     assert_eq!(value(&text, &format!("{fsync}_bucket{{le=\"+Inf\",kind=\"directory\"}}")), 5.0);
     assert_eq!(value(&text, &format!("{fsync}_count{{kind=\"directory\"}}")), 5.0);
+    assert_eq!(value(&text, r#"dakiya_spool_pool_files_total{event="recycled"}"#), 7.0);
+    assert_eq!(value(&text, r#"dakiya_spool_pool_files_total{event="reused"}"#), 5.0);
+    assert_eq!(value(&text, r#"dakiya_spool_memory_loads_total{result="hit"}"#), 8.0);
+    assert_eq!(value(&text, r#"dakiya_spool_memory_loads_total{result="miss"}"#), 2.0);
+    assert_eq!(value(&text, r#"dakiya_spool_memory_messages_total{event="kept"}"#), 11.0);
+    assert_eq!(value(&text, r#"dakiya_spool_memory_messages_total{event="evicted"}"#), 1.0);
+    assert_eq!(value(&text, r#"dakiya_spool_memory_messages_total{event="dropped"}"#), 2.0);
     assert_eq!(text.matches("# EOF").count(), 1);
 }

@@ -4,7 +4,7 @@
 
 use super::{HttpBody, Routes, method_not_allowed, not_found, respond, text};
 use crate::health::Health;
-use dakiya_metrics::{HistogramSnapshot, Metrics, QueueSnapshot, Scrape};
+use dakiya_metrics::{HistogramSnapshot, Metrics, QueueSnapshot, RecentSnapshot, Scrape};
 use dakiya_queue::QueueHandle;
 use dakiya_spool::Spool;
 use hyper::http::request::Parts;
@@ -75,8 +75,15 @@ impl MetricsRoutes {
             start_time: self.health.started_unix,
             spool_writable: self.health.spool_writable().await.is_ok(),
             fsync: vec![("directory", histogram(dir)), ("file", histogram(file))],
+            pool: self.spool.pool_stats(),
+            recent: recent_snapshot(self.spool.recent_stats()),
         }
     }
+}
+
+/// The spool's in-memory copies' counters, as the metrics crate takes them.
+fn recent_snapshot(r: dakiya_spool::RecentStats) -> RecentSnapshot {
+    RecentSnapshot { kept: r.kept, hits: r.hits, misses: r.misses, evictions: r.evictions, dropped: r.dropped }
 }
 
 /// The queue's counts and the age of its oldest message, when the manager answers in time.
