@@ -10,21 +10,10 @@ use std::thread;
 
 use dakiya_deliver::{CopyBuffers, FailureKind, Maildir, Staging, StagingOptions};
 
+mod common;
+use common::{each_staging, names};
+
 const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\nDelivered-To: user@example.com\r\n";
-
-/// Runs `test` for both ways a copy reaches `new/` (docs/maildir.md): an anonymous file
-/// linked into `new/` (the default; this file system has `O_TMPFILE`), and the fallback
-/// through `tmp/` + rename. `test` gets the options and the staging they must lead to.
-fn each_staging(test: impl Fn(StagingOptions, Staging)) {
-    test(StagingOptions::default(), Staging::Anonymous);
-    test(StagingOptions { anonymous: false, ..StagingOptions::default() }, Staging::Rename);
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    names
-}
 
 /// Hands out the data in reads of the given sizes, cycling.
 struct Chunked<'a> {

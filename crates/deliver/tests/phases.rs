@@ -4,22 +4,13 @@
 //! `new/`, whatever the caller does; a copy dropped in any phase leaves nothing behind.
 
 use std::fs;
-use std::path::Path;
 
-use dakiya_deliver::{CopyBuffers, FailureKind, Maildir, Pending, Staging, StagingOptions};
+use dakiya_deliver::{CopyBuffers, FailureKind, Maildir, Pending, Staging};
+
+mod common;
+use common::{each_staging, names};
 
 const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\n";
-
-fn each_staging(test: impl Fn(StagingOptions, Staging)) {
-    test(StagingOptions::default(), Staging::Anonymous);
-    test(StagingOptions { anonymous: false, ..StagingOptions::default() }, Staging::Rename);
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    names
-}
 
 /// Copy `i`'s body: a few lines, the third copy more than one 64 KiB chunk and past the
 /// 8 KiB below which the early writeback keeps every page cached.

@@ -9,13 +9,10 @@ use std::path::{Path, PathBuf};
 
 use dakiya_deliver::{FailureKind, Maildir, QuotaLimit, Staging, StagingOptions};
 
-const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\n";
+mod common;
+use common::names;
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    names
-}
+const PREFIX: &[u8] = b"Return-Path: <sender@example.org>\r\n";
 
 fn renaming() -> StagingOptions {
     StagingOptions { anonymous: false, ..StagingOptions::default() }
