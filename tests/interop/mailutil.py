@@ -150,10 +150,14 @@ class RawSMTP:
 def spool_messages(data_dir) -> list[tuple[object, dict]]:
     """The queued messages in DATA/spool/queue/: [(batch path, envelope dict)].
 
-    docs/spool-format.md, version 2: a batch file `NAME.msg` starts with `DAKIYA-SPOOL 2 <count>`;
-    each record is `M <id> <envelope length> <body length> <envelope JSON>\n` then the body. A
-    message with a `{"id":…,"state":"done"}` record in `NAME.status` has left the queue."""
+    docs/spool-format.md: a batch file `NAME.msg` starts with `DAKIYA-SPOOL 3 <count> <crc32>`
+    (a commit round's sealed batch) or `DAKIYA-SPOOL 2 <count>` (a spilled message); each
+    record is `M <id> <envelope length> <body length> <envelope JSON>\n` then the body. A
+    message with a `{"id":…,"state":"done"}` record in `NAME.status` has left the queue. A
+    sealed batch whose CRC-32 does not match yet is a round still being written (it is renamed
+    into queue/ before its fsync): nothing of it is committed, so it is skipped."""
     import json
+    import zlib
     from pathlib import Path
 
     queue = Path(data_dir) / "spool" / "queue"
@@ -168,7 +172,11 @@ def spool_messages(data_dir) -> list[tuple[object, dict]]:
             # listing and the read: nothing of it is queued any more.
             continue
         header, _, rest = data.partition(b"\n")
-        assert header.startswith(b"DAKIYA-SPOOL 2 "), f"{path}: unexpected version line {header!r}"
+        if header.startswith(b"DAKIYA-SPOOL 3 "):
+            if int(header.split()[3], 16) != zlib.crc32(rest):
+                continue
+        else:
+            assert header.startswith(b"DAKIYA-SPOOL 2 "), f"{path}: unexpected version line {header!r}"
         done = set()
         status = path.with_suffix(".status")
         try:

@@ -2,8 +2,8 @@
 //!
 //! Concurrent [`crate::MessageWriter::commit`] calls are coalesced: the first
 //! caller that finds no round being written leads; it takes every pending
-//! message, writes the small ones into one batch file
-//! (`tmp/NAME.batch` → write → fsync → rename to `queue/NAME.msg`), renames
+//! message, writes the small ones into one sealed batch file (a free file
+//! from the pool → rename to `queue/NAME.msg` → write → fsync), renames
 //! the spilled ones (already fsynced by their writers) in the same round,
 //! then runs one group-committed fsync of `queue/` for all of them. Callers
 //! arriving while a round runs wait for the next round, which one of them
@@ -30,7 +30,7 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use crate::error::io_err;
-use crate::format::{self, BATCH_HEADER_LEN, Extent};
+use crate::format::{self, BATCH_HEADER_LEN, Extent, SEALED_HEADER_LEN};
 use crate::index::BatchFile;
 use crate::inner::Inner;
 use crate::recent::Committed;
@@ -468,7 +468,7 @@ struct Small {
 fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, failed: &mut Vec<(u64, Outcome)>) {
     match try_write_batch(inner, &small) {
         Ok(batch) => {
-            let mut at = BATCH_HEADER_LEN as u64;
+            let mut at = SEALED_HEADER_LEN as u64;
             let mut bytes = Vec::with_capacity(small.len());
             let members = small.into_iter().map(|m| {
                 let extent = Extent::of_record(at, m.line.len() as u64, m.body.len() as u64);
@@ -483,22 +483,35 @@ fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, fai
     }
 }
 
-/// `tmp/NAME.batch` → write → fsync → rename to `queue/NAME.msg`, where
-/// NAME is the first message's id (reserved, so no file has that name).
-/// A free file from the pool is rewritten instead of creating one.
+/// Takes a free file from the pool (or creates `tmp/NAME.batch`), renames it to
+/// `queue/NAME.msg`, writes the sealed batch into it and fsyncs it, where NAME is the first
+/// message's id (reserved, so no file has that name).
+///
+/// The rename comes **before** the writes and the fsync, so that the fsync's journal commit
+/// carries the new name too, and the round's `queue/` fsync that follows usually finds
+/// nothing left to commit: one journal commit per round instead of two (docs/performance.md
+/// 7.14). Until the round's fsyncs return, a crash may leave `queue/NAME.msg` with missing,
+/// partly written or (for a reused file) old bytes: the seal, a CRC-32 of the records in the
+/// header (format version 3), makes recovery treat such a file as corrupt (moved aside,
+/// never delivered). No client got a 250 for it: the 250 waits for both fsyncs.
 fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, SpoolError> {
     let name = small[0].id.clone();
     let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));
-    let header = format::batch_header(small.len());
-    let mut slices = Vec::with_capacity(1 + 2 * small.len());
-    slices.push(IoSlice::new(&header));
-    let mut len = header.len() as u64;
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = SEALED_HEADER_LEN as u64;
     for m in small {
-        slices.extend([IoSlice::new(&m.line), IoSlice::new(&m.body)]);
+        crc.update(&m.line);
+        crc.update(&m.body);
         len += (m.line.len() + m.body.len()) as u64;
     }
+    let header = format::sealed_header(small.len(), crc.finalize());
+    let mut slices = Vec::with_capacity(1 + 2 * small.len());
+    slices.push(IoSlice::new(&header));
+    for m in small {
+        slices.extend([IoSlice::new(&m.line), IoSlice::new(&m.body)]);
+    }
     let reused = inner.pool.take(&inner.queue_sync);
-    let (tmp, mut file) = match &reused {
+    let (tmp, file) = match &reused {
         Some(free) => (free.clone(), OpenOptions::new().write(true).open(free)),
         None => {
             let tmp = inner.tmp.join(format!("{name}.batch"));
@@ -506,23 +519,37 @@ fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, Spo
             (tmp, file)
         }
     };
+    let mut file = match file {
+        Ok(file) => file,
+        Err(e) => {
+            // A free file that cannot be opened leaves the pool for good.
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("create", &tmp)(e));
+        }
+    };
+    fs::rename(&tmp, &batch.path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("rename", &tmp)(e)
+    })?;
+    let path = &batch.path;
     let result = (|| {
-        let file = file.as_mut().map_err(|e| io_err("create", &tmp)(io::Error::new(e.kind(), e.to_string())))?;
-        write_all_vectored(file, &mut slices).map_err(io_err("write", &tmp))?;
+        write_all_vectored(&mut file, &mut slices).map_err(io_err("write", path))?;
         // A reused file may be longer: cut its old tail (the reader wants
         // the last body to end the file).
         if reused.is_some() {
-            file.set_len(len).map_err(io_err("truncate", &tmp))?;
+            file.set_len(len).map_err(io_err("truncate", path))?;
         }
-        // One fsync for every message of the batch: bodies and envelopes
-        // become durable before the file gets its queue name.
+        // One fsync for every message of the batch (bodies, envelopes and the new name, which
+        // the same journal commit carries on ext4; the round's `queue/` fsync guarantees the
+        // name everywhere).
         let started = std::time::Instant::now();
-        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        file.sync_all().map_err(io_err("fsync", path))?;
         inner.file_sync.record(started.elapsed());
-        fs::rename(&tmp, &batch.path).map_err(io_err("rename", &tmp))
+        Ok(())
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        // Not durable: take it back out of `queue/`; its clients get a temporary error.
+        let _ = fs::remove_file(path);
     }
     result.map(|()| batch)
 }

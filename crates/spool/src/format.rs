@@ -1,7 +1,10 @@
 //! Encoding and decoding of batch files (see docs/spool-format.md).
 //!
 //! Pure functions over bytes and positional readers; the file handling is
-//! elsewhere. Version 2 files hold any number of messages; version 1 files
+//! elsewhere. A commit round writes version 3 (a sealed batch: version 2's layout plus a
+//! CRC-32 of the records in the header, so that a batch renamed into `queue/` before its
+//! fsync and cut short by a crash is told apart from a committed one); a spilled message is
+//! a version-2 batch of one (fsynced before its rename, it needs no seal). Version 1 files
 //! (one message each, written by older builds) are still read.
 
 use std::io::{self, BufRead, BufReader, Read};
@@ -13,10 +16,17 @@ const MAGIC: &str = "DAKIYA-SPOOL";
 /// Start of the first line of every file this code writes; the number of
 /// messages in the file follows.
 const V2_PREFIX: &[u8] = b"DAKIYA-SPOOL 2 ";
+/// Start of the first line of a sealed batch file (version 3); the count and the checksum
+/// follow.
+const V3_PREFIX: &[u8] = b"DAKIYA-SPOOL 3 ";
 /// The message count is written as this many decimal digits.
 const COUNT_DIGITS: usize = 8;
+/// The CRC-32 of a sealed batch is written as this many lowercase hex digits.
+const CRC_DIGITS: usize = 8;
 /// Length of the first line of a version-2 file.
 pub(crate) const BATCH_HEADER_LEN: usize = V2_PREFIX.len() + COUNT_DIGITS + 1;
+/// Length of the first line of a sealed (version-3) file: prefix, count, space, CRC, `\n`.
+pub(crate) const SEALED_HEADER_LEN: usize = V3_PREFIX.len() + COUNT_DIGITS + 1 + CRC_DIGITS + 1;
 /// Lengths in record lines are written as this many decimal digits, so the
 /// body length of a message streamed to disk can be filled in place.
 const LEN_DIGITS: usize = 20;
@@ -76,6 +86,23 @@ pub(crate) fn batch_header(count: usize) -> [u8; BATCH_HEADER_LEN] {
     header[..V2_PREFIX.len()].copy_from_slice(V2_PREFIX);
     let digits = len_field(count as u64);
     header[V2_PREFIX.len()..BATCH_HEADER_LEN - 1].copy_from_slice(&digits[LEN_DIGITS - COUNT_DIGITS..]);
+    header
+}
+
+/// The first line of a sealed batch file of `count` messages whose records (every byte after
+/// this line) have the CRC-32 (IEEE) `crc`.
+pub(crate) fn sealed_header(count: usize, crc: u32) -> [u8; SEALED_HEADER_LEN] {
+    debug_assert!(count > 0 && count.to_string().len() <= COUNT_DIGITS);
+    let mut header = [b'\n'; SEALED_HEADER_LEN];
+    header[..V3_PREFIX.len()].copy_from_slice(V3_PREFIX);
+    let count_at = V3_PREFIX.len();
+    let digits = len_field(count as u64);
+    header[count_at..count_at + COUNT_DIGITS].copy_from_slice(&digits[LEN_DIGITS - COUNT_DIGITS..]);
+    header[count_at + COUNT_DIGITS] = b' ';
+    let crc_at = count_at + COUNT_DIGITS + 1;
+    for (i, digit) in header[crc_at..crc_at + CRC_DIGITS].iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[(crc >> (4 * (CRC_DIGITS - 1 - i)) & 0xf) as usize];
+    }
     header
 }
 
@@ -182,7 +209,22 @@ pub(crate) fn read_batch<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<Fo
     src.read_exact_at(&mut first[..got], 0)?;
     match version(&first[..got])? {
         1 => read_v1(src, len).map(|found| vec![found]),
-        _ => read_v2(src, len, message_count(&first[..got])?),
+        2 => read_records(src, BATCH_HEADER_LEN as u64, len, message_count(&first[..got])?),
+        _ => {
+            let (count, crc) = sealed_fields(&first[..got])?;
+            let found = read_records(src, SEALED_HEADER_LEN as u64, len, count)?;
+            // The records have the right shape; the seal says whether every byte is the one
+            // written (a batch renamed before its fsync may hold old or missing pages).
+            let actual = crc_of(src, SEALED_HEADER_LEN as u64, len)?;
+            if actual != crc {
+                return Err(corrupt(format!(
+                    "checksum mismatch (header {crc:08x}, records {actual:08x}): a commit round cut \
+                     short by a crash leaves this (its messages were never acknowledged), or the \
+                     file was damaged"
+                )));
+            }
+            Ok(found)
+        }
     }
 }
 
@@ -192,6 +234,36 @@ fn message_count(start: &[u8]) -> Result<usize, DecodeError> {
     let digits = line.and_then(|l| l.strip_prefix(V2_PREFIX)).filter(|d| d.iter().all(u8::is_ascii_digit));
     let count = digits.and_then(|d| std::str::from_utf8(d).ok()?.parse::<usize>().ok());
     count.filter(|&n| n > 0).ok_or_else(|| corrupt("bad version line"))
+}
+
+/// The message count and the CRC-32 from a version-3 first line.
+fn sealed_fields(start: &[u8]) -> Result<(usize, u32), DecodeError> {
+    let bad = || corrupt("bad version line");
+    let line = start.get(..SEALED_HEADER_LEN).and_then(|l| l.strip_suffix(b"\n")).ok_or_else(bad)?;
+    let fields = line.strip_prefix(V3_PREFIX).ok_or_else(bad)?;
+    let (count, crc) = (&fields[..COUNT_DIGITS], &fields[COUNT_DIGITS + 1..]);
+    let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if fields[COUNT_DIGITS] != b' ' || !count.iter().all(u8::is_ascii_digit) || !crc.iter().all(lower_hex) {
+        return Err(bad());
+    }
+    let text = |digits: &[u8]| std::str::from_utf8(digits).map(str::to_owned).map_err(|_| bad());
+    let count = text(count)?.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+    let crc = u32::from_str_radix(&text(crc)?, 16).map_err(|_| bad())?;
+    Ok((count, crc))
+}
+
+/// The CRC-32 of bytes `from..to` of `src`, read in 64 KiB pieces.
+fn crc_of<R: ReadAt + ?Sized>(src: &R, from: u64, to: u64) -> Result<u32, DecodeError> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = usize::try_from(to - at).unwrap_or(usize::MAX).min(buf.len());
+        src.read_exact_at(&mut buf[..n], at)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hasher.finalize())
 }
 
 /// The version from the first line: 1, 2, or an error.
@@ -205,14 +277,17 @@ fn version(start: &[u8]) -> Result<u8, DecodeError> {
     match word {
         Some(b"1") => Ok(1),
         Some(b"2") => Ok(2),
+        Some(b"3") => Ok(3),
         Some(b"") | None => Err(corrupt("bad version line")),
         Some(other) => Err(DecodeError::Version(String::from_utf8_lossy(other).into_owned())),
     }
 }
 
-fn read_v2<R: ReadAt + ?Sized>(src: &R, len: u64, count: usize) -> Result<Vec<Found>, DecodeError> {
+/// The records of a version-2 or -3 file, from byte `start` (the end of its first line) to
+/// `len`, which must be exactly `count`.
+fn read_records<R: ReadAt + ?Sized>(src: &R, start: u64, len: u64, count: usize) -> Result<Vec<Found>, DecodeError> {
     let mut found = Vec::with_capacity(count.min(1024));
-    let mut at = BATCH_HEADER_LEN as u64;
+    let mut at = start;
     while at < len {
         if len - at < RECORD_PREFIX as u64 {
             return Err(corrupt(format!("truncated record at byte {at}")));

@@ -179,7 +179,13 @@ fn the_same_message_and_states_are_written_byte_for_byte_as_before() {
     for (i, state) in states().iter().enumerate() {
         spool.record(&id(), i % 5, state).unwrap();
     }
-    assert_eq!(fs::read_to_string(dir.path().join(format!("queue/{ID}.msg"))).unwrap(), BATCH_FILE);
+    // Since format version 3 a round's batch file is sealed: the records, byte for byte as
+    // before, after a header holding their CRC-32 instead of version 2's.
+    let written = fs::read_to_string(dir.path().join(format!("queue/{ID}.msg"))).unwrap();
+    let records = &BATCH_FILE["DAKIYA-SPOOL 2 00000001\n".len()..];
+    let (header, rest) = written.split_at("DAKIYA-SPOOL 3 00000001 01234567\n".len());
+    assert_eq!(rest, records);
+    assert_eq!(header, format!("DAKIYA-SPOOL 3 00000001 {:08x}\n", crc32fast::hash(records.as_bytes())));
     assert_eq!(fs::read_to_string(dir.path().join(format!("queue/{ID}.status"))).unwrap(), STATUS_LOG);
 }
 
