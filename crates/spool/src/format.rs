@@ -13,8 +13,8 @@ use crate::{Envelope, QueueId};
 
 /// First word of a batch file.
 const MAGIC: &str = "DAKIYA-SPOOL";
-/// Start of the first line of every file this code writes; the number of
-/// messages in the file follows.
+/// Start of the first line of a version-2 file (a spilled message's, as this code writes
+/// it); the number of messages in the file follows.
 const V2_PREFIX: &[u8] = b"DAKIYA-SPOOL 2 ";
 /// Start of the first line of a sealed batch file (version 3); the count and the checksum
 /// follow.
@@ -266,7 +266,7 @@ fn crc_of<R: ReadAt + ?Sized>(src: &R, from: u64, to: u64) -> Result<u32, Decode
     Ok(hasher.finalize())
 }
 
-/// The version from the first line: 1, 2, or an error.
+/// The version from the first line: 1, 2, 3, or an error.
 fn version(start: &[u8]) -> Result<u8, DecodeError> {
     let Some(rest) = start.strip_prefix(MAGIC.as_bytes()).and_then(|r| r.strip_prefix(b" ")) else {
         return Err(corrupt("not a dakiya spool file"));
