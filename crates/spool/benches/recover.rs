@@ -16,34 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use dakiya_spool::{BodyType, Envelope, Recipient, Spool};
+use dakiya_spool::Spool;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn envelope(spool: &Spool) -> Envelope {
-    Envelope {
-        id: spool.new_id(),
-        received_at: 1_700_000_000,
-        sender: "sender@example.org".into(),
-        client_ip: "192.0.2.1".into(),
-        helo: "client.example.org".into(),
-        body: BodyType::SevenBit,
-        smtputf8: false,
-        require_tls: false,
-        dsn_ret: None,
-        dsn_envid: None,
-        prepend: None,
-        recipients: vec![Recipient {
-            address: "user@example.com".into(),
-            original: "user@example.com".into(),
-            orcpt: None,
-            notify: None,
-            mailbox: Some(("example.com".into(), "user".into())),
-        }],
-    }
-}
+mod common;
+use common::{env_or, envelope};
 
 fn open_and_recover(dir: &std::path::Path, what: &str, msgs: u64, bytes: u64) {
     let began = Instant::now();
