@@ -490,10 +490,11 @@ fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, fai
 /// The rename comes **before** the writes and the fsync, so that the fsync's journal commit
 /// carries the new name too, and the round's `queue/` fsync that follows has less left to
 /// commit (journal commits per message 0.25 -> 0.175 under `scripts/profile`'s load,
-/// docs/performance.md 7.14). Until the round's fsyncs return, a crash may leave `queue/NAME.msg` with missing,
-/// partly written or (for a reused file) old bytes: the seal, a CRC-32 of the records in the
-/// header (format version 3), makes recovery treat such a file as corrupt (moved aside,
-/// never delivered). No client got a 250 for it: the 250 waits for both fsyncs.
+/// docs/performance.md 7.14). Until the round's fsyncs return, a crash may leave
+/// `queue/NAME.msg` with missing, partly written or (for a reused file) old bytes: the seal,
+/// a CRC-32 of the records in the header (format version 3), makes recovery treat such a
+/// file as corrupt (moved aside, never delivered). No client got a 250 for it: the 250
+/// waits for both fsyncs.
 fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, SpoolError> {
     let name = small[0].id.clone();
     let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));

@@ -286,7 +286,13 @@ fn scan_batch(path: &Path, log_path: &Path, name: &QueueId) -> Result<(Vec<Found
     let found = format::read_batch(&file, len).map_err(|e| decode_err(e, path))?;
     // A batch is named after its first message: this catches misplaced files.
     if found[0].envelope.id != *name {
-        let reason = format!("first message is {}, not the file's name", found[0].envelope.id);
+        // Also what a crash leaves when a round's reused file got its new name but not yet
+        // its new bytes (docs/spool-format.md, "What a crash at each step leaves behind").
+        let reason = format!(
+            "first message is {}, not the file's name (a misplaced file, or a reused file whose new \
+             contents a crash cut short: its messages were never acknowledged under this name)",
+            found[0].envelope.id
+        );
         return Err(SpoolError::Corrupt { path: path.to_owned(), reason });
     }
     let log = read_log_if_any(log_path)?;
