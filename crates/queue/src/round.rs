@@ -6,13 +6,19 @@
 //! and whoever gets the turn (one round runs at a time) and then one of the
 //! `delivery.local_concurrency` permits first takes the pending requests (up to
 //! [`MAX_ROUND`]) and runs them as one round. While a round runs, requests pile up, so
-//! rounds grow with the load and stay a single message when it is light. A round:
+//! rounds grow with the load and stay a single message when it is light. Under load a round
+//! also waits until [`ROUND_PACE`] after the previous one started, or until [`MAX_ROUND`]
+//! steps wait, so that it is full: every round costs two journal commits whatever its size,
+//! and each one slows the sessions' commits that share the journal (docs/performance.md
+//! 7.15). After a quiet spell the first step starts at once. A round:
 //!
 //! 1. for each message: loads it, checks for a loop, writes each local copy (an anonymous
 //!    file, or one in `tmp/`) and starts its writeback ([`run::prepare`]);
-//! 2. fsyncs every copy of the round: the writeback started in 1 put the block allocation of
-//!    all of them in one journal transaction, so the first fsync commits them all and the
-//!    later ones find their transaction committed (one journal commit, not one per copy);
+//! 2. fsyncs every copy of the round, all at once from a small pool of threads
+//!    ([`fsyncs`]): the writeback started in 1 put the block allocation of all of them in one
+//!    journal transaction, so the first fsync commits them all, and the others, waiting on
+//!    that commit rather than arriving after it, share its device cache flush (one journal
+//!    commit and about one flush per round, not one flush per copy);
 //! 3. links (renames) every fsynced copy into `new/`;
 //! 4. fsyncs the `new/` of each Maildir written to, once (through the Maildir's
 //!    `GroupSync`, shared with concurrent rounds);
@@ -31,10 +37,18 @@ use dakiya_deliver::{CopyBuffers, Maildir, Staged};
 use dakiya_spool::QueueId;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::time::Instant;
+
+mod fsyncs;
 
 /// The most local steps in one round: beyond it, the rest wait for the next round.
 pub(crate) const MAX_ROUND: usize = 64;
+
+/// The least time between the starts of two rounds, unless [`MAX_ROUND`] steps wait. A step
+/// that arrives after a quiet spell does not wait; under load a message is delivered at most
+/// this much later, in a round of many.
+pub(crate) const ROUND_PACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The local steps waiting for a round. Shared by every context of a queue (a reload keeps
 /// it), like the permits. It knows nothing of what a step does (run.rs builds the steps):
@@ -47,11 +61,24 @@ pub struct Rounds {
     /// one, instead of a second, smaller round linking into the same `new/` at once and
     /// paying its own journal commits (docs/performance.md §7).
     one_at_a_time: Arc<Semaphore>,
+    /// When the last round started (for [`ROUND_PACE`]).
+    last_start: Mutex<Option<Instant>>,
+    /// Told when a round's worth of steps wait, to end the pace early.
+    full: Notify,
+    /// The threads that fsync a round's copies together.
+    fsyncs: fsyncs::Fsyncs,
 }
 
 impl Default for Rounds {
     fn default() -> Rounds {
-        Rounds { pending: Mutex::default(), buffers: Mutex::default(), one_at_a_time: Arc::new(Semaphore::new(1)) }
+        Rounds {
+            pending: Mutex::default(),
+            buffers: Mutex::default(),
+            one_at_a_time: Arc::new(Semaphore::new(1)),
+            last_start: Mutex::default(),
+            full: Notify::new(),
+            fsyncs: fsyncs::Fsyncs::default(),
+        }
     }
 }
 
@@ -83,7 +110,35 @@ struct Request {
 
 impl Rounds {
     fn push(&self, request: Request) {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).push(request);
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.push(request);
+        if pending.len() == MAX_ROUND {
+            self.full.notify_one();
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Waits, with the round's turn, until [`ROUND_PACE`] after the previous round started or
+    /// until a whole round waits, and marks the start of this one.
+    async fn pace(&self) {
+        let last = *self.last_start.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(until) = last.map(|t| t + ROUND_PACE) {
+            loop {
+                // Made before the check: a notice between the check and the wait is not lost.
+                let full = self.full.notified();
+                if self.waiting() >= MAX_ROUND || Instant::now() >= until {
+                    break;
+                }
+                tokio::select! {
+                    () = full => {}
+                    () = tokio::time::sleep_until(until) => break,
+                }
+            }
+        }
+        *self.last_start.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// Up to [`MAX_ROUND`] pending requests, oldest first.
@@ -112,6 +167,10 @@ pub(crate) async fn local_step<T>(
         // that the final steps of other runs need.
         let turn = async {
             let turn = rounds.one_at_a_time.clone().acquire_owned().await.ok()?;
+            // The pace with the turn only: the permits are for work that runs.
+            if rounds.waiting() > 0 {
+                rounds.pace().await;
+            }
             Some((turn, limit.clone().acquire_owned().await.ok()?))
         };
         let permit = tokio::select! {
@@ -130,7 +189,7 @@ pub(crate) async fn local_step<T>(
         let finished = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut bufs = rounds.buffers.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default();
-            run_round(round, &mut bufs);
+            run_round(round, &mut bufs, &rounds.fsyncs);
             rounds.buffers.lock().unwrap_or_else(PoisonError::into_inner).push(bufs);
         })
         .await;
@@ -146,7 +205,7 @@ pub(crate) async fn local_step<T>(
 /// copy fsynced, then every copy linked into `new/`, one fsync of `new/` per Maildir, then
 /// every message's outcome. A panic in one message's step is caught and ends only that
 /// message's step (its result is never sent).
-fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
+fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers, fsyncs: &fsyncs::Fsyncs) {
     let mut waiting: Vec<(QueueId, Box<dyn StagedStep>)> = Vec::with_capacity(round.len());
     for Request { id, prepare } in round {
         match catch_unwind(AssertUnwindSafe(|| prepare(bufs))) {
@@ -155,7 +214,7 @@ fn run_round(round: Vec<Request>, bufs: &mut CopyBuffers) {
             Err(_) => panicked(&id),
         }
     }
-    each(&mut waiting, |step| step.fsync());
+    let mut waiting = fsyncs.fsync_all(waiting);
     each(&mut waiting, |step| step.link(bufs));
     let failed = commit(waiting.iter().flat_map(|(_, s)| s.staged()));
     let failed_in = |md: &Arc<Maildir>| failed.iter().find(|(f, _)| Arc::ptr_eq(f, md)).map(|(_, why)| why.clone());
