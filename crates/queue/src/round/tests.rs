@@ -56,12 +56,12 @@ fn phases(log: &Log) -> Vec<String> {
 /// their set is fixed, not their order; the steps come back from them in the round's order.
 #[test]
 fn each_phase_runs_for_every_step_before_the_next_phase_starts() {
-    let n = 2 * fsyncs::FSYNC_THREADS + 3;
+    let n = 2 * FSYNC_THREADS + 3;
     let log = Log::default();
     run_round(
         (0..n).map(|i| request(i, &log, None)).collect(),
         &mut CopyBuffers::default(),
-        &fsyncs::Fsyncs::default(),
+        &fsyncs::Fsyncs::new(FSYNC_THREADS),
     );
     let log = phases(&log);
     let in_order = |phase: &str| (0..n).map(|i| format!("{phase} {i}")).collect::<Vec<_>>();
@@ -100,7 +100,7 @@ fn a_rounds_fsyncs_are_in_flight_at_the_same_time() {
         }
         fn complete(self: Box<Self>, _: &dyn Fn(&Arc<Maildir>) -> Option<String>) {}
     }
-    let of = fsyncs::FSYNC_THREADS + 1;
+    let of = FSYNC_THREADS + 1;
     let (started, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let round = (0..of)
         .map(|n| {
@@ -110,7 +110,7 @@ fn a_rounds_fsyncs_are_in_flight_at_the_same_time() {
         })
         .collect();
     let took = Instant::now();
-    run_round(round, &mut CopyBuffers::default(), &fsyncs::Fsyncs::default());
+    run_round(round, &mut CopyBuffers::default(), &fsyncs::Fsyncs::new(FSYNC_THREADS));
     assert_eq!(most.load(Ordering::SeqCst), of, "the fsyncs did not all run at once");
     assert!(took.elapsed() < Duration::from_secs(5), "the fsyncs waited for each other");
 }
@@ -122,7 +122,7 @@ fn a_step_panicking_in_a_phase_is_dropped_and_the_round_goes_on() {
     for phase in ["fsync", "link"] {
         let log = Log::default();
         let round = vec![request(0, &log, None), request(1, &log, Some(phase)), request(2, &log, None)];
-        run_round(round, &mut CopyBuffers::default(), &fsyncs::Fsyncs::default());
+        run_round(round, &mut CopyBuffers::default(), &fsyncs::Fsyncs::new(FSYNC_THREADS));
         let log = phases(&log);
         assert!(log.contains(&format!("{phase} 1")), "{log:?}");
         assert!(
@@ -230,5 +230,23 @@ async fn a_full_round_starts_without_waiting_for_the_pace() {
     for run in runs {
         let end = run.await.unwrap();
         assert!(end - start < ROUND_PACE / 2, "a full round waited {:?}", end - start);
+    }
+}
+
+/// The pool gives the items back in their order, less those its work drops, whether its work
+/// runs on its threads, panics there, or (no threads) runs on the caller's thread alone.
+#[test]
+fn the_pool_gives_the_items_back_in_order() {
+    for threads in [0, 1, 4, FSYNC_THREADS] {
+        let pool = fsyncs::Fsyncs::new(threads);
+        let kept = pool.all_at_once((0..100).collect(), |n: usize| (!n.is_multiple_of(3)).then_some(n));
+        assert_eq!(kept, (0..100).filter(|n: &usize| !n.is_multiple_of(3)).collect::<Vec<_>>(), "{threads} threads");
+        let kept = pool.all_at_once(vec![1, 2, 3, 4, 5], |n: usize| {
+            assert_ne!(n, 3, "work that does not catch its panic");
+            Some(n)
+        });
+        assert_eq!(kept, [1, 2, 4, 5], "{threads} threads");
+        assert_eq!(pool.all_at_once(vec![7], Some), [7]);
+        assert!(pool.all_at_once(Vec::<usize>::new(), Some).is_empty());
     }
 }
