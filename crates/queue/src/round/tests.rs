@@ -165,6 +165,21 @@ async fn rounds_run_one_at_a_time_whatever_the_permits() {
     assert_eq!(most.load(Ordering::SeqCst), 1, "two rounds ran at once");
 }
 
+/// A local step that only answers `n`; the future checks the answer and returns when it came.
+fn timed_step(rounds: &Arc<Rounds>, limit: &Arc<Semaphore>, n: usize) -> impl Future<Output = Instant> + use<> {
+    let (rounds, limit) = (rounds.clone(), limit.clone());
+    let (reply, done) = oneshot::channel();
+    let prepare: Prepare = Box::new(move |_| {
+        let _ = reply.send(n);
+        None
+    });
+    let id: QueueId = format!("06B15C91CD0D88{n:02X}").parse().unwrap();
+    async move {
+        assert_eq!(local_step(&rounds, &limit, &id, prepare, done, |_, _| {}).await, Some(n));
+        Instant::now()
+    }
+}
+
 /// Under load a round waits for the pace, so the steps that arrive meanwhile make one round
 /// instead of one each; a step that arrives after a quiet spell starts at once. (Paused
 /// time: the instants are the runtime's clock, not the machine's.)
@@ -172,19 +187,7 @@ async fn rounds_run_one_at_a_time_whatever_the_permits() {
 async fn under_load_rounds_wait_for_the_pace_and_a_lone_step_does_not() {
     let rounds = Arc::new(Rounds::default());
     let limit = Arc::new(Semaphore::new(4));
-    let step = |n: u32| {
-        let (rounds, limit) = (rounds.clone(), limit.clone());
-        let (reply, done) = oneshot::channel();
-        let prepare: Prepare = Box::new(move |_| {
-            let _ = reply.send(n);
-            None
-        });
-        let id: QueueId = format!("06B15C91CD0D88{n:02X}").parse().unwrap();
-        async move {
-            assert_eq!(local_step(&rounds, &limit, &id, prepare, done, |_, _| {}).await, Some(n));
-            Instant::now()
-        }
-    };
+    let step = |n| timed_step(&rounds, &limit, n);
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let quiet = Instant::now();
     let first = step(0).await;
@@ -211,17 +214,7 @@ async fn a_full_round_starts_without_waiting_for_the_pace() {
     let mut runs = Vec::new();
     // One step to start the pace, then a whole round more at once.
     for n in 0..=MAX_ROUND {
-        let (rounds, limit) = (rounds.clone(), limit.clone());
-        let (reply, done) = oneshot::channel();
-        let prepare: Prepare = Box::new(move |_| {
-            let _ = reply.send(n);
-            None
-        });
-        let id: QueueId = format!("06B15C91CD0D88{n:02X}").parse().unwrap();
-        runs.push(tokio::spawn(async move {
-            local_step(&rounds, &limit, &id, prepare, done, |_, _| {}).await;
-            Instant::now()
-        }));
+        runs.push(tokio::spawn(timed_step(&rounds, &limit, n)));
         if n == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
