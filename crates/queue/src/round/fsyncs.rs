@@ -40,8 +40,8 @@ impl Fsyncs {
     /// Runs `work` on every item at once: the items after the first go to the pool's threads,
     /// and the calling thread does the first. Returns what `work` gave back, in the items'
     /// order, less the `None`s. `work` is expected to catch its own panics; one that does not
-    /// loses its item, wherever it ran (the thread survives). Without threads (none could be started) the
-    /// calling thread does the items one by one.
+    /// loses its item, wherever it ran (the thread survives). Without threads (none could be
+    /// started) the calling thread does the items one by one.
     pub(crate) fn all_at_once<T: Send + 'static>(&self, items: Vec<T>, work: fn(T) -> Option<T>) -> Vec<T> {
         let n = items.len();
         let mut items = items.into_iter();
@@ -49,7 +49,8 @@ impl Fsyncs {
         let (back, done) = channel::<(usize, Option<T>)>();
         let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
         let mut here = vec![(0, first)];
-        match self.jobs().filter(|_| n > 1) {
+        // A single item never starts the threads.
+        match (n > 1).then(|| self.jobs()).flatten() {
             Some(jobs) => {
                 for (at, item) in (1..n).zip(items) {
                     let back = back.clone();
@@ -59,7 +60,7 @@ impl Fsyncs {
                     // The threads cannot be gone while the pool lives; if they were, the job
                     // runs here and answers all the same.
                     if let Err(returned) = jobs.send(job) {
-                        (returned.0)();
+                        let _ = catch_unwind(AssertUnwindSafe(returned.0));
                     }
                 }
             }
