@@ -22,7 +22,9 @@
     memstat.py settle PID [...] [--max S] [--idle-pct P]
                                    -> waits until the tree uses < P% of one CPU over two
                                       consecutive 0.5 s samples (or S seconds pass); prints the
-                                      seconds waited
+                                      seconds waited and, after a space, the seconds after which
+                                      the quiet samples began (the work ended in the 0.5 s
+                                      before: the waited time less the idle check's own 1 s)
 
 The tree is every given PID plus all of its descendants (a multi-process server such as
 Postfix: master and every smtpd, cleanup, qmgr... child). RSS counts shared pages (libraries,
@@ -230,16 +232,21 @@ def main(argv):
     elif cmd == "settle":
         t0 = time.monotonic()
         quiet = 0
+        quiet_from = None
         limit = opts["--max"]
         while time.monotonic() - t0 < limit:
+            start = time.monotonic() - t0
             a = cputicks(tree(roots))
             time.sleep(0.5)
             b = cputicks(tree(roots))
             pct = (b - a) / HZ / 0.5 * 100
             quiet = quiet + 1 if pct < opts["--idle-pct"] else 0
+            if quiet == 1:
+                quiet_from = start
             if quiet >= 2:
                 break
-        print(f"{time.monotonic() - t0:.1f}")
+        waited = time.monotonic() - t0
+        print(f"{waited:.1f} {waited if quiet < 2 or quiet_from is None else quiet_from:.1f}")
     else:
         sys.exit(__doc__)
 
