@@ -8,6 +8,11 @@
 #                            (created if missing). FRESH_FS_JOURNAL=0: without a journal.
 #   fresh_fs_umount DIR      unmounts DIR, detaches its loop device, deletes the image.
 #   fresh_fs_umount_all      the same for every image still mounted (the EXIT trap).
+#   disk_counters DIR        "COMMITS FLUSHES WRITES": the journal commits (jbd2) of the file
+#                            system DIR is on, and the cache flushes and write requests its
+#                            block device has completed, so far (-1 for what is unknown).
+#                            Differences over a phase are that phase's disk work when the
+#                            device is the server's alone (a --fresh-fs image).
 #   fs_info DIR              JSON: {"dir", "source", "fstype", "journal": true|false|null,
 #                            "fresh": true|false}. journal is null when the file system is not
 #                            ext4 (or cannot be told); for ext4 it is whether jbd2 runs for that
@@ -96,4 +101,18 @@ import json, sys
 f = json.loads(sys.argv[1])
 j = {True: "journal", False: "no journal", None: "journal unknown"}[f.get("journal")]
 print("%s on %s, %s%s" % (f.get("fstype"), f.get("source"), j, ", fresh image" if f.get("fresh") else ""))' "$1"
+}
+
+disk_counters() {
+    local src dev commits=-1 flushes=-1 writes=-1 info
+    src=$(findmnt -n -o SOURCE -T "$1" 2>/dev/null || true)
+    dev=$(basename "$(readlink -f "$src" 2>/dev/null || echo "$src")")
+    if [[ -n $dev ]]; then
+        info=$(compgen -G "/proc/fs/jbd2/$dev-*/info" | head -1 || true)
+        [[ -n $info && -r $info ]] && commits=$(awk 'NR == 1 {print $1}' "$info")
+        if [[ -r /sys/class/block/$dev/stat ]]; then
+            read -r writes flushes < <(awk '{print $5, (NF >= 16 ? $16 : -1)}' "/sys/class/block/$dev/stat")
+        fi
+    fi
+    echo "$commits $flushes $writes"
 }

@@ -358,7 +358,8 @@ def cpu_comparison(servers):
                      "msgs_per_s": src.get("msgs_per_s"),
                      "cpu_ms_per_msg": s.get("server_cpu_ms_per_msg_to_delivered"),
                      "cpu_ms_per_msg_run_only": s.get("server_cpu_ms_per_msg"),
-                     "settle_s": src.get("settle_s"), "fs": s.get("fs")})
+                     "settle_s": src.get("settle_s"), "fs": s.get("fs"),
+                     "disk": src.get("disk") or {}})
     ratios = []
     ours = next((r for r in rows if r["name"] == "dakiya"), None)
     for r in rows:
@@ -388,14 +389,17 @@ def print_cpu_comparison(cmp, sessions, size):
     print(f"msgs/s and server CPU per message (smtp-source, {sessions} x {size} B), CPU counted until "
           "the server had delivered them")
     cols = ["server", "does with a message", "msgs/s", "cpu-ms/msg", "of it after the run",
-            "data directory's file system"]
+            "journal commits/msg", "device flushes/msg", "data directory's file system"]
     out = []
+    per = lambda d, k: "-" if d.get(k) is None else f"{d[k]:.3f}"
     for r in rows:
         after = None
         if r["cpu_ms_per_msg"] is not None and r["cpu_ms_per_msg_run_only"] is not None:
             after = r["cpu_ms_per_msg"] - r["cpu_ms_per_msg_run_only"]
         out.append([r["name"], r["delivery"] or "?", fmt_rate(r["msgs_per_s"]),
-                    fmt_cpu(r["cpu_ms_per_msg"]), fmt_cpu(after), fs_text(r["fs"])])
+                    fmt_cpu(r["cpu_ms_per_msg"]), fmt_cpu(after),
+                    per(r["disk"], "journal_commits_per_msg"), per(r["disk"], "device_flushes_per_msg"),
+                    fs_text(r["fs"])])
     widths = [max(len(c), *(len(x[i]) for x in out)) for i, c in enumerate(cols)]
     line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip()
     print(line(cols))
@@ -415,7 +419,10 @@ def print_cpu_comparison(cmp, sessions, size):
           "cutime/cstime), from the start of the timed smtp-source run until its deliveries were "
           "done (queue empty, or the server idle), divided by the messages of the run; 'of it "
           "after the run': the part of that spent after smtp-source had finished (delivery "
-          "backlog). Kernel threads (writeback, jbd2, the loop device) are not counted.")
+          "backlog). Kernel threads (writeback, jbd2, the loop device) are not counted. "
+          "journal commits/msg and device flushes/msg (--fresh-fs only: the server's own image): "
+          "the image's jbd2 commits and its loop device's completed cache flushes over the same "
+          "interval, per message.")
 
 
 def postfix_version():
