@@ -27,6 +27,9 @@ pub(crate) struct Inner {
     pub open_logs: Arc<AtomicUsize>,
     /// Messages just committed, kept in memory for their first delivery run.
     pub recent: Recent,
+    /// Writers open and not yet handed to a commit: messages still arriving (commit.rs
+    /// holds a round back under load only while some are).
+    pub writing: AtomicUsize,
     index: Mutex<Index>,
     /// Held (flock) for the life of the spool.
     _lock: File,
@@ -38,7 +41,8 @@ impl Inner {
         let (index, file_sync) = (Mutex::new(Index::default()), Latencies::default());
         let (pool, open_logs) = (Pool::new(tmp.clone()), Arc::default());
         let recent = Recent::new();
-        Inner { root, tmp, queue, queue_sync, file_sync, pool, open_logs, recent, index, _lock: lock }
+        let writing = AtomicUsize::new(0);
+        Inner { root, tmp, queue, queue_sync, file_sync, pool, open_logs, recent, writing, index, _lock: lock }
     }
 
     pub fn tmp_path(&self, id: &QueueId) -> PathBuf {

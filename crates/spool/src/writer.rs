@@ -5,6 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::commit::{Committer, Payload};
 use crate::error::io_err;
@@ -43,6 +44,8 @@ pub struct MessageWriter {
     /// Set when a write (or an envelope rewrite) failed: the file content is
     /// unknown.
     failed: bool,
+    /// Whether this writer is counted in `Inner::writing` (until it is committed or dropped).
+    counted: bool,
 }
 
 impl MessageWriter {
@@ -51,16 +54,19 @@ impl MessageWriter {
         committer: Arc<Committer>,
         envelope: Envelope,
     ) -> Result<MessageWriter, SpoolError> {
+        let head = format::encode_record_line(&envelope)?;
+        spool.writing.fetch_add(1, Ordering::Relaxed);
         Ok(MessageWriter {
             spool,
             committer,
             id: envelope.id.clone(),
-            head: format::encode_record_line(&envelope)?,
+            head,
             buf: Vec::new(),
             file: None,
             tmp_exists: false,
             len: 0,
             failed: false,
+            counted: true,
         })
     }
 
@@ -235,6 +241,7 @@ impl MessageWriter {
     /// queued (see docs/spool-format.md for the one exception after a failed
     /// directory fsync).
     pub fn commit(mut self) -> Result<QueueId, SpoolError> {
+        self.uncount();
         if self.failed {
             return Err(SpoolError::WriterFailed);
         }
@@ -254,6 +261,7 @@ impl MessageWriter {
     /// instead of holding a blocking thread; a spilled writer's file is completed and
     /// fsynced here first.
     pub fn commit_then(mut self, done: impl FnOnce(Result<QueueId, SpoolError>) + Send + 'static) {
+        self.uncount();
         if self.failed {
             return done(Err(SpoolError::WriterFailed));
         }
@@ -302,6 +310,13 @@ impl MessageWriter {
         Ok(Payload::Spilled { line_len: self.head.len() as u64, body_len: self.len })
     }
 
+    /// No longer a message arriving: it is being committed, or dropped.
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.spool.writing.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     fn create_temp(&mut self) -> Result<File, SpoolError> {
         let file = create_file(&self.spool.tmp_path(&self.id))?;
         self.tmp_exists = true;
@@ -322,6 +337,7 @@ fn create_file(path: &Path) -> Result<File, SpoolError> {
 
 impl Drop for MessageWriter {
     fn drop(&mut self) {
+        self.uncount();
         // Aborted, or the commit failed before the rename: discard the file.
         if self.tmp_exists {
             let _ = fs::remove_file(self.spool.tmp_path(&self.id));

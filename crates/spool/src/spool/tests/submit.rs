@@ -133,3 +133,65 @@ fn the_committer_thread_exits_when_idle_and_comes_back() {
     }
     assert_eq!(spool.commit_stats().messages, 2);
 }
+
+/// Under load the committer thread starts a round no sooner than `COMMIT_PACE` after the
+/// previous one ended while other messages are arriving, so that they share it; with nothing
+/// else arriving (a lone session) or after a quiet spell a round is not held.
+#[test]
+fn a_round_right_after_another_waits_for_the_pace_while_messages_arrive() {
+    use crate::commit::COMMIT_PACE;
+    use std::time::Instant;
+    type Timed = (QueueId, Result<QueueId, SpoolError>, Instant);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let (tx, rx) = mpsc::channel::<Timed>();
+    let timed = |w: MessageWriter, tx: &mpsc::Sender<Timed>| {
+        let (tx, id) = (tx.clone(), w.id().clone());
+        w.commit_then(move |result| {
+            let _ = tx.send((id, result, Instant::now()));
+        });
+    };
+    // `first` is committed; its callback (on the committer thread, right after its round)
+    // writes and submits one message per body of `then`, as sessions told 250 send their
+    // next message. Returns all of them as told, in the order told.
+    let chain = |first: MessageWriter, then: Vec<&'static [u8]>| -> Vec<Timed> {
+        let (later, first_id, probe) = (tx.clone(), first.id().clone(), spool.clone());
+        let n = 1 + then.len();
+        first.commit_then(move |result| {
+            let told_at = Instant::now();
+            then.into_iter().for_each(|body| timed(writer(&probe, 1, body), &later));
+            let _ = later.send((first_id, result, told_at));
+        });
+        let mut told: Vec<Timed> = (0..n).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        told.sort_by_key(|t| t.2);
+        for (id, result, _) in &told {
+            assert_eq!(result.as_ref().unwrap(), id);
+        }
+        told
+    };
+
+    // Another message still arriving (its writer open): the next round waits for the pace,
+    // and the two messages submitted meanwhile share it.
+    let arriving = writer(&spool, 1, b"still arriving");
+    let told = chain(writer(&spool, 1, b"a"), vec![b"b", b"c"]);
+    let gap = told[1].2.duration_since(told[0].2);
+    assert!(gap >= COMMIT_PACE, "the next round started {gap:?} after the first was told");
+    let stats = spool.commit_stats();
+    assert_eq!((stats.rounds, stats.messages, stats.paced), (2, 3, 1), "the two shared one paced round");
+    drop(arriving);
+
+    // Nothing else arriving: a lone session's next message is not held.
+    thread::sleep(COMMIT_PACE + Duration::from_millis(50));
+    chain(writer(&spool, 1, b"d"), vec![b"e"]);
+    assert_eq!(spool.commit_stats().paced, 1, "a lone session's round was held");
+
+    // A quiet spell longer than the pace (shorter than the thread's idle exit): not held,
+    // even with a message arriving.
+    let arriving = writer(&spool, 1, b"still arriving");
+    thread::sleep(COMMIT_PACE + Duration::from_millis(50));
+    timed(writer(&spool, 1, b"f"), &tx);
+    let (id, result, _) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(result.unwrap(), id);
+    assert_eq!(spool.commit_stats().paced, 1, "a round after a quiet spell was held");
+    drop(arriving);
+}
