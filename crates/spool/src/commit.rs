@@ -57,9 +57,9 @@ const SIZE_BUCKETS: usize = 64;
 /// exits and comes back.
 const IDLE_EXIT: Duration = if cfg!(test) { Duration::from_millis(200) } else { Duration::from_secs(10) };
 /// Under load (messages arriving), the committer thread starts a round no sooner than this
-/// after the previous one ended (docs/performance.md 7.17: journal commits per message about
-/// −30 %, device cache flushes about −25 %, msgs/s the same). Longer in unit tests, so that
-/// "right after" is certain on a loaded machine.
+/// after the previous one ended (docs/performance.md 7.17: journal commits per message −14 %,
+/// device cache flushes −9 %, msgs/s the same). Longer in unit tests, so that "right after"
+/// is certain on a loaded machine.
 pub(crate) const COMMIT_PACE: Duration = if cfg!(test) { Duration::from_millis(100) } else { Duration::from_millis(1) };
 
 /// How commits were grouped into batch files (for metrics and benchmarks).
@@ -68,8 +68,8 @@ pub(crate) const COMMIT_PACE: Duration = if cfg!(test) { Duration::from_millis(1
 pub struct CommitStats {
     /// Commit rounds run; each ends with one fsync of `queue/` for all its files.
     pub rounds: u64,
-    /// Rounds the committer thread held back because the previous one had just ended
-    /// (`COMMIT_PACE`).
+    /// Rounds the committer thread held back because the previous one had just ended while
+    /// other messages were arriving (`COMMIT_PACE`).
     pub paced: u64,
     /// Messages committed successfully.
     pub messages: u64,
