@@ -30,19 +30,20 @@
 //! at most the pace each: a bounded latency, not a stall.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSlice, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::error::io_err;
-use crate::format::{self, BATCH_HEADER_LEN, Extent, SEALED_HEADER_LEN};
+use crate::format::{self, BATCH_HEADER_LEN, Extent, SEALED_HEADER_LEN, SLOT_HEADER_LEN};
 use crate::index::BatchFile;
 use crate::inner::Inner;
 use crate::recent::Committed;
+use crate::slots::{Claim, SLOT_CAPACITY};
 use crate::{QueueId, SpoolError};
 
 /// A round's small messages go into one batch file up to these limits, then
@@ -142,9 +143,12 @@ pub(crate) struct Committer {
     work: Condvar,
 }
 
-/// A file of a round that has been renamed into `queue/`.
+/// A file of a round that has been renamed into `queue/` (or written into a slot).
 struct Renamed {
     batch: Arc<BatchFile>,
+    /// Whether its name is new: durable only once the round's `queue/` fsync returns (false
+    /// for a batch written into an existing slot, durable once its fdatasync returned).
+    new_name: bool,
     members: Vec<(u64, QueueId, Extent)>,
     /// The members' bytes as written, in order (none for a spilled message), for recent.rs.
     bytes: Vec<Committed>,
@@ -424,18 +428,27 @@ fn call(done: Callback, outcome: Outcome) {
 /// messages. Every job's outcome goes to `outcomes`; returns the number of
 /// messages in each file committed.
 fn run_round(inner: &Inner, jobs: Vec<Job>, outcomes: &mut Vec<(u64, Outcome)>) -> Vec<usize> {
-    let renamed = write_round(inner, jobs, outcomes);
+    let mut renamed = write_round(inner, jobs, outcomes);
     if renamed.is_empty() {
         return Vec::new();
     }
-    if let Err(e) = inner.sync_queue_dir() {
-        for file in renamed {
+    // A round whose every batch went into an existing slot has no new name to make durable.
+    if renamed.iter().any(|file| file.new_name)
+        && let Err(e) = inner.sync_queue_dir()
+    {
+        let (new, in_place): (Vec<_>, Vec<_>) = renamed.into_iter().partition(|file| file.new_name);
+        for file in new {
             // Not known durable, so the clients get a temporary error and
             // send again; take the messages back to avoid duplicates.
-            let _ = fs::remove_file(&file.batch.path);
+            match file.batch.slot {
+                Some(n) => inner.slots.discard(n),
+                None => {
+                    let _ = fs::remove_file(&file.batch.path);
+                }
+            }
             outcomes.extend(file.members.into_iter().map(|(ticket, ..)| (ticket, Err(e.duplicate()))));
         }
-        return Vec::new();
+        renamed = in_place;
     }
     let mut index = inner.index();
     let mut sizes = Vec::with_capacity(renamed.len());
@@ -478,7 +491,7 @@ fn write_round(inner: &Inner, jobs: Vec<Job>, failed: &mut Vec<(u64, Outcome)>) 
                 match fs::rename(&tmp, &batch.path) {
                     Ok(()) => {
                         let members = vec![(job.ticket, job.id, extent)];
-                        renamed.push(Renamed { batch, members, bytes: Vec::new() });
+                        renamed.push(Renamed { batch, new_name: true, members, bytes: Vec::new() });
                     }
                     Err(e) => failed.push((job.ticket, Err(io_err("rename", tmp)(e)))),
                 }
@@ -502,8 +515,8 @@ struct Small {
 /// Writes one batch file and renames it into `queue/`.
 fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, failed: &mut Vec<(u64, Outcome)>) {
     match try_write_batch(inner, &small) {
-        Ok(batch) => {
-            let mut at = SEALED_HEADER_LEN as u64;
+        Ok((batch, new_name)) => {
+            let mut at = if batch.slot.is_some() { SLOT_HEADER_LEN } else { SEALED_HEADER_LEN } as u64;
             let mut bytes = Vec::with_capacity(small.len());
             let members = small.into_iter().map(|m| {
                 let extent = Extent::of_record(at, m.line.len() as u64, m.body.len() as u64);
@@ -512,7 +525,7 @@ fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, fai
                 (m.ticket, m.id, extent)
             });
             let members = members.collect();
-            renamed.push(Renamed { batch, members, bytes });
+            renamed.push(Renamed { batch, new_name, members, bytes });
         }
         Err(e) => failed.extend(small.iter().map(|m| (m.ticket, Err(e.duplicate())))),
     }
@@ -530,17 +543,29 @@ fn write_batch(inner: &Inner, small: Vec<Small>, renamed: &mut Vec<Renamed>, fai
 /// a CRC-32 of the records in the header (format version 3), makes recovery treat such a
 /// file as corrupt (moved aside, never delivered). No client got a 250 for it: the 250
 /// waits for both fsyncs.
-fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, SpoolError> {
+///
+/// Returns the batch and whether its name is new (to be made durable by the round's `queue/`
+/// fsync).
+fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<(Arc<BatchFile>, bool), SpoolError> {
     let name = small[0].id.clone();
-    let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));
     let mut crc = crc32fast::Hasher::new();
-    let mut len = SEALED_HEADER_LEN as u64;
+    let mut records = 0;
     for m in small {
         crc.update(&m.line);
         crc.update(&m.body);
-        len += (m.line.len() + m.body.len()) as u64;
+        records += (m.line.len() + m.body.len()) as u64;
     }
-    let header = format::sealed_header(small.len(), crc.finalize());
+    let crc = crc.finalize();
+    if let Some(claim) = inner.slots.claim(SLOT_HEADER_LEN as u64 + records) {
+        match write_slot(inner, small, claim, crc, records) {
+            Ok(Some(written)) => return Ok(written),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));
+    let len = SEALED_HEADER_LEN as u64 + records;
+    let header = format::sealed_header(small.len(), crc);
     let mut slices = Vec::with_capacity(1 + 2 * small.len());
     slices.push(IoSlice::new(&header));
     for m in small {
@@ -587,7 +612,96 @@ fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<Arc<BatchFile>, Spo
         // Not durable: take it back out of `queue/`; its clients get a temporary error.
         let _ = fs::remove_file(path);
     }
-    result.map(|()| batch)
+    result.map(|()| (batch, true))
+}
+
+/// Writes a round's batch into a slot (slots.rs): a free one is overwritten at offset 0 and
+/// `fdatasync`ed, which on ext4 and XFS needs no journal commit (its name, length and blocks
+/// are unchanged); a new one is made with the batch, then zeros up to its capacity, and
+/// fsynced (its name is made durable by the round's `queue/` fsync). Returns the batch and
+/// whether its name is new, or `None` if the slot could not be made (the round writes a
+/// batch file instead).
+///
+/// Until the fdatasync returns, a crash may leave the slot with the old batch (all done: a
+/// slot is only reused once its messages are), with zeros, or with a mix of old and new
+/// bytes, which the CRC-32 in the first line tells apart (docs/spool-slots.md, "Recovery").
+fn write_slot(
+    inner: &Inner,
+    small: &[Small],
+    claim: Claim,
+    crc: u32,
+    records: u64,
+) -> Result<Option<(Arc<BatchFile>, bool)>, SpoolError> {
+    let header = format::slot_header(small.len(), crc, records);
+    let mut slices = Vec::with_capacity(2 + 2 * small.len());
+    slices.push(IoSlice::new(&header));
+    for m in small {
+        slices.extend([IoSlice::new(&m.line), IoSlice::new(&m.body)]);
+    }
+    let name = small[0].id.clone();
+    match claim {
+        Claim::Free(n, file) => {
+            let batch = Arc::new(BatchFile::in_slot(name, &inner.slots, n, small.len(), false));
+            let path = &batch.path;
+            let result = (|| {
+                let mut writer = &*file;
+                writer.seek(SeekFrom::Start(0)).map_err(io_err("seek", path))?;
+                write_all_vectored(&mut writer, &mut slices).map_err(io_err("write", path))?;
+                let started = Instant::now();
+                file.sync_data().map_err(io_err("fdatasync", path))?;
+                inner.file_sync.record(started.elapsed());
+                Ok(())
+            })();
+            match result {
+                Ok(()) => {
+                    inner.slots.wrote_in_place();
+                    Ok(Some((batch, false)))
+                }
+                Err(e) => {
+                    // Its clients get a temporary error: make sure the batch is not read back.
+                    let zeroed = file.write_all_at(&[0; SLOT_HEADER_LEN], 0).is_ok();
+                    inner.slots.spoiled(n, zeroed);
+                    Err(e)
+                }
+            }
+        }
+        Claim::New(n) => {
+            let path = inner.slots.path(n);
+            let opened = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path);
+            let file = match opened {
+                Ok(file) => file,
+                Err(e) => {
+                    let foreign = e.kind() == io::ErrorKind::AlreadyExists;
+                    tracing::warn!(path = %path.display(), error = %e, "spool: could not make a slot");
+                    inner.slots.unmake(n, foreign);
+                    return Ok(None);
+                }
+            };
+            let used = SLOT_HEADER_LEN as u64 + records;
+            // Zeros, not a hole: the slot's blocks are allocated and written once, here.
+            let zeros = vec![0u8; usize::try_from(SLOT_CAPACITY - used).unwrap_or(0)];
+            slices.push(IoSlice::new(&zeros));
+            let result = (|| {
+                write_all_vectored(&mut &file, &mut slices)?;
+                let started = Instant::now();
+                file.sync_all()?;
+                inner.file_sync.record(started.elapsed());
+                Ok::<_, io::Error>(())
+            })();
+            match result {
+                Ok(()) => {
+                    inner.slots.made(n, Arc::new(file));
+                    Ok(Some((Arc::new(BatchFile::in_slot(name, &inner.slots, n, small.len(), false)), true)))
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "spool: could not make a slot");
+                    let _ = fs::remove_file(&path);
+                    inner.slots.unmake(n, false);
+                    Ok(None)
+                }
+            }
+        }
+    }
 }
 
 /// Whether a message is being received into the spool now (a writer open, not yet
@@ -597,7 +711,7 @@ fn arriving(inner: &Weak<Inner>) -> bool {
 }
 
 /// Writes every slice, in as few system calls as the kernel allows.
-fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+fn write_all_vectored(file: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
     while !slices.is_empty() {
         match file.write_vectored(slices) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

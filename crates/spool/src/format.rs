@@ -19,6 +19,9 @@ const V2_PREFIX: &[u8] = b"DAKIYA-SPOOL 2 ";
 /// Start of the first line of a sealed batch file (version 3); the count and the checksum
 /// follow.
 const V3_PREFIX: &[u8] = b"DAKIYA-SPOOL 3 ";
+/// Start of the first line of a batch written in place into a slot (version 4); the count,
+/// the checksum and the length of the records follow (docs/spool-slots.md).
+const V4_PREFIX: &[u8] = b"DAKIYA-SPOOL 4 ";
 /// The message count is written as this many decimal digits.
 const COUNT_DIGITS: usize = 8;
 /// The CRC-32 of a sealed batch is written as this many lowercase hex digits.
@@ -27,6 +30,9 @@ const CRC_DIGITS: usize = 8;
 pub(crate) const BATCH_HEADER_LEN: usize = V2_PREFIX.len() + COUNT_DIGITS + 1;
 /// Length of the first line of a sealed (version-3) file: prefix, count, space, CRC, `\n`.
 pub(crate) const SEALED_HEADER_LEN: usize = V3_PREFIX.len() + COUNT_DIGITS + 1 + CRC_DIGITS + 1;
+/// Length of the first line of a slot's batch (version 4): a sealed header whose `\n` gives
+/// way to a space and the length of the records.
+pub(crate) const SLOT_HEADER_LEN: usize = SEALED_HEADER_LEN + LEN_DIGITS + 1;
 /// Lengths in record lines are written as this many decimal digits, so the
 /// body length of a message streamed to disk can be filled in place.
 const LEN_DIGITS: usize = 20;
@@ -45,6 +51,8 @@ pub(crate) const SPILLED_BODY_LEN_AT: u64 = (BATCH_HEADER_LEN + BODY_LEN_AT) as 
 const MAX_ENVELOPE: u64 = 64 << 20;
 /// Length of a version-1 first line: magic, `1`, 20 size digits, `\n`.
 const V1_HEADER_LEN: usize = MAGIC.len() + 3 + LEN_DIGITS + 1;
+/// Bytes read to find a file's version and header fields: the longest first line.
+const FIRST_READ: usize = if V1_HEADER_LEN > SLOT_HEADER_LEN { V1_HEADER_LEN } else { SLOT_HEADER_LEN };
 
 /// Why a spool file could not be decoded.
 #[derive(Debug)]
@@ -104,6 +112,24 @@ pub(crate) fn sealed_header(count: usize, crc: u32) -> [u8; SEALED_HEADER_LEN] {
         *digit = b"0123456789abcdef"[(crc >> (4 * (CRC_DIGITS - 1 - i)) & 0xf) as usize];
     }
     header
+}
+
+/// The first line of a slot's batch of `count` messages whose records, `len` bytes right after
+/// this line, have the CRC-32 `crc`. Bytes after the records are whatever the slot held before
+/// (an older batch, zeros): readers stop at `len`.
+pub(crate) fn slot_header(count: usize, crc: u32, len: u64) -> [u8; SLOT_HEADER_LEN] {
+    let mut header = [b'\n'; SLOT_HEADER_LEN];
+    header[..SEALED_HEADER_LEN].copy_from_slice(&sealed_header(count, crc));
+    header[..V4_PREFIX.len()].copy_from_slice(V4_PREFIX);
+    header[SEALED_HEADER_LEN - 1] = b' ';
+    header[SEALED_HEADER_LEN..SLOT_HEADER_LEN - 1].copy_from_slice(&len_field(len));
+    header
+}
+
+/// Whether a slot holds no batch: its first line is zeros (a slot made and never used, or
+/// one whose batch was all done; docs/spool-slots.md).
+pub(crate) fn is_free_slot(start: &[u8]) -> bool {
+    start.len() >= SLOT_HEADER_LEN && start[..SLOT_HEADER_LEN].iter().all(|&b| b == 0)
 }
 
 /// The record line of a message: mark, id, envelope length, body length
@@ -204,18 +230,29 @@ impl ReadAt for [u8] {
 /// Decodes every message of a batch file of `len` bytes, checking that the
 /// records exactly tile the file. Bodies are not read.
 pub(crate) fn read_batch<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<Vec<Found>, DecodeError> {
-    let mut first = [0u8; V1_HEADER_LEN];
+    let mut first = [0u8; FIRST_READ];
     let got = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
     src.read_exact_at(&mut first[..got], 0)?;
     match version(&first[..got])? {
         1 => read_v1(src, len).map(|found| vec![found]),
         2 => read_records(src, BATCH_HEADER_LEN as u64, len, message_count(&first[..got])?),
-        _ => {
-            let (count, crc) = sealed_fields(&first[..got])?;
-            let found = read_records(src, SEALED_HEADER_LEN as u64, len, count)?;
+        v => {
+            let (start, count, crc, len) = if v == 3 {
+                let (count, crc) = sealed_fields(&first[..got])?;
+                (SEALED_HEADER_LEN as u64, count, crc, len)
+            } else {
+                // Version 4: the records end where the header says, inside the slot.
+                let (count, crc) = sealed_fields(&first[..got])?;
+                let records = slot_len(&first[..got])?;
+                let end = (SLOT_HEADER_LEN as u64).checked_add(records).filter(|&end| end <= len);
+                let end =
+                    end.ok_or_else(|| corrupt(format!("records of {records} bytes run past the slot ({len} bytes)")))?;
+                (SLOT_HEADER_LEN as u64, count, crc, end)
+            };
+            let found = read_records(src, start, len, count)?;
             // The records have the right shape; the seal says whether every byte is the one
             // written (a batch renamed before its fsync may hold old or missing pages).
-            let actual = crc_of(src, SEALED_HEADER_LEN as u64, len)?;
+            let actual = crc_of(src, start, len)?;
             if actual != crc {
                 return Err(corrupt(format!(
                     "checksum mismatch (header {crc:08x}, records {actual:08x}): a commit round cut \
@@ -236,11 +273,15 @@ fn message_count(start: &[u8]) -> Result<usize, DecodeError> {
     count.filter(|&n| n > 0).ok_or_else(|| corrupt("bad version line"))
 }
 
-/// The message count and the CRC-32 from a version-3 first line.
+/// The message count and the CRC-32 from a version-3 or -4 first line.
 fn sealed_fields(start: &[u8]) -> Result<(usize, u32), DecodeError> {
     let bad = || corrupt("bad version line");
-    let line = start.get(..SEALED_HEADER_LEN).and_then(|l| l.strip_suffix(b"\n")).ok_or_else(bad)?;
-    let fields = line.strip_prefix(V3_PREFIX).ok_or_else(bad)?;
+    let line = start.get(..SEALED_HEADER_LEN).ok_or_else(bad)?;
+    let line = match line.strip_prefix(V4_PREFIX) {
+        Some(_) => line.strip_suffix(b" ").ok_or_else(bad)?,
+        None => line.strip_suffix(b"\n").ok_or_else(bad)?,
+    };
+    let fields = line.strip_prefix(V3_PREFIX).or_else(|| line.strip_prefix(V4_PREFIX)).ok_or_else(bad)?;
     let (count, crc) = (&fields[..COUNT_DIGITS], &fields[COUNT_DIGITS + 1..]);
     let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
     if fields[COUNT_DIGITS] != b' ' || !count.iter().all(u8::is_ascii_digit) || !crc.iter().all(lower_hex) {
@@ -250,6 +291,17 @@ fn sealed_fields(start: &[u8]) -> Result<(usize, u32), DecodeError> {
     let count = text(count)?.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(bad)?;
     let crc = u32::from_str_radix(&text(crc)?, 16).map_err(|_| bad())?;
     Ok((count, crc))
+}
+
+/// The length of the records from a version-4 first line.
+fn slot_len(start: &[u8]) -> Result<u64, DecodeError> {
+    let bad = || corrupt("bad version line");
+    let line = start.get(..SLOT_HEADER_LEN).and_then(|l| l.strip_suffix(b"\n")).ok_or_else(bad)?;
+    let digits = &line[SEALED_HEADER_LEN..];
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    std::str::from_utf8(digits).ok().and_then(|d| d.parse::<u64>().ok()).ok_or_else(bad)
 }
 
 /// The CRC-32 of bytes `from..to` of `src`, read in 64 KiB pieces.
@@ -266,7 +318,7 @@ fn crc_of<R: ReadAt + ?Sized>(src: &R, from: u64, to: u64) -> Result<u32, Decode
     Ok(hasher.finalize())
 }
 
-/// The version from the first line: 1, 2, 3, or an error.
+/// The version from the first line: 1, 2, 3, 4, or an error.
 fn version(start: &[u8]) -> Result<u8, DecodeError> {
     let Some(rest) = start.strip_prefix(MAGIC.as_bytes()).and_then(|r| r.strip_prefix(b" ")) else {
         return Err(corrupt("not a dakiya spool file"));
@@ -278,13 +330,14 @@ fn version(start: &[u8]) -> Result<u8, DecodeError> {
         Some(b"1") => Ok(1),
         Some(b"2") => Ok(2),
         Some(b"3") => Ok(3),
+        Some(b"4") => Ok(4),
         Some(b"") | None => Err(corrupt("bad version line")),
         Some(other) => Err(DecodeError::Version(String::from_utf8_lossy(other).into_owned())),
     }
 }
 
-/// The records of a version-2 or -3 file, from byte `start` (the end of its first line) to
-/// `len`, which must be exactly `count`.
+/// The records of a version-2, -3 or -4 file, from byte `start` (the end of its first line)
+/// to `len` (the end of the file, or of a slot's records), which must be exactly `count`.
 fn read_records<R: ReadAt + ?Sized>(src: &R, start: u64, len: u64, count: usize) -> Result<Vec<Found>, DecodeError> {
     let mut found = Vec::with_capacity(count.min(1024));
     let mut at = start;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::format::Extent;
 use crate::openlog::OpenLog;
+use crate::slots::Slots;
 use crate::{GroupSync, QueueId, SpoolError, SyncTarget};
 
 /// The extension of a batch file in `queue/`.
@@ -44,6 +45,8 @@ pub(crate) struct BatchFile {
     /// The batch file's length, once known (where its last record ends): the pool takes it
     /// instead of asking the file system when the file is recycled.
     pub len: OnceLock<u64>,
+    /// The slot the batch was written into (`queue/slot-N.msg`, slots.rs), if it was.
+    pub slot: Option<u32>,
 }
 
 impl BatchFile {
@@ -51,15 +54,26 @@ impl BatchFile {
     /// (its log, if any, is durable, and it may have one; the scan tells
     /// [`Self::has_log`] exactly), else just committed (no log yet).
     pub fn new(name: QueueId, queue: &Path, messages: usize, at_open: bool) -> BatchFile {
+        let (path, log) = (queue.join(format!("{name}.{MSG_EXT}")), queue.join(format!("{name}.{STATUS_EXT}")));
+        BatchFile::at(name, path, log, None, messages, at_open)
+    }
+
+    /// A batch named `name` (its first message's id) in slot `n`, as [`Self::new`].
+    pub fn in_slot(name: QueueId, slots: &Slots, n: u32, messages: usize, at_open: bool) -> BatchFile {
+        BatchFile::at(name, slots.path(n), slots.log_path(n), Some(n), messages, at_open)
+    }
+
+    fn at(name: QueueId, path: PathBuf, log: PathBuf, slot: Option<u32>, messages: usize, at_open: bool) -> BatchFile {
         BatchFile {
-            path: queue.join(format!("{name}.{}", MSG_EXT)),
-            log_sync: GroupSync::new(LogFile(queue.join(format!("{name}.{}", STATUS_EXT)))),
+            path,
+            log_sync: GroupSync::new(LogFile(log)),
             name,
             lock: Mutex::new(None),
             log_durable: AtomicBool::new(at_open),
             has_log: AtomicBool::new(at_open),
             messages,
             len: OnceLock::new(),
+            slot,
         }
     }
 

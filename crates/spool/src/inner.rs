@@ -11,6 +11,7 @@ use crate::index::Index;
 use crate::latency::Latencies;
 use crate::pool::Pool;
 use crate::recent::Recent;
+use crate::slots::Slots;
 use crate::{GroupSync, QueueId, SpoolError};
 
 pub(crate) struct Inner {
@@ -25,6 +26,8 @@ pub(crate) struct Inner {
     pub pool: Pool,
     /// Status logs kept open for appending (bounded by `OPEN_LOGS_MAX`).
     pub open_logs: Arc<AtomicUsize>,
+    /// Batch files written in place (slots.rs).
+    pub slots: Slots,
     /// Messages just committed, kept in memory for their first delivery run.
     pub recent: Recent,
     /// Writers open and not yet handed to a commit: messages still arriving (commit.rs
@@ -40,9 +43,9 @@ impl Inner {
     pub fn new(root: PathBuf, tmp: PathBuf, queue: PathBuf, queue_sync: GroupSync<File>, lock: File) -> Inner {
         let (index, file_sync) = (Mutex::new(Index::default()), Latencies::default());
         let (pool, open_logs) = (Pool::new(tmp.clone()), Arc::default());
-        let recent = Recent::new();
+        let (recent, slots) = (Recent::new(), Slots::new(queue.clone()));
         let writing = AtomicUsize::new(0);
-        Inner { root, tmp, queue, queue_sync, file_sync, pool, open_logs, recent, writing, index, _lock: lock }
+        Inner { root, tmp, queue, queue_sync, file_sync, pool, open_logs, slots, recent, writing, index, _lock: lock }
     }
 
     pub fn tmp_path(&self, id: &QueueId) -> PathBuf {

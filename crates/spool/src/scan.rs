@@ -2,7 +2,7 @@
 //! body, list and recover, which go through the index.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::io_err;
-use crate::format::{self, DecodeError, Extent, Found, ReadAt};
+use crate::format::{self, DecodeError, Extent, Found, ReadAt, SLOT_HEADER_LEN};
 use crate::index::{BatchFile, Foreign, Loc, MSG_EXT, STATUS_EXT};
+use crate::slots::SLOT_CAPACITY;
 use crate::spool::{CORRUPT_DIR, ignore_missing};
 use crate::status::StatusLog;
 use crate::{QueueId, QueuedMessage, Spool, SpoolError};
@@ -197,7 +198,8 @@ impl Spool {
     /// Reads every batch file in `queue/` into the index (at open). Deletes
     /// status logs without a batch and batches whose messages are all done.
     pub(crate) fn load_queue(&self) -> Result<(), SpoolError> {
-        let entries = self.queue_entries()?;
+        let (entries, slots) = self.queue_entries()?;
+        self.load_slots(&slots)?;
         let batches: BTreeSet<&QueueId> = entries.iter().filter(|(_, ext)| ext == MSG_EXT).map(|(n, _)| n).collect();
         for (name, ext) in &entries {
             if ext == STATUS_EXT && !batches.contains(name) {
@@ -262,14 +264,120 @@ impl Spool {
         ignore_missing(fs::remove_file(batch.log_path())).map_err(io_err("unlink", batch.log_path()))
     }
 
+    /// Reads the slots found at open (slots.rs, docs/spool-slots.md "Recovery"): a slot whose
+    /// first line is zeros is free; one whose batch decodes is indexed like any batch file,
+    /// less its done messages (free if they all are); one that does not decode was being
+    /// written when the process or the machine stopped (no client got a 250 for that batch,
+    /// and the slot's previous batch was all done) or is damaged: it is moved to `corrupt/`,
+    /// as any batch file, so that nothing is dropped silently, and made again when needed.
+    fn load_slots(&self, entries: &[(u32, String)]) -> Result<(), SpoolError> {
+        let made: BTreeSet<u32> = entries.iter().filter(|(_, ext)| ext == MSG_EXT).map(|(n, _)| *n).collect();
+        for (n, ext) in entries {
+            if ext == STATUS_EXT && !made.contains(n) {
+                let path = self.inner.slots.log_path(*n);
+                tracing::info!(path = %path.display(), "spool: removing orphan status log");
+                ignore_missing(fs::remove_file(&path)).map_err(io_err("unlink", &path))?;
+            }
+        }
+        for n in made {
+            self.load_slot(n)?;
+        }
+        Ok(())
+    }
+
+    fn load_slot(&self, n: u32) -> Result<(), SpoolError> {
+        let slots = &self.inner.slots;
+        let (path, log_path) = (slots.path(n), slots.log_path(n));
+        let opened = OpenOptions::new().read(true).write(true).open(&path).and_then(|file| {
+            let len = file.metadata()?.len();
+            let mut first = [0u8; SLOT_HEADER_LEN];
+            let got = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+            ReadAt::read_exact_at(&file, &mut first[..got], 0)?;
+            Ok((file, len, format::is_free_slot(&first[..got])))
+        });
+        let (file, len, free) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "spool: leaving unreadable slot in place");
+                slots.adopt(n, None, false);
+                return Ok(());
+            }
+        };
+        let empty_log = || match OpenOptions::new().write(true).open(&log_path) {
+            Ok(log) => log.set_len(0).map_err(io_err("truncate", &log_path)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("open", &log_path)(e)),
+        };
+        if free {
+            empty_log()?;
+            if len == SLOT_CAPACITY {
+                slots.adopt(n, Some(file), true);
+                return Ok(());
+            }
+            // Made by a round that a crash cut short, or by a build with another capacity:
+            // made again when needed.
+            fs::remove_file(&path).map_err(io_err("unlink", &path))?;
+            return ignore_missing(fs::remove_file(&log_path)).map_err(io_err("unlink", &log_path));
+        }
+        let reason = match format::read_batch(&file, len) {
+            Ok(found) => {
+                let log = read_log_if_any(&log_path)?;
+                let mut index = self.inner.index();
+                match found.iter().find(|f| index.is_taken(&f.envelope.id)) {
+                    None => {
+                        let has_log = log.is_some();
+                        let log = log.unwrap_or_default();
+                        let live: Vec<_> = found
+                            .iter()
+                            .filter(|f| !log.done.contains(&f.envelope.id))
+                            .map(|f| (f.envelope.id.clone(), f.extent))
+                            .collect();
+                        if live.is_empty() {
+                            drop(index);
+                            tracing::info!(path = %path.display(), "spool: freeing slot whose messages are all done");
+                            file.write_all_at(&[0; SLOT_HEADER_LEN], 0).map_err(io_err("write", &path))?;
+                            empty_log()?;
+                            slots.adopt(n, Some(file), true);
+                            return Ok(());
+                        }
+                        let name = found[0].envelope.id.clone();
+                        let batch = Arc::new(BatchFile::in_slot(name, slots, n, found.len(), true));
+                        batch.has_log.store(has_log, Ordering::Release);
+                        index.add_batch(batch, live);
+                        drop(index);
+                        slots.adopt(n, Some(file), false);
+                        return Ok(());
+                    }
+                    Some(dup) => format!("message {} is also queued in another file", dup.envelope.id),
+                }
+            }
+            Err(DecodeError::Corrupt(reason)) => reason,
+            Err(e) => {
+                tracing::error!(error = %decode_err(e, &path), "spool: leaving unreadable slot in place");
+                slots.adopt(n, None, false);
+                return Ok(());
+            }
+        };
+        tracing::error!(path = %path.display(), %reason, "spool: moving corrupt slot aside");
+        drop(file);
+        self.move_aside_as(&format!("slot-{n}"), &path, &log_path)
+    }
+
     /// Moves a batch file and its status log to `corrupt/` without
     /// replacing anything already there.
     fn move_aside(&self, name: &QueueId) -> Result<(), SpoolError> {
+        let queue = &self.inner.queue;
+        let (path, log_path) = (queue.join(format!("{name}.{MSG_EXT}")), queue.join(format!("{name}.{STATUS_EXT}")));
+        self.move_aside_as(name.as_str(), &path, &log_path)
+    }
+
+    /// Moves `path` and `log_path` to `corrupt/STEM.msg` and `corrupt/STEM.status` (or the
+    /// first free `STEM.N.…`), skipping either if it does not exist.
+    fn move_aside_as(&self, stem: &str, path: &Path, log_path: &Path) -> Result<(), SpoolError> {
         let corrupt = self.inner.root.join(CORRUPT_DIR);
-        for ext in [MSG_EXT, STATUS_EXT] {
-            let from = self.inner.queue.join(format!("{name}.{ext}"));
-            let to = free_name(&corrupt, name, ext).map_err(io_err("stat", &corrupt))?;
-            match fs::rename(&from, &to) {
+        for (from, ext) in [(path, MSG_EXT), (log_path, STATUS_EXT)] {
+            let to = free_name(&corrupt, stem, ext).map_err(io_err("stat", &corrupt))?;
+            match fs::rename(from, &to) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err("rename", from)(e)),
@@ -365,7 +473,7 @@ fn read_message<R: ReadAt + ?Sized>(
 }
 
 /// `dir/NAME.ext`, or `dir/NAME.N.ext` for the first free N.
-fn free_name(dir: &Path, name: &QueueId, ext: &str) -> io::Result<PathBuf> {
+fn free_name(dir: &Path, name: &str, ext: &str) -> io::Result<PathBuf> {
     let mut path = dir.join(format!("{name}.{ext}"));
     let mut n = 1u64;
     while path.try_exists()? {

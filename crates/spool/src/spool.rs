@@ -2,7 +2,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,9 +10,13 @@ use std::sync::atomic::Ordering;
 use crate::append::append;
 use crate::commit::{CommitStats, Committer};
 use crate::error::io_err;
+use crate::format::SLOT_HEADER_LEN;
+use crate::index::BatchFile;
 use crate::index::{MSG_EXT, STATUS_EXT};
 use crate::inner::Inner;
-use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, RecentStats, SpoolError};
+use crate::openlog::OpenLog;
+use crate::slots::{SLOTS_MAX, slot_number};
+use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, RecentStats, SlotStats, SpoolError};
 use crate::{pool, status};
 
 /// Subdirectory for files being written and the pool of free files; at
@@ -23,6 +27,28 @@ const QUEUE_DIR: &str = "queue";
 /// Subdirectory for files recovery could not decode; never cleaned.
 pub(crate) const CORRUPT_DIR: &str = "corrupt";
 const LOCK_FILE: &str = "lock";
+
+/// How a spool is opened ([`Spool::open_with`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SpoolOptions {
+    /// Slots (batch files written in place, docs/spool-slots.md) made at most; 0 writes every
+    /// round into a new batch file. Slots found at open are used whatever this says.
+    pub slots: usize,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> SpoolOptions {
+        SpoolOptions { slots: SLOTS_MAX }
+    }
+}
+
+impl SpoolOptions {
+    /// Options with at most `slots` slots.
+    pub fn with_slots(slots: usize) -> SpoolOptions {
+        SpoolOptions { slots }
+    }
+}
 
 /// The durable message queue. Cheap to clone; `Send + Sync`.
 ///
@@ -44,6 +70,11 @@ impl Spool {
     /// batches whose messages are all done are deleted; undecodable files
     /// are noted for [`Spool::recover`].
     pub fn open(dir: &Path) -> Result<Spool, SpoolError> {
+        Spool::open_with(dir, SpoolOptions::default())
+    }
+
+    /// [`Spool::open`] with options other than the defaults.
+    pub fn open_with(dir: &Path, options: SpoolOptions) -> Result<Spool, SpoolError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
         for sub in [TMP_DIR, QUEUE_DIR, CORRUPT_DIR] {
@@ -62,6 +93,7 @@ impl Spool {
         let queue = dir.join(QUEUE_DIR);
         let queue_handle = File::open(&queue).map_err(io_err("open", &queue))?;
         let inner = Inner::new(dir.to_owned(), dir.join(TMP_DIR), queue, GroupSync::new(queue_handle), lock);
+        inner.slots.set_max(options.slots);
         let spool = Spool { inner: Arc::new(inner), committer: Arc::new(Committer::new()) };
         spool.remove_temporaries()?;
         spool.load_queue()?;
@@ -186,6 +218,9 @@ impl Spool {
             return Ok(());
         }
         self.inner.index().remove(id);
+        if let Some(n) = batch.slot {
+            return self.free_slot(&batch, n, &mut log);
+        }
         let log_len = log.take().map(|open| open.len);
         // A batch known to have no log (one message, or all removed at once) has none to move.
         let has_log = batch.may_have_log();
@@ -211,12 +246,43 @@ impl Spool {
         ignore_missing(fs::remove_file(batch.log_path())).map_err(io_err("unlink", batch.log_path()))
     }
 
+    /// Frees slot `n`, whose batch has no queued message left (slots.rs): its first line
+    /// becomes zeros and its status log empty, neither fsynced (a crash may bring the batch
+    /// back, and its messages are delivered again, as for a lost done record). The log is
+    /// emptied only once the zeros are written, so that the batch never comes back without
+    /// its done records while the process lives; emptied, it can say nothing about the next
+    /// batch's messages. `log` is the batch's lock, held.
+    fn free_slot(&self, batch: &Arc<BatchFile>, n: u32, log: &mut Option<OpenLog>) -> Result<(), SpoolError> {
+        let file = self.inner.slots.file(n);
+        let file = file.ok_or_else(|| io_err("write", &batch.path)(ErrorKind::NotFound.into()))?;
+        file.write_all_at(&[0; SLOT_HEADER_LEN], 0).map_err(io_err("write", &batch.path))?;
+        if batch.may_have_log() {
+            let path = batch.log_path();
+            let emptied = match log.take() {
+                Some(open) => open.file.set_len(0),
+                None => match OpenOptions::new().write(true).open(path) {
+                    Ok(file) => file.set_len(0),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                },
+            };
+            emptied.map_err(io_err("truncate", path))?;
+        }
+        self.inner.slots.release(n, Arc::downgrade(batch));
+        Ok(())
+    }
+
     /// `(recycled, reused)`: finished batch files and status logs renamed
     /// into the pool of free files so far, and those rewritten as new ones
     /// (for tests and metrics).
     pub fn pool_stats(&self) -> (u64, u64) {
         let counts = self.inner.pool.counts();
         (counts.recycled, counts.reused)
+    }
+
+    /// How batch files were written in place into slots so far (for metrics and benchmarks).
+    pub fn slot_stats(&self) -> SlotStats {
+        self.inner.slots.stats()
     }
 
     /// How the in-memory copies of just-committed messages served their first loads so far
@@ -262,26 +328,36 @@ impl Spool {
         Ok(())
     }
 
-    /// `(name, extension)` of each well-named file in the queue directory;
-    /// other names are logged and left alone.
-    pub(crate) fn queue_entries(&self) -> Result<Vec<(QueueId, String)>, SpoolError> {
+    /// `(name, extension)` of each well-named file in the queue directory, and `(number,
+    /// extension)` of each slot's files (`slot-N.msg`, `slot-N.status`); other names are
+    /// logged and left alone.
+    pub(crate) fn queue_entries(&self) -> Result<QueueEntries, SpoolError> {
         let queue = &self.inner.queue;
-        let mut entries = Vec::new();
+        let (mut entries, mut slots) = (Vec::new(), Vec::new());
         for entry in fs::read_dir(queue).map_err(io_err("readdir", queue))? {
             let name = entry.map_err(io_err("readdir", queue))?.file_name();
-            let parsed = name.to_str().and_then(|n| n.split_once('.')).and_then(|(stem, ext)| {
-                let id = stem.parse::<QueueId>().ok()?;
-                (ext == MSG_EXT || ext == STATUS_EXT).then(|| (id, ext.to_owned()))
-            });
-            match parsed {
-                Some(entry) => entries.push(entry),
-                None => tracing::warn!(file = ?name, "spool: ignoring unexpected file in queue"),
+            let split = name.to_str().and_then(|n| n.split_once('.'));
+            let split = split.filter(|(_, ext)| *ext == MSG_EXT || *ext == STATUS_EXT);
+            if let Some((stem, ext)) = split {
+                if let Ok(id) = stem.parse::<QueueId>() {
+                    entries.push((id, ext.to_owned()));
+                    continue;
+                }
+                if let Some(n) = slot_number(stem) {
+                    slots.push((n, ext.to_owned()));
+                    continue;
+                }
             }
+            tracing::warn!(file = ?name, "spool: ignoring unexpected file in queue");
         }
         entries.sort();
-        Ok(entries)
+        slots.sort();
+        Ok((entries, slots))
     }
 }
+
+/// What [`Spool::queue_entries`] found: batch files and logs by name, slot files by number.
+pub(crate) type QueueEntries = (Vec<(QueueId, String)>, Vec<(u32, String)>);
 
 /// Takes the spool's exclusive lock.
 fn lock(path: &Path) -> Result<File, SpoolError> {

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use dakiya_spool::{
-    BodyType, Enhanced, Envelope, FailureDetail, Notify, QueueId, RcptState, Recipient, Ret, Spool, codec,
+    BodyType, Enhanced, Envelope, FailureDetail, Notify, QueueId, RcptState, Recipient, Ret, Spool, SpoolOptions, codec,
 };
 
 /// Envelope lines written by the spool before this change.
@@ -172,7 +172,7 @@ fn a_batch_file_and_status_log_written_before_are_read_the_same() {
 #[test]
 fn the_same_message_and_states_are_written_byte_for_byte_as_before() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = Spool::open_with(dir.path(), SpoolOptions::with_slots(0)).unwrap();
     let mut writer = spool.writer(full_envelope()).unwrap();
     writer.write(b"x").unwrap();
     assert_eq!(writer.commit().unwrap(), id());
@@ -187,6 +187,35 @@ fn the_same_message_and_states_are_written_byte_for_byte_as_before() {
     assert_eq!(rest, records);
     assert_eq!(header, format!("DAKIYA-SPOOL 3 00000001 {:08x}\n", crc32fast::hash(records.as_bytes())));
     assert_eq!(fs::read_to_string(dir.path().join(format!("queue/{ID}.status"))).unwrap(), STATUS_LOG);
+}
+
+/// A batch written into a slot (format version 4, docs/spool-slots.md) holds the same records
+/// after a header that also gives their length, then the slot's zeros; its status log is the
+/// same.
+#[test]
+fn a_slot_holds_the_same_records_and_its_log_the_same_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut writer = spool.writer(full_envelope()).unwrap();
+    writer.write(b"x").unwrap();
+    assert_eq!(writer.commit().unwrap(), id());
+    for (i, state) in states().iter().enumerate() {
+        spool.record(&id(), i % 5, state).unwrap();
+    }
+    let written = fs::read(dir.path().join("queue/slot-0.msg")).unwrap();
+    assert_eq!(written.len(), 256 << 10);
+    let records = &BATCH_FILE["DAKIYA-SPOOL 2 00000001\n".len()..];
+    let header = format!("DAKIYA-SPOOL 4 00000001 {:08x} {:020}\n", crc32fast::hash(records.as_bytes()), records.len());
+    let (head, rest) = written.split_at(header.len());
+    assert_eq!(String::from_utf8_lossy(head), header);
+    assert_eq!(String::from_utf8_lossy(&rest[..records.len()]), records);
+    assert!(rest[records.len()..].iter().all(|&b| b == 0));
+    assert_eq!(fs::read_to_string(dir.path().join("queue/slot-0.status")).unwrap(), STATUS_LOG);
+    drop(spool);
+    let spool = Spool::open(dir.path()).unwrap();
+    let mut expected = states()[..5].to_vec();
+    expected[0] = states()[5].clone();
+    assert_eq!(spool.load(&id()).unwrap().states, expected);
 }
 
 /// Decided in `codec`: a status that is not an enhanced status code (a hand-edited file) is

@@ -7,7 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use dakiya_spool::{BodyType, Envelope, Notify, QueueId, RcptState, Recipient, Ret, Spool, SpoolError};
+use dakiya_spool::{BodyType, Envelope, Notify, QueueId, RcptState, Recipient, Ret, Spool, SpoolError, SpoolOptions};
+
+/// Opens a spool that writes every round into a new batch file (no slots): these tests are
+/// about batch files; slots have theirs in tests/slots.rs.
+fn classic(dir: &Path) -> Result<Spool, SpoolError> {
+    Spool::open_with(dir, SpoolOptions::with_slots(0))
+}
 
 fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
     Envelope {
@@ -53,7 +59,7 @@ fn count(dir: &Path) -> usize {
 #[test]
 fn commit_then_recover_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let env = envelope(&spool, 3);
     let mut writer = spool.writer(env.clone()).unwrap();
     assert_eq!(writer.id(), &env.id);
@@ -65,7 +71,7 @@ fn commit_then_recover_round_trip() {
     assert_eq!(id, env.id);
     drop(spool);
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let recovered = spool.recover().unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].envelope, env);
@@ -79,7 +85,7 @@ fn commit_then_recover_round_trip() {
 #[test]
 fn empty_body_round_trips() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = spool.writer(envelope(&spool, 1)).unwrap().commit().unwrap();
     assert_eq!(spool.load(&id).unwrap().size, 0);
     assert!(spool.body(&id).unwrap().is_empty());
@@ -89,7 +95,7 @@ fn empty_body_round_trips() {
 #[test]
 fn dropped_writer_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let mut small = spool.writer(envelope(&spool, 1)).unwrap();
     small.write(b"hello\r\n").unwrap();
     let mut big = spool.writer(envelope(&spool, 1)).unwrap();
@@ -106,7 +112,7 @@ fn dropped_writer_leaves_nothing() {
 fn directories_are_private() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data/spool");
-    let spool = Spool::open(&root).unwrap();
+    let spool = classic(&root).unwrap();
     for sub in ["", "tmp", "queue", "corrupt"] {
         let mode = fs::metadata(root.join(sub)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "{sub}");
@@ -119,7 +125,7 @@ fn directories_are_private() {
 #[test]
 fn status_log_last_record_wins_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 3, b"x");
     assert!(!dir.path().join(format!("queue/{id}.status")).exists());
     let deferred = RcptState::Deferred {
@@ -140,7 +146,7 @@ fn status_log_last_record_wins_across_reopen() {
     spool.record(&id, 0, &RcptState::Delivered { at: 9 }).unwrap();
     spool.record(&id, 2, &deferred).unwrap();
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let states = spool.recover().unwrap().remove(0).states;
     assert_eq!(
         states,
@@ -155,7 +161,7 @@ fn status_log_last_record_wins_across_reopen() {
 #[test]
 fn torn_status_tail_is_ignored_then_cut_before_the_next_record() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 2, b"x");
     spool.record(&id, 0, &RcptState::Delivered { at: 1 }).unwrap();
     // A crash in the middle of appending a record; a new process opens the spool.
@@ -164,7 +170,7 @@ fn torn_status_tail_is_ignored_then_cut_before_the_next_record() {
     let mut data = fs::read(&log).unwrap();
     data.extend_from_slice(b"{\"rcpt\":1,\"state\":\"fail");
     fs::write(&log, &data).unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let states = spool.load(&id).unwrap().states;
     assert_eq!(states, vec![RcptState::Delivered { at: 1 }, RcptState::Pending]);
 
@@ -177,7 +183,7 @@ fn torn_status_tail_is_ignored_then_cut_before_the_next_record() {
 #[test]
 fn torn_status_header_is_rewritten() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 1, b"x");
     let log = dir.path().join(format!("queue/{id}.status"));
     fs::write(&log, b"DAKIYA-STA").unwrap();
@@ -189,7 +195,7 @@ fn torn_status_header_is_rewritten() {
 #[test]
 fn record_for_unknown_message_is_not_found_and_leaves_no_log() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id: QueueId = "0000000000000001".parse().unwrap();
     let err = spool.record(&id, 0, &RcptState::Pending).unwrap_err();
     assert!(matches!(err, SpoolError::NotFound(ref i) if *i == id), "{err}");
@@ -199,7 +205,7 @@ fn record_for_unknown_message_is_not_found_and_leaves_no_log() {
 #[test]
 fn remove_deletes_message_and_log() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 1, b"x");
     let keep = commit(&spool, 1, b"y");
     spool.record(&id, 0, &RcptState::Delivered { at: 1 }).unwrap();
@@ -215,7 +221,7 @@ fn remove_deletes_message_and_log() {
 #[test]
 fn corrupt_files_are_moved_aside_not_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let good = commit(&spool, 1, b"good");
     let truncated = commit(&spool, 1, b"this body will lose its tail");
     spool.record(&truncated, 0, &RcptState::Pending).unwrap();
@@ -231,7 +237,7 @@ fn corrupt_files_are_moved_aside_not_deleted() {
     fs::write(queue.join("README"), b"not ours").unwrap();
 
     // A read-only listing skips them but leaves them alone.
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     assert_eq!(spool.list().unwrap().len(), 1);
     assert!(truncated_path.exists());
     assert!(matches!(spool.load(&truncated), Err(SpoolError::Corrupt { .. })));
@@ -250,7 +256,7 @@ fn corrupt_files_are_moved_aside_not_deleted() {
     // The same name going corrupt again does not replace the first copy.
     drop(spool);
     fs::write(queue.join(format!("{garbage_id}.msg")), b"second").unwrap();
-    Spool::open(dir.path()).unwrap().recover().unwrap();
+    classic(dir.path()).unwrap().recover().unwrap();
     assert_eq!(fs::read(corrupt.join(format!("{garbage_id}.1.msg"))).unwrap(), b"second");
     assert!(corrupt.join(format!("{garbage_id}.msg")).exists());
 }
@@ -258,7 +264,7 @@ fn corrupt_files_are_moved_aside_not_deleted() {
 #[test]
 fn a_truncated_batch_is_moved_aside_and_the_others_still_recover() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let spool = Arc::new(classic(dir.path()).unwrap());
     let committed = commit_from_threads(&spool, 10, 20);
     drop(spool);
     let queue = dir.path().join("queue");
@@ -271,7 +277,7 @@ fn a_truncated_batch_is_moved_aside_and_the_others_still_recover() {
     let bytes = fs::read(&path).unwrap();
     fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let recovered = spool.recover().unwrap();
     assert_eq!(recovered.len(), committed.len() - members.len());
     for m in &recovered {
@@ -290,7 +296,7 @@ fn a_truncated_batch_is_moved_aside_and_the_others_still_recover() {
 #[test]
 fn a_batch_cut_short_between_its_rename_and_fsync_is_moved_aside_not_delivered() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let body_text = b"Subject: torn\r\n\r\nsixty-four bytes of a body that a crash may leave half written\r\n";
     let (old, torn, zeroed, kept) = (
         commit(&spool, 1, body_text),
@@ -318,7 +324,7 @@ fn a_batch_cut_short_between_its_rename_and_fsync_is_moved_aside_not_delivered()
     let stale: QueueId = "0FFFFFFFFFFFFFF0".parse().unwrap();
     fs::write(path(&stale), bytes(&old)).unwrap();
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let mut ids: Vec<QueueId> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
     ids.sort();
     assert_eq!(ids, [old.clone(), kept.clone()]);
@@ -340,8 +346,8 @@ fn unknown_format_version_is_left_in_place() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir_all(dir.path().join("queue")).unwrap();
     let path = dir.path().join("queue/00000000000000FF.msg");
-    fs::write(&path, b"DAKIYA-SPOOL 4 whatever\n").unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    fs::write(&path, b"DAKIYA-SPOOL 5 whatever\n").unwrap();
+    let spool = classic(dir.path()).unwrap();
     assert!(spool.recover().unwrap().is_empty());
     assert!(path.exists());
     let id = "00000000000000FF".parse().unwrap();
@@ -350,13 +356,13 @@ fn unknown_format_version_is_left_in_place() {
     let mut writer = spool.writer(Envelope { id, ..envelope(&spool, 1) }).unwrap();
     writer.write(b"x").unwrap();
     assert!(matches!(writer.commit(), Err(SpoolError::IdInUse(_))));
-    assert_eq!(fs::read(&path).unwrap(), b"DAKIYA-SPOOL 4 whatever\n");
+    assert_eq!(fs::read(&path).unwrap(), b"DAKIYA-SPOOL 5 whatever\n");
 }
 
 #[test]
 fn version_1_files_and_logs_are_still_read() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let env = envelope(&spool, 2);
     drop(spool);
     let mut file = format!("DAKIYA-SPOOL 1 {:020}\n", 5).into_bytes();
@@ -367,7 +373,7 @@ fn version_1_files_and_logs_are_still_read() {
     let log = queue.join(format!("{}.status", env.id));
     fs::write(&log, b"DAKIYA-STATUS 1\n{\"rcpt\":1,\"state\":\"delivered\",\"at\":7}\n").unwrap();
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let recovered = spool.recover().unwrap();
     assert_eq!(recovered.len(), 1);
     assert_eq!(recovered[0].envelope, env);
@@ -379,7 +385,7 @@ fn version_1_files_and_logs_are_still_read() {
     // A hold appended to a version-1 log applies too, across a restart.
     spool.set_held(&env.id, true).unwrap();
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let message = spool.load(&env.id).unwrap();
     assert!(message.held);
     assert_eq!(message.states, vec![RcptState::Delivered { at: 8 }, RcptState::Delivered { at: 7 }]);
@@ -390,14 +396,14 @@ fn version_1_files_and_logs_are_still_read() {
 #[test]
 fn open_removes_unfinished_messages_and_orphan_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 1, b"x");
     drop(spool);
     fs::write(dir.path().join("tmp/0000000000000001"), b"half a message").unwrap();
     // A crash between link and unlink leaves a second name in tmp/.
     fs::hard_link(dir.path().join(format!("queue/{id}.msg")), dir.path().join(format!("tmp/{id}"))).unwrap();
     fs::write(dir.path().join("queue/0000000000000002.status"), b"DAKIYA-STATUS 1\n").unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     assert_eq!(count(&dir.path().join("tmp")), 0);
     assert!(!dir.path().join("queue/0000000000000002.status").exists());
     assert_eq!(spool.recover().unwrap().len(), 1);
@@ -407,18 +413,18 @@ fn open_removes_unfinished_messages_and_orphan_logs() {
 #[test]
 fn spool_is_locked_while_open() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let clone = spool.clone();
     drop(spool);
-    assert!(matches!(Spool::open(dir.path()), Err(SpoolError::Locked { .. })));
+    assert!(matches!(classic(dir.path()), Err(SpoolError::Locked { .. })));
     drop(clone);
-    Spool::open(dir.path()).unwrap();
+    classic(dir.path()).unwrap();
 }
 
 #[test]
 fn a_repeated_id_never_overwrites_a_queued_message() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let env = envelope(&spool, 1);
     let mut first = spool.writer(env.clone()).unwrap();
     first.write(b"first").unwrap();
@@ -495,7 +501,7 @@ fn concurrent_commits_from_20_threads_are_all_recovered() {
     const THREADS: usize = 20;
     const EACH: usize = 50;
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let spool = Arc::new(classic(dir.path()).unwrap());
     let (requests_at_open, _) = spool.dir_sync_stats();
     let committed = commit_from_threads(&spool, THREADS, EACH);
     let (requests, fsyncs) = spool.dir_sync_stats();
@@ -504,7 +510,7 @@ fn concurrent_commits_from_20_threads_are_all_recovered() {
     assert!(fsyncs >= 1 && rounds <= (THREADS * EACH) as u64);
     drop(spool);
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let recovered = spool.recover().unwrap();
     assert_eq!(recovered.len(), THREADS * EACH);
     for (message, (id, text)) in recovered.iter().zip(&committed) {
@@ -519,7 +525,7 @@ fn fifty_threads_share_few_batch_files_and_every_message_recovers() {
     const THREADS: usize = 50;
     const EACH: usize = 10;
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let spool = Arc::new(classic(dir.path()).unwrap());
     let committed = commit_from_threads(&spool, THREADS, EACH);
     let stats = spool.commit_stats();
     drop(spool);
@@ -532,7 +538,7 @@ fn fifty_threads_share_few_batch_files_and_every_message_recovers() {
         assert_eq!(name, ids[0].as_str(), "a batch is named after its first message");
     }
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let recovered = spool.recover().unwrap();
     assert_eq!(recovered.len(), messages);
     for (message, (id, text)) in recovered.iter().zip(&committed) {
@@ -546,7 +552,7 @@ fn concurrent_records_on_one_message_all_land() {
     const THREADS: usize = 8;
     const EACH: u64 = 25;
     let dir = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let spool = Arc::new(classic(dir.path()).unwrap());
     let id = commit(&spool, THREADS, b"x");
     let handles: Vec<_> = (0..THREADS)
         .map(|rcpt| {

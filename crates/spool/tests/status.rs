@@ -5,7 +5,13 @@
 use std::fs;
 use std::path::Path;
 
-use dakiya_spool::{BodyType, Enhanced, Envelope, FailureDetail, QueueId, RcptState, Recipient, Spool, SpoolError};
+use dakiya_spool::{BodyType, Enhanced, Envelope, FailureDetail, QueueId, RcptState, Recipient, Spool, SpoolError, SpoolOptions};
+
+/// Opens a spool that writes every round into a new batch file, so that a message's log is
+/// `queue/NAME.status` (slots have their tests in tests/slots.rs).
+fn classic(dir: &Path) -> Result<Spool, SpoolError> {
+    Spool::open_with(dir, SpoolOptions::with_slots(0))
+}
 
 fn commit(spool: &Spool, rcpts: usize) -> QueueId {
     let envelope = Envelope {
@@ -49,7 +55,7 @@ fn held(spool: &Spool, id: &QueueId) -> bool {
 #[test]
 fn hold_and_release_round_trip_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 1);
     let other = commit(&spool, 1);
     assert!(!held(&spool, &id));
@@ -58,7 +64,7 @@ fn hold_and_release_round_trip_and_survive_reopen() {
     assert!(!held(&spool, &other), "a hold names one message");
     drop(spool);
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let recovered = spool.recover().unwrap();
     let flags: Vec<_> = recovered.iter().map(|m| (m.envelope.id.clone(), m.held)).collect();
     assert_eq!(flags, vec![(id.clone(), true), (other.clone(), false)]);
@@ -66,7 +72,7 @@ fn hold_and_release_round_trip_and_survive_reopen() {
     assert!(!held(&spool, &id));
     drop(spool);
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     assert!(spool.recover().unwrap().iter().all(|m| !m.held));
     spool.set_held(&id, true).unwrap();
     spool.set_held(&id, true).unwrap();
@@ -82,7 +88,7 @@ fn hold_and_release_round_trip_and_survive_reopen() {
 #[test]
 fn holds_and_recipient_records_do_not_disturb_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 2);
     let failed = RcptState::Failed { at: 5, error: "550 5.1.1 no such user".into(), detail: None, notified: false };
     spool.record(&id, 0, &failed).unwrap();
@@ -97,14 +103,14 @@ fn holds_and_recipient_records_do_not_disturb_each_other() {
     expect(&spool, false);
     spool.set_held(&id, true).unwrap();
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     expect(&spool, true);
 }
 
 #[test]
 fn removing_a_held_message_removes_it_and_its_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 1);
     spool.set_held(&id, true).unwrap();
     spool.remove(&id).unwrap();
@@ -112,13 +118,13 @@ fn removing_a_held_message_removes_it_and_its_hold() {
     assert!(matches!(spool.set_held(&id, false), Err(SpoolError::NotFound(_))));
     assert!(!log_path(dir.path(), &id).exists());
     drop(spool);
-    assert!(Spool::open(dir.path()).unwrap().recover().unwrap().is_empty());
+    assert!(classic(dir.path()).unwrap().recover().unwrap().is_empty());
 }
 
 #[test]
 fn holding_an_unknown_message_is_not_found_and_leaves_no_log() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id: QueueId = "0000000000000001".parse().unwrap();
     for held in [true, false] {
         let err = spool.set_held(&id, held).unwrap_err();
@@ -130,7 +136,7 @@ fn holding_an_unknown_message_is_not_found_and_leaves_no_log() {
 #[test]
 fn a_torn_release_is_ignored_then_cut_before_the_next_record() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 1);
     spool.set_held(&id, true).unwrap();
     // A crash while appending a release: it was never acknowledged.
@@ -140,7 +146,7 @@ fn a_torn_release_is_ignored_then_cut_before_the_next_record() {
     fs::write(&log, &data).unwrap();
     assert!(held(&spool, &id));
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     assert!(spool.recover().unwrap()[0].held);
 
     spool.set_held(&id, false).unwrap();
@@ -157,7 +163,7 @@ fn a_torn_release_is_ignored_then_cut_before_the_next_record() {
 #[test]
 fn failure_details_and_notice_flags_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 4);
     let deferred = RcptState::Deferred {
         attempts: 3,
@@ -200,7 +206,7 @@ fn failure_details_and_notice_flags_survive_reopen() {
     let expected = vec![deferred, failed, local, quiet];
     assert_eq!(spool.load(&id).unwrap().states, expected);
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     assert_eq!(spool.load(&id).unwrap().states, expected);
     assert_eq!(spool.recover().unwrap()[0].states, expected);
 
@@ -216,7 +222,7 @@ fn failure_details_and_notice_flags_survive_reopen() {
 #[test]
 fn records_without_the_new_fields_still_parse() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let id = commit(&spool, 3);
     drop(spool);
     // As written before `detail`, `delay_notified` and `notified` existed.
@@ -227,7 +233,7 @@ fn records_without_the_new_fields_still_parse() {
          {{\"id\":\"{id}\",\"rcpt\":2,\"state\":\"delivered\",\"at\":8}}\n"
     );
     fs::write(log_path(dir.path(), &id), old).unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path()).unwrap();
     let m = spool.recover().unwrap().remove(0);
     assert!(!m.held);
     assert_eq!(
@@ -249,7 +255,7 @@ fn records_without_the_new_fields_still_parse() {
     let notified = RcptState::Failed { at: 7, error: "550 no".into(), detail: None, notified: true };
     spool.record(&id, 1, &notified).unwrap();
     drop(spool);
-    let m = Spool::open(dir.path()).unwrap().load(&id).unwrap();
+    let m = classic(dir.path()).unwrap().load(&id).unwrap();
     assert!(m.held);
     assert_eq!(m.states[1], notified);
 }

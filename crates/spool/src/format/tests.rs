@@ -133,7 +133,7 @@ fn garbage_and_foreign_versions() {
         (b"DAKIYA-SPOOL 3 00000001 0000000G\nM ", false),
         (b"DAKIYA-SPOOL 3 00000000 00000000\n", false),
         (b"DAKIYA-SPOOL 3 00000001 00000000\n", false),
-        (b"DAKIYA-SPOOL 4\nwhatever", true),
+        (b"DAKIYA-SPOOL 5\nwhatever", true),
     ];
     for (bytes, is_version) in cases {
         match read_batch(bytes, bytes.len() as u64) {
@@ -216,4 +216,58 @@ fn require_tls_is_written_only_when_set_and_defaults_to_false() {
     let json = serde_json::to_string(&strict).unwrap();
     assert!(json.contains("\"require_tls\":true"), "{json}");
     assert_eq!(serde_json::from_str::<Envelope>(&json).unwrap(), strict);
+}
+
+/// A slot's batch (version 4): the records, a header that also gives their length, and
+/// after them whatever the slot held before.
+fn slot(messages: &[(Envelope, &[u8])], stale: &[u8]) -> Vec<u8> {
+    let records = batch(messages)[BATCH_HEADER_LEN..].to_vec();
+    let mut file = slot_header(messages.len(), crc32fast::hash(&records), records.len() as u64).to_vec();
+    file.extend(records);
+    file.extend_from_slice(stale);
+    file
+}
+
+#[test]
+fn a_slot_is_read_up_to_its_length_and_its_stale_tail_is_ignored() {
+    let (a, b) = (envelope(1, 1), envelope(2, 2));
+    let header = slot_header(2, 0x5f1c09ab, 1234);
+    assert_eq!(&header[..], b"DAKIYA-SPOOL 4 00000002 5f1c09ab 00000000000000001234\n");
+    assert_eq!(header.len(), SLOT_HEADER_LEN);
+    // After the records: zeros, an older batch's bytes, or nothing at all.
+    let old = slot(&[(envelope(9, 1), b"an older, longer batch that was here before")], &[0; 64]);
+    for stale in [&[0u8; 4096][..], &old[..], b""] {
+        let file = slot(&[(a.clone(), b"first"), (b.clone(), b"second")], stale);
+        let found = read_batch(&file[..], file.len() as u64).unwrap();
+        assert_eq!(found.iter().map(|f| f.envelope.clone()).collect::<Vec<_>>(), [a.clone(), b.clone()]);
+        let e = found[1].extent;
+        assert_eq!(&file[e.body_off as usize..(e.body_off + e.body_len) as usize], b"second");
+    }
+}
+
+/// What a crash while a slot is rewritten can leave: any body byte of the new batch not yet
+/// written, a length or count that does not match, records running past the slot. Each is
+/// corrupt; a first line of zeros is a free slot.
+#[test]
+fn a_torn_slot_is_corrupt_and_a_zeroed_one_is_free() {
+    let file = slot(&[(envelope(1, 1), b"the body"), (envelope(2, 1), b"another")], &[0; 256]);
+    let found = read_batch(&file[..], file.len() as u64).unwrap();
+    for f in &found {
+        for at in f.extent.body_off..f.extent.body_off + f.extent.body_len {
+            let mut torn = file.clone();
+            torn[at as usize] = 0;
+            assert!(matches!(read_batch(&torn[..], torn.len() as u64), Err(DecodeError::Corrupt(_))), "byte {at}");
+        }
+    }
+    let records = found[1].extent.body_off + found[1].extent.body_len - SLOT_HEADER_LEN as u64;
+    for len in [0, 1, records - 1, records + 1, records + 256, records + 10_000, u64::MAX] {
+        let mut wrong = file.clone();
+        wrong[SEALED_HEADER_LEN..SLOT_HEADER_LEN - 1].copy_from_slice(&len_field(len));
+        assert!(matches!(read_batch(&wrong[..], wrong.len() as u64), Err(DecodeError::Corrupt(_))), "len {len}");
+    }
+    let mut zeroed = file.clone();
+    zeroed[..SLOT_HEADER_LEN].fill(0);
+    assert!(is_free_slot(&zeroed));
+    assert!(!is_free_slot(&file) && !is_free_slot(&zeroed[..SLOT_HEADER_LEN - 1]));
+    assert!(matches!(read_batch(&zeroed[..], zeroed.len() as u64), Err(DecodeError::Corrupt(_))));
 }

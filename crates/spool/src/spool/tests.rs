@@ -11,6 +11,12 @@ use std::time::Duration;
 use super::*;
 use crate::{BodyType, Recipient};
 
+/// A spool that writes every round into a new batch file (no slots): the tests here are about
+/// batch files, their names, logs and pool; slots.rs's path has its own tests (tests/slots.rs).
+fn classic(dir: &Path) -> Spool {
+    Spool::open_with(dir, SpoolOptions::with_slots(0)).unwrap()
+}
+
 fn envelope(spool: &Spool, rcpts: usize) -> Envelope {
     Envelope {
         id: spool.new_id(),
@@ -72,7 +78,7 @@ fn names(dir: &Path) -> Vec<String> {
 #[test]
 fn one_round_writes_one_batch_file_named_after_its_first_message() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let bodies: Vec<Vec<u8>> = (0..5).map(|i| format!("message {i}\r\n").repeat(i + 1).into_bytes()).collect();
     let ids = commit_together(&spool, bodies.iter().map(|b| writer(&spool, 2, b)).collect());
     let files = names(&dir.path().join("queue"));
@@ -88,7 +94,7 @@ fn one_round_writes_one_batch_file_named_after_its_first_message() {
     assert_eq!(stats.batch_sizes[5], 1);
     assert_eq!(spool.dir_sync_stats().0, 1 + 1, "one directory fsync at open, one for the round");
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
     let mut sorted = ids.clone();
     sorted.sort();
@@ -98,7 +104,7 @@ fn one_round_writes_one_batch_file_named_after_its_first_message() {
 #[test]
 fn a_batch_disappears_only_after_its_last_message_is_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..3).map(|i| writer(&spool, 1, &[b'a' + i; 100])).collect());
     let queue = dir.path().join("queue");
     for (n, id) in ids.iter().enumerate() {
@@ -116,7 +122,7 @@ fn a_batch_disappears_only_after_its_last_message_is_removed() {
 #[test]
 fn recovery_skips_removed_messages_and_deletes_fully_done_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..4).map(|i| writer(&spool, 1, format!("body {i}").as_bytes())).collect());
     spool.remove(&ids[1]).unwrap();
     spool.remove(&ids[3]).unwrap();
@@ -126,7 +132,7 @@ fn recovery_skips_removed_messages_and_deletes_fully_done_batches() {
     assert_eq!(text.lines().count(), 3, "header and two done records: {text}");
     drop(spool);
 
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let recovered: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
     assert_eq!(recovered, vec![ids[0].clone(), ids[2].clone()]);
     assert_eq!(body(&spool, &ids[2]), b"body 2");
@@ -138,7 +144,7 @@ fn recovery_skips_removed_messages_and_deletes_fully_done_batches() {
     let mut log_data = fs::read(&log).unwrap();
     log_data.extend(status::encode_done(&ids[2]));
     fs::write(&log, log_data).unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     assert!(spool.recover().unwrap().is_empty());
     assert!(names(&dir.path().join("queue")).is_empty());
 }
@@ -146,7 +152,7 @@ fn recovery_skips_removed_messages_and_deletes_fully_done_batches() {
 #[test]
 fn status_records_of_one_batch_stay_with_their_message() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..3).map(|_| writer(&spool, 2, b"x")).collect());
     let failed = RcptState::Failed { at: 5, error: "550 5.1.1 no".into(), detail: None, notified: false };
     spool.record(&ids[0], 1, &RcptState::Delivered { at: 1 }).unwrap();
@@ -161,7 +167,7 @@ fn status_records_of_one_batch_stay_with_their_message() {
     expect(&spool);
     assert_eq!(names(&dir.path().join("queue")).len(), 2, "one batch file, one status log");
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     expect(&spool);
     let states: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.states).collect();
     assert_eq!(states.len(), 2);
@@ -172,7 +178,7 @@ fn concurrent_records_to_one_log_share_fdatasyncs_and_all_land() {
     const THREADS: usize = 8;
     const EACH: u64 = 20;
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..THREADS).map(|_| writer(&spool, 1, b"x")).collect());
     thread::scope(|s| {
         for id in &ids {
@@ -196,7 +202,7 @@ fn concurrent_records_to_one_log_share_fdatasyncs_and_all_land() {
 #[test]
 fn a_spilled_message_joins_the_round_as_its_own_file() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let writers = vec![writer(&spool, 1, b"small one"), writer(&spool, 1, &big), writer(&spool, 1, b"small two")];
     assert_eq!(names(&dir.path().join("tmp")).len(), 1, "the big one spilled");
@@ -207,7 +213,7 @@ fn a_spilled_message_joins_the_round_as_its_own_file() {
     let stats = spool.commit_stats();
     assert_eq!((stats.rounds, stats.batch_sizes[1], stats.batch_sizes[2]), (1, 1, 1));
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let sizes: Vec<_> = spool.recover().unwrap().iter().map(|m| m.size).collect();
     assert_eq!(sizes.iter().sum::<u64>(), 9 + 9 + big.len() as u64);
     assert_eq!(body(&spool, &ids[0]), b"small one");
@@ -218,7 +224,7 @@ fn a_spilled_message_joins_the_round_as_its_own_file() {
 #[test]
 fn a_repeated_id_fails_alone_and_the_round_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let env = envelope(&spool, 1);
     let first = commit_together(&spool, vec![spool.writer(env.clone()).unwrap()]);
     let mut again = spool.writer(env.clone()).unwrap();
@@ -232,7 +238,7 @@ fn a_repeated_id_fails_alone_and_the_round_goes_on() {
 #[test]
 fn holds_in_a_batch_stay_with_their_message_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..4).map(|_| writer(&spool, 2, b"x")).collect());
     spool.set_held(&ids[0], true).unwrap();
     spool.record(&ids[0], 1, &RcptState::Delivered { at: 1 }).unwrap();
@@ -258,7 +264,7 @@ fn holds_in_a_batch_stay_with_their_message_and_survive_reopen() {
     };
     expect(&spool);
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     expect(&spool);
     assert_eq!(spool.recover().unwrap(), spool.list().unwrap());
 
@@ -275,7 +281,7 @@ fn holds_in_a_batch_stay_with_their_message_and_survive_reopen() {
 #[test]
 fn a_hold_creates_the_log_durably_and_counts_as_a_record() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..2).map(|_| writer(&spool, 1, b"x")).collect());
     let batch = spool.inner.index().get(&ids[0]).unwrap().batch;
     let log = batch.log_path().to_owned();
@@ -291,7 +297,7 @@ fn a_hold_creates_the_log_durably_and_counts_as_a_record() {
 #[test]
 fn probe_writable_fails_while_tmp_is_not_a_directory_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     spool.probe_writable().unwrap();
     let tmp = dir.path().join(TMP_DIR);
     assert!(names(&tmp).is_empty(), "the probe file is removed");
@@ -306,4 +312,5 @@ fn probe_writable_fails_while_tmp_is_not_a_directory_and_leaves_nothing() {
 
 mod recent;
 mod recycle;
+mod slots;
 mod submit;

@@ -32,7 +32,7 @@ fn only_batch(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn the_first_load_after_commit_reads_nothing_from_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let bodies: Vec<Vec<u8>> = (0..3).map(|i| format!("body {i}\r\n").repeat(100 + i).into_bytes()).collect();
     let writers = bodies.iter().map(|b| writer(&spool, 2, b)).collect();
     let ids = commit_together(&spool, writers);
@@ -60,7 +60,7 @@ fn the_first_load_after_commit_reads_nothing_from_disk() {
 #[test]
 fn states_and_holds_recorded_before_the_first_load_are_returned_from_memory_too() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..3).map(|_| writer(&spool, 2, b"x\r\n")).collect());
     spool.record(&ids[0], 1, &RcptState::Delivered { at: 7 }).unwrap();
     spool.set_held(&ids[1], true).unwrap();
@@ -74,7 +74,7 @@ fn states_and_holds_recorded_before_the_first_load_are_returned_from_memory_too(
     assert_eq!(second.states, vec![RcptState::Pending; 2]);
     // And the same after a restart, from disk.
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let (first, _, in_memory) = load_body(&spool, &ids[0]);
     assert!(!in_memory);
     assert_eq!(first.states, vec![RcptState::Pending, RcptState::Delivered { at: 7 }]);
@@ -84,7 +84,7 @@ fn states_and_holds_recorded_before_the_first_load_are_returned_from_memory_too(
 #[test]
 fn messages_past_the_bound_are_evicted_oldest_first_and_read_from_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     spool.inner.recent.set_limits(2, usize::MAX);
     let bodies: Vec<Vec<u8>> = (0..3).map(|i| vec![b'a' + i as u8; 1000]).collect();
     // One round each, so that the order they were kept in is known.
@@ -102,7 +102,7 @@ fn messages_past_the_bound_are_evicted_oldest_first_and_read_from_disk() {
 #[test]
 fn the_bytes_bound_holds_across_rounds() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     spool.inner.recent.set_limits(1000, 64 << 10);
     let mut ids = Vec::new();
     for _ in 0..20 {
@@ -122,7 +122,7 @@ fn the_bytes_bound_holds_across_rounds() {
 #[test]
 fn removed_and_spilled_messages_are_not_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..2).map(|_| writer(&spool, 1, b"y\r\n")).collect());
     spool.remove(&ids[0]).unwrap();
     assert_eq!(spool.inner.recent.size().0, 1);
@@ -135,7 +135,7 @@ fn removed_and_spilled_messages_are_not_kept() {
     assert_eq!(data, big);
     drop(spool);
     // Nothing outlives the spool: a new one reads from disk.
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     assert!(!load_body(&spool, &ids[1]).2);
 }
 
@@ -149,7 +149,7 @@ fn block_log(dir: &Path, batch: &Path) {
 #[test]
 fn a_batch_known_to_have_no_status_log_is_not_looked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     spool.inner.recent.set_limits(0, 0);
     let ids = commit_together(&spool, (0..2).map(|_| writer(&spool, 1, b"x\r\n")).collect());
     let batch = only_batch(dir.path());
@@ -161,7 +161,7 @@ fn a_batch_known_to_have_no_status_log_is_not_looked_for() {
     fs::remove_dir(batch.with_extension("status")).unwrap();
     drop(spool);
     // Found at open without a log: the same. Then the first record makes one, which is read.
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     block_log(dir.path(), &batch);
     assert_eq!(spool.load(&ids[0]).unwrap().states, vec![RcptState::Pending]);
     fs::remove_dir(batch.with_extension("status")).unwrap();
@@ -169,7 +169,7 @@ fn a_batch_known_to_have_no_status_log_is_not_looked_for() {
     assert_eq!(spool.load(&ids[1]).unwrap().states, vec![RcptState::Delivered { at: 9 }]);
     // A batch whose log exists at open is read.
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     assert_eq!(spool.load(&ids[1]).unwrap().states, vec![RcptState::Delivered { at: 9 }]);
     assert!(matches!(fs::read(batch.with_extension("status")), Ok(data) if !data.is_empty()));
 }
@@ -183,7 +183,7 @@ fn free_bytes(dir: &Path) -> u64 {
 #[test]
 fn files_enter_the_pool_with_the_lengths_they_have() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     // A batch with a status log (done records), a spilled message, a batch of one (no log).
     let ids = commit_together(&spool, (0..3).map(|i| writer(&spool, 2, &vec![b'q'; 100 * (i + 1)])).collect());
     let spilled = writer(&spool, 1, &vec![b's'; 200 << 10]).commit().unwrap();
@@ -199,7 +199,7 @@ fn files_enter_the_pool_with_the_lengths_they_have() {
     let ids = commit_together(&spool, (0..2).map(|_| writer(&spool, 1, b"x\r\n")).collect());
     spool.remove(&ids[0]).unwrap();
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     spool.remove(&ids[1]).unwrap();
     assert_eq!(spool.inner.pool.size().1, free_bytes(dir.path()));
 }

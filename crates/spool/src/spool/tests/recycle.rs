@@ -23,7 +23,7 @@ fn only_batch(dir: &Path) -> QueueId {
 #[test]
 fn a_thousand_messages_create_a_bounded_number_of_inodes() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let mut inodes = HashSet::new();
     for _ in 0..500 {
         let ids = commit_together(&spool, (0..2).map(|_| writer(&spool, 1, &[b'm'; 5120])).collect());
@@ -46,7 +46,7 @@ fn a_thousand_messages_create_a_bounded_number_of_inodes() {
 #[test]
 fn a_free_file_is_reused_only_after_a_directory_fsync_that_started_later() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let id = commit_together(&spool, vec![writer(&spool, 1, b"x")]).remove(0);
     spool.remove(&id).unwrap();
     let inner = &spool.inner;
@@ -60,7 +60,7 @@ fn a_free_file_is_reused_only_after_a_directory_fsync_that_started_later() {
 #[test]
 fn a_batch_being_read_is_unlinked_not_reused_and_stays_readable() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let id = commit_together(&spool, vec![writer(&spool, 1, &[b'a'; 3000])]).remove(0);
     let mut reader = spool.body(&id).unwrap();
     spool.remove(&id).unwrap();
@@ -78,7 +78,7 @@ fn a_batch_being_read_is_unlinked_not_reused_and_stays_readable() {
 #[test]
 fn a_reused_longer_file_is_cut_to_the_new_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let id = commit_together(&spool, vec![writer(&spool, 1, &[b'L'; 50_000])]).remove(0);
     spool.remove(&id).unwrap();
     spool.inner.sync_queue_dir().unwrap();
@@ -86,7 +86,7 @@ fn a_reused_longer_file_is_cut_to_the_new_batch() {
     assert_eq!(spool.pool_stats(), (1, 1));
     drop(spool);
     // The rewritten file must decode on its own (no stale tail).
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let mut listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
     listed.sort();
     let mut ids = ids;
@@ -99,14 +99,14 @@ fn a_reused_longer_file_is_cut_to_the_new_batch() {
 #[test]
 fn done_records_through_the_open_log_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..5).map(|_| writer(&spool, 1, b"x")).collect());
     for id in &ids[..3] {
         spool.remove(id).unwrap();
     }
     assert_eq!(spool.inner.open_logs.load(std::sync::atomic::Ordering::Relaxed), 1);
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
     assert_eq!(listed, ids[3..].to_vec());
 }
@@ -117,7 +117,7 @@ fn done_records_through_the_open_log_survive_a_restart() {
 #[test]
 fn a_done_record_torn_at_any_byte_is_ignored_and_cut_before_the_next() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..3).map(|_| writer(&spool, 2, b"x")).collect());
     spool.record(&ids[0], 1, &RcptState::Delivered { at: 7 }).unwrap();
     let before = fs::read(dir.path().join(format!("queue/{}.status", only_batch(dir.path())))).unwrap();
@@ -128,7 +128,7 @@ fn a_done_record_torn_at_any_byte_is_ignored_and_cut_before_the_next() {
     assert_eq!(&full[..before.len()], &before[..]);
     for cut in before.len()..=full.len() {
         fs::write(&log, &full[..cut]).unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = classic(dir.path());
         let listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
         let expect = if cut == full.len() { vec![ids[0].clone(), ids[2].clone()] } else { ids.clone() };
         assert_eq!(listed, expect, "cut at {cut} of {}", full.len());
@@ -136,7 +136,7 @@ fn a_done_record_torn_at_any_byte_is_ignored_and_cut_before_the_next() {
         // The next append (through a freshly opened log) after the torn tail.
         spool.remove(&ids[2]).unwrap();
         drop(spool);
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = classic(dir.path());
         let listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
         let expect = if cut == full.len() { vec![ids[0].clone()] } else { vec![ids[0].clone(), ids[1].clone()] };
         assert_eq!(listed, expect, "after the next append, cut at {cut}");
@@ -168,7 +168,7 @@ fn burst(spool: &Spool, n: usize) -> (Vec<QueueId>, HashSet<u64>) {
 #[test]
 fn a_burst_is_drained_into_the_pool_and_the_next_burst_creates_no_inode() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let (ids, first) = burst(&spool, 2000);
     assert_eq!(first.len(), 500, "one batch file per round");
     for id in &ids {
@@ -205,7 +205,7 @@ fn a_burst_is_drained_into_the_pool_and_the_next_burst_creates_no_inode() {
 #[test]
 fn the_pool_keeps_bytes_up_to_its_bound_and_empty_files_beyond() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     spool.inner.pool.set_limits(1000, 100_000);
     let (ids, _) = burst(&spool, 200);
     for id in &ids {
@@ -228,7 +228,7 @@ fn the_pool_keeps_bytes_up_to_its_bound_and_empty_files_beyond() {
     assert_eq!(again.difference(&pooled).count(), 1, "batch files not from the pool (the first round's)");
     spool.remove(&ids[0]).unwrap();
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
     assert_eq!(listed, ids[1..].to_vec());
     assert!(spool.inner.index().corrupt().is_empty());
@@ -243,7 +243,7 @@ fn the_pool_keeps_bytes_up_to_its_bound_and_empty_files_beyond() {
 #[test]
 fn free_files_left_in_tmp_by_a_crash_are_reused_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let kept = commit_together(&spool, (0..2).map(|_| writer(&spool, 1, b"x")).collect());
     let (gone, _) = burst(&spool, 40);
     for id in &gone {
@@ -255,7 +255,7 @@ fn free_files_left_in_tmp_by_a_crash_are_reused_after_restart() {
     drop(spool);
     drop(unfinished);
     fs::write(dir.path().join("tmp/0123456789ABCDEF.batch"), b"half a batch").unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     assert_eq!(inodes_in(dir.path(), "tmp"), pooled, "the pool kept, the rest deleted");
     assert_eq!(spool.inner.pool.size().0, 20);
     let mut listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
@@ -282,7 +282,7 @@ fn free_files_left_in_tmp_by_a_crash_are_reused_after_restart() {
 #[test]
 fn a_free_file_linked_elsewhere_is_not_adopted() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let id = commit_together(&spool, vec![writer(&spool, 1, b"old contents")]).remove(0);
     spool.remove(&id).unwrap();
     drop(spool);
@@ -291,7 +291,7 @@ fn a_free_file_linked_elsewhere_is_not_adopted() {
     let other = dir.path().join("elsewhere");
     fs::hard_link(dir.path().join("tmp").join(&free[0]), &other).unwrap();
     let before = fs::read(&other).unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     assert!(names(&dir.path().join("tmp")).is_empty());
     assert_eq!(spool.inner.pool.size().0, 0);
     commit_together(&spool, vec![writer(&spool, 1, b"new")]);
@@ -301,7 +301,7 @@ fn a_free_file_linked_elsewhere_is_not_adopted() {
 #[test]
 fn the_pool_is_bounded_in_files() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     spool.inner.pool.set_limits(20, u64::MAX);
     // One batch file per message: a round each.
     let ids: Vec<_> = (0..30).map(|_| writer(&spool, 1, b"x").commit().unwrap()).collect();
@@ -320,7 +320,7 @@ fn the_pool_is_bounded_in_files() {
 #[test]
 fn an_adopted_free_file_is_taken_only_after_a_later_queue_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let inner = &spool.inner;
     fs::write(dir.path().join("tmp/free-900"), b"a previous process's batch").unwrap();
     assert!(inner.pool.adopt(900, &inner.queue_sync).unwrap());
@@ -347,7 +347,7 @@ fn an_adopted_free_file_is_taken_only_after_a_later_queue_fsync() {
 #[test]
 fn a_free_file_holding_a_whole_batch_is_never_read_as_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let ids = commit_together(&spool, (0..3).map(|_| writer(&spool, 2, b"queued")).collect());
     spool.record(&ids[0], 0, &RcptState::Delivered { at: 1 }).unwrap();
     drop(spool);
@@ -358,7 +358,7 @@ fn a_free_file_holding_a_whole_batch_is_never_read_as_messages() {
     fs::write(tmp.join("free-007"), b"x").unwrap();
     fs::write(tmp.join("free-x"), b"x").unwrap();
     let adopted = names(&tmp).into_iter().filter(|n| !n.contains("007") && n != "free-x").count();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let mut listed: Vec<_> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
     listed.sort();
     let mut expect = ids.clone();

@@ -22,7 +22,7 @@ fn submit(spool: &Spool, dir: &Path, w: MessageWriter, tx: &mpsc::Sender<Told>) 
 #[test]
 fn submitters_are_told_only_once_their_round_is_fsynced() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let syncs_at_open = spool.dir_sync_stats().1;
     let (tx, rx) = mpsc::channel();
     spool.committer.pause();
@@ -45,7 +45,7 @@ fn submitters_are_told_only_once_their_round_is_fsynced() {
     let stats = spool.commit_stats();
     assert_eq!((stats.rounds, stats.messages, stats.files()), (1, 5, 1), "one round, led by the committer thread");
     drop(spool);
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let mut found: Vec<Vec<u8>> = told.iter().map(|(id, ..)| body(&spool, id)).collect();
     found.sort();
     assert_eq!(found, bodies);
@@ -54,7 +54,7 @@ fn submitters_are_told_only_once_their_round_is_fsynced() {
 #[test]
 fn a_failed_round_reaches_every_submitter_and_gives_the_ids_back() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let (tx, rx) = mpsc::channel();
     // Root ignores permissions: make the batch file impossible to create instead.
     let tmp = dir.path().join(TMP_DIR);
@@ -88,7 +88,7 @@ fn a_failed_round_reaches_every_submitter_and_gives_the_ids_back() {
 #[test]
 fn submitters_and_blocking_committers_share_rounds_and_all_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let (tx, rx) = mpsc::channel();
     let blocking: Vec<QueueId> = thread::scope(|s| {
         let threads: Vec<_> = (0..4)
@@ -119,7 +119,7 @@ fn submitters_and_blocking_committers_share_rounds_and_all_finish() {
 #[test]
 fn the_committer_thread_exits_when_idle_and_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let (tx, rx) = mpsc::channel();
     for round in 0..2 {
         submit(&spool, dir.path(), writer(&spool, 1, b"x"), &tx);
@@ -143,7 +143,7 @@ fn a_round_right_after_another_waits_for_the_pace_while_messages_arrive() {
     use std::time::Instant;
     type Timed = (QueueId, Result<QueueId, SpoolError>, Instant);
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let spool = classic(dir.path());
     let (tx, rx) = mpsc::channel::<Timed>();
     let timed = |w: MessageWriter, tx: &mpsc::Sender<Timed>| {
         let (tx, id) = (tx.clone(), w.id().clone());
