@@ -151,11 +151,14 @@ def spool_messages(data_dir) -> list[tuple[object, dict]]:
     """The queued messages in DATA/spool/queue/: [(batch path, envelope dict)].
 
     docs/spool-format.md: a batch file `NAME.msg` starts with `DAKIYA-SPOOL 3 <count> <crc32>`
-    (a commit round's sealed batch) or `DAKIYA-SPOOL 2 <count>` (a spilled message); each
+    (a commit round's sealed batch) or `DAKIYA-SPOOL 2 <count>` (a spilled message); a slot
+    `slot-N.msg` with `DAKIYA-SPOOL 4 <count> <crc32> <length>` (records up to the length,
+    stale bytes after them) or, when free, a first line of zeros; each
     record is `M <id> <envelope length> <body length> <envelope JSON>\n` then the body. A
     message with a `{"id":…,"state":"done"}` record in `NAME.status` has left the queue. A
     sealed batch whose CRC-32 does not match yet is a round still being written (it is renamed
-    into queue/ before its fsync): nothing of it is committed, so it is skipped."""
+    into queue/ before its fsync, or written over a free slot): nothing of it is committed,
+    so it is skipped."""
     import json
     import zlib
     from pathlib import Path
@@ -171,8 +174,16 @@ def spool_messages(data_dir) -> list[tuple[object, dict]]:
             # The server removed the batch (its last message left the queue) between the
             # listing and the read: nothing of it is queued any more.
             continue
+        if data[:1] == b"\0":
+            # A free slot (docs/spool-slots.md): its first line is zeros, it holds no batch.
+            continue
         header, _, rest = data.partition(b"\n")
-        if header.startswith(b"DAKIYA-SPOOL 3 "):
+        if header.startswith(b"DAKIYA-SPOOL 4 "):
+            # A slot's batch: the records are the header's length, the rest is stale.
+            rest = rest[:int(header.split()[4])]
+            if int(header.split()[3], 16) != zlib.crc32(rest):
+                continue
+        elif header.startswith(b"DAKIYA-SPOOL 3 "):
             if int(header.split()[3], 16) != zlib.crc32(rest):
                 continue
         else:

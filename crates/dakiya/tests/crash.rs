@@ -58,6 +58,11 @@ fn sigkill_mid_load_loses_nothing_acknowledged() {
     }
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
     assert!(acked.len() >= 50, "the load should have been running: {} acked", acked.len());
+    // The rounds went into slots, rewritten in place as their messages were delivered
+    // (docs/spool-slots.md): the kill hit that path.
+    let queue = dir.path().join("data/spool/queue");
+    let slots = std::fs::read_dir(&queue).unwrap().filter_map(|e| e.ok());
+    assert!(slots.into_iter().any(|e| e.file_name().to_string_lossy().starts_with("slot-")), "no slot in {queue:?}");
 
     let server = TestServer::start_in(dir, "");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -94,10 +94,7 @@ fn alias_with_remote_target_stays_queued_for_the_remote_part() {
     let id = queue_id(&r);
     assert_eq!(s.wait_for("alice", 1).len(), 1);
     // The remote copy waits in the spool for outbound delivery.
-    let spooled = std::fs::read_dir(s.data().join("spool").join("queue"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with(&id));
+    let spooled = s.spooled_envelopes().iter().any(|line| line.contains(&format!("\"id\":\"{id}\"")));
     assert!(spooled, "message {id} should still be in the spool");
 }
 

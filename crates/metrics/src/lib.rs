@@ -18,7 +18,7 @@ mod scrape;
 
 pub use classic::to_classic;
 pub use labels::{Delivery, DeliveryKind, Direction, Rejection, Verification};
-pub use scrape::{HistogramSnapshot, QueueSnapshot, RecentSnapshot, Scrape};
+pub use scrape::{HistogramSnapshot, QueueSnapshot, RecentSnapshot, Scrape, SlotSnapshot};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -72,6 +72,24 @@ pub struct Scrape {
     /// The spool's in-memory copies of just-committed messages, as `Spool::recent_stats`
     /// reports them.
     pub recent: RecentSnapshot,
+    /// Commit rounds held back by the pace while other messages were arriving
+    /// (`dakiya_spool::CommitStats::paced`).
+    pub commit_paced: u64,
+    /// The spool's slots, as `Spool::slot_stats` reports them.
+    pub slots: SlotSnapshot,
+}
+
+/// The spool's slots, batch files written in place (`dakiya_spool::SlotStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlotSnapshot {
+    /// Slot files that exist.
+    pub slots: u64,
+    /// Of those, the ones free now.
+    pub free: u64,
+    /// Batches written into an existing slot.
+    pub in_place: u64,
+    /// Slots made by commit rounds (each one a batch written into a new file).
+    pub made: u64,
 }
 
 /// How the spool's in-memory copies of just-committed messages served first loads
@@ -144,12 +162,9 @@ impl Collector for Scrape {
         self.encode_batches(&mut e)?;
         self.encode_fsync(&mut e)?;
         self.encode_reuse(&mut e)?;
-        counter(
-            &mut e,
-            "spool_commit_rounds",
-            "Spool commit rounds (each one fsync of the queue directory)",
-            self.commit_rounds,
-        )?;
+        counter(&mut e, "spool_commit_rounds", "Spool commit rounds (group commits)", self.commit_rounds)?;
+        let help = "Spool commit rounds held back by the commit pace while other messages were arriving";
+        counter(&mut e, "spool_commit_rounds_paced", help, self.commit_paced)?;
         let (requests, syncs) = self.dir_sync;
         counter(&mut e, "spool_dir_sync_requests", "Requests to make the queue directory durable", requests)?;
         counter(&mut e, "spool_dir_syncs", "fsyncs of the queue directory that served them", syncs)?;
@@ -177,7 +192,18 @@ impl Scrape {
         let help = "Just-committed messages kept in memory for their first load, and those let go unloaded \
                     (evicted to stay within the bounds, dropped when removed first)";
         let events = [("kept", r.kept), ("evicted", r.evictions), ("dropped", r.dropped)];
-        labelled_counters(e, "spool_memory_messages", help, "event", &events)
+        labelled_counters(e, "spool_memory_messages", help, "event", &events)?;
+        let slots = &self.slots;
+        gauge(
+            e,
+            "spool_slots",
+            "Spool slot files (batch files written in place, docs/spool-slots.md)",
+            None,
+            int(slots.slots),
+        )?;
+        gauge(e, "spool_slots_free", "Spool slots holding no queued message", None, int(slots.free))?;
+        let help = "Batches written into a slot: in place (no new name, no directory fsync) or into a slot made for it";
+        labelled_counters(e, "spool_slot_writes", help, "kind", &[("in_place", slots.in_place), ("made", slots.made)])
     }
 
     /// The spool's fsync durations, by what was synced.

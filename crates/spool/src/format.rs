@@ -126,12 +126,6 @@ pub(crate) fn slot_header(count: usize, crc: u32, len: u64) -> [u8; SLOT_HEADER_
     header
 }
 
-/// Whether a slot holds no batch: its first line is zeros (a slot made and never used, or
-/// one whose batch was all done; docs/spool-slots.md).
-pub(crate) fn is_free_slot(start: &[u8]) -> bool {
-    start.len() >= SLOT_HEADER_LEN && start[..SLOT_HEADER_LEN].iter().all(|&b| b == 0)
-}
-
 /// The record line of a message: mark, id, envelope length, body length
 /// (zero until [`set_body_len`]), the envelope as compact JSON, `\n`.
 pub(crate) fn encode_record_line(envelope: &Envelope) -> Result<Vec<u8>, serde_json::Error> {

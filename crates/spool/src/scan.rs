@@ -293,7 +293,9 @@ impl Spool {
             let mut first = [0u8; SLOT_HEADER_LEN];
             let got = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
             ReadAt::read_exact_at(&file, &mut first[..got], 0)?;
-            Ok((file, len, format::is_free_slot(&first[..got])))
+            // Zeros where the first line goes: no batch (an empty file too, made by a round
+            // that a crash cut short).
+            Ok((file, len, first[..got].iter().all(|&b| b == 0)))
         });
         let (file, len, free) = match opened {
             Ok(opened) => opened,

@@ -5,7 +5,9 @@
 use std::fs;
 use std::path::Path;
 
-use dakiya_spool::{BodyType, Enhanced, Envelope, FailureDetail, QueueId, RcptState, Recipient, Spool, SpoolError, SpoolOptions};
+use dakiya_spool::{
+    BodyType, Enhanced, Envelope, FailureDetail, QueueId, RcptState, Recipient, Spool, SpoolError, SpoolOptions,
+};
 
 /// Opens a spool that writes every round into a new batch file, so that a message's log is
 /// `queue/NAME.status` (slots have their tests in tests/slots.rs).

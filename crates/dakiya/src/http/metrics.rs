@@ -4,7 +4,7 @@
 
 use super::{HttpBody, Routes, method_not_allowed, not_found, respond, text};
 use crate::health::Health;
-use dakiya_metrics::{HistogramSnapshot, Metrics, QueueSnapshot, RecentSnapshot, Scrape};
+use dakiya_metrics::{HistogramSnapshot, Metrics, QueueSnapshot, RecentSnapshot, Scrape, SlotSnapshot};
 use dakiya_queue::QueueHandle;
 use dakiya_spool::Spool;
 use hyper::http::request::Parts;
@@ -77,6 +77,8 @@ impl MetricsRoutes {
             fsync: vec![("directory", histogram(dir)), ("file", histogram(file))],
             pool: self.spool.pool_stats(),
             recent: recent_snapshot(self.spool.recent_stats()),
+            commit_paced: commits.paced,
+            slots: slot_snapshot(self.spool.slot_stats()),
         }
     }
 }
@@ -84,6 +86,11 @@ impl MetricsRoutes {
 /// The spool's in-memory copies' counters, as the metrics crate takes them.
 fn recent_snapshot(r: dakiya_spool::RecentStats) -> RecentSnapshot {
     RecentSnapshot { kept: r.kept, hits: r.hits, misses: r.misses, evictions: r.evictions, dropped: r.dropped }
+}
+
+/// The spool's slots, as the metrics crate takes them.
+fn slot_snapshot(s: dakiya_spool::SlotStats) -> SlotSnapshot {
+    SlotSnapshot { slots: s.slots, free: s.free, in_place: s.in_place, made: s.made }
 }
 
 /// The queue's counts and the age of its oldest message, when the manager answers in time.

@@ -174,15 +174,20 @@ impl TestServer {
         assert!(child.wait().unwrap().success(), "user add failed");
     }
 
-    /// Envelope lines (JSON) of every message in the spool.
+    /// The first envelope line (JSON) of each batch in the spool: batch files and busy slots.
     pub fn spooled_envelopes(&self) -> Vec<String> {
         let dir = self.data().join("spool").join("queue");
         let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
         rd.filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().ends_with(".msg"))
-            .map(|e| {
-                let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
-                text.lines().nth(1).unwrap_or_default().to_string()
+            .filter_map(|e| {
+                let data = std::fs::read(e.path()).ok()?;
+                // A free slot (docs/spool-slots.md) starts with zeros and holds no batch.
+                if data.first() == Some(&0) {
+                    return None;
+                }
+                let text = String::from_utf8_lossy(&data).into_owned();
+                Some(text.lines().nth(1).unwrap_or_default().to_string())
             })
             .collect()
     }

@@ -152,16 +152,18 @@ fn a_torn_slot_goes_to_corrupt_and_the_others_still_recover() {
     assert_eq!(names(&dir.path().join("queue")), ["slot-0.msg", "slot-1.msg"]);
 }
 
-/// A slot of zeros whose length is not the capacity (made by a round a crash cut short) is
-/// unlinked at open, and made again when needed.
+/// A slot of zeros whose length is not the capacity, or an empty one (made by a round a crash
+/// cut short), is unlinked at open, and made again when needed.
 #[test]
 fn a_short_free_slot_is_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     fs::write(slot(dir.path(), 0), vec![0u8; 4096]).unwrap();
     fs::write(slot_log(dir.path(), 0), b"DAKIYA-STATUS 2\n").unwrap();
+    fs::write(slot(dir.path(), 1), b"").unwrap();
     let spool = open(dir.path());
     assert!(names(&dir.path().join("queue")).is_empty());
+    assert!(names(&dir.path().join("corrupt")).is_empty());
     let id = commit(&spool, b"x");
     assert_eq!(fs::metadata(slot(dir.path(), 0)).unwrap().len(), SLOT_CAPACITY);
     assert_eq!(body(&spool, &id), b"x");
