@@ -108,10 +108,10 @@ impl Slots {
     /// A slot for a batch of `len` bytes (first line included), if one fits: a free slot, or
     /// the number of one to make. `None`: write a batch file.
     pub fn claim(&self, len: u64) -> Option<Claim> {
-        if len > SLOT_CAPACITY {
+        let mut state = self.lock();
+        if len > SLOT_CAPACITY || state.max == 0 {
             return None;
         }
-        let mut state = self.lock();
         let State { held, free, .. } = &mut *state;
         held.retain(|(n, batch)| {
             let read = batch.strong_count() > 0;
@@ -225,7 +225,8 @@ impl Slots {
         }
     }
 
-    /// Sets the number of slots made at most (those found at open are used regardless).
+    /// Sets the number of slots made at most; 0 writes no round into a slot (slots found at
+    /// open are still read and their messages delivered).
     pub fn set_max(&self, max: usize) {
         self.lock().max = max;
     }

@@ -33,7 +33,8 @@ const LOCK_FILE: &str = "lock";
 #[non_exhaustive]
 pub struct SpoolOptions {
     /// Slots (batch files written in place, docs/spool-slots.md) made at most; 0 writes every
-    /// round into a new batch file. Slots found at open are used whatever this says.
+    /// round into a new batch file (slots found at open are still read, their messages
+    /// delivered, but not written again).
     pub slots: usize,
 }
 
