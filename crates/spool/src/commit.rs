@@ -641,7 +641,7 @@ fn write_slot(
     let name = small[0].id.clone();
     match claim {
         Claim::Free(n, file) => {
-            let batch = Arc::new(BatchFile::in_slot(name, &inner.slots, n, small.len(), false));
+            let batch = Arc::new(BatchFile::in_slot(name, inner.slots.paths(n), n, small.len(), false));
             let path = &batch.path;
             let result = (|| {
                 let mut writer = &*file;
@@ -691,7 +691,7 @@ fn write_slot(
             match result {
                 Ok(()) => {
                     inner.slots.made(n, Arc::new(file));
-                    Ok(Some((Arc::new(BatchFile::in_slot(name, &inner.slots, n, small.len(), false)), true)))
+                    Ok(Some((Arc::new(BatchFile::in_slot(name, inner.slots.paths(n), n, small.len(), false)), true)))
                 }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "spool: could not make a slot");

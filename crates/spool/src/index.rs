@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use crate::format::Extent;
 use crate::openlog::OpenLog;
-use crate::slots::Slots;
 use crate::{GroupSync, QueueId, SpoolError, SyncTarget};
 
 /// The extension of a batch file in `queue/`.
@@ -58,9 +57,10 @@ impl BatchFile {
         BatchFile::at(name, path, log, None, messages, at_open)
     }
 
-    /// A batch named `name` (its first message's id) in slot `n`, as [`Self::new`].
-    pub fn in_slot(name: QueueId, slots: &Slots, n: u32, messages: usize, at_open: bool) -> BatchFile {
-        BatchFile::at(name, slots.path(n), slots.log_path(n), Some(n), messages, at_open)
+    /// A batch named `name` (its first message's id) in slot `n`, whose file and log are
+    /// `paths` (slots.rs), as [`Self::new`].
+    pub fn in_slot(name: QueueId, paths: (PathBuf, PathBuf), n: u32, messages: usize, at_open: bool) -> BatchFile {
+        BatchFile::at(name, paths.0, paths.1, Some(n), messages, at_open)
     }
 
     fn at(name: QueueId, path: PathBuf, log: PathBuf, slot: Option<u32>, messages: usize, at_open: bool) -> BatchFile {

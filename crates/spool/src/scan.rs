@@ -343,7 +343,7 @@ impl Spool {
                             return Ok(());
                         }
                         let name = found[0].envelope.id.clone();
-                        let batch = Arc::new(BatchFile::in_slot(name, slots, n, found.len(), true));
+                        let batch = Arc::new(BatchFile::in_slot(name, slots.paths(n), n, found.len(), true));
                         batch.has_log.store(has_log, Ordering::Release);
                         index.add_batch(batch, live);
                         drop(index);

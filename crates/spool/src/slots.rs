@@ -100,6 +100,11 @@ impl Slots {
         slot_path(&self.queue, n, MSG_EXT)
     }
 
+    /// `(queue/slot-N.msg, queue/slot-N.status)`.
+    pub fn paths(&self, n: u32) -> (PathBuf, PathBuf) {
+        (self.path(n), self.log_path(n))
+    }
+
     /// `queue/slot-N.status`.
     pub fn log_path(&self, n: u32) -> PathBuf {
         slot_path(&self.queue, n, STATUS_EXT)
