@@ -2,10 +2,12 @@
 //!
 //! Concurrent [`crate::MessageWriter::commit`] calls are coalesced: the first
 //! caller that finds no round being written leads; it takes every pending
-//! message, writes the small ones into one sealed batch file (a free file
-//! from the pool → rename to `queue/NAME.msg` → write → fsync), renames
-//! the spilled ones (already fsynced by their writers) in the same round,
-//! then runs one group-committed fsync of `queue/` for all of them. Callers
+//! message and writes the small ones into a free slot, in place (write at
+//! offset 0 → `fdatasync`, nothing else: slots.rs), or, if they do not fit or
+//! no slot is free, into one sealed batch file (a free file from the pool →
+//! rename to `queue/NAME.msg` → write → fsync); it renames the spilled ones
+//! (already fsynced by their writers) in the same round, then runs one
+//! group-committed fsync of `queue/` if it named any file. Callers
 //! arriving while a round runs wait for the next round, which one of them
 //! leads as soon as the current one has finished.
 //!
@@ -67,7 +69,8 @@ pub(crate) const COMMIT_PACE: Duration = if cfg!(test) { Duration::from_millis(1
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CommitStats {
-    /// Commit rounds run; each ends with one fsync of `queue/` for all its files.
+    /// Commit rounds run; each ends with one `fdatasync` of the slot it rewrote, or with one
+    /// fsync of `queue/` for all the files it named.
     pub rounds: u64,
     /// Rounds the committer thread held back because the previous one had just ended while
     /// other messages were arriving (`COMMIT_PACE`).
@@ -557,10 +560,8 @@ fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<(Arc<BatchFile>, bo
     }
     let crc = crc.finalize();
     if let Some(claim) = inner.slots.claim(SLOT_HEADER_LEN as u64 + records) {
-        match write_slot(inner, small, claim, crc, records) {
-            Ok(Some(written)) => return Ok(written),
-            Ok(None) => {}
-            Err(e) => return Err(e),
+        if let Some(written) = write_slot(inner, small, claim, crc, records)? {
+            return Ok(written);
         }
     }
     let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));
