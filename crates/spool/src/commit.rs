@@ -559,10 +559,10 @@ fn try_write_batch(inner: &Inner, small: &[Small]) -> Result<(Arc<BatchFile>, bo
         records += (m.line.len() + m.body.len()) as u64;
     }
     let crc = crc.finalize();
-    if let Some(claim) = inner.slots.claim(SLOT_HEADER_LEN as u64 + records) {
-        if let Some(written) = write_slot(inner, small, claim, crc, records)? {
-            return Ok(written);
-        }
+    if let Some(claim) = inner.slots.claim(SLOT_HEADER_LEN as u64 + records)
+        && let Some(written) = write_slot(inner, small, claim, crc, records)?
+    {
+        return Ok(written);
     }
     let batch = Arc::new(BatchFile::new(name.clone(), &inner.queue, small.len(), false));
     let len = SEALED_HEADER_LEN as u64 + records;
