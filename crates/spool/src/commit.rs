@@ -34,7 +34,7 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::{self, Thread};
@@ -45,7 +45,7 @@ use crate::format::{self, BATCH_HEADER_LEN, Extent, SEALED_HEADER_LEN, SLOT_HEAD
 use crate::index::BatchFile;
 use crate::inner::Inner;
 use crate::recent::Committed;
-use crate::slots::{Claim, SLOT_CAPACITY};
+use crate::slots::{self, Claim, SLOT_CAPACITY};
 use crate::{QueueId, SpoolError};
 
 /// A round's small messages go into one batch file up to these limits, then
@@ -660,7 +660,7 @@ fn write_slot(
                 }
                 Err(e) => {
                     // Its clients get a temporary error: make sure the batch is not read back.
-                    let zeroed = file.write_all_at(&[0; SLOT_HEADER_LEN], 0).is_ok();
+                    let zeroed = slots::zero_first_line(&file).is_ok();
                     inner.slots.spoiled(n, zeroed);
                     Err(e)
                 }

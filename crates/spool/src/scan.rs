@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use crate::error::io_err;
 use crate::format::{self, DecodeError, Extent, Found, ReadAt, SLOT_HEADER_LEN};
 use crate::index::{BatchFile, Foreign, Loc, MSG_EXT, STATUS_EXT};
-use crate::slots::SLOT_CAPACITY;
+use crate::slots::{self, SLOT_CAPACITY};
 use crate::spool::{CORRUPT_DIR, ignore_missing};
 use crate::status::StatusLog;
 use crate::{QueueId, QueuedMessage, Spool, SpoolError};
@@ -305,11 +305,7 @@ impl Spool {
                 return Ok(());
             }
         };
-        let empty_log = || match OpenOptions::new().write(true).open(&log_path) {
-            Ok(log) => log.set_len(0).map_err(io_err("truncate", &log_path)),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("open", &log_path)(e)),
-        };
+        let empty_log = || slots::empty_log(&log_path).map_err(io_err("truncate", &log_path));
         if free {
             empty_log()?;
             if len == SLOT_CAPACITY {
@@ -337,7 +333,7 @@ impl Spool {
                         if live.is_empty() {
                             drop(index);
                             tracing::info!(path = %path.display(), "spool: freeing slot whose messages are all done");
-                            file.write_all_at(&[0; SLOT_HEADER_LEN], 0).map_err(io_err("write", &path))?;
+                            slots::zero_first_line(&file).map_err(io_err("write", &path))?;
                             empty_log()?;
                             slots.adopt(n, Some(file), true);
                             return Ok(());

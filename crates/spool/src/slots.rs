@@ -20,10 +20,13 @@
 //! rewritten once its messages are all done. A slot whose batch a reader still holds (a
 //! [`crate::Body`], a listing) is not rewritten until the reader lets go.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
+use crate::format::SLOT_HEADER_LEN;
 use crate::index::{BatchFile, MSG_EXT, STATUS_EXT};
 
 /// Slots made at most: bounds the disk they keep, [`SLOTS_MAX`] × [`SLOT_CAPACITY`] (64 MiB).
@@ -130,19 +133,18 @@ impl Slots {
                 return Some(Claim::Free(n, Arc::clone(file)));
             }
         }
-        let absent = state.entries.iter().position(|e| matches!(e, Entry::Absent));
-        let n = match absent {
+        let made = state.entries.iter().filter(|e| matches!(e, Entry::Ready(_) | Entry::Making)).count();
+        if made >= state.max {
+            return None;
+        }
+        let n = match state.entries.iter().position(|e| matches!(e, Entry::Absent)) {
             Some(n) => n,
-            None if state.entries.len() < state.max.min(SLOT_NUMBER_MAX as usize) => {
+            None if state.entries.len() < SLOT_NUMBER_MAX as usize => {
                 state.entries.push(Entry::Absent);
                 state.entries.len() - 1
             }
             None => return None,
         };
-        let made = state.entries.iter().filter(|e| matches!(e, Entry::Ready(_) | Entry::Making)).count();
-        if made >= state.max {
-            return None;
-        }
         state.entries[n] = Entry::Making;
         Some(Claim::New(n as u32))
     }
@@ -238,6 +240,21 @@ impl Slots {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Overwrites a slot's first line with zeros, not synced: it holds no batch (a free slot, or
+/// one whose new batch failed).
+pub(crate) fn zero_first_line(file: &File) -> io::Result<()> {
+    file.write_all_at(&[0; SLOT_HEADER_LEN], 0)
+}
+
+/// Empties a slot's status log, not synced; a slot without one is left without.
+pub(crate) fn empty_log(path: &Path) -> io::Result<()> {
+    match OpenOptions::new().write(true).open(path) {
+        Ok(log) => log.set_len(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,12 +10,11 @@ use std::sync::atomic::Ordering;
 use crate::append::append;
 use crate::commit::{CommitStats, Committer};
 use crate::error::io_err;
-use crate::format::SLOT_HEADER_LEN;
 use crate::index::BatchFile;
 use crate::index::{MSG_EXT, STATUS_EXT};
 use crate::inner::Inner;
 use crate::openlog::OpenLog;
-use crate::slots::{SLOTS_MAX, slot_number};
+use crate::slots::{self, SLOTS_MAX, slot_number};
 use crate::{Envelope, GroupSync, LatencyStats, MessageWriter, QueueId, RcptState, RecentStats, SlotStats, SpoolError};
 use crate::{pool, status};
 
@@ -256,16 +255,12 @@ impl Spool {
     fn free_slot(&self, batch: &Arc<BatchFile>, n: u32, log: &mut Option<OpenLog>) -> Result<(), SpoolError> {
         let file = self.inner.slots.file(n);
         let file = file.ok_or_else(|| io_err("write", &batch.path)(ErrorKind::NotFound.into()))?;
-        file.write_all_at(&[0; SLOT_HEADER_LEN], 0).map_err(io_err("write", &batch.path))?;
+        slots::zero_first_line(&file).map_err(io_err("write", &batch.path))?;
         if batch.may_have_log() {
             let path = batch.log_path();
             let emptied = match log.take() {
                 Some(open) => open.file.set_len(0),
-                None => match OpenOptions::new().write(true).open(path) {
-                    Ok(file) => file.set_len(0),
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(e),
-                },
+                None => slots::empty_log(path),
             };
             emptied.map_err(io_err("truncate", path))?;
         }

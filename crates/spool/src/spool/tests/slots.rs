@@ -5,6 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use super::*;
+use crate::format::SLOT_HEADER_LEN;
 use crate::slots::SLOT_CAPACITY;
 
 fn open(dir: &Path) -> Spool {
