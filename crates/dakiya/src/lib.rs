@@ -63,5 +63,6 @@ pub use dakiya_control::ReloadSummary;
 pub use inproc::{Listener, Server};
 pub use listen::{StartError, run};
 #[doc(hidden)]
+pub use logging::flush as flush_logging;
 pub use logging::init as init_logging;
 pub use reload::ReloadError;

@@ -1,6 +1,7 @@
 //! The server's log: where it goes, how outside text is kept from forging lines, and how
 //! repeated errors are counted instead of written one by one (docs/hardening.md, "Logs").
 
+mod batched;
 mod escape;
 mod format;
 mod limit;
@@ -11,7 +12,7 @@ use format::{Style, layer};
 use limit::{Limiter, grouped};
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::Level;
 use tracing_subscriber::layer::SubscriberExt;
@@ -22,13 +23,39 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// terminal: the escaping would show the formatter's own colour codes as `\x1b[…m`, and a
 /// log that can never carry an escape sequence is simpler to trust than one that carries
 /// only "ours". Text lines leave out the time when stderr is systemd's journal, unless
-/// `log.timestamps` says otherwise.
+/// `log.timestamps` says otherwise. Lines are gathered and written together, at most
+/// [`batched::DELAY`] late ([`batched`]); [`flush`] writes out what is gathered, and a panic
+/// does so before its message.
 pub fn init(log: &Log) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let style = Style::new(log, format::stderr_is_journal());
-    tracing_subscriber::registry().with(filter).with(layer(style, io::stderr)).with(recent::Recent::default()).init();
+    let out = OUTPUT.get_or_init(|| batched::Batched::start(Box::new(io::stderr())));
+    let make = {
+        let out = Arc::clone(out);
+        move || batched::Handle(Arc::clone(&out))
+    };
+    tracing_subscriber::registry().with(filter).with(layer(style, make)).with(recent::Recent::default()).init();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // The lines logged before the panic come before its message.
+        if let Some(out) = OUTPUT.get() {
+            out.try_write_out();
+        }
+        previous(info);
+    }));
     spawn_reporter();
+}
+
+/// Where [`init`]'s lines are gathered.
+static OUTPUT: OnceLock<Arc<batched::Batched>> = OnceLock::new();
+
+/// Writes out the log lines gathered so far (before the process exits, or prints to stderr
+/// itself).
+pub fn flush() {
+    if let Some(out) = OUTPUT.get() {
+        out.write_out(None);
+    }
 }
 
 /// A log kept in memory: what a server started in-process ([`crate::Server`]) writes.

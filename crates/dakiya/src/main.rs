@@ -151,10 +151,15 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             dakiya::init_logging(&cfg.log);
-            match dakiya::run(cfg, config) {
+            let result = dakiya::run(cfg, config);
+            if let Err(e) = &result {
+                tracing::error!("{e}");
+            }
+            // The log's last lines, still gathered in memory, before the process exits.
+            dakiya::flush_logging();
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e}");
                     eprintln!("dakiya: {e}");
                     ExitCode::FAILURE
                 }
