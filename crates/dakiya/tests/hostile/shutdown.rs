@@ -45,3 +45,20 @@ fn a_transaction_that_outlives_the_grace_is_cut() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(8), "{took:?}");
 }
+
+/// The log's lines are gathered in memory and written at most 10 ms late (logging/batched.rs):
+/// the last ones, logged as the server stops, must still reach stderr before it exits.
+#[test]
+fn the_last_lines_logged_at_a_stop_are_written_before_exit() {
+    let server = TestServer::spawn("");
+    let mut idle = Client::connect(server.addr, None);
+    assert!(idle.cmd("EHLO idle.test").starts_with("250"));
+    sigterm(&server);
+    assert!(idle.read_to_end().starts_with("421 4.3.2"));
+    // The summary is the last line the server logs before `run` returns and the process
+    // exits: well within the 10 ms that a line may wait to be written.
+    assert!(wait_log(&server, "sessions ended and connections refused since the last summary", 10), "{}", server.log());
+    let log = server.log();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("since the last summary") && last.contains("shutdown=1"), "{log}");
+}
