@@ -273,9 +273,23 @@ fn delivery(cx: &Ctx, raw: RawDelivery) -> Result<Delivery, ConfigError> {
         retry_schedule,
         max_age: duration(cx, "delivery.max_age", raw.max_age, d.max_age)?,
         local_concurrency: count(cx, "delivery.local_concurrency", raw.local_concurrency, d.local_concurrency)?,
+        spool_slots: spool_slots(cx, raw.spool_slots, d.spool_slots)?,
         delay_notice: delay_notice(cx, raw.delay_notice, d.delay_notice)?,
         method: crate::endpoint::delivery_method(cx, raw.method, raw.lmtp)?,
     })
+}
+
+/// `delivery.spool_slots`: 0 to [`crate::SPOOL_SLOTS_MAX`].
+fn spool_slots(cx: &Ctx, value: Option<Spanned<i64>>, default: usize) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let n = *value.get_ref();
+    let max = crate::SPOOL_SLOTS_MAX;
+    match usize::try_from(n) {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(cx.err("delivery.spool_slots", Some(value.span()), format!("must be between 0 and {max}, not {n}"))),
+    }
 }
 
 /// `delivery.delay_notice`: a duration, or `"off"` (or zero) for no delay notices.

@@ -115,6 +115,7 @@ pub(crate) fn to_toml(c: &Config) -> String {
     out.kv("retry_schedule", strings(schedule));
     out.kv("max_age", quote(&format_duration(d.max_age)));
     out.kv("local_concurrency", d.local_concurrency.to_string());
+    out.kv("spool_slots", d.spool_slots.to_string());
     let notice = d.delay_notice.map_or_else(|| "off".to_owned(), format_duration);
     out.kv("delay_notice", quote(&notice));
     match &d.method {

@@ -339,6 +339,10 @@ impl Default for Timeouts {
     }
 }
 
+/// The most slots `delivery.spool_slots` may ask for: the spool's own bound (`SLOTS_MAX` in
+/// crates/spool/src/slots.rs).
+pub const SPOOL_SLOTS_MAX: usize = 256;
+
 /// Queue and delivery settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -350,6 +354,12 @@ pub struct Delivery {
     /// Blocking delivery steps running at once (status records, notices, the end of a run).
     /// Maildir copies go in rounds, one round at a time (docs/delivery.md). Default 4.
     pub local_concurrency: usize,
+    /// Slots the spool may make: files of 256 KiB whose commit rounds are written in place,
+    /// one `fdatasync` and no directory fsync before the 250 (docs/spool-slots.md). 0 to
+    /// [`SPOOL_SLOTS_MAX`]; 0 writes every round into a new batch file, as on copy-on-write
+    /// file systems (btrfs, ZFS) one may prefer. Default [`SPOOL_SLOTS_MAX`] (at most 64 MiB
+    /// of disk, made only as the load needs them).
+    pub spool_slots: usize,
     /// Tell the sender when a message is still undelivered this long after it was accepted
     /// (a "delayed" DSN, RFC 3464), once per recipient, while retrying goes on. `None` turns
     /// delay notices off. Default 4 hours.
@@ -366,6 +376,7 @@ impl Default for Delivery {
             retry_schedule: minutes.iter().map(|m| Duration::from_secs(m * 60)).collect(),
             max_age: Duration::from_secs(5 * 24 * 3600),
             local_concurrency: 4,
+            spool_slots: SPOOL_SLOTS_MAX,
             delay_notice: Some(Duration::from_secs(4 * 3600)),
             method: DeliveryMethod::Maildir,
         }

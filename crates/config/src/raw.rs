@@ -160,6 +160,7 @@ pub(crate) struct RawDelivery {
     pub retry_schedule: Option<Spanned<Vec<SValue>>>,
     pub max_age: Option<SValue>,
     pub local_concurrency: Option<Spanned<i64>>,
+    pub spool_slots: Option<Spanned<i64>>,
     pub delay_notice: Option<SValue>,
     pub method: Option<SStr>,
     pub lmtp: Option<SStr>,

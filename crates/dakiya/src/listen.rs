@@ -16,7 +16,7 @@ use dakiya_config::{Config, Role};
 use dakiya_metrics::{ListenerMetrics, Metrics};
 use dakiya_outbound::Outbound;
 use dakiya_proto::sasl::Mechanism;
-use dakiya_spool::Spool;
+use dakiya_spool::{Spool, SpoolOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,7 +124,8 @@ async fn start_bound(
     sockets: Vec<std::net::TcpListener>,
 ) -> Result<Started, StartError> {
     let spool_dir = cfg.data_dir.join("spool");
-    let spool = Spool::open(&spool_dir)
+    let options = SpoolOptions::with_slots(cfg.delivery.spool_slots);
+    let spool = Spool::open_with(&spool_dir, options)
         .map_err(|source| StartError::Spool { path: spool_dir.display().to_string(), source })?;
     let cfg = Arc::new(cfg);
     let spool = Arc::new(spool);

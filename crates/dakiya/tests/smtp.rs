@@ -329,3 +329,30 @@ fn the_loop_check_counts_our_received_field_from_the_session() {
     assert!(s.log().contains("received=101"), "{}", s.log());
     assert_eq!(s.messages("alice").len(), 1, "the looping message was not delivered");
 }
+
+/// The names in the spool's `queue/` directory.
+fn queue_names(s: &TestServer) -> Vec<String> {
+    let queue = s.data().join("spool/queue");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&queue).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// `[delivery] spool_slots` (docs/spool-slots.md): by default a commit round is written into a
+/// slot; with 0 every round writes a batch file named after its first message, and the message
+/// is queued all the same.
+#[test]
+fn spool_slots_zero_commits_into_batch_files() {
+    for (extra, slots) in [("", true), ("[delivery]\nspool_slots = 0\n", false)] {
+        let s = TestServer::start(extra);
+        let mut c = s.connect();
+        // An alias with a remote target: the remote copy stays queued (no route answers).
+        let id = queue_id(&c.send_mail("a@remote.test", &["fwd@example.test"], "Subject: slots\r\n\r\nx"));
+        assert_eq!(s.wait_for("alice", 1).len(), 1);
+        assert!(s.spooled_envelopes().iter().any(|e| e.contains(&id)), "{id} queued ({extra:?})");
+        let names = queue_names(&s);
+        assert_eq!(names.iter().any(|n| n.starts_with("slot-") && n.ends_with(".msg")), slots, "{extra:?}: {names:?}");
+        assert_eq!(names.contains(&format!("{id}.msg")), !slots, "{extra:?}: {names:?}");
+    }
+}

@@ -327,6 +327,12 @@ fn local_concurrency_zero() {
     bad("[delivery]\nlocal_concurrency = 0\n", "delivery.local_concurrency", 2, "at least 1");
 }
 
+#[test]
+fn spool_slots_out_of_range() {
+    bad("[delivery]\nspool_slots = 257\n", "delivery.spool_slots", 2, "between 0 and 256, not 257");
+    bad("\n[delivery]\nspool_slots = -1\n", "delivery.spool_slots", 3, "between 0 and 256, not -1");
+}
+
 // --- files ---------------------------------------------------------------------------------------
 
 #[test]

@@ -66,6 +66,7 @@ fn defaults_match_the_spec() {
     assert_eq!(minutes, [1, 5, 15, 30, 60, 120, 240]);
     assert_eq!(d.max_age, Duration::from_secs(5 * 86_400));
     assert_eq!(d.local_concurrency, 4);
+    assert_eq!(d.spool_slots, 256);
     let t = Tls::default();
     assert_eq!((t.cert, t.key), (None, None));
     assert_eq!(t.check_interval, Duration::from_secs(30));
@@ -172,7 +173,7 @@ fn round_trip_unusual_values() {
          [aliases]\n\"Team@Example.org\" = [\"élodie@EXAMPLE.org\", \"Carol.Smith@Remote.Example\"]\n\
          [limits]\nmax_message_size = 1536\nmax_recipients = 1\n\
          [timeouts]\ncommand = 90\ndata = \"1500ms\"\n\
-         [delivery]\nretry_schedule = [\"1h 30m\", 45]\nmax_age = \"2d\"\n\
+         [delivery]\nretry_schedule = [\"1h 30m\", 45]\nmax_age = \"2d\"\nspool_slots = 0\n\
          [[listen]]\naddress = \"[::1]:0\"\nrole = \"mx\"\n",
     );
     let c = parse_ok(&text);
@@ -189,6 +190,7 @@ fn round_trip_unusual_values() {
     assert_eq!(c.timeouts.command, Duration::from_secs(90));
     assert_eq!(c.timeouts.data, Duration::from_millis(1500));
     assert_eq!(c.delivery.retry_schedule, [Duration::from_secs(5400), Duration::from_secs(45)]);
+    assert_eq!(c.delivery.spool_slots, 0);
     assert_eq!(c.listeners.len(), 2);
     round_trip(&c);
 }

@@ -80,7 +80,7 @@ pub const NEEDS_RESTART: &str = "cannot change while the server runs; it needs a
 /// spawned once). Empty: the reload may go ahead.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.auth, &new.auth);
-    let checks: [(&'static str, bool); 23] = [
+    let checks: [(&'static str, bool); 24] = [
         ("data_dir", old.data_dir == new.data_dir),
         ("auth.users_file", a.users_file == b.users_file),
         ("auth.backend", a.backend == b.backend),
@@ -97,6 +97,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
             old.limits.max_connections_per_network == new.limits.max_connections_per_network,
         ),
         ("delivery.local_concurrency", old.delivery.local_concurrency == new.delivery.local_concurrency),
+        ("delivery.spool_slots", old.delivery.spool_slots == new.delivery.spool_slots),
         ("outbound.concurrency", old.outbound.concurrency == new.outbound.concurrency),
         ("log.format", old.log.format == new.log.format),
         ("log.timestamps", old.log.timestamps == new.log.timestamps),
@@ -196,7 +197,7 @@ mod tests {
         );
         assert_eq!(needs_restart(&base, &fine), Vec::<&str>::new());
         let fixed = cfg(
-            "data_dir = \"/elsewhere\"\nuser = \"nobody\"\n[auth]\nusers_file = \"/elsewhere/users\"\nmax_failures = 3\n[limits]\nmax_connections = 7\n[delivery]\nlocal_concurrency = 9\n[log]\nformat = \"json\"\n",
+            "data_dir = \"/elsewhere\"\nuser = \"nobody\"\n[auth]\nusers_file = \"/elsewhere/users\"\nmax_failures = 3\n[limits]\nmax_connections = 7\n[delivery]\nlocal_concurrency = 9\nspool_slots = 8\n[log]\nformat = \"json\"\n",
         );
         assert_eq!(
             needs_restart(&base, &fixed),
@@ -206,6 +207,7 @@ mod tests {
                 "auth.max_failures",
                 "limits.max_connections",
                 "delivery.local_concurrency",
+                "delivery.spool_slots",
                 "log.format",
                 "user"
             ]
