@@ -174,6 +174,9 @@ async fn start_bound(
         acme: Arc::default(),
     });
     let greylist_saver = shared.greylist.as_ref().map(|g| g.spawn_saver());
+    // Runs for the life of the runtime; nothing waits for it (a copy cut short by the end of
+    // the process is recovered at the next start: copyout.rs in crates/spool).
+    let _slot_copier = spawn_slot_copier(shared.spool.clone());
     // Its end (at shutdown) writes the TLS-RPT counts; nothing waits for it.
     let _tls_reports = crate::tlsreport::spawn(shared.clone(), report_outbound);
     let admission = Admission::new(Limits {
@@ -410,6 +413,31 @@ async fn accept_loop(
 }
 
 /// RFC 5321 §3.1: a server that cannot serve now may greet with 421 and close.
+/// How often the spool's long-busy slots are looked for, and how long a slot's batch must have
+/// been queued for its messages to be copied out into a batch file (docs/spool-slots.md,
+/// "Slots kept busy by deferred mail"): a slot under normal load is freed within seconds, so
+/// five minutes means mail that waits for a retry.
+const SLOT_COPY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const SLOT_BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Copies the messages of long-busy slots out every [`SLOT_COPY_EVERY`], on a blocking
+/// thread, so that deferred mail does not keep every slot busy.
+fn spawn_slot_copier(spool: Arc<Spool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + SLOT_COPY_EVERY;
+        let mut tick = tokio::time::interval_at(start, SLOT_COPY_EVERY);
+        loop {
+            tick.tick().await;
+            let spool = spool.clone();
+            match tokio::task::spawn_blocking(move || spool.copy_out_slots(SLOT_BUSY_FOR)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "spool: copying long-busy slots out failed"),
+                Err(e) => tracing::warn!(error = %e, "spool: the slot copier stopped"),
+            }
+        }
+    })
+}
+
 const TOO_MANY: &[u8] = b"421 4.7.0 Too many connections, try again later\r\n";
 
 /// Greets a client that cannot be served now with `reply` and closes.

@@ -90,6 +90,8 @@ pub struct SlotSnapshot {
     pub in_place: u64,
     /// Slots made by commit rounds (each one a batch written into a new file).
     pub made: u64,
+    /// Slots freed by copying their long-queued messages into a batch file.
+    pub copied_out: u64,
 }
 
 /// How the spool's in-memory copies of just-committed messages served first loads
@@ -203,7 +205,9 @@ impl Scrape {
         )?;
         gauge(e, "spool_slots_free", "Spool slots holding no queued message", None, int(slots.free))?;
         let help = "Batches written into a slot: in place (no new name, no directory fsync) or into a slot made for it";
-        labelled_counters(e, "spool_slot_writes", help, "kind", &[("in_place", slots.in_place), ("made", slots.made)])
+        labelled_counters(e, "spool_slot_writes", help, "kind", &[("in_place", slots.in_place), ("made", slots.made)])?;
+        let help = "Slots freed by copying their long-queued messages into a batch file";
+        counter(e, "spool_slot_copyouts", help, slots.copied_out)
     }
 
     /// The spool's fsync durations, by what was synced.

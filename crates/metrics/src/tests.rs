@@ -71,7 +71,7 @@ fn scrape_time_values() {
         pool: (7, 5),
         recent: RecentSnapshot { kept: 11, hits: 8, misses: 2, evictions: 1, dropped: 2 },
         commit_paced: 3,
-        slots: SlotSnapshot { slots: 6, free: 4, in_place: 40, made: 6 },
+        slots: SlotSnapshot { slots: 6, free: 4, in_place: 40, made: 6, copied_out: 3 },
     };
     let text = m.encode(&scrape);
     assert_eq!(value(&text, r#"dakiya_queue_messages{state="held"}"#), 3.0);
@@ -79,6 +79,7 @@ fn scrape_time_values() {
     assert_eq!(value(&text, "dakiya_spool_commit_rounds_paced_total"), 3.0);
     assert_eq!(value(&text, "dakiya_spool_slots"), 6.0);
     assert_eq!(value(&text, "dakiya_spool_slots_free"), 4.0);
+    assert_eq!(value(&text, "dakiya_spool_slot_copyouts_total"), 3.0);
     assert_eq!(value(&text, r#"dakiya_spool_slot_writes_total{kind="in_place"}"#), 40.0);
     assert_eq!(value(&text, r#"dakiya_spool_slot_writes_total{kind="made"}"#), 6.0);
     assert_eq!(value(&text, r#"dakiya_spool_commit_batch_messages_bucket{le="1.0"}"#), 5.0);

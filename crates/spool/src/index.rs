@@ -46,6 +46,9 @@ pub(crate) struct BatchFile {
     pub len: OnceLock<u64>,
     /// The slot the batch was written into (`queue/slot-N.msg`, slots.rs), if it was.
     pub slot: Option<u32>,
+    /// When this process committed the batch, or found it at open: how long a slot has been
+    /// busy (copyout.rs).
+    pub since: std::time::Instant,
 }
 
 impl BatchFile {
@@ -74,6 +77,7 @@ impl BatchFile {
             messages,
             len: OnceLock::new(),
             slot,
+            since: std::time::Instant::now(),
         }
     }
 
@@ -171,6 +175,18 @@ impl Index {
             self.messages.insert(id, Loc { batch: Arc::clone(&batch), extent });
         }
         self.batches.insert(batch.name.clone(), count);
+    }
+
+    /// Moves every live message of batch `old` to batch `new` (copyout.rs): `members` are
+    /// all of them, with their places in `new`. `old` is no longer a live batch.
+    pub fn move_batch(&mut self, old: &BatchFile, new: Arc<BatchFile>, members: Vec<(QueueId, Extent)>) {
+        self.batches.remove(&old.name);
+        self.add_batch(new, members);
+    }
+
+    /// How many messages of the batch named `name` are still queued.
+    pub fn live_count(&self, name: &QueueId) -> usize {
+        self.batches.get(name).copied().unwrap_or(0)
     }
 
     /// Notes a file that is not indexed.

@@ -16,6 +16,7 @@
 mod append;
 pub mod codec;
 mod commit;
+mod copyout;
 mod envelope;
 mod error;
 mod format;

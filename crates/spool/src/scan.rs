@@ -199,7 +199,6 @@ impl Spool {
     /// status logs without a batch and batches whose messages are all done.
     pub(crate) fn load_queue(&self) -> Result<(), SpoolError> {
         let (entries, slots) = self.queue_entries()?;
-        self.load_slots(&slots)?;
         let batches: BTreeSet<&QueueId> = entries.iter().filter(|(_, ext)| ext == MSG_EXT).map(|(n, _)| n).collect();
         for (name, ext) in &entries {
             if ext == STATUS_EXT && !batches.contains(name) {
@@ -229,7 +228,10 @@ impl Spool {
             };
             self.inner.index().add_foreign(name.clone(), why);
         }
-        Ok(())
+        // The slots after the batch files: a message found in both was copied out of its slot
+        // by a process that stopped before the slot's zeros reached the disk (copyout.rs), and
+        // the batch file's copy wins.
+        self.load_slots(&slots)
     }
 
     /// Indexes the messages of a batch that are not done, or deletes the
@@ -321,13 +323,17 @@ impl Spool {
             Ok(found) => {
                 let log = read_log_if_any(&log_path)?;
                 let mut index = self.inner.index();
-                match found.iter().find(|f| index.is_taken(&f.envelope.id)) {
+                // Messages a batch file holds were copied out of this slot (copyout.rs).
+                let copied = |id: &QueueId| index.get(id).is_some_and(|loc| loc.batch.slot.is_none());
+                let copied: BTreeSet<QueueId> =
+                    found.iter().map(|f| &f.envelope.id).filter(|id| copied(id)).cloned().collect();
+                match found.iter().find(|f| !copied.contains(&f.envelope.id) && index.is_taken(&f.envelope.id)) {
                     None => {
                         let has_log = log.is_some();
                         let log = log.unwrap_or_default();
                         let live: Vec<_> = found
                             .iter()
-                            .filter(|f| !log.done.contains(&f.envelope.id))
+                            .filter(|f| !log.done.contains(&f.envelope.id) && !copied.contains(&f.envelope.id))
                             .map(|f| (f.envelope.id.clone(), f.extent))
                             .collect();
                         if live.is_empty() {
@@ -431,7 +437,7 @@ fn batch_log(batch: &BatchFile) -> Result<StatusLog, SpoolError> {
 }
 
 /// Reads a status log, or `None` if there is none.
-fn read_log_if_any(path: &Path) -> Result<Option<StatusLog>, SpoolError> {
+pub(crate) fn read_log_if_any(path: &Path) -> Result<Option<StatusLog>, SpoolError> {
     let data = match fs::read(path) {
         Ok(data) => data,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -481,7 +487,7 @@ fn free_name(dir: &Path, name: &str, ext: &str) -> io::Result<PathBuf> {
     Ok(path)
 }
 
-fn decode_err(e: DecodeError, path: &Path) -> SpoolError {
+pub(crate) fn decode_err(e: DecodeError, path: &Path) -> SpoolError {
     match e {
         DecodeError::Io(e) => io_err("read", path)(e),
         DecodeError::Corrupt(reason) => SpoolError::Corrupt { path: path.to_owned(), reason },

@@ -72,6 +72,9 @@ pub struct SlotStats {
     pub in_place: u64,
     /// Slots made by commit rounds.
     pub made: u64,
+    /// Slots whose live messages were copied out into a batch file, freeing them
+    /// (`Spool::copy_out_slots`).
+    pub copied_out: u64,
 }
 
 struct State {
@@ -83,6 +86,7 @@ struct State {
     max: usize,
     in_place: u64,
     made: u64,
+    copied_out: u64,
 }
 
 /// The spool's slots.
@@ -93,8 +97,15 @@ pub(crate) struct Slots {
 
 impl Slots {
     pub fn new(queue: PathBuf) -> Slots {
-        let state =
-            State { entries: Vec::new(), free: Vec::new(), held: Vec::new(), max: SLOTS_MAX, in_place: 0, made: 0 };
+        let state = State {
+            entries: Vec::new(),
+            free: Vec::new(),
+            held: Vec::new(),
+            max: SLOTS_MAX,
+            in_place: 0,
+            made: 0,
+            copied_out: 0,
+        };
         Slots { queue, state: Mutex::new(state) }
     }
 
@@ -173,6 +184,11 @@ impl Slots {
         self.lock().entries[n as usize] = if gone { Entry::Absent } else { Entry::Foreign };
     }
 
+    /// Counts a slot whose messages were copied out.
+    pub fn copied_out(&self) {
+        self.lock().copied_out += 1;
+    }
+
     /// Counts a batch written into an existing slot.
     pub fn wrote_in_place(&self) {
         self.lock().in_place += 1;
@@ -229,6 +245,7 @@ impl Slots {
             free: free as u64,
             in_place: state.in_place,
             made: state.made,
+            copied_out: state.copied_out,
         }
     }
 

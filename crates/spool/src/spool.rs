@@ -183,14 +183,7 @@ impl Spool {
     /// Appends `line` about message `id` to its batch's status log and
     /// returns once it is durable (see [`Spool::record`]).
     fn append_durably(&self, id: &QueueId, line: &[u8]) -> Result<(), SpoolError> {
-        let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
-        {
-            let mut log = batch.lock();
-            if self.inner.index().get(id).is_none() {
-                return Err(SpoolError::NotFound(id.clone()));
-            }
-            append(&self.inner, &batch, &mut log, line)?;
-        }
+        let (batch, ()) = self.with_batch_of(id, |batch, log| append(&self.inner, batch, log, line))?;
         // fdatasync also persists the new file size, which reading needs.
         batch.log_sync.sync().map_err(io_err("fdatasync", batch.log_path()))?;
         if !batch.log_durable.load(Ordering::Acquire) {
@@ -208,18 +201,21 @@ impl Spool {
     /// (at-least-once), never lost. Removing the last queued message of a
     /// batch deletes the batch file and its log.
     pub fn remove(&self, id: &QueueId) -> Result<(), SpoolError> {
-        let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
-        let mut log = batch.lock();
+        self.with_batch_of(id, |batch, log| self.remove_locked(id, batch, log)).map(|_| ())
+    }
+
+    /// [`Spool::remove`] with the batch's lock held (`log`).
+    fn remove_locked(&self, id: &QueueId, batch: &Arc<BatchFile>, log: &mut Option<OpenLog>) -> Result<(), SpoolError> {
         let live = self.inner.index().live_in_batch(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?;
         self.inner.recent.forget(id);
         if live > 1 {
-            append(&self.inner, &batch, &mut log, &status::encode_done(id))?;
+            append(&self.inner, batch, log, &status::encode_done(id))?;
             self.inner.index().remove(id);
             return Ok(());
         }
         self.inner.index().remove(id);
         if let Some(n) = batch.slot {
-            return self.free_slot(&batch, n, &mut log);
+            return self.free_slot(batch, n, log);
         }
         let log_len = log.take().map(|open| open.len);
         // A batch known to have no log (one message, or all removed at once) has none to move.
@@ -232,7 +228,7 @@ impl Spool {
         // holds none any more and hands out no new ones).
         let pool = &self.inner.pool;
         let sync = &self.inner.queue_sync;
-        if Arc::strong_count(&batch) == 1 {
+        if Arc::strong_count(batch) == 1 {
             pool.recycle(&batch.path, batch.len.get().copied(), sync).map_err(io_err("rename", &batch.path))?;
             if !has_log {
                 return Ok(());
@@ -246,13 +242,48 @@ impl Spool {
         ignore_missing(fs::remove_file(batch.log_path())).map_err(io_err("unlink", batch.log_path()))
     }
 
+    /// Runs `f` on the batch that holds message `id`, with the batch's lock taken (appends to
+    /// its log, removals), and returns the batch with what `f` gave. The message is looked up
+    /// again once the lock is held: a slot's messages may have been copied out into a batch
+    /// file meanwhile (`copy_out_slots`), and a record appended to the slot's log then would be
+    /// lost with it.
+    fn with_batch_of<R>(
+        &self,
+        id: &QueueId,
+        f: impl FnOnce(&Arc<BatchFile>, &mut Option<OpenLog>) -> Result<R, SpoolError>,
+    ) -> Result<(Arc<BatchFile>, R), SpoolError> {
+        loop {
+            let batch = self.inner.index().get(id).ok_or_else(|| SpoolError::NotFound(id.clone()))?.batch;
+            let mut log = batch.lock();
+            // Looked up in a statement of its own: the index's lock is released before `f`, and
+            // no clone of the batch is left (`remove` counts them to tell whether a reader holds
+            // the file).
+            let same = self.inner.index().get(id).map(|loc| Arc::ptr_eq(&loc.batch, &batch));
+            match same {
+                None => return Err(SpoolError::NotFound(id.clone())),
+                Some(true) => {
+                    let got = f(&batch, &mut log)?;
+                    drop(log);
+                    return Ok((batch, got));
+                }
+                // Moved to another batch while we waited for the lock: look again.
+                Some(false) => {}
+            }
+        }
+    }
+
     /// Frees slot `n`, whose batch has no queued message left (slots.rs): its first line
     /// becomes zeros and its status log empty, neither fsynced (a crash may bring the batch
     /// back, and its messages are delivered again, as for a lost done record). The log is
     /// emptied only once the zeros are written, so that the batch never comes back without
     /// its done records while the process lives; emptied, it can say nothing about the next
     /// batch's messages. `log` is the batch's lock, held.
-    fn free_slot(&self, batch: &Arc<BatchFile>, n: u32, log: &mut Option<OpenLog>) -> Result<(), SpoolError> {
+    pub(crate) fn free_slot(
+        &self,
+        batch: &Arc<BatchFile>,
+        n: u32,
+        log: &mut Option<OpenLog>,
+    ) -> Result<(), SpoolError> {
         let file = self.inner.slots.file(n);
         let file = file.ok_or_else(|| io_err("write", &batch.path)(ErrorKind::NotFound.into()))?;
         slots::zero_first_line(&file).map_err(io_err("write", &batch.path))?;

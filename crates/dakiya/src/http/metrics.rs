@@ -90,7 +90,7 @@ fn recent_snapshot(r: dakiya_spool::RecentStats) -> RecentSnapshot {
 
 /// The spool's slots, as the metrics crate takes them.
 fn slot_snapshot(s: dakiya_spool::SlotStats) -> SlotSnapshot {
-    SlotSnapshot { slots: s.slots, free: s.free, in_place: s.in_place, made: s.made }
+    SlotSnapshot { slots: s.slots, free: s.free, in_place: s.in_place, made: s.made, copied_out: s.copied_out }
 }
 
 /// The queue's counts and the age of its oldest message, when the manager answers in time.

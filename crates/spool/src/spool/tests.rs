@@ -310,6 +310,7 @@ fn probe_writable_fails_while_tmp_is_not_a_directory_and_leaves_nothing() {
     spool.probe_writable().unwrap();
 }
 
+mod copyout;
 mod recent;
 mod recycle;
 mod slots;
