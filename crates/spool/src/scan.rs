@@ -344,7 +344,10 @@ impl Spool {
                             slots.adopt(n, Some(file), true);
                             return Ok(());
                         }
-                        let name = found[0].envelope.id.clone();
+                        // Named after its first live message, not its first message: that one may
+                        // have been copied out and name the batch file that holds it now, and two
+                        // live batches must not share a name (the index counts by name).
+                        let name = live[0].0.clone();
                         let batch = Arc::new(BatchFile::in_slot(name, slots.paths(n), n, found.len(), true));
                         batch.has_log.store(has_log, Ordering::Release);
                         index.add_batch(batch, live);

@@ -191,3 +191,33 @@ fn batch_files_and_free_slots_are_left_alone() {
 fn commit(spool: &Spool, body: &[u8]) -> QueueId {
     writer(spool, 1, body).commit().unwrap()
 }
+
+/// A crash that also lost a done record of the slot (removals do not fsync) brings that
+/// message back from the slot, beside the batch file that now holds the others under the
+/// name of the slot's first message. The two batches must stay apart: removing the batch
+/// file's messages must not end the slot's, nor the other way round.
+#[test]
+fn a_message_brought_back_from_the_slot_does_not_share_the_batch_files_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path());
+    let ids = commit_together(&spool, (0..3).map(|n| writer(&spool, 1, format!("body {n}").as_bytes())).collect());
+    let slot_bytes = fs::read(slot(dir.path(), 0)).unwrap();
+    spool.remove(&ids[1]).unwrap();
+    assert_eq!(spool.copy_out_slots(Duration::ZERO).unwrap(), 1);
+    assert!(dir.path().join(format!("queue/{}.msg", ids[0])).exists());
+    drop(spool);
+    // The slot as it was, its log without the done record of the message removed.
+    fs::write(slot(dir.path(), 0), &slot_bytes).unwrap();
+    fs::write(dir.path().join("queue/slot-0.status"), b"").unwrap();
+    let spool = open(dir.path());
+    let recovered: Vec<QueueId> = spool.recover().unwrap().into_iter().map(|m| m.envelope.id).collect();
+    assert_eq!(recovered, ids, "the removed message is back (at-least-once), the others once");
+    spool.remove(&ids[0]).unwrap();
+    assert_eq!(body(&spool, &ids[2]), b"body 2", "the batch file still holds its other message");
+    assert_eq!(body(&spool, &ids[1]), b"body 1");
+    spool.remove(&ids[2]).unwrap();
+    assert_eq!(body(&spool, &ids[1]), b"body 1", "the slot still holds its message");
+    spool.remove(&ids[1]).unwrap();
+    assert!(is_free_on_disk(dir.path(), 0));
+    assert_eq!(names(&dir.path().join("queue")), ["slot-0.msg", "slot-0.status"]);
+}
