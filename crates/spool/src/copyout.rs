@@ -43,6 +43,11 @@ impl Spool {
     /// blocking thread, now and then (`dakiya serve` does every minute, for slots busy five
     /// minutes).
     pub fn copy_out_slots(&self, min_age: Duration) -> Result<usize, SpoolError> {
+        // Nothing to look for while every slot is free (or there are none): no pass over the index.
+        let stats = self.inner.slots.stats();
+        if stats.free >= stats.slots {
+            return Ok(0);
+        }
         // One pass over the index: the busy slots old enough, with their messages.
         let mut busy: HashMap<usize, (Arc<BatchFile>, Vec<QueueId>)> = HashMap::new();
         let snapshot = self.inner.index().snapshot();
