@@ -412,12 +412,12 @@ async fn accept_loop(
     }
 }
 
-/// RFC 5321 §3.1: a server that cannot serve now may greet with 421 and close.
 /// How often the spool's long-busy slots are looked for, and how long a slot's batch must have
 /// been queued for its messages to be copied out into a batch file (docs/spool-slots.md,
 /// "Slots kept busy by deferred mail"): a slot under normal load is freed within seconds, so
 /// five minutes means mail that waits for a retry.
 const SLOT_COPY_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// See [`SLOT_COPY_EVERY`].
 const SLOT_BUSY_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Copies the messages of long-busy slots out every [`SLOT_COPY_EVERY`], on a blocking
@@ -438,6 +438,7 @@ fn spawn_slot_copier(spool: Arc<Spool>) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// RFC 5321 §3.1: a server that cannot serve now may greet with 421 and close.
 const TOO_MANY: &[u8] = b"421 4.7.0 Too many connections, try again later\r\n";
 
 /// Greets a client that cannot be served now with `reply` and closes.
