@@ -88,22 +88,26 @@ impl Batched {
 
     /// Writes out every line gathered so far (and `extra` after them), and flushes `out`.
     pub(crate) fn write_out(&self, extra: Option<&[u8]>) {
-        let mut out = lock(&self.out);
-        let buf = std::mem::take(&mut lock(&self.pending).buf);
-        write_ignoring_errors(&mut **out, &buf);
-        if let Some(extra) = extra {
-            write_ignoring_errors(&mut **out, extra);
-        }
-        let _ = out.flush();
-        // The emptied buffer's allocation is dropped: a flood does not keep its memory.
+        self.write_locked(&mut lock(&self.out), extra);
     }
 
     /// As [`Self::write_out`], unless another thread is writing (a panic while writing must
     /// not wait for itself): then that thread writes these lines too.
     pub(crate) fn try_write_out(&self) {
-        let Ok(mut out) = self.out.try_lock() else { return };
+        if let Ok(mut out) = self.out.try_lock() {
+            self.write_locked(&mut out, None);
+        }
+    }
+
+    /// [`Self::write_out`] with `out` locked.
+    fn write_locked(&self, out: &mut Box<dyn Write + Send>, extra: Option<&[u8]>) {
+        // Taken out, so the emptied buffer's allocation is dropped: a flood does not keep its
+        // memory, and lines logged meanwhile gather in a new one.
         let buf = std::mem::take(&mut lock(&self.pending).buf);
         write_ignoring_errors(&mut **out, &buf);
+        if let Some(extra) = extra {
+            write_ignoring_errors(&mut **out, extra);
+        }
         let _ = out.flush();
     }
 

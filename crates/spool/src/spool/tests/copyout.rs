@@ -1,23 +1,10 @@
 //! Copying the live messages of long-busy slots out into batch files (copyout.rs,
 //! docs/spool-slots.md, "Slots kept busy by deferred mail").
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use super::slots::{commit, is_free_on_disk, open, slot};
 use super::*;
-use crate::format::SLOT_HEADER_LEN;
-
-fn open(dir: &Path) -> Spool {
-    Spool::open(dir).unwrap()
-}
-
-fn slot(dir: &Path, n: u32) -> PathBuf {
-    dir.join(format!("queue/slot-{n}.msg"))
-}
-
-fn is_free_on_disk(dir: &Path, n: u32) -> bool {
-    fs::read(slot(dir, n)).unwrap()[..SLOT_HEADER_LEN].iter().all(|&b| b == 0)
-}
 
 /// `ids` in the order of their records in their batch (a round takes its messages in the
 /// order they arrived, which threads committing together do not fix).
@@ -199,10 +186,6 @@ fn batch_files_and_free_slots_are_left_alone() {
     assert_eq!(spool.copy_out_slots(Duration::ZERO).unwrap(), 0);
     assert_eq!(spool.slot_stats().copied_out, 0);
     assert_eq!(body(&spool, &id), b"classic");
-}
-
-fn commit(spool: &Spool, body: &[u8]) -> QueueId {
-    writer(spool, 1, body).commit().unwrap()
 }
 
 /// A crash that also lost a done record of the slot (removals do not fsync) brings that

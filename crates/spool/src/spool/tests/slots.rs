@@ -8,25 +8,25 @@ use super::*;
 use crate::format::SLOT_HEADER_LEN;
 use crate::slots::SLOT_CAPACITY;
 
-fn open(dir: &Path) -> Spool {
+pub(super) fn open(dir: &Path) -> Spool {
     Spool::open(dir).unwrap()
 }
 
-fn slot(dir: &Path, n: u32) -> PathBuf {
+pub(super) fn slot(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("queue/slot-{n}.msg"))
 }
 
-fn slot_log(dir: &Path, n: u32) -> PathBuf {
+pub(super) fn slot_log(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("queue/slot-{n}.status"))
 }
 
 /// The first line of slot `n` is zeros: it holds no batch.
-fn is_free_on_disk(dir: &Path, n: u32) -> bool {
+pub(super) fn is_free_on_disk(dir: &Path, n: u32) -> bool {
     let bytes = fs::read(slot(dir, n)).unwrap();
     bytes[..SLOT_HEADER_LEN].iter().all(|&b| b == 0)
 }
 
-fn commit(spool: &Spool, body: &[u8]) -> QueueId {
+pub(super) fn commit(spool: &Spool, body: &[u8]) -> QueueId {
     writer(spool, 1, body).commit().unwrap()
 }
 
